@@ -1,0 +1,19 @@
+//! The HTTP edge shared by every service.
+//!
+//! - [`error`]: `ApiError`, the one error type handlers return, rendered as
+//!   `{"error", "message", "details"}`.
+//! - [`extract`]: a strict JSON body extractor (415, 400, 413, 422 naming the field) and
+//!   parameter parsing helpers.
+//! - [`correlation`]: `X-Correlation-Id` in, out, and on every log line of the request.
+//! - [`health`]: `/health/live` and `/health/ready`.
+//! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
+
+pub mod correlation;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod server;
+
+pub use correlation::CorrelationId;
+pub use error::{ApiError, ErrorBody, FieldError};
+pub use extract::JsonBody;

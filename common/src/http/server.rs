@@ -1,0 +1,41 @@
+//! Router finishing touches shared by every service, and serving with graceful shutdown.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::error::ApiError;
+use super::extract::BODY_LIMIT_BYTES;
+use crate::shutdown::Shutdown;
+
+/// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`), JSON 404/405 answers, the
+/// 1 MiB body limit and the correlation-id middleware to a service's routes.
+pub fn finish(routes: Router, openapi: utoipa::openapi::OpenApi) -> Router {
+    routes
+        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(super::correlation::middleware))
+}
+
+async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::method_not_allowed()
+}
+
+/// Serves until `shutdown`; requests in flight are allowed to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}

@@ -1,0 +1,24 @@
+//! Building blocks shared by the orchestrator and the participants.
+//!
+//! - [`configuration`]: typed, layered settings (defaults, optional TOML file, `APP__` variables).
+//! - [`telemetry`]: the JSON (bunyan) tracing subscriber, built once per process.
+//! - [`db`]: PostgreSQL connection pool and error helpers.
+//! - [`migration`]: the outbox and inbox tables every service database carries.
+//! - [`contracts`]: message types and payloads exchanged over RabbitMQ: the one place both sides agree on.
+//! - [`messaging`]: envelope, topology, broker supervisor, consumer loop, transactional outbox and inbox.
+//! - [`http`]: the JSON error at the edge, strict extractors, health probes, correlation ids, Swagger UI.
+//! - [`service`]: the shared start-up (database, migrations, port) and run-until-stopped sequence.
+//! - [`shutdown`]: the stop signal handed to every long-running task.
+//! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.
+
+pub mod configuration;
+pub mod contracts;
+pub mod db;
+pub mod http;
+pub mod messaging;
+pub mod migration;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

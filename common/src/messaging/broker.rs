@@ -1,0 +1,204 @@
+//! One supervised AMQP connection per service.
+//!
+//! [`Messaging::run`] connects, declares the topology, starts the consumer and the outbox relay,
+//! and watches the connection. When anything breaks it marks itself not ready, backs off
+//! (exponentially, capped) and starts over, so a broker restart needs no process restart. On
+//! shutdown it cancels the consumer, lets deliveries in flight finish (bounded by the grace
+//! period), flushes the outbox once more and closes the connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use sea_orm::DatabaseConnection;
+
+use super::consumer::{ConsumerContext, MessageHandler, consume};
+use super::outbox::{Relay, RelayError, RelayWakeup};
+use super::topology;
+use crate::configuration::{AmqpSettings, OutboxSettings};
+use crate::shutdown::Shutdown;
+
+/// Live view of the broker side, read by readiness.
+#[derive(Debug, Default)]
+pub struct BrokerStatus {
+    connected: AtomicBool,
+    consuming: AtomicBool,
+}
+
+impl BrokerStatus {
+    /// The connection and both channels are open.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The consumer is registered and its loop runs.
+    pub fn consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, connected: bool, consuming: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        self.consuming.store(consuming, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error("the connection or a channel closed")]
+    Disconnected,
+    #[error("the consumer stopped")]
+    ConsumerEnded,
+}
+
+pub struct Messaging<H> {
+    pub service: String,
+    pub amqp: AmqpSettings,
+    pub outbox: OutboxSettings,
+    pub db: DatabaseConnection,
+    /// The queue this service consumes.
+    pub queue: &'static str,
+    pub handler: Arc<H>,
+    pub status: Arc<BrokerStatus>,
+    pub wakeup: RelayWakeup,
+    /// How long deliveries in flight may take to finish once shutdown starts.
+    pub grace: Duration,
+}
+
+impl<H: MessageHandler> Messaging<H> {
+    /// Runs until `shutdown`, reconnecting as often as needed.
+    pub async fn run(self, shutdown: Shutdown) {
+        let initial_delay = Duration::from_millis(200);
+        let max_delay = Duration::from_millis(self.amqp.max_reconnect_delay_ms.max(200));
+        let mut delay = initial_delay;
+        while !shutdown.is_triggered() {
+            let mut established = false;
+            let outcome = self.session(&shutdown, &mut established).await;
+            self.status.set(false, false);
+            match outcome {
+                Ok(()) => return,
+                Err(error) => {
+                    if established {
+                        delay = initial_delay;
+                    }
+                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "messaging session ended; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.wait() => return,
+            }
+            delay = (delay * 2).min(max_delay);
+        }
+    }
+
+    async fn session(
+        &self,
+        shutdown: &Shutdown,
+        established: &mut bool,
+    ) -> Result<(), SessionError> {
+        let connection = Connection::connect(
+            &self.amqp.url,
+            ConnectionProperties::default().with_connection_name(self.service.as_str().into()),
+        )
+        .await?;
+        let setup = connection.create_channel().await?;
+        topology::declare(&setup).await?;
+        let _ = setup.close(200, "topology declared".into()).await;
+
+        let publisher = connection.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let consuming_channel = connection.create_channel().await?;
+        consuming_channel
+            .basic_qos(self.amqp.prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("{}-{}", self.service, uuid::Uuid::now_v7());
+        let consumer = consuming_channel
+            .basic_consume(
+                self.queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        *established = true;
+        self.status.set(true, true);
+        tracing::info!(queue = self.queue, "connected to RabbitMQ and consuming");
+
+        let context = Arc::new(ConsumerContext {
+            service: self.service.clone(),
+            queue: self.queue,
+            publisher: publisher.clone(),
+            wakeup: self.wakeup.clone(),
+            concurrency: self.amqp.concurrency.min(usize::from(self.amqp.prefetch)),
+            retry_delay: Duration::from_millis(500),
+        });
+        let relay = Relay {
+            db: self.db.clone(),
+            settings: self.outbox.clone(),
+            wakeup: self.wakeup.clone(),
+            app_id: self.service.clone(),
+        };
+        let relay_stop = Shutdown::new();
+
+        let consuming = async {
+            let deliveries = consume(consumer, context, self.handler.clone());
+            tokio::pin!(deliveries);
+            tokio::select! {
+                () = &mut deliveries => Err(SessionError::ConsumerEnded),
+                () = shutdown.wait() => {
+                    let _ = consuming_channel
+                        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                        .await;
+                    if tokio::time::timeout(self.grace, deliveries).await.is_err() {
+                        tracing::warn!("deliveries still in flight at the end of the grace period; the broker will redeliver them");
+                    }
+                    Ok(())
+                }
+            }
+        };
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if !(connection.status().connected()
+                    && publisher.status().connected()
+                    && consuming_channel.status().connected())
+                {
+                    return SessionError::Disconnected;
+                }
+            }
+        };
+
+        let outcome = tokio::select! {
+            result = relay.run(&publisher, &relay_stop) => Err(match result {
+                Ok(()) => SessionError::Disconnected,
+                Err(error) => error.into(),
+            }),
+            error = watchdog => Err(error),
+            result = consuming => result,
+        };
+        self.status.set(false, false);
+        if outcome.is_ok() {
+            // Shutting down: publish what the last deliveries committed, then say goodbye.
+            relay_stop.trigger();
+            if let Err(error) = tokio::time::timeout(self.grace, relay.run(&publisher, &relay_stop))
+                .await
+                .unwrap_or(Ok(()))
+            {
+                tracing::warn!(%error, "final outbox flush failed; messages stay in the outbox");
+            }
+            let _ = connection.close(200, "shutdown".into()).await;
+        }
+        outcome
+    }
+}

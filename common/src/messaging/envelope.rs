@@ -1,0 +1,173 @@
+//! The message envelope: `{"message_id", "type", "saga_id", "correlation_id", "causation_id",
+//! "occurred_at", "payload"}`, with the same ids repeated in the AMQP properties and headers so the
+//! management console and other tools see them without parsing the body.
+
+use chrono::{DateTime, Utc};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use super::topology;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub message_id: Uuid,
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub saga_id: Uuid,
+    pub correlation_id: String,
+    /// The message (or HTTP request) that caused this one.
+    pub causation_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+impl Envelope {
+    pub fn new<P: Serialize>(
+        message_type: &str,
+        saga_id: Uuid,
+        correlation_id: &str,
+        causation_id: Option<Uuid>,
+        payload: &P,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            message_id: Uuid::now_v7(),
+            message_type: message_type.to_owned(),
+            saga_id,
+            correlation_id: correlation_id.to_owned(),
+            causation_id,
+            occurred_at: Utc::now(),
+            payload: serde_json::to_value(payload)?,
+        })
+    }
+
+    /// Builds the reply to this message: same saga and correlation, caused by this message.
+    pub fn reply<P: Serialize>(
+        &self,
+        message_type: &str,
+        payload: &P,
+    ) -> Result<Self, serde_json::Error> {
+        Self::new(
+            message_type,
+            self.saga_id,
+            &self.correlation_id,
+            Some(self.message_id),
+            payload,
+        )
+    }
+
+    pub fn payload<P: DeserializeOwned>(&self) -> Result<P, serde_json::Error> {
+        P::deserialize(&self.payload)
+    }
+}
+
+/// An envelope together with where it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    pub exchange: String,
+    pub routing_key: String,
+    pub envelope: Envelope,
+}
+
+impl OutgoingMessage {
+    /// A command, routed on `saga.commands` by its type.
+    pub fn command(envelope: Envelope) -> Self {
+        Self::routed_by_type(topology::COMMANDS_EXCHANGE, envelope)
+    }
+
+    /// A participant's reply to the orchestrator.
+    pub fn reply(envelope: Envelope) -> Self {
+        Self::routed_by_type(topology::REPLIES_EXCHANGE, envelope)
+    }
+
+    /// An order lifecycle event for other consumers.
+    pub fn event(envelope: Envelope) -> Self {
+        Self::routed_by_type(topology::EVENTS_EXCHANGE, envelope)
+    }
+
+    fn routed_by_type(exchange: &str, envelope: Envelope) -> Self {
+        Self {
+            exchange: exchange.to_owned(),
+            routing_key: envelope.message_type.clone(),
+            envelope,
+        }
+    }
+}
+
+pub const HEADER_CORRELATION_ID: &str = "x-correlation-id";
+pub const HEADER_SAGA_ID: &str = "x-saga-id";
+pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
+
+/// Persistent JSON message with the envelope's ids in the properties and headers.
+pub fn properties(envelope: &Envelope, app_id: &str) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        HEADER_CORRELATION_ID.into(),
+        long_string(&envelope.correlation_id),
+    );
+    headers.insert(
+        HEADER_SAGA_ID.into(),
+        long_string(&envelope.saga_id.to_string()),
+    );
+    if let Some(causation) = envelope.causation_id {
+        headers.insert(
+            HEADER_CAUSATION_ID.into(),
+            long_string(&causation.to_string()),
+        );
+    }
+    BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2)
+        .with_message_id(ShortString::from(envelope.message_id.to_string()))
+        .with_correlation_id(ShortString::from(envelope.correlation_id.clone()))
+        .with_type(ShortString::from(envelope.message_type.clone()))
+        .with_app_id(ShortString::from(app_id))
+        .with_timestamp(u64::try_from(envelope.occurred_at.timestamp()).unwrap_or_default())
+        .with_headers(headers)
+}
+
+pub fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_serialises_with_the_documented_field_names() {
+        let envelope = Envelope::new(
+            "payment.charge",
+            Uuid::nil(),
+            "corr-1",
+            None,
+            &serde_json::json!({"a": 1}),
+        )
+        .unwrap();
+        let json = serde_json::to_value(&envelope).unwrap();
+        for field in [
+            "message_id",
+            "type",
+            "saga_id",
+            "correlation_id",
+            "causation_id",
+            "occurred_at",
+            "payload",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        let back: Envelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn a_reply_keeps_saga_and_correlation_and_points_at_its_cause() {
+        let command = Envelope::new("payment.charge", Uuid::now_v7(), "corr-9", None, &()).unwrap();
+        let reply = command.reply("payment.charged", &()).unwrap();
+        assert_eq!(reply.saga_id, command.saga_id);
+        assert_eq!(reply.correlation_id, "corr-9");
+        assert_eq!(reply.causation_id, Some(command.message_id));
+        assert_ne!(reply.message_id, command.message_id);
+    }
+}

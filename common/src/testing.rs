@@ -1,0 +1,339 @@
+//! Test isolation against the real servers: every test gets its own PostgreSQL databases and its
+//! own RabbitMQ vhost, so tests run in parallel and never see what another test (or an earlier
+//! run) left behind. `deploy/test.sh` drops `sagatest_*` databases and `sagatest-*` vhosts left by
+//! crashed runs.
+//!
+//! Where the servers are comes from `SAGA_TEST_DATABASE_URL` (an admin URL, default
+//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`), `SAGA_TEST_AMQP_URL` (without vhost,
+//! default `amqp://guest:guest@127.0.0.1:5672`) and `SAGA_TEST_RABBITMQ_API` (default
+//! `http://127.0.0.1:15672`, user guest/guest).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use uuid::Uuid;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The admin connection URL (database `postgres`).
+pub fn admin_database_url() -> String {
+    env_or(
+        "SAGA_TEST_DATABASE_URL",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    )
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn create_database(label: &str) -> String {
+    let admin_url = admin_database_url();
+    let name = format!("sagatest_{}_{label}", Uuid::new_v4().simple());
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("cannot reach the test PostgreSQL (is ./deploy/test.sh used?)");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("cannot create a test database");
+    let _ = admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Drops a test database, terminating its connections.
+pub async fn drop_database(url: &str) {
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let admin = Database::connect(&admin_database_url()).await.unwrap();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+}
+
+/// A private RabbitMQ vhost with full permissions for the test user.
+pub struct TestVhost {
+    pub name: String,
+    /// AMQP URL into this vhost.
+    pub amqp_url: String,
+    pub api: RabbitApi,
+}
+
+impl TestVhost {
+    pub async fn create() -> Self {
+        let api = RabbitApi::from_env();
+        let name = format!("sagatest-{}", Uuid::new_v4().simple());
+        api.put(&format!("/api/vhosts/{name}"), serde_json::json!({}))
+            .await;
+        api.put(
+            &format!("/api/permissions/{name}/{}", api.user),
+            serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+        )
+        .await;
+        let base = env_or("SAGA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
+        Self {
+            amqp_url: format!("{}/{name}", base.trim_end_matches('/')),
+            name,
+            api,
+        }
+    }
+
+    /// Deletes the vhost: every connection into it is closed by the broker.
+    pub async fn delete(&self) {
+        self.api.delete(&format!("/api/vhosts/{}", self.name)).await;
+    }
+
+    /// Messages in `queue` (ready ones), as the management API sees them.
+    pub async fn queue_depth(&self, queue: &str) -> i64 {
+        let info = self
+            .api
+            .get(&format!("/api/queues/{}/{queue}", self.name))
+            .await;
+        info.get("messages_ready")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + info
+                .get("messages_unacknowledged")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+    }
+
+    /// Peeks at up to `count` messages of `queue` (they are requeued).
+    pub async fn peek(&self, queue: &str, count: u32) -> Vec<Value> {
+        let answer = self
+            .api
+            .post(
+                &format!("/api/queues/{}/{queue}/get", self.name),
+                serde_json::json!({"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"}),
+            )
+            .await;
+        answer.as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A small client for the RabbitMQ management HTTP API.
+#[derive(Clone)]
+pub struct RabbitApi {
+    base: String,
+    user: String,
+    password: String,
+    client: reqwest::Client,
+}
+
+impl RabbitApi {
+    pub fn from_env() -> Self {
+        Self {
+            base: env_or("SAGA_TEST_RABBITMQ_API", "http://127.0.0.1:15672"),
+            user: env_or("SAGA_TEST_RABBITMQ_USER", "guest"),
+            password: env_or("SAGA_TEST_RABBITMQ_PASSWORD", "guest"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Value {
+        let response = request
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("RabbitMQ management API unreachable (is the management plugin on?)");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "management API answered {status}: {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.send(self.client.put(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Value {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+            .await
+    }
+}
+
+/// Polls `check` until it yields `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Generous bound for asynchronous outcomes: tests must pass on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Log output for tests: silent unless `TEST_LOG` is set.
+pub fn init_test_telemetry() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            crate::telemetry::init(crate::telemetry::subscriber(
+                "test",
+                "info",
+                std::io::stdout,
+            ));
+        } else {
+            crate::telemetry::init(crate::telemetry::subscriber("test", "off", std::io::sink));
+        }
+    });
+}
+
+/// A private, exclusive queue bound to an exchange: lets a test see what a service published.
+pub struct Tap {
+    _connection: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+impl Tap {
+    /// Binds a fresh queue to `exchange` for each routing key. Bind before causing the message.
+    pub async fn bind(amqp_url: &str, exchange: &str, routing_keys: &[&str]) -> Self {
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let connection =
+            lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        // The services declare the exchanges too; declaring here lets a tap come first.
+        crate::messaging::topology::declare(&channel).await.unwrap();
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        for key in routing_keys {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    exchange.into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "tap".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self {
+            _connection: connection,
+            consumer,
+        }
+    }
+
+    /// The next message, parsed as an envelope; panics after [`PATIENCE`].
+    pub async fn next(&mut self) -> crate::messaging::Envelope {
+        use futures_util::StreamExt;
+        let delivery = tokio::time::timeout(PATIENCE, self.consumer.next())
+            .await
+            .expect("no message reached the tap in time")
+            .expect("tap consumer closed")
+            .expect("tap consumer failed");
+        serde_json::from_slice(&delivery.data).expect("tapped message is not an envelope")
+    }
+}
+
+/// Publishes raw bytes (persistent, confirmed) as a misbehaving or test producer would.
+pub async fn publish_raw(
+    amqp_url: &str,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    crate::messaging::topology::declare(&channel).await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties.with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirmation.is_ack(), "the broker refused the test message");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Publishes an envelope the way the outbox relay does.
+pub async fn publish_envelope(amqp_url: &str, message: &crate::messaging::OutgoingMessage) {
+    let body = serde_json::to_vec(&message.envelope).unwrap();
+    publish_raw(
+        amqp_url,
+        &message.exchange,
+        &message.routing_key,
+        &body,
+        crate::messaging::envelope::properties(&message.envelope, "test"),
+    )
+    .await;
+}
+
+/// Value of a header on a message returned by [`TestVhost::peek`].
+pub fn peeked_header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
+    message
+        .pointer(&format!("/properties/headers/{name}"))
+        .and_then(Value::as_str)
+}

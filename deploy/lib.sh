@@ -1,0 +1,311 @@
+# shellcheck shell=bash disable=SC2034 # variables set here are used by the scripts sourcing it
+# Shared helpers for deploy/run.sh and deploy/test.sh. Source it; do not run it.
+#
+# Everything here is idempotent: a server that already answers is reused as it is
+# (never restarted), missing Debian packages are installed with apt-get, and every
+# wait is bounded. Log lines go to stderr, prefixed with "[deploy]".
+
+# Fixed local endpoints the services and the tests are configured for.
+DEPLOY_PG_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+DEPLOY_AMQP_URL="amqp://guest:guest@127.0.0.1:5672"
+DEPLOY_RABBITMQ_API="http://127.0.0.1:15672"
+DEPLOY_RABBITMQ_USER="guest"
+DEPLOY_RABBITMQ_PASSWORD="guest"
+# Seconds to wait for a server to come up before giving up.
+DEPLOY_WAIT_SECONDS="${DEPLOY_WAIT_SECONDS:-60}"
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DEPLOY_ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
+# Logs and pid files of this machine's runs (git-ignored).
+DEPLOY_RUN_DIR="$DEPLOY_DIR/.run"
+
+# rabbitmqctl, rabbitmq-plugins, runuser and service live in /usr/sbin, which is not on a
+# regular user's PATH on Debian.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
+
+log() { printf '[deploy] %s\n' "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "root is needed to run '$*' (run as root or install sudo)"
+    fi
+}
+
+# True when something accepts TCP connections on host:port.
+port_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash, which gets host and port as $1 $2
+    timeout 2 bash -c ': </dev/tcp/"$1"/"$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND...: polls COMMAND every second; dies on timeout.
+wait_until() {
+    local what=$1 seconds=$2 deadline
+    shift 2
+    deadline=$((SECONDS + seconds))
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            die "timed out after ${seconds}s waiting for $what"
+        fi
+        sleep 1
+    done
+}
+
+# True when systemd runs this machine (then services are started through it, not by hand).
+has_systemd() { [ -d /run/systemd/system ]; }
+
+# apt_install PACKAGE...: installs what is missing; "apt-get update" runs once per process.
+_deploy_apt_updated=0
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing ${missing[*]} and apt-get is not available: install them by hand"
+    if [ "$_deploy_apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 ||
+            die "apt-get update failed"
+        _deploy_apt_updated=1
+    fi
+    log "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+# ---------------------------------------------------------------------------------------
+# Rust
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+        # rustup installs here without touching PATH in non-login shells.
+        # shellcheck source=/dev/null
+        . "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: a Rust toolchain 1.88 or newer is required. Install it with rustup (https://rustup.rs; Debian's own rustc is too old), then re-run."
+    local version
+    version="$(rustc --version 2>/dev/null | awk '{print $2}')"
+    if [ -n "$version" ] && [ "$(printf '%s\n' 1.88.0 "${version%%-*}" | sort -V | head -n1)" != 1.88.0 ]; then
+        die "rustc $version is too old: Rust 1.88 or newer is required (rustup update stable)"
+    fi
+    log "using $(cargo --version)"
+}
+
+# ---------------------------------------------------------------------------------------
+# PostgreSQL
+
+# pg_isready exit codes: 0 accepting, 1 rejecting (starting up), 2 no answer, 3 bad call.
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+
+pg_connects() { psql "$DEPLOY_PG_URL" -Atqc 'select 1' >/dev/null 2>&1; }
+
+# Starts (or first creates) the local cluster that owns port 5432.
+_start_postgres_cluster() {
+    local ver name status
+    read -r ver name status < <(pg_lsclusters --no-header 2>/dev/null | awk '$3 == 5432 { print $1, $2, $4; exit }') || true
+    if [ -z "${ver:-}" ]; then
+        if [ -n "$(pg_lsclusters --no-header 2>/dev/null)" ]; then
+            pg_lsclusters >&2 || true
+            die "PostgreSQL clusters exist, but none is configured for port 5432"
+        fi
+        ver="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n1)"
+        [ -n "$ver" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
+        name=main
+        log "creating PostgreSQL cluster $ver/$name on port 5432"
+        as_root pg_createcluster "$ver" "$name" --port 5432 >&2 || die "pg_createcluster $ver $name failed"
+    elif [ "$status" = online ]; then
+        # Running but not answering on 127.0.0.1: starting it again would not help.
+        die "PostgreSQL $ver/$name is online but does not answer on 127.0.0.1:5432 (check listen_addresses in /etc/postgresql/$ver/$name/postgresql.conf)"
+    fi
+    log "starting PostgreSQL cluster $ver/$name"
+    if has_systemd; then
+        as_root pg_ctlcluster "$ver" "$name" start >&2
+    else
+        # No init system in containers: let pg_ctlcluster start the postmaster itself.
+        as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start >&2
+    fi || die "could not start PostgreSQL $ver/$name (see /var/log/postgresql/postgresql-$ver-$name.log)"
+}
+
+ensure_postgres() {
+    if command -v pg_isready >/dev/null 2>&1 && pg_ready; then
+        log "PostgreSQL answers on 127.0.0.1:5432, reusing it"
+    elif ! command -v pg_isready >/dev/null 2>&1 && port_open 127.0.0.1 5432; then
+        log "something answers on 127.0.0.1:5432, reusing it (installing the PostgreSQL client)"
+        apt_install postgresql-client
+    else
+        apt_install postgresql
+        # Installing may have started it already (Debian's postinst tries to); else is it starting?
+        if ! pg_ready; then
+            local rc=0
+            pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1 || rc=$?
+            [ "$rc" -eq 1 ] || _start_postgres_cluster # 1 = already starting up: just wait
+        fi
+        wait_until "PostgreSQL on 127.0.0.1:5432" "$DEPLOY_WAIT_SECONDS" pg_ready
+        log "PostgreSQL is ready on 127.0.0.1:5432"
+    fi
+    command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+
+    if ! pg_connects; then
+        # Debian's default pg_hba.conf wants a password (scram) on 127.0.0.1; the stock
+        # postgres role has none. Set it through the local socket (peer auth as OS user postgres).
+        # With "trust" auth we never get here: any password is accepted.
+        log "cannot log in as postgres/postgres over TCP; setting the postgres role's password"
+        if id postgres >/dev/null 2>&1; then
+            (cd / && as_root runuser -u postgres -- psql -p 5432 -Atq \
+                -c "ALTER USER postgres PASSWORD 'postgres'") >&2 ||
+                log "could not set the password through the local socket"
+        fi
+        pg_connects || {
+            psql "$DEPLOY_PG_URL" -Atqc 'select 1' >&2 || true
+            die "cannot connect to $DEPLOY_PG_URL (see the psql error above)"
+        }
+    fi
+    log "PostgreSQL login $DEPLOY_PG_URL works"
+}
+
+# ensure_databases NAME...: creates each database that does not exist yet.
+ensure_databases() {
+    local db exists
+    for db in "$@"; do
+        exists="$(psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="$db" \
+            <<<"SELECT 1 FROM pg_database WHERE datname = :'db'")" ||
+            die "cannot query pg_database"
+        if [ "$exists" = 1 ]; then
+            log "database $db exists"
+            continue
+        fi
+        log "creating database $db"
+        psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="$db" \
+            <<<"SELECT format('CREATE DATABASE %I', :'db') \gexec" >&2 ||
+            die "could not create database $db"
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# RabbitMQ
+
+rabbit_api_up() {
+    curl -sf -o /dev/null --max-time 3 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+        "$DEPLOY_RABBITMQ_API/api/overview"
+}
+
+amqp_up() { port_open 127.0.0.1 5672; }
+
+# True when this machine has a local RabbitMQ node whose CLI tools we can drive.
+rabbit_local() { command -v rabbitmqctl >/dev/null 2>&1 && command -v rabbitmq-plugins >/dev/null 2>&1; }
+
+_start_rabbitmq() {
+    mkdir -p "$DEPLOY_RUN_DIR"
+    local out="$DEPLOY_RUN_DIR/rabbitmq-start.log"
+    log "starting RabbitMQ (output in $out)"
+    # Debian's /usr/sbin/rabbitmq-server wrapper switches to the rabbitmq user when run as root.
+    # No stdio is inherited so the daemon never holds a caller's pipe open.
+    if has_systemd; then
+        as_root service rabbitmq-server start </dev/null >"$out" 2>&1
+    else
+        as_root rabbitmq-server -detached </dev/null >"$out" 2>&1 ||
+            as_root service rabbitmq-server start </dev/null >>"$out" 2>&1
+    fi || {
+        tail -n 20 "$out" >&2 || true
+        die "could not start RabbitMQ"
+    }
+}
+
+ensure_rabbitmq() {
+    apt_install curl
+    if amqp_up; then
+        log "RabbitMQ answers on 127.0.0.1:5672, reusing it"
+    else
+        apt_install rabbitmq-server
+        # Debian's postinst may have started it already.
+        amqp_up || _start_rabbitmq
+        wait_until "RabbitMQ on 127.0.0.1:5672" "$DEPLOY_WAIT_SECONDS" amqp_up
+        # The AMQP listener opens before boot has fully finished; plugins need a booted node.
+        as_root rabbitmqctl -q await_startup --timeout "$DEPLOY_WAIT_SECONDS" >&2 ||
+            die "RabbitMQ did not finish booting (see /var/log/rabbitmq/)"
+        log "RabbitMQ is ready on 127.0.0.1:5672"
+    fi
+
+    if rabbit_api_up; then
+        log "RabbitMQ management API answers on $DEPLOY_RABBITMQ_API"
+        return 0
+    fi
+    rabbit_local ||
+        die "the RabbitMQ management API does not answer on $DEPLOY_RABBITMQ_API and this machine has no rabbitmq-plugins: enable rabbitmq_management on the broker"
+    # "is_enabled" exits 69 when the plugin is off; "enable" works on a running node.
+    if as_root rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+        log "rabbitmq_management is enabled; waiting for its HTTP listener"
+    else
+        log "enabling the rabbitmq_management plugin"
+        as_root rabbitmq-plugins -q enable rabbitmq_management >&2 ||
+            die "rabbitmq-plugins enable rabbitmq_management failed"
+        # As root the Debian wrapper runs rabbitmq-plugins as root, which leaves
+        # enabled_plugins owned by root; hand it back so the rabbitmq user can rewrite it.
+        if [ -f /etc/rabbitmq/enabled_plugins ] && id rabbitmq >/dev/null 2>&1; then
+            as_root chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins || true
+        fi
+    fi
+    wait_until "the RabbitMQ management API on $DEPLOY_RABBITMQ_API" "$DEPLOY_WAIT_SECONDS" rabbit_api_up
+    log "RabbitMQ management API answers on $DEPLOY_RABBITMQ_API"
+}
+
+# ---------------------------------------------------------------------------------------
+# Test leftovers
+
+# Percent-encodes one URL path segment.
+urlencode() {
+    local s=$1 out='' c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+        [A-Za-z0-9._~-]) out+=$c ;;
+        *) out+=$(printf '%%%02X' "'$c") ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
+# Drops the private databases and vhosts that killed or crashed test runs left behind.
+# Do not run it while another test run is going on: it would pull the rug from under it.
+cleanup_test_leftovers() {
+    local db vhost code listing dbs=() vhosts=()
+    listing="$(psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atqc \
+        "SELECT datname FROM pg_database WHERE left(datname, 9) = 'sagatest_' ORDER BY 1")" ||
+        die "cannot list databases"
+    [ -z "$listing" ] || mapfile -t dbs <<<"$listing"
+    for db in "${dbs[@]}"; do
+        log "dropping leftover database $db"
+        psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="$db" \
+            <<<"SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec" >&2 ||
+            die "could not drop database $db"
+    done
+
+    listing="$(curl -sf --max-time 10 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+        "$DEPLOY_RABBITMQ_API/api/vhosts?columns=name")" ||
+        die "cannot list RabbitMQ vhosts through $DEPLOY_RABBITMQ_API"
+    # Only "name" columns are returned; test vhost names carry no quotes or backslashes.
+    listing="$(grep -o '"name":"sagatest-[^"\\]*"' <<<"$listing" | sed 's/^"name":"//; s/"$//')" || true
+    [ -z "$listing" ] || mapfile -t vhosts <<<"$listing"
+    for vhost in "${vhosts[@]}"; do
+        log "deleting leftover vhost $vhost"
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X DELETE \
+            -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+            "$DEPLOY_RABBITMQ_API/api/vhosts/$(urlencode "$vhost")")" || true
+        case $code in
+        204 | 404) ;; # 404: already gone
+        *) die "could not delete vhost $vhost (HTTP $code)" ;;
+        esac
+    done
+    log "test leftovers: dropped ${#dbs[@]} database(s), ${#vhosts[@]} vhost(s)"
+}

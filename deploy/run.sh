@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Builds the workspace and runs the orchestrator, payment and inventory services on this
+# machine, against a local PostgreSQL and RabbitMQ (installed and started when missing).
+# Ctrl-C (or SIGTERM) stops the services; the database and broker keep running.
+#
+# Settings (defaults in brackets; set them in the environment to override):
+#   ORCHESTRATOR_PORT [3000]  PAYMENT_PORT [3001]  INVENTORY_PORT [3002]
+#   ORCHESTRATOR_DATABASE_URL [postgres://postgres:postgres@127.0.0.1:5432/saga_orchestrator]
+#   PAYMENT_DATABASE_URL      [.../saga_payment]
+#   INVENTORY_DATABASE_URL    [.../saga_inventory]
+#   APP__APPLICATION__HOST    [127.0.0.1]  shared by all three services
+#   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all three
+#   SAGA_STOP_TIMEOUT         [20] seconds a service gets to stop before SIGKILL
+# The per-service variables become APP__APPLICATION__PORT and APP__DATABASE__URL of that
+# service; any other APP__* variable is passed through to all three.
+# Only the saga_* databases are created; a database named by an overriding URL must exist.
+#
+# Logs (JSON lines) and pid files: deploy/.run/<service>.log, deploy/.run/<service>.pid
+set -euo pipefail
+
+# shellcheck source=deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$DEPLOY_ROOT"
+
+PG_BASE="postgres://postgres:postgres@127.0.0.1:5432"
+SERVICES=(orchestrator payment inventory)
+declare -A PORT=(
+    [orchestrator]="${ORCHESTRATOR_PORT:-3000}"
+    [payment]="${PAYMENT_PORT:-3001}"
+    [inventory]="${INVENTORY_PORT:-3002}"
+)
+declare -A DB_URL=(
+    [orchestrator]="${ORCHESTRATOR_DATABASE_URL:-$PG_BASE/saga_orchestrator}"
+    [payment]="${PAYMENT_DATABASE_URL:-$PG_BASE/saga_payment}"
+    [inventory]="${INVENTORY_DATABASE_URL:-$PG_BASE/saga_inventory}"
+)
+export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
+export APP__AMQP__URL="${APP__AMQP__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+STOP_TIMEOUT="${SAGA_STOP_TIMEOUT:-20}"
+READY_TIMEOUT=60
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+
+# Where to probe the services: a wildcard bind address is reachable on loopback.
+case $APP__APPLICATION__HOST in
+0.0.0.0 | :: | '[::]') PROBE_HOST=127.0.0.1 ;;
+*:*) PROBE_HOST="[$APP__APPLICATION__HOST]" ;; # IPv6 literal in a URL
+*) PROBE_HOST=$APP__APPLICATION__HOST ;;
+esac
+
+declare -A PID=() # service -> pid of the process we started
+declare -A REAPED=() # pid -> 1 once `wait` collected it (the number may be reused after that)
+
+# True while the process runs (a zombie, i.e. exited but not yet reaped, counts as stopped).
+running() {
+    local stat
+    [ -z "${REAPED[$1]:-}" ] && stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+log_tail() {
+    log "last lines of $DEPLOY_RUN_DIR/$1.log:"
+    tail -n 30 "$DEPLOY_RUN_DIR/$1.log" >&2 || true
+}
+
+# Stops every service we started: SIGTERM, up to STOP_TIMEOUT seconds, then SIGKILL.
+# Runs on every exit (Ctrl-C, a failed start, a crashed service, an error in this script).
+stop_services() {
+    trap '' INT TERM # a second Ctrl-C must not cut the orderly stop short
+    local svc pid left=() deadline
+    for svc in "${!PID[@]}"; do
+        pid=${PID[$svc]}
+        if running "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            left+=("$pid")
+        fi
+    done
+    if [ "${#left[@]}" -gt 0 ]; then
+        log "stopping ${#left[@]} service(s) (up to ${STOP_TIMEOUT}s)"
+        deadline=$((SECONDS + STOP_TIMEOUT))
+        for pid in "${left[@]}"; do
+            while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+            if running "$pid"; then
+                log "pid $pid did not stop in time; killing it"
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+            # Reap it here, quietly: bash would otherwise print a "Killed" job notice.
+            { wait "$pid"; } 2>/dev/null || true
+            REAPED[$pid]=1
+        done
+    fi
+    for svc in "${!PID[@]}"; do rm -f "$DEPLOY_RUN_DIR/$svc.pid"; done
+    PID=()
+}
+trap stop_services EXIT
+trap 'log "received SIGINT"; exit 0' INT
+trap 'log "received SIGTERM"; exit 0' TERM
+
+ready() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://$PROBE_HOST:${PORT[$1]}/health/ready")" = 200 ]
+}
+
+ensure_rust
+mkdir -p "$DEPLOY_RUN_DIR"
+
+# Refuse to start next to a previous run (the services would fail to bind anyway, later).
+for svc in "${SERVICES[@]}"; do
+    port=${PORT[$svc]}
+    port_open "$PROBE_HOST" "$port" || continue
+    old_pid="$(cat "$DEPLOY_RUN_DIR/$svc.pid" 2>/dev/null || true)"
+    if [ -n "$old_pid" ] && kill -0 "$old_pid" 2>/dev/null; then
+        die "port $port is in use: $svc (pid $old_pid) from an earlier deploy/run.sh is still running; stop it (Ctrl-C in its terminal, or kill $old_pid) first"
+    fi
+    die "port $port (for $svc) is already in use by another process; free it or set ${svc^^}_PORT"
+done
+
+ensure_postgres
+ensure_rabbitmq
+ensure_databases saga_orchestrator saga_payment saga_inventory
+
+log "building release binaries"
+cargo build --release --workspace --bins
+
+for svc in "${SERVICES[@]}"; do
+    [ -x "$BIN_DIR/$svc" ] || die "$BIN_DIR/$svc was not built"
+done
+
+for svc in "${SERVICES[@]}"; do
+    logfile="$DEPLOY_RUN_DIR/$svc.log"
+    [ ! -f "$logfile" ] || mv -f "$logfile" "$logfile.prev" # keep one earlier run for post-mortems
+    # exec: $! is the service itself, so signals reach it directly.
+    (
+        export APP__APPLICATION__PORT="${PORT[$svc]}" APP__DATABASE__URL="${DB_URL[$svc]}"
+        exec "$BIN_DIR/$svc"
+    ) </dev/null >"$logfile" 2>&1 &
+    PID[$svc]=$!
+    echo "${PID[$svc]}" >"$DEPLOY_RUN_DIR/$svc.pid"
+    log "started $svc (pid ${PID[$svc]}) on port ${PORT[$svc]}"
+done
+
+# Wait until every service reports ready; fail fast if one exits meanwhile.
+deadline=$((SECONDS + READY_TIMEOUT))
+pending=("${SERVICES[@]}")
+while [ "${#pending[@]}" -gt 0 ]; do
+    still=()
+    for svc in "${pending[@]}"; do
+        if ready "$svc"; then
+            log "$svc is ready"
+        elif ! running "${PID[$svc]}"; then
+            log_tail "$svc"
+            die "$svc exited during start-up"
+        else
+            still+=("$svc")
+        fi
+    done
+    pending=("${still[@]}")
+    [ "${#pending[@]}" -eq 0 ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        for svc in "${pending[@]}"; do log_tail "$svc"; done
+        die "not ready after ${READY_TIMEOUT}s: ${pending[*]} (GET /health/ready did not return 200)"
+    fi
+    sleep 1
+done
+
+api="http://$PROBE_HOST"
+log "all services are ready"
+cat <<EOF
+
+  Orders API         $api:${PORT[orchestrator]}/api/orders
+  Swagger UI         $api:${PORT[orchestrator]}/api/docs (orchestrator)
+                     $api:${PORT[payment]}/api/docs (payment)
+                     $api:${PORT[inventory]}/api/docs (inventory)
+  RabbitMQ console   $DEPLOY_RABBITMQ_API (${DEPLOY_RABBITMQ_USER}/${DEPLOY_RABBITMQ_PASSWORD})
+  Logs (JSON lines)  $DEPLOY_RUN_DIR/{orchestrator,payment,inventory}.log
+Press Ctrl-C to stop the services.
+
+EOF
+
+# Sit in the foreground; a service that exits on its own takes the others down with it.
+while :; do
+    status=0
+    reaped=''
+    wait -n -p reaped "${PID[@]}" || status=$?
+    [ -n "$reaped" ] || die "lost track of the services (wait returned $status)"
+    REAPED[$reaped]=1
+    for svc in "${SERVICES[@]}"; do
+        if [ "${PID[$svc]}" = "$reaped" ]; then
+            log "$svc (pid $reaped) exited unexpectedly with status $status"
+            log_tail "$svc"
+        fi
+    done
+    exit 1
+done

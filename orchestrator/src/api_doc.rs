@@ -1,0 +1,22 @@
+//! The OpenAPI document.
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Order orchestrator", description = "Places orders and drives each through its saga: charge the payment, reserve the stock, compensate with a refund when stock runs out."),
+    paths(
+        crate::orders::api::place_order,
+        crate::orders::api::get_order,
+        crate::orders::api::get_timeline,
+        crate::orders::api::list_orders,
+        saga_common::http::health::live,
+        saga_common::http::health::ready,
+    ),
+    components(schemas(saga_common::http::ErrorBody, saga_common::http::FieldError)),
+    tags(
+        (name = "orders", description = "Place orders and follow their sagas"),
+        (name = "health", description = "Probes"),
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,315 @@
+//! Order endpoints.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::{SubsecRound, Utc};
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use saga_common::db::is_unique_violation;
+use saga_common::http::correlation::record_order;
+use saga_common::http::extract::parse_uuid;
+use saga_common::http::{ApiError, CorrelationId, ErrorBody, JsonBody};
+use saga_common::messaging::outbox;
+
+use super::model::{Order, OrderStatus, OrderView, PlaceOrder, PlaceOrderRequest};
+use super::store::{self, Cursor, ListFilter, TimelineEntry};
+use crate::saga::effects::message_for;
+use crate::saga::machine;
+use crate::startup::AppState;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// What the first timeline entry names as its trigger.
+pub const ORDER_PLACED: &str = "order.placed";
+
+/// Places an order and starts its saga.
+///
+/// The order is stored, its saga set to await payment and the `payment.charge` command written
+/// to the outbox, all in one transaction. The answer comes before any participant has acted:
+/// poll `GET /api/orders/{id}` (or its timeline) for the outcome.
+#[utoipa::path(post, path = "/api/orders", tag = "orders",
+    request_body = PlaceOrderRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 128 characters. The same key with the same body returns the same order; with another body, 422."),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into every message and log line of this order; generated when absent; echoed."),
+    ),
+    responses(
+        (status = 202, description = "Accepted; the saga runs", body = OrderView,
+            headers(("Location" = String, description = "/api/orders/{order_id}"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid fields (each named in `details`), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
+pub async fn place_order(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let new_order = PlaceOrder::parse(request)?;
+
+    if let Some(key) = &idempotency_key
+        && let Some(existing) = store::find_by_idempotency_key(&state.db, key).await?
+    {
+        return replay(&existing, &new_order);
+    }
+
+    // Microseconds, as PostgreSQL stores them, so a replay answers byte for byte the same.
+    let now = Utc::now().trunc_subsecs(6);
+    let (initial, commands) = machine::start();
+    let order = Order {
+        order_id: Uuid::now_v7(),
+        total_cents: new_order.total_cents(),
+        customer_id: new_order.customer_id.clone(),
+        items: new_order.items.clone(),
+        state: initial,
+        version: 0,
+        correlation_id: correlation.0.clone(),
+        idempotency_key: idempotency_key.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    record_order(order.order_id);
+    // The request itself is the cause of the first commands.
+    let request_id = Uuid::now_v7();
+    let messages = commands
+        .iter()
+        .map(|command| message_for(*command, &order, &correlation.0, Some(request_id)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal(&e))?;
+
+    let txn = state.db.begin().await?;
+    if let Err(error) = store::insert(&txn, &order).await {
+        drop(txn);
+        // Two requests with one key raced and the other won: answer as a replay of it.
+        if let Some(key) = &idempotency_key
+            && is_unique_violation(&error, Some(store::IDEMPOTENCY_KEY_CONSTRAINT))
+            && let Some(existing) = store::find_by_idempotency_key(&state.db, key).await?
+        {
+            return replay(&existing, &new_order);
+        }
+        return Err(error.into());
+    }
+    store::record_transition(
+        &txn,
+        order.order_id,
+        None,
+        initial,
+        ORDER_PLACED,
+        request_id,
+        messages
+            .iter()
+            .map(|m| m.envelope.message_type.clone())
+            .collect(),
+    )
+    .await?;
+    for message in &messages {
+        outbox::enqueue(&txn, message).await?;
+    }
+    txn.commit().await?;
+    state.wakeup.notify();
+    tracing::info!(
+        total_cents = order.total_cents,
+        "order accepted; saga started"
+    );
+    Ok(accepted(&order))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| (1..=128).contains(&v.len()))
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 128 visible ASCII characters",
+            )
+        })
+}
+
+/// Same key: same body gets the same order back, another body is refused.
+fn replay(existing: &Order, request: &PlaceOrder) -> Result<Response, ApiError> {
+    record_order(existing.order_id);
+    if existing.customer_id == request.customer_id && existing.items == request.items {
+        tracing::info!("idempotent replay; no second saga");
+        Ok(accepted(existing))
+    } else {
+        Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different order body",
+        ))
+    }
+}
+
+fn accepted(order: &Order) -> Response {
+    let location = format!("/api/orders/{}", order.order_id);
+    let mut response = (StatusCode::ACCEPTED, Json(OrderView::from(order))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Reads an order and its status.
+#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "orders",
+    params(("order_id" = Uuid, Path, description = "The id `POST /api/orders` returned")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
+    ))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = load(&state, &order_id).await?;
+    Ok(Json(OrderView::from(&order)))
+}
+
+async fn load(state: &AppState, order_id: &str) -> Result<Order, ApiError> {
+    let order_id = parse_uuid("order_id", order_id)?;
+    record_order(order_id);
+    store::find(&state.db, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    /// Every saga transition, oldest first.
+    pub transitions: Vec<TimelineEntry>,
+}
+
+/// Every saga transition of an order, in order.
+#[utoipa::path(get, path = "/api/orders/{order_id}/timeline", tag = "orders",
+    params(("order_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The timeline", body = Timeline),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
+    ))]
+pub async fn get_timeline(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let order = load(&state, &order_id).await?;
+    let transitions = store::timeline(&state.db, order.order_id).await?;
+    Ok(Json(Timeline {
+        order_id: order.order_id,
+        status: OrderStatus::of(order.state),
+        transitions,
+    }))
+}
+
+/// Query parameters of `GET /api/orders`, taken as text and checked so each mistake is named.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `PENDING`, `COMPLETED` or `FAILED`.
+    pub status: Option<String>,
+    pub customer_id: Option<String>,
+    /// 1 to 100; default 20.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    /// Newest first.
+    pub items: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: u64 = 20;
+pub const MAX_PAGE: u64 = 100;
+
+/// Lists orders, newest first, cursor-paginated.
+#[utoipa::path(get, path = "/api/orders", tag = "orders", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 422, description = "A bad `status`, `limit` or `cursor`", body = ErrorBody),
+    ))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut violations = saga_common::http::extract::Violations::default();
+    let status = query.status.as_deref().and_then(|s| {
+        let parsed = OrderStatus::parse(s);
+        violations.check(
+            parsed.is_some(),
+            "status",
+            "must be PENDING, COMPLETED or FAILED",
+        );
+        parsed
+    });
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                violations.add(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                );
+                DEFAULT_PAGE
+            }
+        },
+    };
+    let after = query.cursor.as_deref().and_then(|c| {
+        let parsed = Cursor::decode(c);
+        violations.check(
+            parsed.is_some(),
+            "cursor",
+            "is not a cursor this API returned",
+        );
+        parsed
+    });
+    if let Some(customer) = &query.customer_id {
+        saga_common::http::extract::check_id(&mut violations, "customer_id", customer);
+    }
+    violations.finish(())?;
+
+    let filter = ListFilter {
+        status,
+        customer_id: query.customer_id,
+        after,
+        limit: limit + 1,
+    };
+    let mut orders = store::list(&state.db, &filter).await?;
+    let next_cursor = if orders.len() as u64 > limit {
+        orders.truncate(limit as usize);
+        orders.last().map(|o| {
+            Cursor {
+                created_at: o.created_at,
+                order_id: o.order_id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(OrderPage {
+        items: orders.iter().map(OrderView::from).collect(),
+        next_cursor,
+    }))
+}

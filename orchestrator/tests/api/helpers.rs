@@ -1,0 +1,260 @@
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use saga_common::configuration::ServiceSettings;
+use saga_common::shutdown::Shutdown;
+use saga_common::testing::{PATIENCE, TestVhost, create_database, eventually, init_test_telemetry};
+
+/// One running service of the fleet.
+pub struct Service {
+    pub base: String,
+    pub db_url: String,
+}
+
+/// The fleet, each service on port 0 with its own database, all in one private vhost.
+pub struct TestFleet {
+    pub orchestrator: Service,
+    pub payment: Service,
+    pub inventory: Service,
+    pub vhost: TestVhost,
+    pub client: reqwest::Client,
+    shutdown: Shutdown,
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+async fn settings(defaults: ServiceSettings, label: &str, vhost: &TestVhost) -> ServiceSettings {
+    let mut settings = defaults;
+    settings.application.port = 0;
+    settings.database.url = create_database(label).await;
+    settings.amqp.url = vhost.amqp_url.clone();
+    settings.shutdown_grace_ms = 2_000;
+    settings
+}
+
+pub async fn spawn_fleet() -> TestFleet {
+    init_test_telemetry();
+    let vhost = TestVhost::create().await;
+    let shutdown = Shutdown::new();
+
+    let orchestrator_settings = settings(
+        orchestrator::startup::default_settings(),
+        "orchestrator",
+        &vhost,
+    )
+    .await;
+    let payment_settings = settings(payment::startup::default_settings(), "payment", &vhost).await;
+    let inventory_settings =
+        settings(inventory::startup::default_settings(), "inventory", &vhost).await;
+
+    let orchestrator = {
+        let db_url = orchestrator_settings.database.url.clone();
+        let app = orchestrator::startup::Application::build(orchestrator_settings)
+            .await
+            .expect("orchestrator failed to start");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Service { base, db_url }
+    };
+    let payment = {
+        let db_url = payment_settings.database.url.clone();
+        let app = payment::startup::Application::build(payment_settings)
+            .await
+            .expect("payment failed to start");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Service { base, db_url }
+    };
+    let inventory = {
+        let db_url = inventory_settings.database.url.clone();
+        let app = inventory::startup::Application::build(inventory_settings)
+            .await
+            .expect("inventory failed to start");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Service { base, db_url }
+    };
+
+    let fleet = TestFleet {
+        orchestrator,
+        payment,
+        inventory,
+        vhost,
+        client: reqwest::Client::new(),
+        shutdown,
+    };
+    for service in [&fleet.orchestrator, &fleet.payment, &fleet.inventory] {
+        fleet.wait_ready(service).await;
+    }
+    fleet
+}
+
+impl TestFleet {
+    pub async fn wait_ready(&self, service: &Service) {
+        let url = format!("{}/health/ready", service.base);
+        eventually("service readiness", PATIENCE, || async {
+            let response = self.client.get(&url).send().await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn get(&self, url: String) -> Response {
+        self.client.get(url).send().await.unwrap()
+    }
+
+    pub async fn post_order(&self, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/api/orders", self.orchestrator.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_order_with_key(&self, body: &Value, key: &str) -> Response {
+        self.client
+            .post(format!("{}/api/orders", self.orchestrator.base))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Places an order and returns its id.
+    pub async fn place(&self, body: &Value) -> Uuid {
+        let response = self.post_order(body).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        body["order_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn order(&self, order_id: Uuid) -> Value {
+        self.get(format!("{}/api/orders/{order_id}", self.orchestrator.base))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn timeline(&self, order_id: Uuid) -> Value {
+        self.get(format!(
+            "{}/api/orders/{order_id}/timeline",
+            self.orchestrator.base
+        ))
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// Waits until the order leaves PENDING and returns it.
+    pub async fn wait_final(&self, order_id: Uuid) -> Value {
+        eventually("a final order status", PATIENCE, || async {
+            let order = self.order(order_id).await;
+            (order["status"] != "PENDING").then_some(order)
+        })
+        .await
+    }
+
+    pub async fn set_balance(&self, customer_id: &str, balance_cents: i64) {
+        let response = self
+            .client
+            .put(format!("{}/api/accounts/{customer_id}", self.payment.base))
+            .json(&json!({ "balance_cents": balance_cents }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    pub async fn balance(&self, customer_id: &str) -> i64 {
+        let account: Value = self
+            .get(format!("{}/api/accounts/{customer_id}", self.payment.base))
+            .await
+            .json()
+            .await
+            .unwrap();
+        account["balance_cents"].as_i64().unwrap()
+    }
+
+    pub async fn payments(&self, order_id: Uuid) -> Vec<Value> {
+        self.get(format!(
+            "{}/api/payments?order_id={order_id}",
+            self.payment.base
+        ))
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+
+    pub async fn set_stock(&self, product_id: &str, stock: i64) {
+        let response = self
+            .client
+            .put(format!("{}/api/products/{product_id}", self.inventory.base))
+            .json(&json!({ "stock": stock }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// `(available, reserved)`.
+    pub async fn stock(&self, product_id: &str) -> (i64, i64) {
+        let product: Value = self
+            .get(format!("{}/api/products/{product_id}", self.inventory.base))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            product["available"].as_i64().unwrap(),
+            product["reserved"].as_i64().unwrap(),
+        )
+    }
+
+    pub async fn reservations(&self, order_id: Uuid) -> Vec<Value> {
+        self.get(format!(
+            "{}/api/reservations?order_id={order_id}",
+            self.inventory.base
+        ))
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+}
+
+/// A direct connection to one service's database, for what the API does not show (the outbox).
+pub async fn database(url: &str) -> DatabaseConnection {
+    Database::connect(url).await.unwrap()
+}
+
+pub async fn query_one(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Value {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await
+        .unwrap()
+        .expect("no row");
+    row.try_get::<Value>("", "row").unwrap()
+}
+
+/// An order of `quantity` × `product` at `unit_price_cents`.
+pub fn order_body(customer: &str, product: &str, quantity: i64, unit_price_cents: i64) -> Value {
+    json!({
+        "customer_id": customer,
+        "items": [{"product_id": product, "quantity": quantity, "unit_price_cents": unit_price_cents}]
+    })
+}

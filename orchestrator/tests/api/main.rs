@@ -1,0 +1,12 @@
+//! Orchestrator integration tests: the whole fleet (orchestrator, payment, inventory) in this
+//! process, against the real PostgreSQL and RabbitMQ, each test in its own databases and vhost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod api_validation;
+mod health_and_docs;
+mod messaging;
+mod orders;
+mod saga_flows;

@@ -1,0 +1,16 @@
+//! The inventory participant: product stock, and the reservations and releases the orchestrator
+//! commands.
+//!
+//! - [`startup`]: settings defaults and [`startup::Application`] (build, port, run until stopped).
+//! - [`products`]: `PUT/GET /api/products/{product_id}` and the stock queries (lock, take, give back).
+//! - [`reservations`]: the reserve and release rules, `GET /api/reservations`, reservation queries.
+//! - [`commands`]: the `inventory.commands` consumer: inbox, effect and reply in one transaction.
+//! - [`migration`]: this service's schema (products, reservations; outbox and inbox from common).
+//! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
+
+pub mod api_doc;
+pub mod commands;
+pub mod migration;
+pub mod products;
+pub mod reservations;
+pub mod startup;

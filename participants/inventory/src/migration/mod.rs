@@ -1,0 +1,18 @@
+//! Schema migrations, run at start-up.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000201_create_products_and_reservations;
+
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(saga_common::migration::CreateOutbox),
+            Box::new(saga_common::migration::CreateInbox),
+            Box::new(m20261122_000201_create_products_and_reservations::Migration),
+        ]
+    }
+}

@@ -1,0 +1,237 @@
+//! Products: the stock a reservation draws from.
+//!
+//! `available` is what can still be reserved, `reserved` what is held for orders. Setting the
+//! stock over HTTP sets `available` and leaves `reserved` alone: held units belong to their orders
+//! until they are released.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router, extract::State};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use saga_common::db::stmt;
+use saga_common::http::extract::{Violations, check_id};
+use saga_common::http::{ApiError, ErrorBody, JsonBody};
+
+/// The most stock one product may be set to.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+/// The most units one product may hold for orders. With this cap, `available + reserved` never
+/// passes the INTEGER range: setting the stock leaves at most `MAX_STOCK + MAX_RESERVED`, and
+/// reserving or releasing only moves units between the two columns. So a release can always
+/// give its units back.
+pub const MAX_RESERVED: i64 = i32::MAX as i64 - MAX_STOCK;
+
+#[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
+#[schema(example = json!({
+    "product_id": "p-1",
+    "available": 97,
+    "reserved": 3,
+    "updated_at": "2026-11-22T10:00:00Z"
+}))]
+pub struct Product {
+    #[schema(example = "p-1")]
+    pub product_id: String,
+    /// Units that can still be reserved.
+    #[schema(example = 97)]
+    pub available: i32,
+    /// Units held for orders.
+    #[schema(example = 3)]
+    pub reserved: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"stock": 100}))]
+pub struct SetStock {
+    /// Units available for reservation, 0 to 1,000,000,000.
+    #[schema(example = 100, minimum = 0, maximum = 1_000_000_000)]
+    pub stock: i64,
+}
+
+pub fn router(db: DatabaseConnection) -> Router {
+    Router::new()
+        .route(
+            "/api/products/{product_id}",
+            get(get_product).put(put_product),
+        )
+        .with_state(db)
+}
+
+/// Creates the product or sets its available stock.
+#[utoipa::path(put, path = "/api/products/{product_id}", tag = "products",
+    params(("product_id" = String, Path, description = "1 to 64 characters")),
+    request_body = SetStock,
+    responses(
+        (status = 201, description = "Product created", body = Product),
+        (status = 200, description = "Available stock set", body = Product),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+pub async fn put_product(
+    State(db): State<DatabaseConnection>,
+    Path(product_id): Path<String>,
+    JsonBody(body): JsonBody<SetStock>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    let mut violations = Violations::default();
+    check_id(&mut violations, "product_id", &product_id);
+    violations.check(
+        (0..=MAX_STOCK).contains(&body.stock),
+        "stock",
+        STOCK_RANGE_MESSAGE,
+    );
+    violations.finish(())?;
+    // Cannot fail after the range check; mapped rather than unwrapped all the same.
+    let stock = i32::try_from(body.stock)
+        .map_err(|_| ApiError::invalid_field("stock", STOCK_RANGE_MESSAGE))?;
+    let (product, created) = upsert(&db, &product_id, stock).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(product)))
+}
+
+const STOCK_RANGE_MESSAGE: &str = "must be between 0 and 1000000000";
+
+/// Reads a product's stock.
+#[utoipa::path(get, path = "/api/products/{product_id}", tag = "products",
+    params(("product_id" = String, Path, description = "1 to 64 characters")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 422, description = "Invalid product id", body = ErrorBody),
+    ))]
+pub async fn get_product(
+    State(db): State<DatabaseConnection>,
+    Path(product_id): Path<String>,
+) -> Result<Json<Product>, ApiError> {
+    let mut violations = Violations::default();
+    check_id(&mut violations, "product_id", &product_id);
+    violations.finish(())?;
+    find(&db, &product_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no product `{product_id}`")))
+}
+
+pub async fn find(db: &impl ConnectionTrait, product_id: &str) -> Result<Option<Product>, DbErr> {
+    Product::find_by_statement(stmt(
+        "SELECT product_id, available, reserved, updated_at FROM products WHERE product_id = $1",
+        [product_id.into()],
+    ))
+    .one(db)
+    .await
+}
+
+/// Returns the product and whether it was created.
+async fn upsert(
+    db: &impl ConnectionTrait,
+    product_id: &str,
+    stock: i32,
+) -> Result<(Product, bool), DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "INSERT INTO products (product_id, available) VALUES ($1, $2) \
+             ON CONFLICT (product_id) DO UPDATE SET available = EXCLUDED.available, updated_at = now() \
+             RETURNING product_id, available, reserved, updated_at, (xmax = 0) AS created",
+            [product_id.into(), stock.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("upsert returned no row".into()))?;
+    Ok((
+        Product::from_query_result(&row, "")?,
+        row.try_get("", "created")?,
+    ))
+}
+
+/// A product's stock, read under a row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub struct StockLevel {
+    pub available: i32,
+    pub reserved: i32,
+}
+
+impl StockLevel {
+    /// Whether `quantity` can be reserved: it is available, and holding it keeps `reserved`
+    /// within [`MAX_RESERVED`] (else a later release could overflow INTEGER and fail for ever;
+    /// refusing the reservation ends the order cleanly instead).
+    pub fn covers(self, quantity: i32) -> bool {
+        self.available >= quantity && i64::from(self.reserved) + i64::from(quantity) <= MAX_RESERVED
+    }
+}
+
+/// Locks the product's row until the end of the transaction; `None` when it does not exist.
+/// Callers lock several products in `product_id` byte order so two reservations never wait on
+/// each other in a circle.
+pub async fn lock(
+    db: &impl ConnectionTrait,
+    product_id: &str,
+) -> Result<Option<StockLevel>, DbErr> {
+    StockLevel::find_by_statement(stmt(
+        "SELECT available, reserved FROM products WHERE product_id = $1 FOR UPDATE",
+        [product_id.into()],
+    ))
+    .one(db)
+    .await
+}
+
+/// Moves `quantity` units from available to reserved. The row must have been locked and checked
+/// with [`lock`]; the check constraints refuse a negative stock in any case.
+pub async fn take(db: &impl ConnectionTrait, product_id: &str, quantity: i32) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE products SET available = available - $2, reserved = reserved + $2, updated_at = now() \
+         WHERE product_id = $1",
+        [product_id.into(), quantity.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Moves `quantity` units from reserved back to available.
+pub async fn give_back(
+    db: &impl ConnectionTrait,
+    product_id: &str,
+    quantity: i32,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE products SET available = available + $2, reserved = reserved - $2, updated_at = now() \
+         WHERE product_id = $1",
+        [product_id.into(), quantity.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stock_level_covers_what_is_available_and_no_more() {
+        let level = StockLevel {
+            available: 5,
+            reserved: 0,
+        };
+        assert!(level.covers(5));
+        assert!(!level.covers(6));
+    }
+
+    #[test]
+    fn a_stock_level_refuses_a_reservation_the_reserved_count_cannot_hold() {
+        let level = StockLevel {
+            available: 10,
+            reserved: (MAX_RESERVED - 5) as i32,
+        };
+        assert!(level.covers(5));
+        assert!(!level.covers(6));
+    }
+}

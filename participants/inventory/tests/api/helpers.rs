@@ -1,0 +1,255 @@
+//! `spawn_app()` and the `TestApp` every test drives: one helper per endpoint, plus publishing
+//! commands onto the test's vhost and tapping the replies the service sends.
+
+use lapin::BasicProperties;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use inventory::startup::{Application, default_settings};
+use saga_common::contracts::{self, command, reply};
+use saga_common::messaging::{Envelope, OutgoingMessage, topology};
+use saga_common::shutdown::Shutdown;
+use saga_common::testing::{
+    PATIENCE, Tap, TestVhost, create_database, drop_database, eventually, init_test_telemetry,
+    publish_envelope, publish_raw,
+};
+
+pub struct TestApp {
+    pub address: String,
+    pub api_client: reqwest::Client,
+    pub vhost: TestVhost,
+    database_url: String,
+    shutdown: Shutdown,
+    /// Taken by [`TestApp::stop`]; a test that panics first still stops the service on drop.
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Starts the service on a free port with a fresh database and vhost, and waits until it is ready.
+pub async fn spawn_app() -> TestApp {
+    init_test_telemetry();
+    let database_url = create_database("inventory").await;
+    let vhost = TestVhost::create().await;
+    let mut settings = default_settings();
+    settings.application.port = 0;
+    settings.database.url = database_url.clone();
+    settings.amqp.url = vhost.amqp_url.clone();
+    settings.shutdown_grace_ms = 2_000;
+
+    let app = Application::build(settings)
+        .await
+        .expect("the application did not build");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let api_client = reqwest::Client::new();
+    eventually("the service to be ready", PATIENCE, || async {
+        let response = api_client
+            .get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+
+    TestApp {
+        address,
+        api_client,
+        vhost,
+        database_url,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub async fn put_product(&self, product_id: &str, body: &Value) -> reqwest::Response {
+        self.api_client
+            .put(format!("{}/api/products/{product_id}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT /api/products failed")
+    }
+
+    /// PUT with any bytes and content type, for the malformed-request cases.
+    pub async fn put_product_raw(
+        &self,
+        product_id: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.api_client
+            .put(format!("{}/api/products/{product_id}", self.address))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("PUT /api/products failed")
+    }
+
+    pub async fn get_product(&self, product_id: &str) -> reqwest::Response {
+        self.api_client
+            .get(format!("{}/api/products/{product_id}", self.address))
+            .send()
+            .await
+            .expect("GET /api/products failed")
+    }
+
+    pub async fn get_reservations(&self, order_id: Option<&str>) -> reqwest::Response {
+        // Test values need no percent-encoding (reqwest's `query` is a feature left off).
+        let query = order_id.map_or_else(String::new, |id| format!("?order_id={id}"));
+        self.api_client
+            .get(format!("{}/api/reservations{query}", self.address))
+            .send()
+            .await
+            .expect("GET /api/reservations failed")
+    }
+
+    pub async fn get_openapi(&self) -> reqwest::Response {
+        self.api_client
+            .get(format!("{}/api/docs/openapi.json", self.address))
+            .send()
+            .await
+            .expect("GET /api/docs/openapi.json failed")
+    }
+
+    /// Arrange: a product with `stock` units available.
+    pub async fn stock(&self, product_id: &str, stock: i64) {
+        let response = self
+            .put_product(product_id, &json!({ "stock": stock }))
+            .await;
+        assert!(
+            response.status().is_success(),
+            "stocking {product_id} answered {}",
+            response.status()
+        );
+    }
+
+    /// `(available, reserved)` of a product that must exist.
+    pub async fn stock_of(&self, product_id: &str) -> (i64, i64) {
+        let response = self.get_product(product_id).await;
+        assert_eq!(response.status(), 200, "GET product {product_id}");
+        let product: Value = response.json().await.unwrap();
+        (
+            product["available"].as_i64().unwrap(),
+            product["reserved"].as_i64().unwrap(),
+        )
+    }
+
+    /// The reservation lines of one order, as the API lists them.
+    pub async fn reservation_lines(&self, order_id: Uuid) -> Vec<Value> {
+        let response = self.get_reservations(Some(&order_id.to_string())).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Publishes raw bytes to `saga.commands`, persistent and confirmed.
+    pub async fn publish_command_bytes(&self, routing_key: &str, body: &[u8]) {
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        publish_raw(
+            &self.vhost.amqp_url,
+            topology::COMMANDS_EXCHANGE,
+            routing_key,
+            body,
+            properties,
+        )
+        .await;
+    }
+
+    /// Publishes a command to `saga.commands`, routed by its type, as the orchestrator would.
+    pub async fn send_command(&self, command: &Envelope) {
+        publish_envelope(
+            &self.vhost.amqp_url,
+            &OutgoingMessage::command(command.clone()),
+        )
+        .await;
+    }
+
+    /// Publishes an envelope under an explicit routing key (to reach the queue with any type).
+    pub async fn send_command_as(&self, routing_key: &str, command: &Envelope) {
+        let mut message = OutgoingMessage::command(command.clone());
+        message.routing_key = routing_key.to_owned();
+        publish_envelope(&self.vhost.amqp_url, &message).await;
+    }
+
+    /// Starts collecting inventory replies from `saga.replies`. Call it before publishing the
+    /// command whose reply you expect: a reply published before the tap is bound goes nowhere.
+    pub async fn listen_for_replies(&self) -> Tap {
+        Tap::bind(
+            &self.vhost.amqp_url,
+            topology::REPLIES_EXCHANGE,
+            &[
+                reply::STOCK_RESERVED,
+                reply::STOCK_RESERVATION_FAILED,
+                reply::STOCK_RELEASED,
+            ],
+        )
+        .await
+    }
+
+    /// The dead-lettered messages of `inventory.commands`, once there are `count` of them.
+    pub async fn dead_letters(&self, count: usize) -> Vec<Value> {
+        let dlq = topology::dead_letter_queue(topology::INVENTORY_COMMANDS);
+        eventually("messages in the dead-letter queue", PATIENCE, || async {
+            let messages = self.vhost.peek(&dlq, 10).await;
+            (messages.len() >= count).then_some(messages)
+        })
+        .await
+    }
+
+    /// Stops the service and removes its database and vhost.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("the service task panicked")
+                .expect("the service failed");
+        }
+        self.vhost.delete().await;
+        drop_database(&self.database_url).await;
+    }
+}
+
+/// An `inventory.reserve` command for `order_id` (also its saga id), one line per pair.
+pub fn reserve_command(order_id: Uuid, lines: &[(&str, i32)]) -> Envelope {
+    let payload = contracts::ReserveStock {
+        order_id,
+        lines: lines
+            .iter()
+            .map(|(product_id, quantity)| contracts::StockLine {
+                product_id: (*product_id).to_owned(),
+                quantity: *quantity,
+            })
+            .collect(),
+    };
+    Envelope::new(
+        command::RESERVE_STOCK,
+        order_id,
+        &format!("test-{order_id}"),
+        None,
+        &payload,
+    )
+    .unwrap()
+}
+
+/// An `inventory.release` command for `order_id`.
+pub fn release_command(order_id: Uuid) -> Envelope {
+    Envelope::new(
+        command::RELEASE_STOCK,
+        order_id,
+        &format!("test-{order_id}"),
+        None,
+        &contracts::ReleaseStock { order_id },
+    )
+    .unwrap()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the service as production starts it, against the real PostgreSQL and
+//! RabbitMQ, each test with its own database and vhost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod commands;
+mod docs;
+mod helpers;
+mod products;
+mod reservations;

@@ -1,0 +1,154 @@
+//! Customer accounts: the balance a charge draws from.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router, extract::State};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use saga_common::db::stmt;
+use saga_common::http::extract::{Violations, check_id};
+use saga_common::http::{ApiError, ErrorBody, JsonBody};
+
+#[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
+pub struct Account {
+    #[schema(example = "c-1")]
+    pub customer_id: String,
+    #[schema(example = 50000)]
+    pub balance_cents: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBalance {
+    /// New balance in cents, 0 or more.
+    #[schema(example = 50000, minimum = 0)]
+    pub balance_cents: i64,
+}
+
+pub fn router(db: DatabaseConnection) -> Router {
+    Router::new()
+        .route(
+            "/api/accounts/{customer_id}",
+            get(get_account).put(put_account),
+        )
+        .with_state(db)
+}
+
+/// Creates the account or sets its balance.
+#[utoipa::path(put, path = "/api/accounts/{customer_id}", tag = "accounts",
+    params(("customer_id" = String, Path, description = "1 to 64 characters")),
+    request_body = SetBalance,
+    responses(
+        (status = 201, description = "Account created", body = Account),
+        (status = 200, description = "Balance set", body = Account),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+pub async fn put_account(
+    State(db): State<DatabaseConnection>,
+    Path(customer_id): Path<String>,
+    JsonBody(body): JsonBody<SetBalance>,
+) -> Result<(StatusCode, Json<Account>), ApiError> {
+    let mut violations = Violations::default();
+    check_id(&mut violations, "customer_id", &customer_id);
+    violations.check(
+        body.balance_cents >= 0,
+        "balance_cents",
+        "must be 0 or more",
+    );
+    violations.finish(())?;
+    let (account, created) = upsert(&db, &customer_id, body.balance_cents).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(account)))
+}
+
+/// Reads an account.
+#[utoipa::path(get, path = "/api/accounts/{customer_id}", tag = "accounts",
+    params(("customer_id" = String, Path, description = "1 to 64 characters")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 422, description = "Invalid customer id", body = ErrorBody),
+    ))]
+pub async fn get_account(
+    State(db): State<DatabaseConnection>,
+    Path(customer_id): Path<String>,
+) -> Result<Json<Account>, ApiError> {
+    let mut violations = Violations::default();
+    check_id(&mut violations, "customer_id", &customer_id);
+    violations.finish(())?;
+    find(&db, &customer_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no account for customer `{customer_id}`")))
+}
+
+pub async fn find(db: &impl ConnectionTrait, customer_id: &str) -> Result<Option<Account>, DbErr> {
+    Account::find_by_statement(stmt(
+        "SELECT customer_id, balance_cents, updated_at FROM accounts WHERE customer_id = $1",
+        [customer_id.into()],
+    ))
+    .one(db)
+    .await
+}
+
+/// Returns the account and whether it was created.
+async fn upsert(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    balance_cents: i64,
+) -> Result<(Account, bool), DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2) \
+             ON CONFLICT (customer_id) DO UPDATE SET balance_cents = EXCLUDED.balance_cents, updated_at = now() \
+             RETURNING customer_id, balance_cents, updated_at, (xmax = 0) AS created",
+            [customer_id.into(), balance_cents.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("upsert returned no row".into()))?;
+    Ok((
+        Account::from_query_result(&row, "")?,
+        row.try_get("", "created")?,
+    ))
+}
+
+/// Takes `amount` from the balance if it covers it; `false` when it does not (or no account).
+pub async fn debit(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    amount: i64,
+) -> Result<bool, DbErr> {
+    let result = db
+        .execute_raw(stmt(
+            "UPDATE accounts SET balance_cents = balance_cents - $2, updated_at = now() \
+             WHERE customer_id = $1 AND balance_cents >= $2",
+            [customer_id.into(), amount.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn credit(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    amount: i64,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE accounts SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1",
+        [customer_id.into(), amount.into()],
+    ))
+    .await?;
+    Ok(())
+}

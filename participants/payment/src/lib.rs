@@ -1,0 +1,16 @@
+//! The payment participant: customer accounts, and the charges and refunds the orchestrator
+//! commands.
+//!
+//! - [`startup`]: settings defaults and [`startup::Application`] (build, port, run until stopped).
+//! - [`accounts`]: `PUT/GET /api/accounts/{customer_id}` and account queries.
+//! - [`payments`]: the charge and refund rules, `GET /api/payments`, payment queries.
+//! - [`commands`]: the `payment.commands` consumer: inbox, effect and reply in one transaction.
+//! - [`migration`]: this service's schema (accounts, payments; outbox and inbox from common).
+//! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
+
+pub mod accounts;
+pub mod api_doc;
+pub mod commands;
+pub mod migration;
+pub mod payments;
+pub mod startup;

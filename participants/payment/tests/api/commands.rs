@@ -1,0 +1,147 @@
+use lapin::BasicProperties;
+use uuid::Uuid;
+
+use saga_common::contracts::reply;
+use saga_common::messaging::topology;
+use saga_common::testing::{PATIENCE, eventually, peeked_header, publish_raw};
+
+use crate::helpers::{charge, refund, spawn_app};
+
+#[tokio::test]
+async fn a_charge_debits_the_account_and_replies_charged() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
+
+    let command = charge(order, "c-1", 400);
+    app.send(&command).await;
+
+    let answer = replies.next().await;
+    assert_eq!(answer.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(answer.saga_id, order);
+    assert_eq!(answer.causation_id, Some(command.message_id));
+    assert_eq!(answer.correlation_id, "test-correlation");
+    assert_eq!(answer.payload["amount_cents"], 400);
+    assert_eq!(app.balance("c-1").await, 600);
+    let payments = app.payments(order).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "CHARGED");
+}
+
+#[tokio::test]
+async fn a_charge_the_balance_does_not_cover_is_declined_and_takes_nothing() {
+    let app = spawn_app().await;
+    app.fund("c-1", 399).await;
+    let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
+
+    app.send(&charge(order, "c-1", 400)).await;
+
+    let answer = replies.next().await;
+    assert_eq!(answer.message_type, reply::PAYMENT_DECLINED);
+    assert_eq!(answer.payload["reason"], "insufficient_funds");
+    assert_eq!(app.balance("c-1").await, 399);
+    assert_eq!(app.payments(order).await[0]["status"], "DECLINED");
+}
+
+#[tokio::test]
+async fn a_command_delivered_twice_has_one_effect_and_the_same_reply() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    let command = charge(Uuid::now_v7(), "c-1", 300);
+
+    app.send(&command).await;
+    let first = replies.next().await;
+    app.send(&command).await;
+    let second = replies.next().await;
+
+    // The duplicate is answered again, with the very reply recorded the first time.
+    assert_eq!(first, second);
+    assert_eq!(app.balance("c-1").await, 700, "charged once");
+    assert_eq!(app.payments(command.saga_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_charge_under_a_new_message_id_is_answered_from_the_record() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
+
+    app.send(&charge(order, "c-1", 300)).await;
+    let first = replies.next().await;
+    app.send(&charge(order, "c-1", 300)).await;
+    let second = replies.next().await;
+
+    assert_eq!(second.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(second.payload["payment_id"], first.payload["payment_id"]);
+    assert_eq!(app.balance("c-1").await, 700);
+}
+
+#[tokio::test]
+async fn a_refund_credits_back_exactly_once() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
+    app.send(&charge(order, "c-1", 250)).await;
+    replies.next().await;
+
+    app.send(&refund(order, "c-1")).await;
+    let first = replies.next().await;
+    app.send(&refund(order, "c-1")).await; // a second refund command, new message id
+    let second = replies.next().await;
+
+    assert_eq!(first.message_type, reply::PAYMENT_REFUNDED);
+    assert_eq!(first.payload["refunded_cents"], 250);
+    assert_eq!(second.payload["refunded_cents"], 250);
+    assert_eq!(app.balance("c-1").await, 1_000);
+    assert_eq!(app.payments(order).await[0]["status"], "REFUNDED");
+}
+
+#[tokio::test]
+async fn refunding_what_was_never_charged_is_a_harmless_no_op() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+
+    app.send(&refund(Uuid::now_v7(), "c-1")).await;
+
+    let answer = replies.next().await;
+    assert_eq!(answer.message_type, reply::PAYMENT_REFUNDED);
+    assert_eq!(answer.payload["refunded_cents"], 0);
+    assert_eq!(app.balance("c-1").await, 1_000);
+}
+
+#[tokio::test]
+async fn commands_that_cannot_be_handled_are_dead_lettered_with_a_reason() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    publish_raw(
+        &app.vhost.amqp_url,
+        topology::COMMANDS_EXCHANGE,
+        saga_common::contracts::command::CHARGE_PAYMENT,
+        b"not json at all",
+        BasicProperties::default(),
+    )
+    .await;
+    let mut negative = charge(Uuid::now_v7(), "c-1", -5);
+    negative.payload["amount_cents"] = (-5).into();
+    app.send(&negative).await;
+
+    let dlq = topology::dead_letter_queue(topology::PAYMENT_COMMANDS);
+    let reasons = eventually("two dead letters", PATIENCE, || async {
+        let messages = app.vhost.peek(&dlq, 10).await;
+        let reasons: Vec<String> = messages
+            .iter()
+            .filter_map(|m| peeked_header(m, "x-dead-letter-reason").map(str::to_owned))
+            .collect();
+        (reasons.len() == 2).then_some(reasons)
+    })
+    .await;
+    assert!(reasons.contains(&"malformed_message".to_owned()));
+    assert!(reasons.contains(&"invalid_payload".to_owned()));
+    assert_eq!(app.balance("c-1").await, 1_000);
+}

@@ -1,0 +1,8 @@
+//! Payment participant integration tests, against the real PostgreSQL and RabbitMQ.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod accounts;
+mod commands;
