@@ -35,4 +35,8 @@ if [ "$lint" = 1 ]; then
 fi
 
 log "cargo test"
-exec cargo test --workspace --all-targets --features saga-common/testing "$@"
+status=0
+cargo test --workspace --all-targets --features saga-common/testing "$@" || status=$?
+# Tests cannot drop their databases and vhosts from a destructor; sweep them here.
+cleanup_test_leftovers
+exit "$status"
