@@ -2,10 +2,10 @@ use saga_common::{configuration, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let settings = configuration::load(&orchestrator::startup::default_settings())?;
+    let settings = configuration::load(&orchestrator::configuration::default_settings())?;
     telemetry::init(telemetry::subscriber(
         "orchestrator",
-        &settings.log_level,
+        &settings.service.log_level,
         std::io::stdout,
     ));
     let app = orchestrator::startup::Application::build(settings).await?;

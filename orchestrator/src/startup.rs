@@ -4,28 +4,26 @@ use axum::Router;
 use sea_orm::DatabaseConnection;
 use utoipa::OpenApi;
 
-use saga_common::configuration::ServiceSettings;
 use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::messaging::{Messaging, topology};
 use saga_common::service::{Foundation, StartupError};
 use saga_common::shutdown::Shutdown;
 
+use crate::configuration::{SagaSettings, Settings};
 use crate::migration::Migrator;
 use crate::saga::replies::SagaReplies;
 
 pub const SERVICE: &str = "orchestrator";
 
-/// Port 3000, database `saga_orchestrator`.
-pub fn default_settings() -> ServiceSettings {
-    ServiceSettings::new(3000, "saga_orchestrator")
-}
+pub use crate::configuration::default_settings;
 
-/// What the order handlers share.
+/// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
-    /// Wakes the outbox relay after an order commits, so its first command leaves at once.
+    /// Wakes the outbox relay after a commit, so the first command leaves at once.
     pub wakeup: RelayWakeup,
+    pub saga: SagaSettings,
 }
 
 pub struct Application {
@@ -33,25 +31,29 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
     messaging: Messaging<SagaReplies>,
+    state: AppState,
 }
 
 impl Application {
-    pub async fn build(settings: ServiceSettings) -> Result<Self, StartupError> {
-        let foundation = Foundation::prepare::<Migrator>(&settings).await?;
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let foundation = Foundation::prepare::<Migrator>(&settings.service).await?;
         let state = AppState {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
+            saga: settings.saga.clone(),
         };
         let routes = Router::new()
-            .merge(crate::orders::router(state))
+            .merge(crate::orders::router(state.clone()))
+            .merge(crate::saga::api::router(state.clone()))
             .merge(saga_common::http::health::router(foundation.readiness()));
         let router = saga_common::http::server::finish(routes, crate::api_doc::ApiDoc::openapi());
         let messaging = foundation.messaging(
             SERVICE,
-            &settings,
+            &settings.service,
             topology::ORCHESTRATOR_REPLIES,
             SagaReplies {
                 db: foundation.db.clone(),
+                settings: settings.saga.clone(),
             },
         );
         Ok(Self {
@@ -59,6 +61,7 @@ impl Application {
             listener: foundation.listener,
             router,
             messaging,
+            state,
         })
     }
 
@@ -66,7 +69,20 @@ impl Application {
         self.port
     }
 
+    /// Serves HTTP and messaging and runs the timeout worker until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        saga_common::service::run(self.listener, self.router, self.messaging, shutdown).await
+        let mut scheduler = crate::saga::timeouts::start(
+            self.state.db.clone(),
+            self.state.saga.clone(),
+            self.state.wakeup.clone(),
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+        let outcome =
+            saga_common::service::run(self.listener, self.router, self.messaging, shutdown).await;
+        if let Err(error) = scheduler.shutdown().await {
+            tracing::warn!(%error, "timeout worker did not stop cleanly");
+        }
+        outcome
     }
 }

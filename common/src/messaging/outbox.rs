@@ -54,6 +54,26 @@ pub async fn enqueue(db: &impl ConnectionTrait, message: &OutgoingMessage) -> Re
     Ok(())
 }
 
+/// Queues a message already in the outbox to be published again, same id and body: the way a
+/// timed-out command is resent so its receiver's inbox recognises it. Returns the message's
+/// type, or `None` if there is no such message.
+pub async fn resend(
+    db: &impl ConnectionTrait,
+    message_id: uuid::Uuid,
+) -> Result<Option<String>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
+             SELECT message_id, exchange, routing_key, message_type, saga_id, body FROM outbox \
+             WHERE id = (SELECT min(id) FROM outbox WHERE message_id = $1) \
+             RETURNING message_type",
+            [message_id.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get::<String>("", "message_type"))
+        .transpose()
+}
+
 /// Messages not yet confirmed by the broker (used by tests and readiness details).
 pub async fn pending_count(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     let row = db

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000301_create_orders_and_transitions;
+mod m20261122_000302_add_saga_deadlines;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(saga_common::migration::CreateOutbox),
             Box::new(saga_common::migration::CreateInbox),
             Box::new(m20261122_000301_create_orders_and_transitions::Migration),
+            Box::new(m20261122_000302_add_saga_deadlines::Migration),
         ]
     }
 }

@@ -20,7 +20,7 @@ use saga_common::messaging::outbox;
 use super::model::{Order, OrderStatus, OrderView, PlaceOrder, PlaceOrderRequest};
 use super::store::{self, Cursor, ListFilter, TimelineEntry};
 use crate::saga::effects::message_for;
-use crate::saga::machine;
+use crate::saga::{engine, machine};
 use crate::startup::AppState;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -65,13 +65,16 @@ pub async fn place_order(
     // Microseconds, as PostgreSQL stores them, so a replay answers byte for byte the same.
     let now = Utc::now().trunc_subsecs(6);
     let (initial, commands) = machine::start();
-    let order = Order {
+    let mut order = Order {
         order_id: Uuid::now_v7(),
         total_cents: new_order.total_cents(),
         customer_id: new_order.customer_id.clone(),
         items: new_order.items.clone(),
         state: initial,
         version: 0,
+        deadline_at: engine::deadline(&state.saga, initial, now),
+        resends: 0,
+        pending_message_id: None,
         correlation_id: correlation.0.clone(),
         idempotency_key: idempotency_key.clone(),
         created_at: now,
@@ -82,9 +85,12 @@ pub async fn place_order(
     let request_id = Uuid::now_v7();
     let messages = commands
         .iter()
-        .map(|command| message_for(*command, &order, &correlation.0, Some(request_id)))
+        .filter_map(|command| {
+            message_for(*command, &order, &correlation.0, Some(request_id)).transpose()
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::internal(&e))?;
+    order.pending_message_id = messages.first().map(|m| m.envelope.message_id);
 
     let txn = state.db.begin().await?;
     if let Err(error) = store::insert(&txn, &order).await {

@@ -122,6 +122,7 @@ impl OrderStatus {
         match state {
             SagaState::AwaitingPayment
             | SagaState::AwaitingStock
+            | SagaState::ReleasingStock(_)
             | SagaState::RefundingPayment(_) => Self::Pending,
             SagaState::Completed => Self::Completed,
             SagaState::Failed(_) => Self::Failed,
@@ -153,6 +154,12 @@ pub struct Order {
     pub state: SagaState,
     /// Optimistic-concurrency version of the saga row.
     pub version: i32,
+    /// When the timeout worker acts if nothing happened; `None` once final.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// Times the pending command was resent in the current state.
+    pub resends: i32,
+    /// The command the saga waits on, resent with this same id.
+    pub pending_message_id: Option<Uuid>,
     pub correlation_id: String,
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,

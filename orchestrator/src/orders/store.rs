@@ -16,7 +16,8 @@ use crate::saga::SagaState;
 pub const IDEMPOTENCY_KEY_CONSTRAINT: &str = "orders_idempotency_key";
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
-                       version, correlation_id, idempotency_key, created_at, updated_at";
+                       version, deadline_at, resends, pending_message_id, correlation_id, \
+                       idempotency_key, created_at, updated_at";
 
 #[derive(Debug, FromQueryResult)]
 struct OrderRow {
@@ -27,6 +28,9 @@ struct OrderRow {
     saga_state: String,
     failure_reason: Option<String>,
     version: i32,
+    deadline_at: Option<DateTime<Utc>>,
+    resends: i32,
+    pending_message_id: Option<Uuid>,
     correlation_id: String,
     idempotency_key: Option<String>,
     created_at: DateTime<Utc>,
@@ -54,6 +58,9 @@ impl TryFrom<OrderRow> for Order {
             total_cents: row.total_cents,
             state,
             version: row.version,
+            deadline_at: row.deadline_at,
+            resends: row.resends,
+            pending_message_id: row.pending_message_id,
             correlation_id: row.correlation_id,
             idempotency_key: row.idempotency_key,
             created_at: row.created_at,
@@ -80,8 +87,9 @@ pub async fn insert(db: &impl ConnectionTrait, order: &Order) -> Result<(), DbEr
         .map_err(|e| DbErr::Custom(format!("cannot serialise items: {e}")))?;
     db.execute_raw(stmt(
         "INSERT INTO orders (order_id, customer_id, items, total_cents, saga_state, failure_reason, \
-         version, correlation_id, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         version, correlation_id, idempotency_key, created_at, updated_at, deadline_at, resends, \
+         pending_message_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         [
             order.order_id.into(),
             order.customer_id.clone().into(),
@@ -94,6 +102,9 @@ pub async fn insert(db: &impl ConnectionTrait, order: &Order) -> Result<(), DbEr
             order.idempotency_key.clone().into(),
             order.created_at.into(),
             order.updated_at.into(),
+            order.deadline_at.into(),
+            order.resends.into(),
+            Value::Uuid(order.pending_message_id),
         ],
     ))
     .await?;
@@ -102,6 +113,15 @@ pub async fn insert(db: &impl ConnectionTrait, order: &Order) -> Result<(), DbEr
 
 pub async fn find(db: &impl ConnectionTrait, order_id: Uuid) -> Result<Option<Order>, DbErr> {
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
+    Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
+}
+
+/// Reads and locks the order until the transaction ends.
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<Order>, DbErr> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE");
     Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
 }
 
@@ -169,27 +189,75 @@ pub async fn list(db: &impl ConnectionTrait, filter: &ListFilter) -> Result<Vec<
     .await
 }
 
-/// Moves the saga from `expected_version` to `to`. `false` means another consumer got there
-/// first (the version moved): the caller reloads and tries again.
+/// A saga step as it is written: the new state and what the timeout worker needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub to: SagaState,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub resends: i32,
+    pub pending_message_id: Option<Uuid>,
+}
+
+/// Moves the saga from `expected_version`. `false` means another consumer got there first (the
+/// version moved): the caller reloads and tries again.
 pub async fn advance(
     db: &impl ConnectionTrait,
     order_id: Uuid,
     expected_version: i32,
-    to: SagaState,
+    step: &Step,
 ) -> Result<bool, DbErr> {
     let result = db
         .execute_raw(stmt(
             "UPDATE orders SET saga_state = $3, failure_reason = $4, version = version + 1, \
-             updated_at = now() WHERE order_id = $1 AND version = $2",
+             deadline_at = $5, resends = $6, pending_message_id = $7, updated_at = now() \
+             WHERE order_id = $1 AND version = $2",
             [
                 order_id.into(),
                 expected_version.into(),
-                to.name().into(),
-                to.failure_reason().map(|r| r.as_str().to_owned()).into(),
+                step.to.name().into(),
+                step.to
+                    .failure_reason()
+                    .map(|r| r.as_str().to_owned())
+                    .into(),
+                step.deadline_at.into(),
+                step.resends.into(),
+                Value::Uuid(step.pending_message_id),
             ],
         ))
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Claims the most overdue saga that no other worker holds (`FOR UPDATE SKIP LOCKED`): several
+/// orchestrator instances sweep at once without ever handling one saga twice concurrently.
+pub async fn claim_overdue(db: &impl ConnectionTrait) -> Result<Option<Order>, DbErr> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE deadline_at <= now() \
+         ORDER BY deadline_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    );
+    Ok(query(db, &sql, vec![]).await?.pop())
+}
+
+/// Sagas still in progress, the most overdue first; with `overdue_only`, just those past their
+/// deadline.
+pub async fn in_progress(
+    db: &impl ConnectionTrait,
+    overdue_only: bool,
+    limit: u64,
+) -> Result<Vec<Order>, DbErr> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE deadline_at IS NOT NULL \
+         AND (NOT $1 OR deadline_at <= now()) ORDER BY deadline_at LIMIT $2"
+    );
+    query(
+        db,
+        &sql,
+        vec![
+            overdue_only.into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    )
+    .await
 }
 
 /// One saga transition, for the timeline.

@@ -10,13 +10,14 @@ use super::machine::SagaCommand;
 use crate::orders::model::Order;
 
 /// The message `command` becomes for `order`. `causation_id` is the reply (or request) that
-/// caused it.
+/// caused it. `None` for [`SagaCommand::ResendPending`], which sends no new message but the
+/// stored one again (see the engine).
 pub fn message_for(
     command: SagaCommand,
     order: &Order,
     correlation_id: &str,
     causation_id: Option<Uuid>,
-) -> Result<OutgoingMessage, serde_json::Error> {
+) -> Result<Option<OutgoingMessage>, serde_json::Error> {
     let envelope = |message_type: &str, payload: serde_json::Value| {
         Envelope::new(
             message_type,
@@ -26,7 +27,8 @@ pub fn message_for(
             &payload,
         )
     };
-    Ok(match command {
+    Ok(Some(match command {
+        SagaCommand::ResendPending => return Ok(None),
         SagaCommand::ChargePayment => OutgoingMessage::command(envelope(
             command::CHARGE_PAYMENT,
             serde_json::to_value(contracts::ChargePayment {
@@ -56,6 +58,12 @@ pub fn message_for(
                 customer_id: order.customer_id.clone(),
             })?,
         )?),
+        SagaCommand::ReleaseStock => OutgoingMessage::command(envelope(
+            command::RELEASE_STOCK,
+            serde_json::to_value(contracts::ReleaseStock {
+                order_id: order.order_id,
+            })?,
+        )?),
         SagaCommand::PublishOrderCompleted => OutgoingMessage::event(envelope(
             event::ORDER_COMPLETED,
             serde_json::to_value(contracts::OrderCompleted {
@@ -72,5 +80,5 @@ pub fn message_for(
                 reason: reason.as_str().to_owned(),
             })?,
         )?),
-    })
+    }))
 }

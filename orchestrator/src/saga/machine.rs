@@ -41,13 +41,16 @@ pub enum SagaState {
     AwaitingPayment,
     /// Paid; `inventory.reserve` sent.
     AwaitingStock,
+    /// Compensating: `inventory.release` sent (the reservation may have happened); a refund
+    /// follows. Only a deadline leads here.
+    ReleasingStock(FailureReason),
     /// Compensating: `payment.refund` sent; the order will fail for the given reason.
     RefundingPayment(FailureReason),
     Completed,
     Failed(FailureReason),
 }
 
-/// Replies from the participants, as facts.
+/// What can happen to a saga, as facts: a participant's reply, or a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SagaEvent {
     PaymentCharged,
@@ -55,6 +58,11 @@ pub enum SagaEvent {
     PaymentRefunded,
     StockReserved,
     StockReservationFailed,
+    StockReleased,
+    /// The state's deadline passed and resends are left (or an operator asked for a retry).
+    DeadlinePassed,
+    /// The deadline passed with every resend used (or an operator asked to compensate).
+    ResendsExhausted,
 }
 
 /// What the saga asks for; each becomes one outbox message.
@@ -63,6 +71,10 @@ pub enum SagaCommand {
     ChargePayment,
     ReserveStock,
     RefundPayment,
+    ReleaseStock,
+    /// Send the command the saga waits on again, with its original message id, so the
+    /// participant's inbox recognises it and answers with the reply it recorded.
+    ResendPending,
     PublishOrderCompleted,
     PublishOrderFailed(FailureReason),
 }
@@ -101,6 +113,12 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::AwaitingPayment, On::PaymentRefunded) => invalid(),
         (S::AwaitingPayment, On::StockReserved) => invalid(),
         (S::AwaitingPayment, On::StockReservationFailed) => invalid(),
+        (S::AwaitingPayment, On::StockReleased) => invalid(),
+        (S::AwaitingPayment, On::DeadlinePassed) => go(state, vec![Do::ResendPending]),
+        // The charge may have happened with its reply lost: refunding is safe either way.
+        (S::AwaitingPayment, On::ResendsExhausted) => {
+            go(S::RefundingPayment(TimedOut), vec![Do::RefundPayment])
+        }
 
         // During AwaitingStock
         (S::AwaitingStock, On::PaymentCharged) => ignore(), // duplicate charge reply
@@ -110,15 +128,43 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::AwaitingStock, On::StockReservationFailed) => {
             go(S::RefundingPayment(OutOfStock), vec![Do::RefundPayment])
         }
+        (S::AwaitingStock, On::StockReleased) => invalid(),
+        (S::AwaitingStock, On::DeadlinePassed) => go(state, vec![Do::ResendPending]),
+        // The reservation may have happened: release it, then refund.
+        (S::AwaitingStock, On::ResendsExhausted) => {
+            go(S::ReleasingStock(TimedOut), vec![Do::ReleaseStock])
+        }
 
-        // During RefundingPayment
+        // During ReleasingStock (compensating after a deadline)
+        (S::ReleasingStock(_), On::PaymentCharged) => ignore(), // late duplicate
+        (S::ReleasingStock(_), On::PaymentDeclined) => invalid(),
+        (S::ReleasingStock(_), On::PaymentRefunded) => invalid(),
+        (S::ReleasingStock(_), On::StockReserved) => ignore(), // late; the release undoes it
+        (S::ReleasingStock(_), On::StockReservationFailed) => ignore(), // late
+        (S::ReleasingStock(reason), On::StockReleased) => {
+            go(S::RefundingPayment(reason), vec![Do::RefundPayment])
+        }
+        // Compensation never gives up: it keeps asking until the participant answers.
+        (S::ReleasingStock(_), On::DeadlinePassed | On::ResendsExhausted) => {
+            go(state, vec![Do::ResendPending])
+        }
+
+        // During RefundingPayment. After a deadline, any reply of the abandoned forward path
+        // may still arrive late; out of stock, only duplicates can.
         (S::RefundingPayment(_), On::PaymentCharged) => ignore(), // late duplicate
-        (S::RefundingPayment(_), On::PaymentDeclined) => invalid(),
+        (S::RefundingPayment(TimedOut), On::PaymentDeclined) => ignore(), // late, or cancelled
+        (S::RefundingPayment(TimedOut), On::StockReserved) => ignore(), // released already
+        (S::RefundingPayment(TimedOut), On::StockReleased) => ignore(), // duplicate
+        (S::RefundingPayment(PaymentDeclined | OutOfStock), On::PaymentDeclined) => invalid(),
+        (S::RefundingPayment(PaymentDeclined | OutOfStock), On::StockReserved) => invalid(),
+        (S::RefundingPayment(PaymentDeclined | OutOfStock), On::StockReleased) => invalid(),
         (S::RefundingPayment(reason), On::PaymentRefunded) => {
             go(S::Failed(reason), vec![Do::PublishOrderFailed(reason)])
         }
-        (S::RefundingPayment(_), On::StockReserved) => invalid(),
-        (S::RefundingPayment(_), On::StockReservationFailed) => ignore(), // duplicate
+        (S::RefundingPayment(_), On::StockReservationFailed) => ignore(), // duplicate or late
+        (S::RefundingPayment(_), On::DeadlinePassed | On::ResendsExhausted) => {
+            go(state, vec![Do::ResendPending])
+        }
 
         // Completed: only duplicates of the replies that got it here can arrive.
         (S::Completed, On::PaymentCharged) => ignore(),
@@ -126,6 +172,9 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::Completed, On::PaymentDeclined) => invalid(),
         (S::Completed, On::PaymentRefunded) => invalid(),
         (S::Completed, On::StockReservationFailed) => invalid(),
+        (S::Completed, On::StockReleased) => invalid(),
+        // A final saga has no deadline; a stale sweep or operator request changes nothing.
+        (S::Completed, On::DeadlinePassed | On::ResendsExhausted) => ignore(),
 
         // Failed because the payment was declined: only the decline can repeat.
         (S::Failed(PaymentDeclined), On::PaymentDeclined) => ignore(),
@@ -133,6 +182,7 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::Failed(PaymentDeclined), On::PaymentRefunded) => invalid(),
         (S::Failed(PaymentDeclined), On::StockReserved) => invalid(),
         (S::Failed(PaymentDeclined), On::StockReservationFailed) => invalid(),
+        (S::Failed(PaymentDeclined), On::StockReleased) => invalid(),
 
         // Failed out of stock after a refund: duplicates of the charge, failure and refund.
         (S::Failed(OutOfStock), On::PaymentCharged) => ignore(),
@@ -140,6 +190,7 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::Failed(OutOfStock), On::PaymentRefunded) => ignore(),
         (S::Failed(OutOfStock), On::PaymentDeclined) => invalid(),
         (S::Failed(OutOfStock), On::StockReserved) => invalid(),
+        (S::Failed(OutOfStock), On::StockReleased) => invalid(),
 
         // Failed on a deadline: any reply may still be in flight and arrive late; none of them
         // reopens the order (compensation already ran).
@@ -148,6 +199,9 @@ pub fn transition(state: SagaState, event: SagaEvent) -> Result<Transition, Inva
         (S::Failed(TimedOut), On::PaymentRefunded) => ignore(),
         (S::Failed(TimedOut), On::StockReserved) => ignore(),
         (S::Failed(TimedOut), On::StockReservationFailed) => ignore(),
+        (S::Failed(TimedOut), On::StockReleased) => ignore(),
+
+        (S::Failed(_), On::DeadlinePassed | On::ResendsExhausted) => ignore(),
     }
 }
 
@@ -157,6 +211,7 @@ impl SagaState {
         match self {
             Self::AwaitingPayment => "AWAITING_PAYMENT",
             Self::AwaitingStock => "AWAITING_STOCK",
+            Self::ReleasingStock(_) => "RELEASING_STOCK",
             Self::RefundingPayment(_) => "REFUNDING_PAYMENT",
             Self::Completed => "COMPLETED",
             Self::Failed(_) => "FAILED",
@@ -166,7 +221,9 @@ impl SagaState {
     /// The reason carried by a compensating or failed saga.
     pub fn failure_reason(self) -> Option<FailureReason> {
         match self {
-            Self::RefundingPayment(reason) | Self::Failed(reason) => Some(reason),
+            Self::ReleasingStock(reason)
+            | Self::RefundingPayment(reason)
+            | Self::Failed(reason) => Some(reason),
             Self::AwaitingPayment | Self::AwaitingStock | Self::Completed => None,
         }
     }
@@ -177,6 +234,7 @@ impl SagaState {
         match name {
             "AWAITING_PAYMENT" => Some(Self::AwaitingPayment),
             "AWAITING_STOCK" => Some(Self::AwaitingStock),
+            "RELEASING_STOCK" => reason.map(Self::ReleasingStock),
             "REFUNDING_PAYMENT" => reason.map(Self::RefundingPayment),
             "COMPLETED" => Some(Self::Completed),
             "FAILED" => reason.map(Self::Failed),
@@ -212,6 +270,17 @@ mod tests {
     }
     use Cell::{Go, Ignore, Invalid};
 
+    const ALL_EVENTS: [SagaEvent; 8] = [
+        On::PaymentCharged,
+        On::PaymentDeclined,
+        On::PaymentRefunded,
+        On::StockReserved,
+        On::StockReservationFailed,
+        On::StockReleased,
+        On::DeadlinePassed,
+        On::ResendsExhausted,
+    ];
+
     fn check(state: SagaState, event: SagaEvent, expected: Cell) {
         let actual = transition(state, event);
         match expected {
@@ -232,64 +301,154 @@ mod tests {
 
     #[test]
     fn during_awaiting_payment() {
+        let state = S::AwaitingPayment;
         check(
-            S::AwaitingPayment,
+            state,
             On::PaymentCharged,
             Go(S::AwaitingStock, vec![Do::ReserveStock]),
         );
         check(
-            S::AwaitingPayment,
+            state,
             On::PaymentDeclined,
             Go(
                 S::Failed(PaymentDeclined),
                 vec![Do::PublishOrderFailed(PaymentDeclined)],
             ),
         );
-        check(S::AwaitingPayment, On::PaymentRefunded, Invalid);
-        check(S::AwaitingPayment, On::StockReserved, Invalid);
-        check(S::AwaitingPayment, On::StockReservationFailed, Invalid);
+        check(state, On::PaymentRefunded, Invalid);
+        check(state, On::StockReserved, Invalid);
+        check(state, On::StockReservationFailed, Invalid);
+        check(state, On::StockReleased, Invalid);
+        check(
+            state,
+            On::DeadlinePassed,
+            Go(state, vec![Do::ResendPending]),
+        );
+        check(
+            state,
+            On::ResendsExhausted,
+            Go(S::RefundingPayment(TimedOut), vec![Do::RefundPayment]),
+        );
     }
 
     #[test]
     fn during_awaiting_stock() {
-        check(S::AwaitingStock, On::PaymentCharged, Ignore);
-        check(S::AwaitingStock, On::PaymentDeclined, Invalid);
-        check(S::AwaitingStock, On::PaymentRefunded, Invalid);
+        let state = S::AwaitingStock;
+        check(state, On::PaymentCharged, Ignore);
+        check(state, On::PaymentDeclined, Invalid);
+        check(state, On::PaymentRefunded, Invalid);
         check(
-            S::AwaitingStock,
+            state,
             On::StockReserved,
             Go(S::Completed, vec![Do::PublishOrderCompleted]),
         );
         check(
-            S::AwaitingStock,
+            state,
             On::StockReservationFailed,
             Go(S::RefundingPayment(OutOfStock), vec![Do::RefundPayment]),
+        );
+        check(state, On::StockReleased, Invalid);
+        check(
+            state,
+            On::DeadlinePassed,
+            Go(state, vec![Do::ResendPending]),
+        );
+        check(
+            state,
+            On::ResendsExhausted,
+            Go(S::ReleasingStock(TimedOut), vec![Do::ReleaseStock]),
         );
     }
 
     #[test]
-    fn during_refunding_payment() {
-        for reason in [OutOfStock, TimedOut] {
-            let state = S::RefundingPayment(reason);
-            check(state, On::PaymentCharged, Ignore);
-            check(state, On::PaymentDeclined, Invalid);
-            check(
-                state,
-                On::PaymentRefunded,
-                Go(S::Failed(reason), vec![Do::PublishOrderFailed(reason)]),
-            );
-            check(state, On::StockReserved, Invalid);
-            check(state, On::StockReservationFailed, Ignore);
-        }
+    fn during_releasing_stock() {
+        let state = S::ReleasingStock(TimedOut);
+        check(state, On::PaymentCharged, Ignore);
+        check(state, On::PaymentDeclined, Invalid);
+        check(state, On::PaymentRefunded, Invalid);
+        check(state, On::StockReserved, Ignore);
+        check(state, On::StockReservationFailed, Ignore);
+        check(
+            state,
+            On::StockReleased,
+            Go(S::RefundingPayment(TimedOut), vec![Do::RefundPayment]),
+        );
+        check(
+            state,
+            On::DeadlinePassed,
+            Go(state, vec![Do::ResendPending]),
+        );
+        check(
+            state,
+            On::ResendsExhausted,
+            Go(state, vec![Do::ResendPending]),
+        );
+    }
+
+    #[test]
+    fn during_refunding_payment_out_of_stock() {
+        let state = S::RefundingPayment(OutOfStock);
+        check(state, On::PaymentCharged, Ignore);
+        check(state, On::PaymentDeclined, Invalid);
+        check(
+            state,
+            On::PaymentRefunded,
+            Go(
+                S::Failed(OutOfStock),
+                vec![Do::PublishOrderFailed(OutOfStock)],
+            ),
+        );
+        check(state, On::StockReserved, Invalid);
+        check(state, On::StockReservationFailed, Ignore);
+        check(state, On::StockReleased, Invalid);
+        check(
+            state,
+            On::DeadlinePassed,
+            Go(state, vec![Do::ResendPending]),
+        );
+        check(
+            state,
+            On::ResendsExhausted,
+            Go(state, vec![Do::ResendPending]),
+        );
+    }
+
+    #[test]
+    fn during_refunding_payment_after_a_deadline() {
+        let state = S::RefundingPayment(TimedOut);
+        check(state, On::PaymentCharged, Ignore);
+        check(state, On::PaymentDeclined, Ignore);
+        check(
+            state,
+            On::PaymentRefunded,
+            Go(S::Failed(TimedOut), vec![Do::PublishOrderFailed(TimedOut)]),
+        );
+        check(state, On::StockReserved, Ignore);
+        check(state, On::StockReservationFailed, Ignore);
+        check(state, On::StockReleased, Ignore);
+        check(
+            state,
+            On::DeadlinePassed,
+            Go(state, vec![Do::ResendPending]),
+        );
+        check(
+            state,
+            On::ResendsExhausted,
+            Go(state, vec![Do::ResendPending]),
+        );
     }
 
     #[test]
     fn once_completed() {
-        check(S::Completed, On::PaymentCharged, Ignore);
-        check(S::Completed, On::StockReserved, Ignore);
-        check(S::Completed, On::PaymentDeclined, Invalid);
-        check(S::Completed, On::PaymentRefunded, Invalid);
-        check(S::Completed, On::StockReservationFailed, Invalid);
+        let state = S::Completed;
+        check(state, On::PaymentCharged, Ignore);
+        check(state, On::StockReserved, Ignore);
+        check(state, On::PaymentDeclined, Invalid);
+        check(state, On::PaymentRefunded, Invalid);
+        check(state, On::StockReservationFailed, Invalid);
+        check(state, On::StockReleased, Invalid);
+        check(state, On::DeadlinePassed, Ignore);
+        check(state, On::ResendsExhausted, Ignore);
     }
 
     #[test]
@@ -300,6 +459,9 @@ mod tests {
         check(state, On::PaymentRefunded, Invalid);
         check(state, On::StockReserved, Invalid);
         check(state, On::StockReservationFailed, Invalid);
+        check(state, On::StockReleased, Invalid);
+        check(state, On::DeadlinePassed, Ignore);
+        check(state, On::ResendsExhausted, Ignore);
     }
 
     #[test]
@@ -310,18 +472,15 @@ mod tests {
         check(state, On::PaymentRefunded, Ignore);
         check(state, On::PaymentDeclined, Invalid);
         check(state, On::StockReserved, Invalid);
+        check(state, On::StockReleased, Invalid);
+        check(state, On::DeadlinePassed, Ignore);
+        check(state, On::ResendsExhausted, Ignore);
     }
 
     #[test]
     fn once_timed_out_late_replies_change_nothing() {
         let state = S::Failed(TimedOut);
-        for event in [
-            On::PaymentCharged,
-            On::PaymentDeclined,
-            On::PaymentRefunded,
-            On::StockReserved,
-            On::StockReservationFailed,
-        ] {
+        for event in ALL_EVENTS {
             check(state, event, Ignore);
         }
     }
@@ -335,13 +494,7 @@ mod tests {
             S::Failed(TimedOut),
         ];
         for state in finals {
-            for event in [
-                On::PaymentCharged,
-                On::PaymentDeclined,
-                On::PaymentRefunded,
-                On::StockReserved,
-                On::StockReservationFailed,
-            ] {
+            for event in ALL_EVENTS {
                 if let Ok((to, commands)) = transition(state, event) {
                     assert_eq!(to, state);
                     assert!(commands.is_empty());
@@ -355,7 +508,9 @@ mod tests {
         for state in [
             S::AwaitingPayment,
             S::AwaitingStock,
+            S::ReleasingStock(TimedOut),
             S::RefundingPayment(OutOfStock),
+            S::RefundingPayment(TimedOut),
             S::Completed,
             S::Failed(PaymentDeclined),
             S::Failed(OutOfStock),

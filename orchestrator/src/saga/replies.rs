@@ -1,29 +1,32 @@
 //! The `orchestrator.replies` consumer: one reply, one saga step.
 //!
-//! In one transaction: claim the reply in the inbox, load the saga, run the pure transition,
-//! move the saga with a version check, record the timeline entry, write the resulting commands
-//! to the outbox. If another consumer moved the same saga in between (the version changed), the
-//! transaction is rolled back and the step retried on fresh state, so two racing replies can
-//! never both apply a transition.
+//! In one transaction: claim the reply in the inbox, load the saga, apply the event through the
+//! [`engine`](super::engine) (pure transition, version-checked write, timeline, outbox), commit.
+//! If another writer moved the same saga in between (the version changed), everything is rolled
+//! back and the step retried on fresh state, so two racing replies can never both apply a
+//! transition.
 
+use chrono::Utc;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use saga_common::contracts::{self, reply};
 use saga_common::messaging::inbox::{self, Claim};
-use saga_common::messaging::{Envelope, HandleError, MessageHandler, outbox};
+use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
-use super::effects::message_for;
-use super::machine::{self, SagaEvent};
+use super::engine::{self, Applied, ApplyError, Trigger};
+use super::machine::SagaEvent;
+use crate::configuration::SagaSettings;
 use crate::orders::store;
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "orchestrator";
 
-/// Attempts on a version conflict before the delivery is requeued.
+/// Attempts on a version conflict before the delivery counts as a transient failure.
 const MAX_CONFLICT_RETRIES: usize = 5;
 
 pub struct SagaReplies {
     pub db: DatabaseConnection,
+    pub settings: SagaSettings,
 }
 
 /// Maps a reply to the saga event it reports, checking its payload on the way.
@@ -53,7 +56,21 @@ pub fn event_of(envelope: &Envelope) -> Result<SagaEvent, HandleError> {
         reply::STOCK_RESERVATION_FAILED => {
             check::<contracts::StockReservationFailed>(envelope, SagaEvent::StockReservationFailed)
         }
+        reply::STOCK_RELEASED => {
+            check::<contracts::StockReleased>(envelope, SagaEvent::StockReleased)
+        }
         other => Err(HandleError::unknown_type(other)),
+    }
+}
+
+impl From<ApplyError> for HandleError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::Invalid(invalid) => HandleError::permanent("invalid_transition", invalid),
+            ApplyError::Message(error) => HandleError::invalid_payload(error),
+            ApplyError::NothingPending(_) => HandleError::permanent("invalid_transition", error),
+            ApplyError::Database(error) => error.into(),
+        }
     }
 }
 
@@ -88,46 +105,21 @@ impl SagaReplies {
                 format!("no saga {}", envelope.saga_id),
             ));
         };
-        let (to, commands) = machine::transition(order.state, event)
-            .map_err(|invalid| HandleError::permanent("invalid_transition", invalid))?;
-        if to == order.state && commands.is_empty() {
-            tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
-            txn.commit().await?;
-            return Ok(true);
-        }
-        if !store::advance(&txn, order.order_id, order.version, to).await? {
-            return Ok(false);
-        }
-        let messages = commands
-            .iter()
-            .map(|command| {
-                message_for(
-                    *command,
-                    &order,
-                    &envelope.correlation_id,
-                    Some(envelope.message_id),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(HandleError::invalid_payload)?;
-        store::record_transition(
-            &txn,
-            order.order_id,
-            Some(order.state),
-            to,
-            &envelope.message_type,
-            envelope.message_id,
-            messages
-                .iter()
-                .map(|m| m.envelope.message_type.clone())
-                .collect(),
-        )
-        .await?;
-        for message in &messages {
-            outbox::enqueue(&txn, message).await?;
+        let trigger = Trigger {
+            kind: &envelope.message_type,
+            message_id: envelope.message_id,
+            correlation_id: &envelope.correlation_id,
+        };
+        match engine::apply(&txn, &order, event, &trigger, &self.settings, Utc::now()).await? {
+            Applied::Conflict => return Ok(false),
+            Applied::Ignored => {
+                tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
+            }
+            Applied::Stepped(step) => {
+                tracing::info!(from = %order.state, to = %step.to, "saga advanced");
+            }
         }
         txn.commit().await?;
-        tracing::info!(from = %order.state, to = %to, "saga advanced");
         Ok(true)
     }
 }

@@ -3,11 +3,12 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use orchestrator::configuration::{SagaSettings, Settings};
 use saga_common::configuration::ServiceSettings;
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{PATIENCE, TestVhost, create_database, eventually, init_test_telemetry};
 
-/// One running service of the fleet.
+/// One service of the fleet.
 pub struct Service {
     pub base: String,
     pub db_url: String,
@@ -20,6 +21,7 @@ pub struct TestFleet {
     pub inventory: Service,
     pub vhost: TestVhost,
     pub client: reqwest::Client,
+    payment_settings: Option<ServiceSettings>,
     shutdown: Shutdown,
 }
 
@@ -38,23 +40,51 @@ async fn settings(defaults: ServiceSettings, label: &str, vhost: &TestVhost) -> 
     settings
 }
 
+/// What differs from the default fleet.
+pub struct FleetOptions {
+    pub saga: SagaSettings,
+    /// Start the payment participant now (else: `start_payment` later).
+    pub with_payment: bool,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            saga: SagaSettings::default(),
+            with_payment: true,
+        }
+    }
+}
+
 pub async fn spawn_fleet() -> TestFleet {
+    spawn_fleet_with(FleetOptions::default()).await
+}
+
+async fn start_payment_app(settings: ServiceSettings, shutdown: &Shutdown) -> String {
+    let app = payment::startup::Application::build(settings)
+        .await
+        .expect("payment failed to start");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    base
+}
+
+pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
     init_test_telemetry();
     let vhost = TestVhost::create().await;
     let shutdown = Shutdown::new();
 
-    let orchestrator_settings = settings(
-        orchestrator::startup::default_settings(),
-        "orchestrator",
-        &vhost,
-    )
-    .await;
+    let defaults = orchestrator::configuration::default_settings();
+    let orchestrator_settings = Settings {
+        service: settings(defaults.service, "orchestrator", &vhost).await,
+        saga: options.saga,
+    };
     let payment_settings = settings(payment::startup::default_settings(), "payment", &vhost).await;
     let inventory_settings =
         settings(inventory::startup::default_settings(), "inventory", &vhost).await;
 
     let orchestrator = {
-        let db_url = orchestrator_settings.database.url.clone();
+        let db_url = orchestrator_settings.service.database.url.clone();
         let app = orchestrator::startup::Application::build(orchestrator_settings)
             .await
             .expect("orchestrator failed to start");
@@ -62,14 +92,15 @@ pub async fn spawn_fleet() -> TestFleet {
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Service { base, db_url }
     };
-    let payment = {
-        let db_url = payment_settings.database.url.clone();
-        let app = payment::startup::Application::build(payment_settings)
-            .await
-            .expect("payment failed to start");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Service { base, db_url }
+    let payment_db = payment_settings.database.url.clone();
+    let (payment_base, payment_settings) = if options.with_payment {
+        (start_payment_app(payment_settings, &shutdown).await, None)
+    } else {
+        (String::new(), Some(payment_settings))
+    };
+    let payment = Service {
+        base: payment_base,
+        db_url: payment_db,
     };
     let inventory = {
         let db_url = inventory_settings.database.url.clone();
@@ -87,15 +118,28 @@ pub async fn spawn_fleet() -> TestFleet {
         inventory,
         vhost,
         client: reqwest::Client::new(),
+        payment_settings,
         shutdown,
     };
-    for service in [&fleet.orchestrator, &fleet.payment, &fleet.inventory] {
-        fleet.wait_ready(service).await;
+    fleet.wait_ready(&fleet.orchestrator).await;
+    fleet.wait_ready(&fleet.inventory).await;
+    if options.with_payment {
+        fleet.wait_ready(&fleet.payment).await;
     }
     fleet
 }
 
 impl TestFleet {
+    /// Starts the payment participant of a fleet spawned without it.
+    pub async fn start_payment(&mut self) {
+        let settings = self
+            .payment_settings
+            .take()
+            .expect("payment is already running");
+        self.payment.base = start_payment_app(settings, &self.shutdown).await;
+        self.wait_ready(&self.payment).await;
+    }
+
     pub async fn wait_ready(&self, service: &Service) {
         let url = format!("{}/health/ready", service.base);
         eventually("service readiness", PATIENCE, || async {

@@ -10,3 +10,4 @@ mod health_and_docs;
 mod messaging;
 mod orders;
 mod saga_flows;
+mod timeouts;

@@ -108,13 +108,23 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
         total_cents: 10,
         state: SagaState::AwaitingPayment,
         version: 0,
+        deadline_at: None,
+        resends: 0,
+        pending_message_id: None,
         correlation_id: "c".into(),
         idempotency_key: None,
         created_at: now,
         updated_at: now,
     };
     store::insert(&db, &order).await.unwrap();
-    (SagaReplies { db: db.clone() }, db, order)
+    (
+        SagaReplies {
+            db: db.clone(),
+            settings: Default::default(),
+        },
+        db,
+        order,
+    )
 }
 
 fn charged(order: &Order) -> Envelope {

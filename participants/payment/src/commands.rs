@@ -82,7 +82,7 @@ impl PaymentCommands {
         let Some(txn) = participant::begin(&self.db, CONSUMER, &envelope).await? else {
             return Ok(());
         };
-        let refunded_cents = payments::refund(&txn, command.order_id).await?;
+        let refunded_cents = payments::refund(&txn, command.order_id, &command.customer_id).await?;
         tracing::info!(refunded_cents, "refund handled");
         let answer = envelope
             .reply(

@@ -3,7 +3,9 @@
 //! Rules: a charge debits the account when the balance covers it, else it is declined
 //! (`insufficient_funds`, or `no_account`). One payment per order (a database constraint), so a
 //! charge repeated under a new message id answers with the outcome already recorded. A refund
-//! credits a charged payment back exactly once; refunding what was never charged is a no-op.
+//! credits a charged payment back exactly once. A refund for an order never charged records the
+//! order as `DECLINED`/`cancelled`, so a charge that arrives after it (commands can overtake each
+//! other when a saga times out) is declined instead of taking money for a failed order.
 
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -26,6 +28,8 @@ pub const DECLINED: &str = "DECLINED";
 
 pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
 pub const NO_ACCOUNT: &str = "no_account";
+/// A refund arrived before any charge (the saga gave up first): the order is closed to charges.
+pub const CANCELLED: &str = "cancelled";
 
 #[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
 pub struct Payment {
@@ -99,8 +103,26 @@ pub async fn charge(
 
 /// Refunds the order's charge once; returns the amount refunded by this or an earlier refund
 /// (0 when nothing was ever charged).
-pub async fn refund(db: &impl ConnectionTrait, order_id: Uuid) -> Result<i64, DbErr> {
+pub async fn refund(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+    customer_id: &str,
+) -> Result<i64, DbErr> {
     let Some(payment) = find_for_update(db, order_id).await? else {
+        // Two refunds racing here both insert; the loser's unique violation rolls it back and
+        // its retry finds this row.
+        db.execute_raw(stmt(
+            "INSERT INTO payments (payment_id, order_id, customer_id, amount_cents, status, decline_reason) \
+             VALUES ($1, $2, $3, 0, $4, $5)",
+            [
+                Uuid::now_v7().into(),
+                order_id.into(),
+                customer_id.into(),
+                DECLINED.into(),
+                CANCELLED.into(),
+            ],
+        ))
+        .await?;
         return Ok(0);
     };
     match payment.status.as_str() {

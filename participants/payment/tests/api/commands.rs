@@ -102,16 +102,22 @@ async fn a_refund_credits_back_exactly_once() {
 }
 
 #[tokio::test]
-async fn refunding_what_was_never_charged_is_a_harmless_no_op() {
+async fn refunding_what_was_never_charged_is_harmless_and_closes_the_order_to_charges() {
     let app = spawn_app().await;
     app.fund("c-1", 1_000).await;
     let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
 
-    app.send(&refund(Uuid::now_v7(), "c-1")).await;
-
+    app.send(&refund(order, "c-1")).await;
     let answer = replies.next().await;
     assert_eq!(answer.message_type, reply::PAYMENT_REFUNDED);
     assert_eq!(answer.payload["refunded_cents"], 0);
+
+    // The charge overtaken by the refund arrives late: it must not take money.
+    app.send(&charge(order, "c-1", 400)).await;
+    let late = replies.next().await;
+    assert_eq!(late.message_type, reply::PAYMENT_DECLINED);
+    assert_eq!(late.payload["reason"], "cancelled");
     assert_eq!(app.balance("c-1").await, 1_000);
 }
 

@@ -1,0 +1,200 @@
+//! Operator endpoints: see the sagas in progress (and the stuck ones), retry or compensate one.
+//! Both actions are recorded in the saga's timeline (`operator.retry`, `operator.compensate`).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use saga_common::http::correlation::record_order;
+use saga_common::http::extract::{Violations, parse_uuid};
+use saga_common::http::{ApiError, ErrorBody};
+
+use super::engine::{Applied, ApplyError};
+use super::machine::SagaEvent;
+use super::timeouts::act;
+use crate::orders::model::{Order, OrderStatus};
+use crate::orders::store;
+use crate::startup::AppState;
+
+pub const OPERATOR_RETRY: &str = "operator.retry";
+pub const OPERATOR_COMPENSATE: &str = "operator.compensate";
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/sagas", get(list_sagas))
+        .route("/api/sagas/{order_id}/retry", post(retry_saga))
+        .route("/api/sagas/{order_id}/compensate", post(compensate_saga))
+        .with_state(state)
+}
+
+/// A saga as an operator sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagaView {
+    pub order_id: Uuid,
+    /// `AWAITING_PAYMENT`, `AWAITING_STOCK`, `RELEASING_STOCK`, `REFUNDING_PAYMENT`, `COMPLETED`, `FAILED`.
+    #[schema(example = "AWAITING_PAYMENT")]
+    pub state: String,
+    pub status: OrderStatus,
+    pub failure_reason: Option<String>,
+    /// When the timeout worker acts next; null once final.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// Past its deadline and not yet handled by the worker.
+    pub stuck: bool,
+    /// Resends of the pending command in the current state.
+    pub resends: i32,
+    /// Id of the command the saga waits on (resent with this id).
+    pub pending_message_id: Option<Uuid>,
+    pub version: i32,
+    pub correlation_id: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SagaView {
+    fn of(order: &Order, now: DateTime<Utc>) -> Self {
+        Self {
+            order_id: order.order_id,
+            state: order.state.name().to_owned(),
+            status: OrderStatus::of(order.state),
+            failure_reason: order.state.failure_reason().map(|r| r.as_str().to_owned()),
+            deadline_at: order.deadline_at,
+            stuck: order.deadline_at.is_some_and(|d| d <= now),
+            resends: order.resends,
+            pending_message_id: order.pending_message_id,
+            version: order.version,
+            correlation_id: order.correlation_id.clone(),
+            updated_at: order.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SagaQuery {
+    /// `true`: only sagas past their deadline. Otherwise every saga in progress.
+    pub stuck: Option<String>,
+    /// 1 to 500; default 100.
+    pub limit: Option<String>,
+}
+
+/// Sagas in progress, the most overdue first.
+#[utoipa::path(get, path = "/api/sagas", tag = "operations", params(SagaQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sagas in progress", body = Vec<SagaView>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 422, description = "A bad `stuck` or `limit`", body = ErrorBody),
+    ))]
+pub async fn list_sagas(
+    State(state): State<AppState>,
+    query: Result<Query<SagaQuery>, QueryRejection>,
+) -> Result<Json<Vec<SagaView>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut violations = Violations::default();
+    let stuck = match query.stuck.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            violations.add("stuck", "must be true or false");
+            false
+        }
+    };
+    let limit = match query.limit.as_deref().map(str::parse::<u64>) {
+        None => 100,
+        Some(Ok(n)) if (1..=500).contains(&n) => n,
+        Some(_) => {
+            violations.add("limit", "must be a whole number from 1 to 500");
+            100
+        }
+    };
+    violations.finish(())?;
+    let now = Utc::now();
+    let sagas = store::in_progress(&state.db, stuck, limit).await?;
+    Ok(Json(sagas.iter().map(|o| SagaView::of(o, now)).collect()))
+}
+
+/// Resends the command the saga waits on, with its original message id.
+#[utoipa::path(post, path = "/api/sagas/{order_id}/retry", tag = "operations",
+    params(("order_id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pending command resent", body = SagaView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such saga", body = ErrorBody),
+        (status = 409, description = "The saga is already final", body = ErrorBody),
+        (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
+    ))]
+pub async fn retry_saga(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<SagaView>, ApiError> {
+    operate(&state, &order_id, SagaEvent::DeadlinePassed, OPERATOR_RETRY).await
+}
+
+/// Gives up on the saga now: compensates what may have happened and fails it `timed_out`. On a
+/// saga already compensating, resends the compensation.
+#[utoipa::path(post, path = "/api/sagas/{order_id}/compensate", tag = "operations",
+    params(("order_id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Compensation started (or resent)", body = SagaView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such saga", body = ErrorBody),
+        (status = 409, description = "The saga is already final", body = ErrorBody),
+        (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
+    ))]
+pub async fn compensate_saga(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<SagaView>, ApiError> {
+    operate(
+        &state,
+        &order_id,
+        SagaEvent::ResendsExhausted,
+        OPERATOR_COMPENSATE,
+    )
+    .await
+}
+
+async fn operate(
+    state: &AppState,
+    order_id: &str,
+    event: SagaEvent,
+    kind: &str,
+) -> Result<Json<SagaView>, ApiError> {
+    let order_id = parse_uuid("order_id", order_id)?;
+    record_order(order_id);
+    let txn = state.db.begin().await?;
+    let order = store::find_for_update(&txn, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no saga {order_id}")))?;
+    if order.state.is_final() {
+        return Err(ApiError::conflict(
+            "saga_final",
+            format!("the saga is already {}", order.state),
+        ));
+    }
+    match act(&txn, &order, event, kind, &state.saga).await {
+        Ok(Applied::Stepped(_)) => {}
+        Ok(Applied::Ignored | Applied::Conflict) => {
+            return Err(ApiError::conflict(
+                "saga_busy",
+                "the saga changed; try again",
+            ));
+        }
+        Err(ApplyError::Database(error)) => return Err(error.into()),
+        Err(error) => return Err(ApiError::internal(&error)),
+    }
+    txn.commit().await?;
+    state.wakeup.notify();
+    tracing::warn!(action = kind, "operator action on saga");
+    let updated = store::find(&state.db, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no saga {order_id}")))?;
+    Ok(Json(SagaView::of(&updated, Utc::now())))
+}

@@ -1,0 +1,233 @@
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use uuid::Uuid;
+
+use orchestrator::configuration::SagaSettings;
+use orchestrator::saga::timeouts::{SweepReport, sweep};
+use saga_common::testing::{PATIENCE, eventually};
+use sea_orm_migration::MigratorTrait;
+
+use crate::helpers::{FleetOptions, TestFleet, database, order_body, query_one, spawn_fleet_with};
+
+/// Deadlines that only the test triggers: the scheduled sweep runs once a year.
+fn manual_sweeps(max_resends: i32) -> SagaSettings {
+    SagaSettings {
+        max_resends,
+        sweep_schedule: "0 0 0 1 1 *".into(),
+        ..SagaSettings::default()
+    }
+}
+
+async fn fleet_without_payment(saga: SagaSettings) -> TestFleet {
+    spawn_fleet_with(FleetOptions {
+        saga,
+        with_payment: false,
+    })
+    .await
+}
+
+async fn expire(fleet: &TestFleet, order_id: Uuid) {
+    let db = database(&fleet.orchestrator.db_url).await;
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "UPDATE orders SET deadline_at = now() - interval '1 second' WHERE order_id = $1",
+        [order_id.into()],
+    ))
+    .await
+    .unwrap();
+}
+
+async fn count(db: &sea_orm::DatabaseConnection, sql: &str, id: Uuid) -> i64 {
+    query_one(
+        db,
+        &format!("SELECT to_json(count(*)) AS row FROM {sql}"),
+        vec![id.into()],
+    )
+    .await
+    .as_i64()
+    .unwrap()
+}
+
+fn last_step(timeline: &Value) -> &Value {
+    timeline["transitions"].as_array().unwrap().last().unwrap()
+}
+
+#[tokio::test]
+async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
+    let settings = manual_sweeps(3);
+    let fleet = fleet_without_payment(settings.clone()).await;
+    fleet.set_stock("lamp", 1).await;
+    let order_id = fleet.place(&order_body("ann", "lamp", 1, 100)).await;
+    let db = database(&fleet.orchestrator.db_url).await;
+
+    // Not overdue yet: nothing to do.
+    assert_eq!(sweep(&db, &settings).await.unwrap(), SweepReport::default());
+    expire(&fleet, order_id).await;
+    let report = sweep(&db, &settings).await.unwrap();
+
+    assert_eq!(
+        report,
+        SweepReport {
+            resent: 1,
+            compensated: 0
+        }
+    );
+    let charge_id = query_one(
+        &db,
+        "SELECT to_json(pending_message_id) AS row FROM orders WHERE order_id = $1",
+        vec![order_id.into()],
+    )
+    .await;
+    let copies = query_one(
+        &db,
+        "SELECT to_json(count(*)) AS row FROM outbox WHERE message_id = $1::text::uuid",
+        vec![charge_id.as_str().unwrap().to_owned().into()],
+    )
+    .await;
+    assert_eq!(copies, 2, "the charge is queued again under its own id");
+    let order = fleet.order(order_id).await;
+    assert_eq!(order["status"], "PENDING");
+    let timeline = fleet.timeline(order_id).await;
+    let step = last_step(&timeline);
+    assert_eq!(step["trigger"], "deadline.passed");
+    assert_eq!(step["from_state"], "AWAITING_PAYMENT");
+    assert_eq!(step["to_state"], "AWAITING_PAYMENT");
+    assert_eq!(step["commands"][0], "payment.charge");
+    // The new deadline is in the future again.
+    assert_eq!(sweep(&db, &settings).await.unwrap(), SweepReport::default());
+}
+
+#[tokio::test]
+async fn a_saga_out_of_resends_compensates_instead() {
+    let settings = manual_sweeps(0);
+    let fleet = fleet_without_payment(settings.clone()).await;
+    fleet.set_stock("lamp", 1).await;
+    let order_id = fleet.place(&order_body("ann", "lamp", 1, 100)).await;
+    let db = database(&fleet.orchestrator.db_url).await;
+
+    expire(&fleet, order_id).await;
+    let report = sweep(&db, &settings).await.unwrap();
+
+    assert_eq!(
+        report,
+        SweepReport {
+            resent: 0,
+            compensated: 1
+        }
+    );
+    let step = last_step(&fleet.timeline(order_id).await).clone();
+    assert_eq!(step["trigger"], "deadline.resends_exhausted");
+    assert_eq!(step["to_state"], "REFUNDING_PAYMENT");
+    assert_eq!(step["commands"][0], "payment.refund");
+    assert_eq!(
+        count(
+            &db,
+            "outbox WHERE saga_id = $1 AND message_type = 'payment.refund'",
+            order_id
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_sweepers_at_once_never_handle_one_saga_twice() {
+    let settings = manual_sweeps(3);
+    let fleet = fleet_without_payment(settings.clone()).await;
+    fleet.set_stock("lamp", 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(fleet.place(&order_body("ann", "lamp", 1, 100)).await);
+    }
+    for id in &ids {
+        expire(&fleet, *id).await;
+    }
+    let (db_a, db_b) = (
+        database(&fleet.orchestrator.db_url).await,
+        database(&fleet.orchestrator.db_url).await,
+    );
+
+    let (a, b) = tokio::join!(sweep(&db_a, &settings), sweep(&db_b, &settings));
+
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.resent + b.resent, 20);
+    for id in ids {
+        let resends = query_one(
+            &db_a,
+            "SELECT to_json(resends) AS row FROM orders WHERE order_id = $1",
+            vec![id.into()],
+        )
+        .await;
+        assert_eq!(resends, 1, "saga {id} handled twice or never");
+    }
+}
+
+#[tokio::test]
+async fn a_participant_down_past_the_deadline_is_compensated_and_late_replies_change_nothing() {
+    let settings = SagaSettings {
+        awaiting_payment_timeout_ms: 300,
+        compensation_timeout_ms: 300,
+        max_resends: 1,
+        ..SagaSettings::default()
+    };
+    let mut fleet = fleet_without_payment(settings).await;
+    fleet.set_stock("lamp", 3).await;
+    let order_id = fleet.place(&order_body("bea", "lamp", 1, 700)).await;
+
+    // The worker resends once, then gives up and starts refunding; payment is still down.
+    eventually("compensation to start", PATIENCE, || async {
+        let timeline = fleet.timeline(order_id).await;
+        (last_step(&timeline)["to_state"] == "REFUNDING_PAYMENT").then_some(())
+    })
+    .await;
+
+    // Payment comes back with the customer's account, and finds the charge, its resend and the
+    // refund(s) waiting, in whatever order its consumers take them.
+    let payment_db = Database::connect(&fleet.payment.db_url).await.unwrap();
+    payment::migration::Migrator::up(&payment_db, None)
+        .await
+        .unwrap();
+    payment_db
+        .execute_unprepared(
+            "INSERT INTO accounts (customer_id, balance_cents) VALUES ('bea', 1000)",
+        )
+        .await
+        .unwrap();
+    fleet.start_payment().await;
+
+    let order = fleet.wait_final(order_id).await;
+    assert_eq!(order["status"], "FAILED");
+    assert_eq!(order["failure_reason"], "timed_out");
+    assert_eq!(
+        fleet.balance("bea").await,
+        1_000,
+        "no money kept for a failed order"
+    );
+    let payments = fleet.payments(order_id).await;
+    assert_eq!(payments.len(), 1);
+    assert_ne!(payments[0]["status"], "CHARGED");
+    assert_eq!(fleet.stock("lamp").await, (3, 0));
+
+    // Whatever arrives late (the resent charge's reply) leaves the order as it is.
+    let saga_db = database(&fleet.orchestrator.db_url).await;
+    eventually("every payment reply to be consumed", PATIENCE, || async {
+        let pending = query_one(
+            &payment_db,
+            "SELECT to_json(count(*)) AS row FROM outbox WHERE published_at IS NULL",
+            vec![],
+        )
+        .await;
+        let handled = count(&saga_db, "inbox WHERE $1::uuid IS NOT NULL", order_id).await;
+        let sent = query_one(
+            &payment_db,
+            "SELECT to_json(count(DISTINCT message_id)) AS row FROM outbox",
+            vec![],
+        )
+        .await;
+        (pending == 0 && Some(handled) == sent.as_i64()).then_some(())
+    })
+    .await;
+    let order = fleet.order(order_id).await;
+    assert_eq!(order["failure_reason"], "timed_out");
+    assert_eq!(fleet.balance("bea").await, 1_000);
+}
