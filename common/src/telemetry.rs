@@ -15,8 +15,9 @@ pub fn subscriber<Sink>(
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // sqlx reports every harmless notice (e.g. "relation already exists, skipping") at info.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_filter},sqlx=warn")));
     Registry::default()
         .with(filter)
         .with(JsonStorageLayer)
