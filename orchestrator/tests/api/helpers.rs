@@ -21,7 +21,9 @@ pub struct TestFleet {
     pub inventory: Service,
     pub vhost: TestVhost,
     pub client: reqwest::Client,
+    /// Settings of a participant not started yet.
     payment_settings: Option<ServiceSettings>,
+    inventory_settings: Option<ServiceSettings>,
     shutdown: Shutdown,
 }
 
@@ -45,6 +47,8 @@ pub struct FleetOptions {
     pub saga: SagaSettings,
     /// Start the payment participant now (else: `start_payment` later).
     pub with_payment: bool,
+    /// Start the inventory participant now (else: `start_inventory` later).
+    pub with_inventory: bool,
 }
 
 impl Default for FleetOptions {
@@ -52,6 +56,7 @@ impl Default for FleetOptions {
         Self {
             saga: SagaSettings::default(),
             with_payment: true,
+            with_inventory: true,
         }
     }
 }
@@ -64,6 +69,15 @@ async fn start_payment_app(settings: ServiceSettings, shutdown: &Shutdown) -> St
     let app = payment::startup::Application::build(settings)
         .await
         .expect("payment failed to start");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    base
+}
+
+async fn start_inventory_app(settings: ServiceSettings, shutdown: &Shutdown) -> String {
+    let app = inventory::startup::Application::build(settings)
+        .await
+        .expect("inventory failed to start");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     base
@@ -102,14 +116,18 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         base: payment_base,
         db_url: payment_db,
     };
-    let inventory = {
-        let db_url = inventory_settings.database.url.clone();
-        let app = inventory::startup::Application::build(inventory_settings)
-            .await
-            .expect("inventory failed to start");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Service { base, db_url }
+    let inventory_db = inventory_settings.database.url.clone();
+    let (inventory_base, inventory_settings) = if options.with_inventory {
+        (
+            start_inventory_app(inventory_settings, &shutdown).await,
+            None,
+        )
+    } else {
+        (String::new(), Some(inventory_settings))
+    };
+    let inventory = Service {
+        base: inventory_base,
+        db_url: inventory_db,
     };
 
     let fleet = TestFleet {
@@ -119,10 +137,13 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         vhost,
         client: reqwest::Client::new(),
         payment_settings,
+        inventory_settings,
         shutdown,
     };
     fleet.wait_ready(&fleet.orchestrator).await;
-    fleet.wait_ready(&fleet.inventory).await;
+    if options.with_inventory {
+        fleet.wait_ready(&fleet.inventory).await;
+    }
     if options.with_payment {
         fleet.wait_ready(&fleet.payment).await;
     }
@@ -138,6 +159,16 @@ impl TestFleet {
             .expect("payment is already running");
         self.payment.base = start_payment_app(settings, &self.shutdown).await;
         self.wait_ready(&self.payment).await;
+    }
+
+    /// Starts the inventory participant of a fleet spawned without it.
+    pub async fn start_inventory(&mut self) {
+        let settings = self
+            .inventory_settings
+            .take()
+            .expect("inventory is already running");
+        self.inventory.base = start_inventory_app(settings, &self.shutdown).await;
+        self.wait_ready(&self.inventory).await;
     }
 
     pub async fn wait_ready(&self, service: &Service) {

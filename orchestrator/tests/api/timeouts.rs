@@ -22,6 +22,7 @@ async fn fleet_without_payment(saga: SagaSettings) -> TestFleet {
     spawn_fleet_with(FleetOptions {
         saga,
         with_payment: false,
+        ..FleetOptions::default()
     })
     .await
 }
@@ -230,4 +231,61 @@ async fn a_participant_down_past_the_deadline_is_compensated_and_late_replies_ch
     let order = fleet.order(order_id).await;
     assert_eq!(order["failure_reason"], "timed_out");
     assert_eq!(fleet.balance("bea").await, 1_000);
+}
+
+#[tokio::test]
+async fn stock_that_never_answers_is_released_and_the_charge_refunded() {
+    let settings = SagaSettings {
+        awaiting_stock_timeout_ms: 300,
+        compensation_timeout_ms: 300,
+        max_resends: 1,
+        ..SagaSettings::default()
+    };
+    let mut fleet = spawn_fleet_with(FleetOptions {
+        saga: settings,
+        with_inventory: false,
+        ..FleetOptions::default()
+    })
+    .await;
+    fleet.set_balance("cid", 5_000).await;
+    let order_id = fleet.place(&order_body("cid", "sofa", 2, 1_000)).await;
+
+    eventually("the release to be under way", PATIENCE, || async {
+        let timeline = fleet.timeline(order_id).await;
+        (last_step(&timeline)["to_state"] == "RELEASING_STOCK").then_some(())
+    })
+    .await;
+    assert_eq!(
+        fleet.balance("cid").await,
+        3_000,
+        "charged while stock was away"
+    );
+
+    // Inventory returns with the product in stock and finds reserve(s) and release(s) queued.
+    let inventory_db = Database::connect(&fleet.inventory.db_url).await.unwrap();
+    inventory::migration::Migrator::up(&inventory_db, None)
+        .await
+        .unwrap();
+    inventory_db
+        .execute_unprepared("INSERT INTO products (product_id, available) VALUES ('sofa', 10)")
+        .await
+        .unwrap();
+    fleet.start_inventory().await;
+
+    let order = fleet.wait_final(order_id).await;
+    assert_eq!(order["failure_reason"], "timed_out");
+    assert_eq!(fleet.balance("cid").await, 5_000, "refunded");
+    assert_eq!(fleet.stock("sofa").await, (10, 0), "nothing kept reserved");
+    let mut states: Vec<String> = fleet.timeline(order_id).await["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to_state"].as_str().unwrap().to_owned())
+        .collect();
+    states.dedup(); // resends stay in their state
+    assert!(states.ends_with(&[
+        "RELEASING_STOCK".to_owned(),
+        "REFUNDING_PAYMENT".to_owned(),
+        "FAILED".to_owned()
+    ]));
 }
