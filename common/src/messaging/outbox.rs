@@ -32,7 +32,14 @@ pub enum RelayError {
     Nacked(uuid::Uuid),
     #[error("outbox row {0} holds an unreadable envelope: {1}")]
     Corrupt(i64, serde_json::Error),
+    #[error("the broker did not confirm a batch within {0:?}")]
+    ConfirmTimeout(Duration),
 }
+
+/// How long a batch may wait for its confirms. A broker that accepts a publish but never
+/// confirms it (an unresponsive queue) must not hold the relay, and the rows' locks, forever: the
+/// session is restarted instead and the rows are published again.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes `message` to the outbox on `db` (pass the business transaction).
 pub async fn enqueue(db: &impl ConnectionTrait, message: &OutgoingMessage) -> Result<(), DbErr> {
@@ -170,11 +177,17 @@ impl Relay {
                 .await?;
             confirms.push((envelope.message_id, confirm));
         }
-        for (message_id, confirm) in confirms {
-            if !confirm.await?.is_ack() {
-                return Err(RelayError::Nacked(message_id));
+        let all_confirmed = async {
+            for (message_id, confirm) in confirms {
+                if !confirm.await?.is_ack() {
+                    return Err(RelayError::Nacked(message_id));
+                }
             }
-        }
+            Ok(())
+        };
+        tokio::time::timeout(CONFIRM_TIMEOUT, all_confirmed)
+            .await
+            .map_err(|_| RelayError::ConfirmTimeout(CONFIRM_TIMEOUT))??;
 
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         txn.execute_raw(stmt(
