@@ -10,6 +10,7 @@
 #   INVENTORY_DATABASE_URL    [.../saga_inventory]
 #   APP__APPLICATION__HOST    [127.0.0.1]  shared by all three services
 #   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all three
+#   APP__ADMIN__TOKEN         [generated] bearer token of /api/admin/* on all three; printed
 #   SAGA_STOP_TIMEOUT         [20] seconds a service gets to stop before SIGKILL
 # The per-service variables become APP__APPLICATION__PORT and APP__DATABASE__URL of that
 # service; any other APP__* variable is passed through to all three.
@@ -36,6 +37,16 @@ declare -A DB_URL=(
 )
 export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
 export APP__AMQP__URL="${APP__AMQP__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+# The admin routes refuse every request without a token, so always run with one: the caller's,
+# or a fresh random one (hex behind a prefix, so the settings loader cannot mistake it for a
+# number and mangle it).
+if [ -z "${APP__ADMIN__TOKEN:-}" ]; then
+    APP__ADMIN__TOKEN="admin-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+    ADMIN_TOKEN_ORIGIN="generated for this run"
+else
+    ADMIN_TOKEN_ORIGIN="from APP__ADMIN__TOKEN"
+fi
+export APP__ADMIN__TOKEN
 STOP_TIMEOUT="${SAGA_STOP_TIMEOUT:-20}"
 READY_TIMEOUT=60
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
@@ -96,6 +107,52 @@ trap stop_services EXIT
 trap 'log "received SIGINT"; exit 0' INT
 trap 'log "received SIGTERM"; exit 0' TERM
 
+# The work queues became quorum queues (x-queue-type, x-delivery-limit). RabbitMQ refuses to
+# redeclare a queue with other arguments (PRECONDITION_FAILED) and cannot convert one in place,
+# so classic work queues left by an earlier version would stop every service from connecting.
+# An empty one holds nothing: delete it (if-empty, if-unused: the broker checks atomically) and
+# the services declare it anew with its bindings. One that still holds messages is left alone,
+# because deleting it would lose them: see docs/runbook.md, "Upgrading from classic work queues".
+upgrade_classic_work_queues() {
+    local rest authority host vhost queue answer code type
+    rest=${APP__AMQP__URL#*://}
+    authority=${rest%%/*}
+    host=${authority##*@}
+    host=${host%:*}
+    case $host in
+    127.0.0.1 | localhost) ;;
+    *)
+        log "RabbitMQ at $host is not the local broker; not checking its work queues"
+        return 0
+        ;;
+    esac
+    vhost=''
+    [[ $rest != */* ]] || vhost=${rest#*/}
+    vhost=${vhost%%\?*}
+    [ -n "$vhost" ] || vhost=%2F # already percent-encoded, as the management API wants it
+    for queue in payment.commands inventory.commands orchestrator.replies; do
+        answer="$(curl -s --max-time 10 -w '\n%{http_code}' \
+            -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+            "$DEPLOY_RABBITMQ_API/api/queues/$vhost/$queue?columns=type")" ||
+            die "cannot ask the RabbitMQ management API about $queue"
+        code=${answer##*$'\n'}
+        case $code in
+        404) continue ;; # not declared yet: the services will
+        200) ;;
+        *) die "cannot inspect queue $queue in vhost $vhost (HTTP $code)" ;;
+        esac
+        type="$(grep -o '"type":"[a-z]*"' <<<"${answer%$'\n'*}" | sed 's/.*:"//; s/"$//')" || true
+        [ "$type" = classic ] || continue
+        code="$(curl -s -o /dev/null --max-time 10 -w '%{http_code}' -X DELETE \
+            -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+            "$DEPLOY_RABBITMQ_API/api/queues/$vhost/$queue?if-empty=true&if-unused=true")" || true
+        case $code in
+        204 | 404) log "deleted the empty classic queue $queue (vhost $vhost); it comes back as a quorum queue" ;;
+        *) die "$queue in vhost $vhost is a classic queue that still holds messages (or has a consumer); the services need it as a quorum queue. Drain it first: docs/runbook.md, \"Upgrading from classic work queues\"" ;;
+        esac
+    done
+}
+
 ready() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
         "http://$PROBE_HOST:${PORT[$1]}/health/ready")" = 200 ]
@@ -118,6 +175,7 @@ done
 ensure_postgres
 ensure_rabbitmq
 ensure_databases saga_orchestrator saga_payment saga_inventory
+upgrade_classic_work_queues
 
 log "building release binaries"
 cargo build --release --workspace --bins
@@ -172,6 +230,9 @@ cat <<EOF
                      $api:${PORT[payment]}/api/docs (payment)
                      $api:${PORT[inventory]}/api/docs (inventory)
   RabbitMQ console   $DEPLOY_RABBITMQ_API (${DEPLOY_RABBITMQ_USER}/${DEPLOY_RABBITMQ_PASSWORD})
+  Admin token        $APP__ADMIN__TOKEN ($ADMIN_TOKEN_ORIGIN)
+  Dead letters       /api/admin/dead-letters on each service (docs/runbook.md), e.g.
+                     curl -H "Authorization: Bearer $APP__ADMIN__TOKEN" $api:${PORT[payment]}/api/admin/dead-letters
   Logs (JSON lines)  $DEPLOY_RUN_DIR/{orchestrator,payment,inventory}.log
 Press Ctrl-C to stop the services.
 

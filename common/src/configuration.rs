@@ -3,6 +3,9 @@
 //!
 //! This is the only place that reads the process environment for configuration.
 
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,14 +19,32 @@ pub fn load<T>(defaults: &T) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned,
 {
+    layered(
+        defaults,
+        std::env::var("APP_CONFIG_FILE").ok(),
+        config::Environment::default(),
+    )
+}
+
+/// The layering itself; `environment` is the process environment in production and an explicit
+/// map in tests (Rust 2024 makes `set_var` unsafe, and this workspace forbids unsafe code).
+fn layered<T>(
+    defaults: &T,
+    file: Option<String>,
+    environment: config::Environment,
+) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned,
+{
     let defaults = config::Config::try_from(defaults)?;
     let mut builder = config::Config::builder().add_source(defaults);
-    if let Ok(path) = std::env::var("APP_CONFIG_FILE") {
+    if let Some(path) = file {
         builder = builder.add_source(config::File::with_name(&path).required(true));
     }
     let settings = builder
         .add_source(
-            config::Environment::with_prefix("APP")
+            environment
+                .prefix("APP")
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true),
@@ -109,6 +130,79 @@ impl Default for OutboxSettings {
     }
 }
 
+/// Retries of transient failures through the delay queues `<queue>.retry.<delay>ms`
+/// (`common/src/messaging/consumer.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetrySettings {
+    /// Attempts a message gets in all, the first delivery included, before a transient failure
+    /// dead-letters it as `retries_exhausted`.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each later retry waits twice as long as the one before.
+    pub base_delay_ms: u64,
+    /// Upper bound of one wait, so a large `max_attempts` does not mean waits of days.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// At least one attempt, whatever was configured.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts.max(1)
+    }
+
+    /// The wait after the `failures`-th failed attempt (1 for the first failure): base, 2 x base,
+    /// 4 x base, ... capped at `max_delay_ms`. Never zero: a zero TTL would be a hot loop.
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let base = self.base_delay_ms.max(1);
+        let factor = 1_u64
+            .checked_shl(failures.saturating_sub(1))
+            .unwrap_or(u64::MAX);
+        let cap = self.max_delay_ms.max(base);
+        Duration::from_millis(base.saturating_mul(factor).min(cap))
+    }
+
+    /// Every distinct wait a message can be given, shortest first: one delay queue each.
+    pub fn delays(&self) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = (1..self.max_attempts())
+            .map(|failures| self.delay_after(failures))
+            .collect();
+        delays.dedup();
+        delays
+    }
+}
+
+/// The operator endpoints under `/api/admin` (`common/src/http/admin.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminSettings {
+    /// Bearer token the admin routes require (`APP__ADMIN__TOKEN`). Empty (the default) disables
+    /// them: they answer 403 `admin_disabled`; an unset token never means open access.
+    /// Never serialised, so it cannot leak through a dump of the settings.
+    #[serde(skip_serializing, default)]
+    pub token: SecretString,
+}
+
+impl AdminSettings {
+    pub fn with_token(token: &str) -> Self {
+        Self {
+            token: SecretString::from(token),
+        }
+    }
+
+    /// Whether a token is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.token.expose_secret().is_empty()
+    }
+}
+
 /// The settings every service has; a service adds its own sections next to these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSettings {
@@ -116,6 +210,12 @@ pub struct ServiceSettings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub outbox: OutboxSettings,
+    /// Retries of transient failures; `#[serde(default)]` keeps older config files valid.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Operator endpoints; only holds a secret, so it is never serialised with a value.
+    #[serde(default)]
+    pub admin: AdminSettings,
     /// Log filter in `tracing` env-filter syntax.
     pub log_level: String,
     /// How long a stop signal waits for work in flight before giving up.
@@ -129,8 +229,78 @@ impl ServiceSettings {
             database: DatabaseSettings::for_database(database),
             amqp: AmqpSettings::default(),
             outbox: OutboxSettings::default(),
+            retry: RetrySettings::default(),
+            admin: AdminSettings::default(),
             log_level: "info".into(),
             shutdown_grace_ms: 10_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from_environment(variables: &[(&str, &str)]) -> ServiceSettings {
+        let map: HashMap<String, String> = variables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        layered(
+            &ServiceSettings::new(3001, "saga_test"),
+            None,
+            config::Environment::default().source(Some(map)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn retry_and_admin_settings_come_from_the_environment() {
+        let settings = from_environment(&[
+            ("APP__RETRY__MAX_ATTEMPTS", "7"),
+            ("APP__RETRY__BASE_DELAY_MS", "50"),
+            ("APP__ADMIN__TOKEN", "s3cret-token"),
+        ]);
+        assert_eq!(settings.retry.max_attempts, 7);
+        assert_eq!(settings.retry.base_delay_ms, 50);
+        assert_eq!(settings.retry.max_delay_ms, 60_000, "default kept");
+        assert!(settings.admin.enabled());
+        assert_eq!(settings.admin.token.expose_secret(), "s3cret-token");
+        assert!(
+            !format!("{settings:?}").contains("s3cret-token"),
+            "the token never shows in Debug output"
+        );
+    }
+
+    #[test]
+    fn without_a_token_the_admin_routes_are_disabled() {
+        let settings = from_environment(&[]);
+        assert!(!settings.admin.enabled());
+        assert_eq!(settings.retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn retry_delays_double_from_the_base_up_to_the_cap() {
+        let retry = RetrySettings {
+            max_attempts: 6,
+            base_delay_ms: 1_000,
+            max_delay_ms: 5_000,
+        };
+        let millis: Vec<u128> = retry.delays().iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            millis,
+            [1_000, 2_000, 4_000, 5_000],
+            "capped levels share a queue"
+        );
+        assert_eq!(retry.delay_after(60).as_millis(), 5_000, "no overflow");
+        let zero = RetrySettings {
+            max_attempts: 1,
+            base_delay_ms: 0,
+            max_delay_ms: 0,
+        };
+        assert!(zero.delays().is_empty(), "one attempt: no retries");
+        assert_eq!(zero.delay_after(1).as_millis(), 1, "never a zero TTL");
     }
 }

@@ -5,8 +5,10 @@
 //! - [`db`]: PostgreSQL connection pool and error helpers.
 //! - [`migration`]: the outbox and inbox tables every service database carries.
 //! - [`contracts`]: message types and payloads exchanged over RabbitMQ: the one place both sides agree on.
-//! - [`messaging`]: envelope, topology, broker supervisor, consumer loop, transactional outbox and inbox.
-//! - [`http`]: the JSON error at the edge, strict extractors, health probes, correlation ids, Swagger UI.
+//! - [`messaging`]: envelope, topology, broker supervisor, consumer loop (retries through delay
+//!   queues, dead letters), transactional outbox and inbox, dead-letter administration.
+//! - [`http`]: the JSON error at the edge, strict extractors, health probes, correlation ids, Swagger
+//!   UI, and the token-guarded admin routes.
 //! - [`service`]: the shared start-up (database, migrations, port) and run-until-stopped sequence.
 //! - [`shutdown`]: the stop signal handed to every long-running task.
 //! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.

@@ -82,6 +82,7 @@ impl Foundation {
             service: service.to_owned(),
             amqp: settings.amqp.clone(),
             outbox: settings.outbox.clone(),
+            retry: settings.retry.clone(),
             db: self.db.clone(),
             queue,
             handler: Arc::new(handler),

@@ -44,8 +44,17 @@ impl Application {
         };
         let routes = Router::new()
             .merge(crate::orders::router(state.clone()))
-            .merge(crate::saga::api::router(state.clone()))
-            .merge(saga_common::http::health::router(foundation.readiness()));
+            // Operator actions on sagas sit behind the same admin token as the dead letters.
+            .merge(saga_common::http::admin::protect(
+                crate::saga::api::router(state.clone()),
+                &settings.service.admin,
+            ))
+            .merge(saga_common::http::health::router(foundation.readiness()))
+            .merge(saga_common::http::admin::router(
+                SERVICE,
+                topology::ORCHESTRATOR_REPLIES,
+                &settings.service,
+            ));
         let router = saga_common::http::server::finish(routes, crate::api_doc::ApiDoc::openapi());
         let messaging = foundation.messaging(
             SERVICE,

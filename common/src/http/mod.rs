@@ -6,8 +6,10 @@
 //!   parameter parsing helpers.
 //! - [`correlation`]: `X-Correlation-Id` in, out, and on every log line of the request.
 //! - [`health`]: `/health/live` and `/health/ready`.
+//! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
 //! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
 
+pub mod admin;
 pub mod correlation;
 pub mod error;
 pub mod extract;

@@ -20,7 +20,7 @@ use sea_orm::DatabaseConnection;
 use super::consumer::{ConsumerContext, MessageHandler, consume};
 use super::outbox::{Relay, RelayError, RelayWakeup};
 use super::topology;
-use crate::configuration::{AmqpSettings, OutboxSettings};
+use crate::configuration::{AmqpSettings, OutboxSettings, RetrySettings};
 use crate::shutdown::Shutdown;
 
 /// Live view of the broker side, read by readiness.
@@ -63,6 +63,8 @@ pub struct Messaging<H> {
     pub service: String,
     pub amqp: AmqpSettings,
     pub outbox: OutboxSettings,
+    /// Delays and attempts of transient-failure retries; sizes this queue's delay queues.
+    pub retry: RetrySettings,
     pub db: DatabaseConnection,
     /// The queue this service consumes.
     pub queue: &'static str,
@@ -112,6 +114,7 @@ impl<H: MessageHandler> Messaging<H> {
         .await?;
         let setup = connection.create_channel().await?;
         topology::declare(&setup).await?;
+        topology::declare_retry_queues(&setup, self.queue, &self.retry.delays()).await?;
         let _ = setup.close(200, "topology declared".into()).await;
 
         let publisher = connection.create_channel().await?;
@@ -141,7 +144,8 @@ impl<H: MessageHandler> Messaging<H> {
             publisher: publisher.clone(),
             wakeup: self.wakeup.clone(),
             concurrency: self.amqp.concurrency.min(usize::from(self.amqp.prefetch)),
-            retry_delay: Duration::from_millis(500),
+            retry: self.retry.clone(),
+            db: self.db.clone(),
         });
         let relay = Relay {
             db: self.db.clone(),

@@ -1,9 +1,21 @@
 //! The delivery loop shared by every service.
 //!
 //! A delivery is acknowledged only after its handler returned, that is after the handler's
-//! transaction (effect + inbox row + outbox rows) committed. A message that can never succeed is
-//! published to `<queue>.dlq` with headers saying why and only then acked; a transient failure is
-//! requeued after a pause so one bad moment does not become a hot loop.
+//! transaction (effect + inbox row + outbox rows) committed. When the handler fails, what happens
+//! depends on why:
+//!
+//! | Failure | What the consumer does |
+//! | --- | --- |
+//! | permanent (unparseable, unknown type, invalid payload, impossible transition) | publishes it to `<queue>.dlq` with headers saying why, then acks it |
+//! | transient, the database answers (a timeout, a lost race, a failing statement) | publishes it to the delay queue of its attempt, then acks it; the queue's TTL sends it back to the work queue later |
+//! | transient, `retry.max_attempts` reached | dead-letters it as `retries_exhausted` |
+//! | transient, the database does not answer | holds it (unacked, no attempt counted) until the database answers, then handles it again |
+//!
+//! Why delay queues rather than a nack with requeue: a requeued message is redelivered at once,
+//! so a failing message becomes a hot loop, and every requeue counts against the quorum queue's
+//! delivery limit. Why an outage is held rather than retried: it is the service that is sick,
+//! not the message; counting attempts would dead-letter the whole stream after a short outage.
+//! Held deliveries occupy the concurrency slots, so the consumer takes no new work meanwhile.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,15 +23,19 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use lapin::Channel;
+use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::AMQPValue;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
 use super::envelope::{Envelope, long_string};
+use super::headers;
 use super::outbox::RelayWakeup;
 use super::topology;
+use crate::configuration::RetrySettings;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +47,8 @@ pub enum HandleError {
         reason: &'static str,
         detail: String,
     },
-    /// It may succeed later (database unavailable, lost a race): requeue it.
+    /// It may succeed later (database unavailable, a timeout, lost a race): retry it after a
+    /// delay, a bounded number of times.
     #[error("transient failure: {0}")]
     Transient(String),
 }
@@ -69,26 +86,28 @@ pub trait MessageHandler: Send + Sync + 'static {
     fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
-/// Header names an operator sees on a dead-lettered message.
-pub mod dead_letter_headers {
-    pub const REASON: &str = "x-dead-letter-reason";
-    pub const ERROR: &str = "x-error";
-    pub const SERVICE: &str = "x-service";
-    pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
-    pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
-    pub const ORIGINAL_QUEUE: &str = "x-original-queue";
-    pub const FAILED_AT: &str = "x-failed-at";
-}
+/// Reason code of a message whose transient failures outlasted `retry.max_attempts`.
+pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+/// Reason code of a body that is not an envelope.
+pub const MALFORMED_MESSAGE: &str = "malformed_message";
+
+/// How long a readiness-style ping may take when telling a sick database from a sick message.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a held delivery asks whether the database is back.
+const OUTAGE_POLL: Duration = Duration::from_millis(500);
+/// `x-error` is for a human in the console: the first 2,000 characters say enough.
+const MAX_ERROR_CHARS: usize = 2_000;
 
 pub(crate) struct ConsumerContext {
     pub service: String,
     pub queue: &'static str,
-    /// Confirm-mode channel used to move poison messages to the DLQ.
+    /// Confirm-mode channel used to move messages to the delay queues and the DLQ.
     pub publisher: Channel,
     pub wakeup: RelayWakeup,
     pub concurrency: usize,
-    /// Pause before requeueing after a transient failure.
-    pub retry_delay: Duration,
+    pub retry: RetrySettings,
+    /// Pinged after a transient failure to tell a database outage from a failing message.
+    pub db: DatabaseConnection,
 }
 
 /// Runs until the consumer stream ends (cancelled at shutdown, or the channel died).
@@ -111,12 +130,55 @@ pub(crate) async fn consume<H: MessageHandler>(
         .await;
 }
 
+/// What earlier failed attempts wrote on a delivery.
+struct History {
+    /// Attempts that failed before this delivery (0 on a first delivery).
+    failures: u32,
+    first_failed_at: Option<String>,
+    original_exchange: String,
+    original_routing_key: String,
+}
+
+impl History {
+    fn of(delivery: &Delivery) -> Self {
+        let empty = FieldTable::default();
+        let table = delivery.properties.headers().as_ref().unwrap_or(&empty);
+        Self {
+            failures: headers::integer(table, headers::ATTEMPT)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            first_failed_at: headers::text(table, headers::FIRST_FAILED_AT),
+            original_exchange: headers::text(table, headers::ORIGINAL_EXCHANGE)
+                .unwrap_or_else(|| delivery.exchange.to_string()),
+            original_routing_key: headers::text(table, headers::ORIGINAL_ROUTING_KEY)
+                .unwrap_or_else(|| delivery.routing_key.to_string()),
+        }
+    }
+
+    /// The number of the attempt this delivery is.
+    fn attempt(&self) -> u32 {
+        self.failures.saturating_add(1)
+    }
+}
+
+/// Why a delivery is given up on.
+struct Failure<'a> {
+    reason: &'a str,
+    detail: &'a str,
+}
+
 async fn process<H: MessageHandler>(delivery: Delivery, context: &ConsumerContext, handler: &H) {
+    let history = History::of(&delivery);
     let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
         Ok(envelope) => envelope,
         Err(error) => {
             tracing::warn!(%error, queue = context.queue, "unparseable message");
-            dead_letter(&delivery, context, "malformed_message", &error.to_string()).await;
+            let detail = error.to_string();
+            let failure = Failure {
+                reason: MALFORMED_MESSAGE,
+                detail: &detail,
+            };
+            dead_letter(&delivery, context, &history, failure).await;
             return;
         }
     };
@@ -130,9 +192,45 @@ async fn process<H: MessageHandler>(delivery: Delivery, context: &ConsumerContex
         saga_id = %envelope.saga_id,
         order_id = %envelope.saga_id,
         redelivered = delivery.redelivered,
+        attempt = history.attempt(),
     );
-    let outcome = handler.handle(envelope).instrument(span.clone()).await;
-    let _entered = span.enter();
+    async {
+        let outcome = handle_through_outages(envelope, context, handler).await;
+        settle(&delivery, context, &history, outcome).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the handler; while a transient failure coincides with the database not answering, waits
+/// for it and runs the handler again, without counting an attempt.
+async fn handle_through_outages<H: MessageHandler>(
+    envelope: Envelope,
+    context: &ConsumerContext,
+    handler: &H,
+) -> Result<(), HandleError> {
+    loop {
+        match handler.handle(envelope.clone()).await {
+            Err(HandleError::Transient(error))
+                if !crate::db::ping(&context.db, PING_TIMEOUT).await =>
+            {
+                tracing::warn!(%error, "database unreachable; holding the delivery until it answers");
+                while !crate::db::ping(&context.db, PING_TIMEOUT).await {
+                    tokio::time::sleep(OUTAGE_POLL).await;
+                }
+                tracing::info!("database answers again; handling the held delivery");
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn settle(
+    delivery: &Delivery,
+    context: &ConsumerContext,
+    history: &History,
+    outcome: Result<(), HandleError>,
+) {
     match outcome {
         Ok(()) => {
             context.wakeup.notify();
@@ -143,11 +241,68 @@ async fn process<H: MessageHandler>(delivery: Delivery, context: &ConsumerContex
         }
         Err(HandleError::Permanent { reason, detail }) => {
             tracing::warn!(reason, %detail, "message dead-lettered");
-            dead_letter(&delivery, context, reason, &detail).await;
+            let failure = Failure {
+                reason,
+                detail: &detail,
+            };
+            dead_letter(delivery, context, history, failure).await;
+        }
+        Err(HandleError::Transient(error)) if history.attempt() >= context.retry.max_attempts() => {
+            tracing::warn!(%error, attempts = history.attempt(), "retries exhausted; message dead-lettered");
+            let failure = Failure {
+                reason: RETRIES_EXHAUSTED,
+                detail: &error,
+            };
+            dead_letter(delivery, context, history, failure).await;
         }
         Err(HandleError::Transient(error)) => {
-            tracing::warn!(%error, "transient failure; message requeued");
-            tokio::time::sleep(context.retry_delay).await;
+            retry_later(delivery, context, history, &error).await;
+        }
+    }
+}
+
+/// Publishes the delivery to the delay queue of this attempt and acks it once the broker
+/// confirmed. If that fails, the delivery is requeued after the same pause instead: slower to
+/// give up (the queue's delivery limit bounds it), never lost, never a hot loop.
+async fn retry_later(
+    delivery: &Delivery,
+    context: &ConsumerContext,
+    history: &History,
+    error: &str,
+) {
+    let attempt = history.attempt();
+    let delay = context.retry.delay_after(attempt);
+    let delay_queue = topology::retry_queue(context.queue, delay);
+    let now = Utc::now().to_rfc3339();
+    let mut table = delivery.properties.headers().clone().unwrap_or_default();
+    table.insert(
+        headers::ATTEMPT.into(),
+        AMQPValue::LongLongInt(i64::from(attempt)),
+    );
+    for (name, value) in [
+        (
+            headers::FIRST_FAILED_AT,
+            history.first_failed_at.as_deref().unwrap_or(&now),
+        ),
+        (headers::ORIGINAL_EXCHANGE, &history.original_exchange),
+        (headers::ORIGINAL_ROUTING_KEY, &history.original_routing_key),
+        (headers::ERROR, &truncated(error)),
+    ] {
+        table.insert(name.into(), long_string(value));
+    }
+    let properties = delivery.properties.clone().with_headers(table);
+
+    match publish_confirmed(context, "", &delay_queue, &delivery.data, properties).await {
+        Ok(()) => {
+            tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; message scheduled for retry");
+            if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+                // The retry copy exists; a redelivery of this one is a duplicate the inbox absorbs.
+                tracing::warn!(%error, "ack after scheduling a retry failed");
+            }
+        }
+        Err(outcome) => {
+            tracing::error!(%error, %outcome, "could not publish to the delay queue; requeueing after a pause");
+            tokio::time::sleep(delay).await;
             let requeue = BasicNackOptions {
                 requeue: true,
                 ..BasicNackOptions::default()
@@ -159,55 +314,68 @@ async fn process<H: MessageHandler>(delivery: Delivery, context: &ConsumerContex
     }
 }
 
-/// Publishes the delivery, with reason headers, to its queue's DLQ and acks it once the broker
-/// confirmed. If that publish fails, the delivery is rejected instead and the queue's own
-/// dead-letter exchange still takes it there (without our headers): never dropped, never looped.
-async fn dead_letter(delivery: &Delivery, context: &ConsumerContext, reason: &str, detail: &str) {
-    use dead_letter_headers as h;
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+/// Publishes the delivery, with headers an operator reads in the console, to its queue's DLQ and
+/// acks it once the broker confirmed. If that publish fails, the delivery is rejected instead and
+/// the queue's own dead-letter exchange still takes it there (with RabbitMQ's `x-death` instead
+/// of our headers): never dropped, never looped.
+async fn dead_letter(
+    delivery: &Delivery,
+    context: &ConsumerContext,
+    history: &History,
+    failure: Failure<'_>,
+) {
+    let now = Utc::now().to_rfc3339();
+    let mut table = headers::without(
+        delivery
+            .properties
+            .headers()
+            .as_ref()
+            .unwrap_or(&FieldTable::default()),
+        &[headers::ATTEMPT],
+    );
     for (name, value) in [
-        (h::REASON, reason.to_owned()),
-        (h::ERROR, detail.chars().take(2_000).collect()),
-        (h::SERVICE, context.service.clone()),
-        (h::ORIGINAL_EXCHANGE, delivery.exchange.to_string()),
-        (h::ORIGINAL_ROUTING_KEY, delivery.routing_key.to_string()),
-        (h::ORIGINAL_QUEUE, context.queue.to_owned()),
-        (h::FAILED_AT, Utc::now().to_rfc3339()),
+        (headers::REASON, failure.reason),
+        (headers::ERROR, &truncated(failure.detail)),
+        (headers::SERVICE, &context.service),
+        (
+            headers::FIRST_FAILED_AT,
+            history.first_failed_at.as_deref().unwrap_or(&now),
+        ),
+        (headers::LAST_FAILED_AT, &now),
+        (headers::FAILED_AT, &now),
+        (headers::ORIGINAL_EXCHANGE, &history.original_exchange),
+        (headers::ORIGINAL_ROUTING_KEY, &history.original_routing_key),
+        (headers::ORIGINAL_QUEUE, context.queue),
     ] {
-        headers.insert(name.into(), long_string(&value));
+        table.insert(name.into(), long_string(value));
     }
-    headers.insert(
-        "x-redelivered".into(),
+    table.insert(
+        headers::ATTEMPTS.into(),
+        AMQPValue::LongLongInt(i64::from(history.attempt())),
+    );
+    table.insert(
+        headers::REDELIVERED.into(),
         AMQPValue::Boolean(delivery.redelivered),
     );
-    let properties = delivery.properties.clone().with_headers(headers);
+    let properties = delivery.properties.clone().with_headers(table);
     let dlq = topology::dead_letter_queue(context.queue);
 
-    let published = async {
-        context
-            .publisher
-            .basic_publish(
-                topology::DEAD_LETTER_EXCHANGE.into(),
-                dlq.as_str().into(),
-                BasicPublishOptions::default(),
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await
-    }
-    .await;
-    match published {
-        Ok(confirmation) if confirmation.is_ack() => {
+    match publish_confirmed(
+        context,
+        topology::DEAD_LETTER_EXCHANGE,
+        &dlq,
+        &delivery.data,
+        properties,
+    )
+    .await
+    {
+        Ok(()) => {
             if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                 tracing::warn!(%error, "ack of a dead-lettered message failed");
             }
         }
-        outcome => {
-            tracing::error!(
-                ?outcome,
-                "could not publish to the DLQ; rejecting to the queue's DLX"
-            );
+        Err(outcome) => {
+            tracing::error!(%outcome, "could not publish to the DLQ; rejecting to the queue's DLX");
             let reject = BasicNackOptions {
                 requeue: false,
                 ..BasicNackOptions::default()
@@ -217,4 +385,40 @@ async fn dead_letter(delivery: &Delivery, context: &ConsumerContext, reason: &st
             }
         }
     }
+}
+
+/// Publishes with `mandatory` and waits for the broker's confirm: `Ok` only when the message was
+/// routed to a queue and the broker took responsibility for it.
+async fn publish_confirmed(
+    context: &ConsumerContext,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), String> {
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    let confirm = context
+        .publisher
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            mandatory,
+            body,
+            properties,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    match confirm.await.map_err(|error| error.to_string())? {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(format!("no queue is bound for `{routing_key}`")),
+        Confirmation::Nack(_) => Err("the broker refused the message".into()),
+        Confirmation::NotRequested => Err("the channel is not in confirm mode".into()),
+    }
+}
+
+fn truncated(text: &str) -> String {
+    text.chars().take(MAX_ERROR_CHARS).collect()
 }

@@ -1,5 +1,6 @@
 //! Operator endpoints: see the sagas in progress (and the stuck ones), retry or compensate one.
 //! Both actions are recorded in the saga's timeline (`operator.retry`, `operator.compensate`).
+//! The routes sit behind the admin bearer token (`saga_common::http::admin::protect`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -84,10 +85,11 @@ pub struct SagaQuery {
 
 /// Sagas in progress, the most overdue first.
 #[utoipa::path(get, path = "/api/sagas", tag = "operations", params(SagaQuery),
-    security(("bearer" = [])),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Sagas in progress", body = Vec<SagaView>),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
         (status = 422, description = "A bad `stuck` or `limit`", body = ErrorBody),
     ))]
 pub async fn list_sagas(
@@ -121,10 +123,11 @@ pub async fn list_sagas(
 /// Resends the command the saga waits on, with its original message id.
 #[utoipa::path(post, path = "/api/sagas/{order_id}/retry", tag = "operations",
     params(("order_id" = Uuid, Path)),
-    security(("bearer" = [])),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Pending command resent", body = SagaView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
         (status = 409, description = "The saga is already final", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
@@ -140,10 +143,11 @@ pub async fn retry_saga(
 /// saga already compensating, resends the compensation.
 #[utoipa::path(post, path = "/api/sagas/{order_id}/compensate", tag = "operations",
     params(("order_id" = Uuid, Path)),
-    security(("bearer" = [])),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Compensation started (or resent)", body = SagaView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
         (status = 409, description = "The saga is already final", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use orchestrator::configuration::{SagaSettings, Settings};
-use saga_common::configuration::ServiceSettings;
+use saga_common::configuration::{AdminSettings, ServiceSettings};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{PATIENCE, TestVhost, create_database, eventually, init_test_telemetry};
 
@@ -39,8 +39,12 @@ async fn settings(defaults: ServiceSettings, label: &str, vhost: &TestVhost) -> 
     settings.database.url = create_database(label).await;
     settings.amqp.url = vhost.amqp_url.clone();
     settings.shutdown_grace_ms = 2_000;
+    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
     settings
 }
+
+/// The bearer token every test service accepts on its operator routes.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// What differs from the default fleet.
 pub struct FleetOptions {

@@ -8,6 +8,7 @@ mod helpers;
 mod api_validation;
 mod health_and_docs;
 mod messaging;
+mod operations;
 mod orders;
 mod saga_flows;
 mod timeouts;

@@ -1,5 +1,6 @@
 //! The OpenAPI document.
 
+use saga_common::http::admin::AdminDocs;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -13,6 +14,8 @@ use utoipa::OpenApi;
         saga_common::http::health::ready,
     ),
     components(schemas(saga_common::http::ErrorBody, saga_common::http::FieldError)),
+    // The /api/admin/dead-letters routes, their schemas and the bearer security scheme.
+    modifiers(&AdminDocs),
     tags(
         (name = "products", description = "Stock on hand and reserved"),
         (name = "reservations", description = "Stock held for orders, and released"),

@@ -32,7 +32,12 @@ impl Application {
         let routes = Router::new()
             .merge(crate::accounts::router(db.clone()))
             .merge(crate::payments::router(db.clone()))
-            .merge(saga_common::http::health::router(foundation.readiness()));
+            .merge(saga_common::http::health::router(foundation.readiness()))
+            .merge(saga_common::http::admin::router(
+                SERVICE,
+                topology::PAYMENT_COMMANDS,
+                &settings,
+            ));
         let router = saga_common::http::server::finish(routes, crate::api_doc::ApiDoc::openapi());
         let messaging = foundation.messaging(
             SERVICE,

@@ -24,6 +24,21 @@ async fn the_openapi_document_describes_every_endpoint_and_its_errors() {
         ),
         ("/api/reservations", "get", &["200", "422"][..]),
         ("/health/live", "get", &["200"][..]),
+        (
+            "/api/admin/dead-letters",
+            "get",
+            &["200", "401", "403", "422", "503"][..],
+        ),
+        (
+            "/api/admin/dead-letters/replay",
+            "post",
+            &["200", "400", "401", "403", "415", "422", "503"][..],
+        ),
+        (
+            "/api/admin/dead-letters/{message_id}",
+            "delete",
+            &["200", "401", "403", "404", "422", "503"][..],
+        ),
         ("/health/ready", "get", &["200", "503"][..]),
     ] {
         let responses = &paths[path][method]["responses"];
@@ -34,5 +49,13 @@ async fn the_openapi_document_describes_every_endpoint_and_its_errors() {
             );
         }
     }
+    assert_eq!(
+        document["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        paths["/api/admin/dead-letters"]["get"]["security"][0]["admin_token"],
+        serde_json::json!([])
+    );
     app.stop().await;
 }

@@ -7,12 +7,13 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use inventory::startup::{Application, default_settings};
+use saga_common::configuration::{AdminSettings, RetrySettings};
 use saga_common::contracts::{self, command, reply};
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{
-    PATIENCE, Tap, TestVhost, create_database, drop_database, eventually, init_test_telemetry,
-    publish_envelope, publish_raw,
+    ADMIN_TOKEN, PATIENCE, Tap, TestVhost, create_database, drop_database, eventually,
+    init_test_telemetry, publish_envelope, publish_raw,
 };
 
 pub struct TestApp {
@@ -41,6 +42,12 @@ pub async fn spawn_app() -> TestApp {
     settings.database.url = database_url.clone();
     settings.amqp.url = vhost.amqp_url.clone();
     settings.shutdown_grace_ms = 2_000;
+    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
+    settings.retry = RetrySettings {
+        max_attempts: 3,
+        base_delay_ms: 50,
+        max_delay_ms: 10_000,
+    };
 
     let app = Application::build(settings)
         .await
@@ -204,6 +211,38 @@ impl TestApp {
             (messages.len() >= count).then_some(messages)
         })
         .await
+    }
+
+    /// This test's database, for breaking and mending a table.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
+    }
+
+    /// GET `/api/admin/dead-letters`, with the test token or without any.
+    pub async fn get_dead_letters(&self, authorized: bool) -> reqwest::Response {
+        let request = self
+            .api_client
+            .get(format!("{}/api/admin/dead-letters", self.address));
+        let request = if authorized {
+            request.bearer_auth(ADMIN_TOKEN)
+        } else {
+            request
+        };
+        request
+            .send()
+            .await
+            .expect("GET /api/admin/dead-letters failed")
+    }
+
+    /// POST `/api/admin/dead-letters/replay` with the test token.
+    pub async fn replay_dead_letters(&self, body: &Value) -> reqwest::Response {
+        self.api_client
+            .post(format!("{}/api/admin/dead-letters/replay", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /api/admin/dead-letters/replay failed")
     }
 
     /// Stops the service and removes its database and vhost.

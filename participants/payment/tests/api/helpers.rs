@@ -4,17 +4,20 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use payment::startup::{Application, default_settings};
+use saga_common::configuration::{AdminSettings, RetrySettings, ServiceSettings};
 use saga_common::contracts::{self, command, reply};
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{
-    PATIENCE, Tap, TestVhost, create_database, eventually, init_test_telemetry, publish_envelope,
+    ADMIN_TOKEN, PATIENCE, Tap, TestVhost, create_database, eventually, init_test_telemetry,
+    publish_envelope,
 };
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub vhost: TestVhost,
+    pub database_url: String,
     shutdown: Shutdown,
 }
 
@@ -24,7 +27,13 @@ impl Drop for TestApp {
     }
 }
 
+/// The service with the test admin token and quick retries (3 attempts, 50 ms then 100 ms).
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`], with settings changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServiceSettings)) -> TestApp {
     init_test_telemetry();
     let vhost = TestVhost::create().await;
     let mut settings = default_settings();
@@ -32,6 +41,14 @@ pub async fn spawn_app() -> TestApp {
     settings.database.url = create_database("payment").await;
     settings.amqp.url = vhost.amqp_url.clone();
     settings.shutdown_grace_ms = 2_000;
+    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
+    settings.retry = RetrySettings {
+        max_attempts: 3,
+        base_delay_ms: 50,
+        max_delay_ms: 10_000,
+    };
+    configure(&mut settings);
+    let database_url = settings.database.url.clone();
     let app = Application::build(settings)
         .await
         .expect("payment did not start");
@@ -53,6 +70,7 @@ pub async fn spawn_app() -> TestApp {
         address,
         client,
         vhost,
+        database_url,
         shutdown,
     }
 }
@@ -110,6 +128,49 @@ impl TestApp {
             ],
         )
         .await
+    }
+
+    /// GET `/api/admin/dead-letters{query}` with the test token.
+    pub async fn list_dead_letters(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/api/admin/dead-letters{query}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The dead letters' page, once it holds `count` messages in all.
+    pub async fn dead_letters(&self, count: u64) -> Value {
+        eventually(&format!("{count} dead letter(s)"), PATIENCE, || async {
+            let page: Value = self.list_dead_letters("").await.json().await.ok()?;
+            (page["total"].as_u64() == Some(count)).then_some(page)
+        })
+        .await
+    }
+
+    /// POST `/api/admin/dead-letters/replay` with the test token.
+    pub async fn replay_dead_letters(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/admin/dead-letters/replay", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// DELETE `/api/admin/dead-letters/{message_id}` with the test token.
+    pub async fn delete_dead_letter(&self, message_id: &str) -> reqwest::Response {
+        self.client
+            .delete(format!(
+                "{}/api/admin/dead-letters/{message_id}",
+                self.address
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn send(&self, command: &Envelope) {

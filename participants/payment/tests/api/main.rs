@@ -5,4 +5,6 @@
 mod helpers;
 
 mod accounts;
+mod admin;
 mod commands;
+mod docs;

@@ -1,0 +1,434 @@
+//! `/api/admin/*`: operator endpoints behind `Authorization: Bearer <admin.token>`.
+//!
+//! - `GET /api/admin/dead-letters?offset=&limit=`: a page of this service's DLQ; nothing is
+//!   consumed.
+//! - `POST /api/admin/dead-letters/replay` with `{"message_ids": [...]}` or `{"all": true}`:
+//!   republishes to the original exchange and routing key, then removes from the DLQ.
+//! - `DELETE /api/admin/dead-letters/{message_id}`.
+//!
+//! A service adds the routes with one line, `.merge(admin::router(SERVICE, queue, &settings))`,
+//! and their documentation with `modifiers(&AdminDocs)`. The work is done by
+//! [`crate::messaging::dead_letters`]. Other operator routes get the same guard from [`protect`].
+//!
+//! Authentication: when no token is configured the routes answer 403 `admin_disabled`, so a
+//! forgotten setting never means open access (refusing to start instead would take the whole
+//! service down over its least important feature). With a token, a missing or wrong bearer is
+//! 401 `unauthorized` with `WWW-Authenticate: Bearer`. The token is checked before anything
+//! else, body parsing included, and compared in time independent of where it differs.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use super::error::{ApiError, ErrorBody, FieldError};
+use super::extract::{JsonBody, Violations};
+use crate::configuration::{AdminSettings, ServiceSettings};
+use crate::messaging::dead_letters::{
+    DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, ReplayReport, Selection,
+};
+
+/// Name of the bearer security scheme in the OpenAPI documents.
+pub const SECURITY_SCHEME: &str = "admin_token";
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+const MAX_REPLAY_IDS: usize = 1_000;
+const MAX_ID_CHARS: usize = 128;
+
+/// What the dead-letter routes share: this service's DLQ.
+#[derive(Clone)]
+pub struct AdminState {
+    dead_letters: Arc<DeadLetterQueue>,
+}
+
+/// The configured admin token, as the guard middleware holds it.
+#[derive(Clone)]
+struct AdminToken(Arc<SecretString>);
+
+/// The dead-letter routes for `queue`, the work queue `service` consumes, guarded by
+/// `settings.admin.token`.
+pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router {
+    let state = AdminState {
+        dead_letters: Arc::new(DeadLetterQueue::new(service, &settings.amqp.url, queue)),
+    };
+    let routes = Router::new()
+        .route("/api/admin/dead-letters", get(list_dead_letters))
+        .route("/api/admin/dead-letters/replay", post(replay_dead_letters))
+        .route(
+            "/api/admin/dead-letters/{message_id}",
+            delete(delete_dead_letter),
+        )
+        .with_state(state);
+    protect(routes, &settings.admin)
+}
+
+/// Puts every route of `routes` behind the admin token, with the rules above: 403 when none is
+/// configured, 401 for a missing or wrong bearer. Any operator route of a service can use it;
+/// document such a route with `security(("admin_token" = []))` and [`BearerScheme`].
+pub fn protect<S>(routes: Router<S>, admin: &AdminSettings) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if !admin.enabled() {
+        tracing::warn!(
+            "no admin.token configured (APP__ADMIN__TOKEN): the admin routes answer 403"
+        );
+    } else if admin.token.expose_secret().chars().count() < 16 {
+        tracing::warn!("admin.token is shorter than 16 characters; use a long random token");
+    }
+    // `route_layer`: only matched routes are guarded, so an unknown path is still a plain 404.
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        AdminToken(Arc::new(admin.token.clone())),
+        require_token,
+    ))
+}
+
+async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
+    let configured = token.0.expose_secret();
+    if configured.is_empty() {
+        return ApiError::forbidden(
+            "admin_disabled",
+            "the admin API is disabled: no admin token is configured (APP__ADMIN__TOKEN)",
+        )
+        .into_response();
+    }
+    match bearer(request.headers()) {
+        Some(given) if same_token(configured.as_bytes(), given.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => {
+            let mut response =
+                ApiError::unauthorized("this route requires `Authorization: Bearer <admin token>`")
+                    .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"admin\""),
+            );
+            response
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Compares every byte of the configured token whatever the given one holds, so the time taken
+/// depends only on the configured token's length, never on how much of it a guess got right.
+fn same_token(expected: &[u8], given: &[u8]) -> bool {
+    let mut difference = expected.len() ^ given.len();
+    for (index, byte) in expected.iter().enumerate() {
+        let other = given.get(index).copied().unwrap_or(!*byte);
+        difference |= usize::from(byte ^ other);
+    }
+    std::hint::black_box(difference) == 0
+}
+
+/// Runs a dead-letter operation in its own task, so a client that hangs up does not cut a replay
+/// between publishing a message and removing it from the DLQ.
+async fn run<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, DeadLetterError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(ApiError::unavailable(&error)),
+        Err(error) => Err(ApiError::internal(&error)),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterQuery {
+    /// Position of the first message to return (0 = the oldest). Default 0.
+    pub offset: Option<String>,
+    /// Messages per page, 1 to 500. Default 50.
+    pub limit: Option<String>,
+}
+
+/// Lists this service's dead letters, oldest first, without consuming them.
+#[utoipa::path(get, path = "/api/admin/dead-letters", tag = "admin", params(DeadLetterQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of the DLQ", body = DeadLetterPage),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 422, description = "`offset` or `limit` out of range", body = ErrorBody),
+        (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
+    ))]
+pub async fn list_dead_letters(
+    State(state): State<AdminState>,
+    Query(query): Query<DeadLetterQuery>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let mut violations = Violations::default();
+    let offset = number(
+        &mut violations,
+        "offset",
+        query.offset.as_deref(),
+        0,
+        u32::MAX,
+        0,
+    );
+    let limit = number(
+        &mut violations,
+        "limit",
+        query.limit.as_deref(),
+        1,
+        MAX_LIMIT,
+        DEFAULT_LIMIT,
+    );
+    violations.finish(())?;
+    let dead_letters = state.dead_letters.clone();
+    let page = run(async move { dead_letters.list(offset, limit).await }).await?;
+    Ok(Json(page))
+}
+
+/// A query number in `min..=max`, `default` when absent; records a violation otherwise.
+fn number(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<&str>,
+    min: u32,
+    max: u32,
+    default: u32,
+) -> u32 {
+    let Some(value) = value else {
+        return default;
+    };
+    match value.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        _ => {
+            violations.add(field, format!("must be a whole number from {min} to {max}"));
+            default
+        }
+    }
+}
+
+/// Which dead letters to replay: give exactly one of the two fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"message_ids": ["0193a0c4-7d2e-7c61-9b9e-2a4f0f6d1e01"]}))]
+pub struct ReplayRequest {
+    /// The ids to replay (1 to 1000).
+    pub message_ids: Option<Vec<String>>,
+    /// `true`: replay every message in the DLQ.
+    pub all: Option<bool>,
+}
+
+impl ReplayRequest {
+    fn selection(self) -> Result<Selection, ApiError> {
+        match (self.all, self.message_ids) {
+            (Some(true), None) => Ok(Selection::All),
+            (Some(true), Some(_)) => Err(ApiError::invalid_field(
+                "body",
+                "give either `message_ids` or `\"all\": true`, not both",
+            )),
+            (_, Some(ids)) => {
+                let mut violations = Violations::default();
+                violations.check(
+                    (1..=MAX_REPLAY_IDS).contains(&ids.len()),
+                    "message_ids",
+                    format!("must hold 1 to {MAX_REPLAY_IDS} ids"),
+                );
+                for (index, id) in ids.iter().enumerate() {
+                    violations.check(
+                        (1..=MAX_ID_CHARS).contains(&id.chars().count()),
+                        format!("message_ids[{index}]"),
+                        format!("must be 1 to {MAX_ID_CHARS} characters long"),
+                    );
+                }
+                violations.finish(Selection::Ids(ids.into_iter().collect::<BTreeSet<_>>()))
+            }
+            (_, None) => Err(ApiError::invalid_field(
+                "message_ids",
+                "give `message_ids` (1 to 1000 ids) or `\"all\": true`",
+            )),
+        }
+    }
+}
+
+/// Replays dead letters: republishes each (with publisher confirms) to its original exchange and
+/// routing key without the failure headers, then removes it from the DLQ.
+#[utoipa::path(post, path = "/api/admin/dead-letters/replay", tag = "admin",
+    security(("admin_token" = [])),
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "What was replayed, not found, or not confirmed", body = ReplayReport),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Neither or both of `message_ids` and `all`, or a bad id", body = ErrorBody),
+        (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
+    ))]
+pub async fn replay_dead_letters(
+    State(state): State<AdminState>,
+    JsonBody(request): JsonBody<ReplayRequest>,
+) -> Result<Json<ReplayReport>, ApiError> {
+    let selection = request.selection()?;
+    let dead_letters = state.dead_letters.clone();
+    let report = run(async move { dead_letters.replay(&selection).await }).await?;
+    Ok(Json(report))
+}
+
+/// What a delete removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteReport {
+    pub message_id: String,
+    /// Copies removed (more than 1 only if the same message was dead-lettered twice).
+    pub deleted: usize,
+}
+
+/// Removes a dead letter for good.
+#[utoipa::path(delete, path = "/api/admin/dead-letters/{message_id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("message_id" = String, Path, description = "The message's id (1 to 128 characters)")),
+    responses(
+        (status = 200, description = "Removed", body = DeleteReport),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 404, description = "No dead letter with this id", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ErrorBody),
+        (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
+    ))]
+pub async fn delete_dead_letter(
+    State(state): State<AdminState>,
+    Path(message_id): Path<String>,
+) -> Result<Json<DeleteReport>, ApiError> {
+    let mut violations = Violations::default();
+    violations.check(
+        (1..=MAX_ID_CHARS).contains(&message_id.chars().count()),
+        "message_id",
+        format!("must be 1 to {MAX_ID_CHARS} characters long"),
+    );
+    violations.finish(())?;
+    let dead_letters = state.dead_letters.clone();
+    let id = message_id.clone();
+    let deleted = run(async move { dead_letters.delete(&id).await }).await?;
+    if deleted == 0 {
+        return Err(ApiError::not_found(format!(
+            "no dead letter with message id `{message_id}` in {}",
+            state.dead_letters.name()
+        )));
+    }
+    Ok(Json(DeleteReport {
+        message_id,
+        deleted,
+    }))
+}
+
+/// The admin routes' OpenAPI document; services merge it in through [`AdminDocs`].
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_dead_letters, replay_dead_letters, delete_dead_letter),
+    components(schemas(
+        DeadLetterPage, DeadLetter, ReplayRequest, ReplayReport, DeleteReport, ErrorBody, FieldError
+    )),
+    modifiers(&BearerScheme),
+    tags((name = "admin", description = "Operator endpoints (dead letters). Require `Authorization: Bearer <admin token>`."))
+)]
+pub struct AdminApi;
+
+/// Declares the `admin_token` bearer scheme the admin paths refer to.
+pub struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(utoipa::openapi::Components::new);
+        components.add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The service's `admin.token` (`APP__ADMIN__TOKEN`); `deploy/run.sh` prints the one it generated.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the admin paths, schemas and security scheme to a service's document:
+/// `#[openapi(..., modifiers(&saga_common::http::admin::AdminDocs))]`.
+pub struct AdminDocs;
+
+impl Modify for AdminDocs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(AdminApi::openapi());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(same_token(b"s3cret-token", b"s3cret-token"));
+        assert!(!same_token(b"s3cret-token", b"s3cret-tokeN"));
+        assert!(!same_token(b"s3cret-token", b"s3cret"));
+        assert!(!same_token(b"s3cret", b"s3cret-token"));
+        assert!(!same_token(b"abc", b""));
+    }
+
+    #[test]
+    fn only_a_bearer_authorization_yields_a_token() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn a_replay_names_ids_or_all_but_not_both() {
+        let ids = ReplayRequest {
+            message_ids: Some(vec!["a".into(), "b".into()]),
+            all: None,
+        };
+        assert_eq!(
+            ids.selection().unwrap(),
+            Selection::Ids(["a".to_owned(), "b".to_owned()].into())
+        );
+        let all = ReplayRequest {
+            message_ids: None,
+            all: Some(true),
+        };
+        assert_eq!(all.selection().unwrap(), Selection::All);
+        for (message_ids, all) in [
+            (None, None),
+            (None, Some(false)),
+            (Some(vec![]), None),
+            (Some(vec!["a".to_owned()]), Some(true)),
+            (Some(vec![String::new()]), None),
+        ] {
+            let error = ReplayRequest { message_ids, all }.selection().unwrap_err();
+            assert_eq!(error.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+}

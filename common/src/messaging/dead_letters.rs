@@ -1,0 +1,440 @@
+//! Dead-letter administration: list, replay and delete the messages in a work queue's DLQ. The
+//! admin API (`crate::http::admin`) puts these behind `/api/admin/dead-letters`.
+//!
+//! Each operation opens its own short-lived AMQP connection from the service's AMQP URL instead
+//! of borrowing a channel of the supervised connection. Admin requests are rare, so the extra
+//! handshake costs nothing that matters, and in exchange: `basic.get` and the messages it holds
+//! stay off the consumer's channels and prefetch; no handle has to be refreshed on every
+//! reconnect; and above all, if an operation dies halfway (timeout, broker hiccup, a bug), the
+//! connection closes and the broker puts back every message that was not explicitly acked.
+//!
+//! Reading is non-destructive: messages are taken with `basic.get` without auto-ack, and what is
+//! not acked is returned at the end with one `nack(multiple, requeue)`; RabbitMQ puts requeued
+//! messages back at their original position. An operation looks at no more messages than the DLQ
+//! held when it started (and at most [`MAX_SCAN`]), so a replayed message that fails again and
+//! comes back is not seen twice by one request.
+//!
+//! Replay is at least once: a message leaves the DLQ only after the broker confirmed its
+//! republished copy. Should the request die in between, the message is both replayed and still
+//! in the DLQ; replaying it again is a duplicate the consumer's inbox absorbs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{DeliveryTag, FieldTable};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::headers;
+use super::topology;
+
+/// Most messages one operation looks at: bounds the memory and time of a request on a DLQ that
+/// grew out of hand. Larger DLQs are worked through with repeated requests.
+pub const MAX_SCAN: u32 = 10_000;
+
+/// How long one operation may take before it is abandoned (and its connection closed, which
+/// returns whatever it held to the DLQ).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the dead-letter operation took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// One work queue's DLQ, reachable through `amqp_url`.
+#[derive(Debug, Clone)]
+pub struct DeadLetterQueue {
+    service: String,
+    amqp_url: String,
+    /// The work queue; a message whose original route is unknown is replayed straight to it.
+    queue: String,
+    dlq: String,
+}
+
+/// A dead-lettered message as the admin API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadLetter {
+    /// The AMQP `message_id` (for this fleet's messages, the envelope's id); `null` when the
+    /// producer set none, in which case only "replay all" can select it.
+    pub message_id: Option<String>,
+    /// The AMQP `type` property, else the envelope's `type`.
+    #[serde(rename = "type")]
+    pub message_type: Option<String>,
+    /// `x-dead-letter-reason`, or RabbitMQ's own reason (`delivery_limit`, `rejected`, ...) when
+    /// the broker dead-lettered it without the consumer's headers.
+    #[schema(example = "retries_exhausted")]
+    pub reason: Option<String>,
+    /// `x-error`: the last failure, in words.
+    pub error: Option<String>,
+    /// `x-attempts`: attempts made in all.
+    pub attempts: Option<i64>,
+    pub first_failed_at: Option<String>,
+    pub last_failed_at: Option<String>,
+    /// Where a replay publishes it: its original exchange (`""` = straight to the work queue).
+    pub exchange: String,
+    /// ... and routing key.
+    #[schema(example = "payment.charge")]
+    pub routing_key: String,
+    /// Every AMQP header, nested values included.
+    pub headers: BTreeMap<String, Value>,
+    /// The body: parsed JSON when it is JSON, else the text (invalid UTF-8 replaced).
+    pub payload: Value,
+    /// `json` or `text`: how `payload` was read.
+    #[schema(example = "json")]
+    pub payload_format: String,
+}
+
+/// One page of a DLQ, in queue order (oldest first).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    /// The DLQ's name.
+    #[schema(example = "payment.commands.dlq")]
+    pub queue: String,
+    /// Messages in the DLQ when it was read.
+    pub total: u32,
+    pub offset: u32,
+    pub limit: u32,
+    /// `offset` of the next page; `null` on the last one.
+    pub next_offset: Option<u32>,
+    pub items: Vec<DeadLetter>,
+}
+
+/// Which messages a replay takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Ids(BTreeSet<String>),
+}
+
+impl Selection {
+    fn includes(&self, message_id: Option<&str>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Ids(ids) => message_id.is_some_and(|id| ids.contains(id)),
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplayReport {
+    /// Messages republished (confirmed by the broker) and removed from the DLQ.
+    pub replayed: usize,
+    /// Requested ids that are not in the DLQ.
+    pub not_found: Vec<String>,
+    /// Ids the broker did not confirm or could not route; they stay in the DLQ.
+    pub failed: Vec<String>,
+}
+
+/// A connection, a confirm-mode channel, and the deliveries taken but not settled yet.
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    dlq: String,
+    /// Taken and still to be given back.
+    unsettled: Vec<DeliveryTag>,
+}
+
+impl Session {
+    async fn next(&mut self) -> Result<Option<Delivery>, lapin::Error> {
+        let taken = self
+            .channel
+            .basic_get(self.dlq.as_str().into(), BasicGetOptions { no_ack: false })
+            .await?;
+        Ok(taken.map(|message| message.delivery))
+    }
+
+    /// Gives `delivery` back at the end (it was only looked at).
+    fn keep(&mut self, delivery: &Delivery) {
+        self.unsettled.push(delivery.delivery_tag);
+    }
+
+    /// Returns every kept delivery to the DLQ and closes the connection. Everything acked before
+    /// is gone from the channel's outstanding set, so one `multiple` nack up to the highest kept
+    /// tag returns exactly the kept ones.
+    async fn finish(self) -> Result<(), lapin::Error> {
+        if let Some(highest) = self.unsettled.iter().max() {
+            self.channel
+                .basic_nack(
+                    *highest,
+                    BasicNackOptions {
+                        multiple: true,
+                        requeue: true,
+                    },
+                )
+                .await?;
+        }
+        if let Err(error) = self.connection.close(200, "done".into()).await {
+            // The nack was sent; closing would have returned the messages anyway.
+            tracing::debug!(%error, "closing the dead-letter admin connection failed");
+        }
+        Ok(())
+    }
+}
+
+impl DeadLetterQueue {
+    /// The DLQ of `queue`, the work queue `service` consumes.
+    pub fn new(service: &str, amqp_url: &str, queue: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            amqp_url: amqp_url.to_owned(),
+            queue: queue.to_owned(),
+            dlq: topology::dead_letter_queue(queue),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.dlq
+    }
+
+    /// Up to `limit` messages from position `offset`; all of them stay in the DLQ.
+    pub async fn list(&self, offset: u32, limit: u32) -> Result<DeadLetterPage, DeadLetterError> {
+        bounded(async {
+            let (mut session, total) = self.open().await?;
+            let end = total.min(MAX_SCAN).min(offset.saturating_add(limit));
+            let mut items = Vec::new();
+            for position in 0..end {
+                let Some(delivery) = session.next().await? else {
+                    break;
+                };
+                session.keep(&delivery);
+                if position >= offset {
+                    items.push(self.describe(&delivery));
+                }
+            }
+            session.finish().await?;
+            let reached = offset.saturating_add(u32::try_from(items.len()).unwrap_or(u32::MAX));
+            let next_offset =
+                (!items.is_empty() && reached < total.min(MAX_SCAN)).then_some(reached);
+            Ok(DeadLetterPage {
+                queue: self.dlq.clone(),
+                total,
+                offset,
+                limit,
+                next_offset,
+                items,
+            })
+        })
+        .await
+    }
+
+    /// Republishes the selected messages to where they came from, without the failure headers,
+    /// and removes each from the DLQ once the broker confirmed its copy.
+    pub async fn replay(&self, selection: &Selection) -> Result<ReplayReport, DeadLetterError> {
+        bounded(async {
+            let (mut session, total) = self.open().await?;
+            let mut found = BTreeSet::new();
+            let mut in_flight = Vec::new();
+            for _ in 0..total.min(MAX_SCAN) {
+                let Some(delivery) = session.next().await? else {
+                    break;
+                };
+                let message_id = message_id(&delivery);
+                if !selection.includes(message_id.as_deref()) {
+                    session.keep(&delivery);
+                    continue;
+                }
+                if let Some(id) = &message_id {
+                    found.insert(id.clone());
+                }
+                let (exchange, routing_key) = self.route(&delivery);
+                let cleaned = headers::without(
+                    delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .unwrap_or(&FieldTable::default()),
+                    headers::FAILURE_BOOKKEEPING,
+                );
+                // Every publish first, then every confirm: one round trip for the whole batch.
+                // `mandatory`, so a route that no longer leads anywhere is reported, not lost.
+                let confirm = session
+                    .channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &delivery.data,
+                        delivery.properties.clone().with_headers(cleaned),
+                    )
+                    .await?;
+                in_flight.push((message_id, delivery, confirm));
+            }
+
+            let mut report = ReplayReport {
+                replayed: 0,
+                not_found: Vec::new(),
+                failed: Vec::new(),
+            };
+            for (message_id, delivery, confirm) in in_flight {
+                match confirm.await {
+                    Ok(Confirmation::Ack(None)) => {
+                        delivery.acker.ack(BasicAckOptions::default()).await?;
+                        report.replayed += 1;
+                    }
+                    outcome => {
+                        tracing::warn!(?message_id, ?outcome, "replay not confirmed; the message stays in the DLQ");
+                        session.keep(&delivery);
+                        report
+                            .failed
+                            .push(message_id.unwrap_or_else(|| "(no message id)".into()));
+                    }
+                }
+            }
+            session.finish().await?;
+            if let Selection::Ids(ids) = selection {
+                report.not_found = ids.difference(&found).cloned().collect();
+            }
+            tracing::info!(dlq = %self.dlq, replayed = report.replayed, failed = report.failed.len(), not_found = report.not_found.len(), "dead letters replayed");
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Removes every message with this id from the DLQ; returns how many there were.
+    pub async fn delete(&self, message_id: &str) -> Result<usize, DeadLetterError> {
+        bounded(async {
+            let (mut session, total) = self.open().await?;
+            let mut deleted = 0;
+            for _ in 0..total.min(MAX_SCAN) {
+                let Some(delivery) = session.next().await? else {
+                    break;
+                };
+                if self::message_id(&delivery).as_deref() == Some(message_id) {
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    deleted += 1;
+                } else {
+                    session.keep(&delivery);
+                }
+            }
+            session.finish().await?;
+            tracing::info!(dlq = %self.dlq, message_id, deleted, "dead letter deleted");
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Connects and returns the session with the DLQ's message count. The DLQ is looked up
+    /// passively: the service declares it, an admin request never creates topology.
+    async fn open(&self) -> Result<(Session, u32), lapin::Error> {
+        let connection = Connection::connect(
+            &self.amqp_url,
+            ConnectionProperties::default()
+                .with_connection_name(format!("{}-admin", self.service).into()),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let queue = channel
+            .queue_declare(
+                self.dlq.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let total = queue.message_count();
+        Ok((
+            Session {
+                connection,
+                channel,
+                dlq: self.dlq.clone(),
+                unsettled: Vec::new(),
+            },
+            total,
+        ))
+    }
+
+    /// The original exchange and routing key the consumer recorded; without them (the broker
+    /// dead-lettered it, or another producer put it there), the work queue itself through the
+    /// default exchange, which is where the message was when it failed.
+    fn route(&self, delivery: &Delivery) -> (String, String) {
+        let empty = FieldTable::default();
+        let table = delivery.properties.headers().as_ref().unwrap_or(&empty);
+        match (
+            headers::text(table, headers::ORIGINAL_EXCHANGE),
+            headers::text(table, headers::ORIGINAL_ROUTING_KEY),
+        ) {
+            (Some(exchange), Some(routing_key)) => (exchange, routing_key),
+            _ => (String::new(), self.queue.clone()),
+        }
+    }
+
+    fn describe(&self, delivery: &Delivery) -> DeadLetter {
+        let empty = FieldTable::default();
+        let table = delivery.properties.headers().as_ref().unwrap_or(&empty);
+        let (payload, payload_format) = match serde_json::from_slice::<Value>(&delivery.data) {
+            Ok(json) => (json, "json"),
+            Err(_) => (Value::from(String::from_utf8_lossy(&delivery.data)), "text"),
+        };
+        let message_type = delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|kind| kind.as_str().to_owned())
+            .or_else(|| {
+                payload
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let (exchange, routing_key) = self.route(delivery);
+        DeadLetter {
+            message_id: message_id(delivery),
+            message_type,
+            reason: headers::text(table, headers::REASON)
+                .or_else(|| headers::text(table, headers::FIRST_DEATH_REASON)),
+            error: headers::text(table, headers::ERROR),
+            attempts: headers::integer(table, headers::ATTEMPTS),
+            first_failed_at: headers::text(table, headers::FIRST_FAILED_AT),
+            last_failed_at: headers::text(table, headers::LAST_FAILED_AT),
+            exchange,
+            routing_key,
+            headers: headers::to_json(table).into_iter().collect(),
+            payload,
+            payload_format: payload_format.to_owned(),
+        }
+    }
+}
+
+/// The AMQP `message_id`, else the `message_id` of a JSON envelope body.
+fn message_id(delivery: &Delivery) -> Option<String> {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str().to_owned())
+        .or_else(|| {
+            serde_json::from_slice::<Value>(&delivery.data)
+                .ok()?
+                .get("message_id")?
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+async fn bounded<T>(
+    operation: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, DeadLetterError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, operation).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(DeadLetterError::Timeout(OPERATION_TIMEOUT)),
+    }
+}

@@ -1,0 +1,11 @@
+//! The consumer loop, its retries and the broker's poison guard, driven by a test handler whose
+//! failures are scripted by message type, against the real RabbitMQ and PostgreSQL.
+//! Run with `--features testing`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod dead_letters;
+mod poison;
+mod retries;
