@@ -41,6 +41,17 @@ impl Shutdown {
     }
 }
 
+/// A stop signal triggered by Ctrl-C or SIGTERM: what every service's `main` runs under.
+pub fn on_os_signal() -> Shutdown {
+    let stop = Shutdown::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        os_signal().await;
+        trigger.trigger();
+    });
+    stop
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn os_signal() {
     let ctrl_c = async {

@@ -61,3 +61,19 @@ impl Application {
         saga_common::service::run(self.listener, self.router, self.messaging, shutdown).await
     }
 }
+
+/// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or
+/// Ctrl-C. `main` is this and nothing else, so whatever runs this (the fault-injection tests'
+/// `fleet-node` too) runs exactly the production service.
+pub async fn run_from_environment() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = saga_common::configuration::load(&crate::startup::default_settings())?;
+    saga_common::telemetry::init(saga_common::telemetry::subscriber(
+        SERVICE,
+        &settings.log_level,
+        std::io::stdout,
+    ));
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(saga_common::shutdown::on_os_signal())
+        .await?;
+    Ok(())
+}
