@@ -1,0 +1,248 @@
+//! Command-line arguments, parsed by hand: a dozen `--key value` pairs do not justify a parser
+//! crate and its build time in a workspace whose target directory is shared.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: loadgen [--closed N | --rate R] [options]
+
+Load:
+  --closed N             closed loop: N clients, each places an order and waits for its
+                         terminal status before the next (default: --closed 64)
+  --rate R               open loop: R orders/s on a fixed schedule, whatever the fleet does
+  --duration S           seconds of load (default 30)
+  --max-in-flight N      open loop: orders not yet terminal beyond which a tick is skipped
+                         and counted as dropped (default 20000)
+Mix (fractions of orders; the rest are meant to complete):
+  --declined F           placed by customers with a zero balance (default 0.10)
+  --out-of-stock F       for a scarce product (default 0.10)
+Population:
+  --customers N          customers with a large balance (default 500)
+  --broke-customers N    customers with a zero balance (default 20)
+  --products N           products with a large stock (default 500)
+  --scarce-products N    products with --scarce-stock units (default 10)
+  --scarce-stock N       units of each scarce product (default 2)
+  --run-id ID            prefix of every seeded id (default: r<unix seconds>)
+Endpoints:
+  --orchestrator URL     default http://127.0.0.1:3000
+  --payment URL          default http://127.0.0.1:3001
+  --inventory URL        default http://127.0.0.1:3002
+Tracking and checks:
+  --track-timeout S      longest wait for one order's terminal status (default 60)
+  --poll-budget N        most status polls per second over all orders in flight; the
+                         per-order backoff stretches to respect it (default 400)
+  --payment-checks N     orders whose payments are checked, 0 = all (default 2000)
+  --skip-checks          do not check the invariants
+Output:
+  --out DIR              raw JSON and SVG chart go here (default target/bench)
+  --label NAME           file name stem (default: the run id)
+  --quiet                no live progress line
+";
+
+/// How orders are offered to the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// N clients; each waits for its order's terminal status before placing the next, so at
+    /// most N sagas are in flight and the completed rate is what the fleet sustains.
+    Closed { clients: usize },
+    /// A fixed arrival rate; latencies are measured from the scheduled send time, so a fleet
+    /// (or a load generator) that falls behind shows up in them (no coordinated omission).
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub load: Load,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub max_in_flight: usize,
+    pub declined: f64,
+    pub out_of_stock: f64,
+    pub customers: usize,
+    pub broke_customers: usize,
+    pub products: usize,
+    pub scarce_products: usize,
+    pub scarce_stock: i64,
+    pub run_id: String,
+    pub orchestrator: String,
+    pub payment: String,
+    pub inventory: String,
+    #[serde(with = "secs")]
+    pub track_timeout: Duration,
+    pub poll_budget: f64,
+    pub payment_checks: usize,
+    pub skip_checks: bool,
+    pub out: PathBuf,
+    pub label: String,
+    pub quiet: bool,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+pub enum Command {
+    Run(Box<Settings>),
+    Help,
+}
+
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let run_id = format!("r{}", chrono::Utc::now().timestamp());
+    let mut s = Settings {
+        load: Load::Closed { clients: 64 },
+        duration: Duration::from_secs(30),
+        max_in_flight: 20_000,
+        declined: 0.10,
+        out_of_stock: 0.10,
+        customers: 500,
+        broke_customers: 20,
+        products: 500,
+        scarce_products: 10,
+        scarce_stock: 2,
+        run_id,
+        orchestrator: "http://127.0.0.1:3000".into(),
+        payment: "http://127.0.0.1:3001".into(),
+        inventory: "http://127.0.0.1:3002".into(),
+        track_timeout: Duration::from_secs(60),
+        poll_budget: 400.0,
+        payment_checks: 2000,
+        skip_checks: false,
+        out: PathBuf::from("target/bench"),
+        label: String::new(),
+        quiet: false,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--closed" => {
+                let clients: usize = number(flag, value()?)?;
+                if clients == 0 {
+                    return Err("--closed must be at least 1".into());
+                }
+                s.load = Load::Closed { clients };
+            }
+            "--rate" => {
+                let rate: f64 = number(flag, value()?)?;
+                if !(rate > 0.0 && rate.is_finite()) {
+                    return Err("--rate must be a positive number".into());
+                }
+                s.load = Load::Open { rate };
+            }
+            "--duration" => s.duration = seconds(flag, value()?)?,
+            "--max-in-flight" => s.max_in_flight = number(flag, value()?)?,
+            "--declined" => s.declined = fraction(flag, value()?)?,
+            "--out-of-stock" => s.out_of_stock = fraction(flag, value()?)?,
+            "--customers" => s.customers = number(flag, value()?)?,
+            "--broke-customers" => s.broke_customers = number(flag, value()?)?,
+            "--products" => s.products = number(flag, value()?)?,
+            "--scarce-products" => s.scarce_products = number(flag, value()?)?,
+            "--scarce-stock" => s.scarce_stock = number(flag, value()?)?,
+            "--run-id" => s.run_id = value()?.to_string(),
+            "--orchestrator" => s.orchestrator = url(value()?),
+            "--payment" => s.payment = url(value()?),
+            "--inventory" => s.inventory = url(value()?),
+            "--track-timeout" => s.track_timeout = seconds(flag, value()?)?,
+            "--poll-budget" => {
+                s.poll_budget = number(flag, value()?)?;
+                if !(s.poll_budget > 0.0 && s.poll_budget.is_finite()) {
+                    return Err("--poll-budget must be a positive number".into());
+                }
+            }
+            "--payment-checks" => s.payment_checks = number(flag, value()?)?,
+            "--skip-checks" => s.skip_checks = true,
+            "--out" => s.out = PathBuf::from(value()?),
+            "--label" => s.label = value()?.to_string(),
+            "--quiet" => s.quiet = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if s.declined + s.out_of_stock > 1.0 {
+        return Err("--declined plus --out-of-stock must not exceed 1".into());
+    }
+    // Every kind of order needs someone to place it and something to buy.
+    if s.customers == 0 || s.products == 0 {
+        return Err("--customers and --products must be at least 1".into());
+    }
+    if s.declined > 0.0 && s.broke_customers == 0 {
+        return Err("--declined needs --broke-customers of at least 1".into());
+    }
+    if s.out_of_stock > 0.0 && s.scarce_products == 0 {
+        return Err("--out-of-stock needs --scarce-products of at least 1".into());
+    }
+    // Ids are at most 64 characters; the longest seeded suffix is "-b-<n>" / "-s-<n>".
+    if s.run_id.is_empty() || s.run_id.chars().count() > 40 {
+        return Err("--run-id must be 1 to 40 characters".into());
+    }
+    if s.scarce_stock < 0 {
+        return Err("--scarce-stock must be 0 or more".into());
+    }
+    if s.label.is_empty() {
+        s.label = s.run_id.clone();
+    }
+    Ok(Command::Run(Box::new(s)))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: {value:?} is not a valid number"))
+}
+
+fn fraction(flag: &str, value: &str) -> Result<f64, String> {
+    let f: f64 = number(flag, value)?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("{flag} must be between 0 and 1"))
+    }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    let s: f64 = number(flag, value)?;
+    if s > 0.0 && s.is_finite() {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("{flag} must be a positive number of seconds"))
+    }
+}
+
+fn url(value: &str) -> String {
+    value.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn open_loop_rate_and_mix_are_parsed() {
+        let Ok(Command::Run(s)) = parse(&args(&["--rate", "250", "--declined", "0.2"])) else {
+            panic!("should parse");
+        };
+        assert_eq!(s.load, Load::Open { rate: 250.0 });
+        assert_eq!(s.declined, 0.2);
+        assert_eq!(s.label, s.run_id);
+    }
+
+    #[test]
+    fn a_mix_over_one_is_refused() {
+        assert!(parse(&args(&["--declined", "0.6", "--out-of-stock", "0.5"])).is_err());
+    }
+}

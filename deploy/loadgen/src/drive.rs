@@ -1,0 +1,552 @@
+//! Seeding, the load drivers and order tracking, all over the services' public HTTP APIs.
+//!
+//! Tracking: each accepted order is polled with `GET /api/orders/{id}` after 20 ms, then with a
+//! doubling delay capped at 320 ms, until it is terminal or `--track-timeout` passes. The cap
+//! also grows with the number of orders in flight so that the polls of all of them together stay
+//! under `--poll-budget` per second: without that, a fleet that falls behind gets more polls the
+//! further behind it is (a first run at 99 orders/s collapsed that way: 4,000 orders in flight,
+//! about 12,000 polls/s, 3 log lines each, and completions fell to a few per second). The
+//! listing (`GET /api/orders?status=...`) was rejected: it is ordered by creation time, so
+//! finding newly finished sagas means re-reading every page back to the oldest order still in
+//! flight, a cost that grows exactly when the fleet falls behind. Per-order polling costs a
+//! bounded number of cheap primary-key reads per order (reported as `polls per order`), and its
+//! cadence does not blur the measurement: the end-to-end latency is taken from the order's own
+//! `updated_at` (the commit of its terminal transition, same machine clock) minus the moment
+//! the POST was due, not from when a poll happened to notice.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream;
+use serde::Deserialize;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::cli::{Load, Settings};
+use crate::invariants::{self, Mismatch, Settled};
+use crate::mix::{self, Kind, OrderRequest, Population, Rng};
+use crate::report;
+
+/// Requests at once while seeding and checking: enough to be quick, few enough not to queue
+/// behind the services' database pools (8 connections each).
+const SIDE_CONCURRENCY: usize = 32;
+const FIRST_POLL: Duration = Duration::from_millis(20);
+const MAX_POLL: Duration = Duration::from_millis(320);
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// One order as the load generator saw it; the raw rows of the JSON output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Record {
+    pub seq: u64,
+    pub kind: Kind,
+    pub customer_id: String,
+    pub total_cents: i64,
+    pub lines: Vec<(String, i64)>,
+    /// Seconds since the load started at which the POST was due.
+    pub sent_s: f64,
+    pub accept_ms: Option<f64>,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub order_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub failure_reason: Option<String>,
+    pub e2e_ms: Option<f64>,
+    pub polls: u32,
+}
+
+impl Record {
+    pub fn terminal(&self) -> bool {
+        matches!(self.status.as_deref(), Some("COMPLETED" | "FAILED"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderView {
+    order_id: Uuid,
+    status: String,
+    failure_reason: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Live counters for the progress line.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    errors: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+struct Shared {
+    http: reqwest::Client,
+    settings: Settings,
+    population: Population,
+    start: Instant,
+    start_wall: DateTime<Utc>,
+    counters: Counters,
+    seq: AtomicU64,
+}
+
+pub struct RunOutcome {
+    pub invariants_hold: bool,
+}
+
+pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        // Keep every connection a closed-loop client or the pollers opened; reconnecting per
+        // request would measure the kernel, not the fleet.
+        .pool_max_idle_per_host(4096)
+        .build()?;
+    let population = Population::new(&settings);
+    eprintln!(
+        "loadgen: run {} seeding {} accounts and {} products",
+        settings.run_id,
+        population.rich.len() + population.broke.len(),
+        population.plentiful.len() + population.scarce.len()
+    );
+    seed(&http, &settings, &population).await?;
+
+    let shared = Arc::new(Shared {
+        http,
+        settings: settings.clone(),
+        population,
+        start: Instant::now(),
+        start_wall: Utc::now(),
+        counters: Counters::default(),
+        seq: AtomicU64::new(0),
+    });
+    // Markers for deploy/bench.sh, which accounts CPU between them (seeding and checks excluded).
+    mark(&settings, "started");
+    let progress = (!settings.quiet).then(|| tokio::spawn(progress(shared.clone())));
+    let mut records = match settings.load {
+        Load::Closed { clients } => closed_loop(&shared, clients).await,
+        Load::Open { rate } => open_loop(&shared, rate).await,
+    };
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    mark(&settings, "ended");
+    records.sort_by_key(|r| r.seq);
+    let load_s = shared.start.elapsed().as_secs_f64();
+
+    let (mismatches, payment_errors, checked_payments) = if settings.skip_checks {
+        (Vec::new(), Vec::new(), 0)
+    } else {
+        eprintln!("loadgen: checking balances, stock and payments");
+        check(&shared, &records).await?
+    };
+    let report = report::build(
+        &settings,
+        shared.start_wall,
+        load_s,
+        shared.counters.dropped.load(Relaxed),
+        records,
+        mismatches,
+        payment_errors,
+        checked_payments,
+    );
+    report::print(&report);
+    report::write(&settings, &report)?;
+    Ok(RunOutcome {
+        invariants_hold: report.invariants_hold,
+    })
+}
+
+/// Writes `<out>/<label>.<what>` (empty). Best effort: a run without an output directory still
+/// measures; the JSON write at the end reports the directory problem.
+fn mark(settings: &Settings, what: &str) {
+    let path = settings.out.join(format!("{}.{what}", settings.label));
+    if let Err(e) = std::fs::create_dir_all(&settings.out).and_then(|()| std::fs::write(&path, b""))
+    {
+        eprintln!("loadgen: cannot write {}: {e}", path.display());
+    }
+}
+
+async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Result<(), Error> {
+    let accounts = p.accounts().map(|(id, balance)| {
+        (
+            format!("{}/api/accounts/{id}", s.payment),
+            serde_json::json!({ "balance_cents": balance }),
+        )
+    });
+    let products = p.products().map(|(id, stock)| {
+        (
+            format!("{}/api/products/{id}", s.inventory),
+            serde_json::json!({ "stock": stock }),
+        )
+    });
+    let puts: Vec<_> = accounts.chain(products).collect();
+    let results: Vec<Result<(), String>> = stream::iter(puts)
+        .map(|(url, body)| async move {
+            let response = http
+                .put(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("PUT {url}: {e}"))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("PUT {url}: HTTP {}", response.status()))
+            }
+        })
+        .buffer_unordered(SIDE_CONCURRENCY)
+        .collect()
+        .await;
+    match results.into_iter().find_map(Result::err) {
+        Some(first) => Err(format!("seeding failed: {first}").into()),
+        None => Ok(()),
+    }
+}
+
+async fn closed_loop(shared: &Arc<Shared>, clients: usize) -> Vec<Record> {
+    let end = shared.start + shared.settings.duration;
+    let mut set = JoinSet::new();
+    for client in 0..clients {
+        let shared = shared.clone();
+        set.spawn(async move {
+            let mut rng =
+                Rng::new(seed_of(&shared.settings.run_id) ^ (client as u64).wrapping_mul(0x9E37));
+            let mut records = Vec::new();
+            while Instant::now() < end {
+                let (kind, order) = draw(&shared, &mut rng);
+                records.push(one_order(&shared, kind, order, Instant::now()).await);
+            }
+            records
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = set.join_next().await {
+        // A panicking client task is a bug in this tool; its records are lost, say so.
+        match done {
+            Ok(records) => all.extend(records),
+            Err(e) => eprintln!("loadgen: a client task failed: {e}"),
+        }
+    }
+    all
+}
+
+async fn open_loop(shared: &Arc<Shared>, rate: f64) -> Vec<Record> {
+    let end = shared.start + shared.settings.duration;
+    let mut ticks =
+        tokio::time::interval_at(shared.start.into(), Duration::from_secs_f64(1.0 / rate));
+    // Burst: a late tick is sent at once, so the offered rate stays the one asked for; its
+    // latency still counts from the tick's due time.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut rng = Rng::new(seed_of(&shared.settings.run_id));
+    let mut set = JoinSet::new();
+    let mut all = Vec::new();
+    loop {
+        let due = ticks.tick().await.into_std();
+        if due >= end {
+            break;
+        }
+        if shared.counters.in_flight.load(Relaxed) >= shared.settings.max_in_flight {
+            shared.counters.dropped.fetch_add(1, Relaxed);
+            continue;
+        }
+        let (kind, order) = draw(shared, &mut rng);
+        let shared = shared.clone();
+        set.spawn(async move { one_order(&shared, kind, order, due).await });
+        // Reap finished tasks as we go so the set does not hold every task until the end.
+        while let Some(done) = set.try_join_next() {
+            keep(&mut all, done);
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        keep(&mut all, done);
+    }
+    all
+}
+
+fn keep(all: &mut Vec<Record>, done: Result<Record, tokio::task::JoinError>) {
+    // A panicking order task is a bug in this tool; its record is lost, say so.
+    match done {
+        Ok(record) => all.push(record),
+        Err(e) => eprintln!("loadgen: an order task failed: {e}"),
+    }
+}
+
+fn draw(shared: &Shared, rng: &mut Rng) -> (Kind, OrderRequest) {
+    let s = &shared.settings;
+    mix::next_order(rng, &shared.population, s.declined, s.out_of_stock)
+}
+
+fn seed_of(run_id: &str) -> u64 {
+    run_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Places one order (due at `due`) and follows it to its terminal status.
+async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instant) -> Record {
+    let s = &shared.settings;
+    let c = &shared.counters;
+    let seq = shared.seq.fetch_add(1, Relaxed);
+    let sent_s = due.saturating_duration_since(shared.start).as_secs_f64();
+    let due_wall =
+        shared.start_wall + chrono::Duration::from_std(due - shared.start).unwrap_or_default();
+    let mut record = Record {
+        seq,
+        kind,
+        customer_id: order.customer_id.clone(),
+        total_cents: order.total_cents(),
+        lines: order
+            .items
+            .iter()
+            .map(|i| (i.product_id.clone(), i.quantity))
+            .collect(),
+        sent_s,
+        accept_ms: None,
+        http_status: None,
+        error: None,
+        order_id: None,
+        status: None,
+        failure_reason: None,
+        e2e_ms: None,
+        polls: 0,
+    };
+    c.sent.fetch_add(1, Relaxed);
+    c.in_flight.fetch_add(1, Relaxed);
+    let posted = shared
+        .http
+        .post(format!("{}/api/orders", s.orchestrator))
+        // An idempotency key per order, so a retried POST could never start a second saga.
+        .header("idempotency-key", format!("{}-{seq}", s.run_id))
+        .json(&order)
+        .send()
+        .await;
+    let view = match posted {
+        Ok(response) => {
+            record.http_status = Some(response.status().as_u16());
+            if response.status() == reqwest::StatusCode::ACCEPTED {
+                match response.json::<OrderView>().await {
+                    Ok(view) => Some(view),
+                    Err(e) => {
+                        record.error = Some(format!("202 with an unreadable body: {e}"));
+                        None
+                    }
+                }
+            } else {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                record.error = Some(format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                ));
+                None
+            }
+        }
+        Err(e) => {
+            record.error = Some(format!("POST failed: {e}"));
+            None
+        }
+    };
+    record.accept_ms = Some(due.elapsed().as_secs_f64() * 1000.0);
+    let Some(view) = view else {
+        c.errors.fetch_add(1, Relaxed);
+        c.in_flight.fetch_sub(1, Relaxed);
+        return record;
+    };
+    c.accepted.fetch_add(1, Relaxed);
+    record.order_id = Some(view.order_id);
+    let url = format!("{}/api/orders/{}", s.orchestrator, view.order_id);
+    let deadline = Instant::now() + s.track_timeout;
+    let mut delay = FIRST_POLL;
+    let mut last = view;
+    while last.status == "PENDING" && Instant::now() < deadline {
+        tokio::time::sleep(delay).await;
+        let in_flight = c.in_flight.load(Relaxed) as f64;
+        let fair_share = Duration::from_secs_f64(in_flight / s.poll_budget);
+        delay = (delay * 2).min(MAX_POLL.max(fair_share));
+        record.polls += 1;
+        // A failed poll is retried at the next step; only the deadline ends tracking.
+        if let Ok(response) = shared.http.get(&url).send().await
+            && response.status().is_success()
+            && let Ok(view) = response.json::<OrderView>().await
+        {
+            last = view;
+        }
+    }
+    record.status = Some(last.status.clone());
+    record.failure_reason = last.failure_reason.clone();
+    match last.status.as_str() {
+        "COMPLETED" => c.completed.fetch_add(1, Relaxed),
+        "FAILED" => c.failed.fetch_add(1, Relaxed),
+        _ => 0,
+    };
+    if record.terminal() {
+        let ms = (last.updated_at - due_wall).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        record.e2e_ms = Some(ms.max(0.0));
+    }
+    c.in_flight.fetch_sub(1, Relaxed);
+    record
+}
+
+async fn progress(shared: Arc<Shared>) {
+    let c = &shared.counters;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let (mut last_ended, mut last_sent) = (0, 0);
+    loop {
+        tick.tick().await;
+        let ended = c.completed.load(Relaxed) + c.failed.load(Relaxed);
+        let sent = c.sent.load(Relaxed);
+        let mut err = std::io::stderr();
+        // The progress line is best effort: a closed stderr must not stop the run.
+        let _ = write!(
+            err,
+            "\r[{:>4.0}s/{:.0}s] sent {sent} ({}/s)  completed {}  failed {}  ({}/s)  in flight {}  errors {}  dropped {}   ",
+            shared.start.elapsed().as_secs_f64(),
+            shared.settings.duration.as_secs_f64(),
+            sent - last_sent,
+            c.completed.load(Relaxed),
+            c.failed.load(Relaxed),
+            ended - last_ended,
+            c.in_flight.load(Relaxed),
+            c.errors.load(Relaxed),
+            c.dropped.load(Relaxed),
+        );
+        let _ = err.flush();
+        (last_ended, last_sent) = (ended, sent);
+    }
+}
+
+/// Reads back every seeded account and product and a sample of payments.
+async fn check(
+    shared: &Shared,
+    records: &[Record],
+) -> Result<(Vec<Mismatch>, Vec<String>, usize), Error> {
+    let (s, p, http) = (&shared.settings, &shared.population, &shared.http);
+    let settled: Vec<Settled<'_>> = records
+        .iter()
+        .map(|r| Settled {
+            customer_id: &r.customer_id,
+            total_cents: r.total_cents,
+            lines: r.lines.iter().map(|(id, q)| (id.as_str(), *q)).collect(),
+            completed: match (r.status.as_deref(), &r.error, r.http_status) {
+                (Some("COMPLETED"), _, _) => Some(true),
+                (Some("FAILED"), _, _) => Some(false),
+                // Refused outright (4xx): no order exists, so nothing moved.
+                (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
+                _ => None,
+            },
+        })
+        .collect();
+    let e = invariants::expected(p.accounts(), p.products(), &settled);
+
+    let accounts = read_all(
+        http,
+        p.accounts()
+            .map(|(id, _)| (id.to_string(), format!("{}/api/accounts/{id}", s.payment))),
+    )
+    .await;
+    let products = read_all(
+        http,
+        p.products()
+            .map(|(id, _)| (id.to_string(), format!("{}/api/products/{id}", s.inventory))),
+    )
+    .await;
+    let field = |rows: &BTreeMap<String, Option<serde_json::Value>>,
+                 name: &str|
+     -> BTreeMap<String, Option<i64>> {
+        rows.iter()
+            .map(|(id, v)| {
+                (
+                    id.clone(),
+                    v.as_ref()
+                        .and_then(|v| v.get(name))
+                        .and_then(serde_json::Value::as_i64),
+                )
+            })
+            .collect()
+    };
+    let mut mismatches = invariants::compare(
+        "balance_cents",
+        &e.balance,
+        &field(&accounts, "balance_cents"),
+        &e.unverifiable,
+    );
+    mismatches.extend(invariants::compare(
+        "available",
+        &e.available,
+        &field(&products, "available"),
+        &e.unverifiable,
+    ));
+    mismatches.extend(invariants::compare(
+        "reserved",
+        &e.reserved,
+        &field(&products, "reserved"),
+        &e.unverifiable,
+    ));
+    if !e.unverifiable.is_empty() {
+        eprintln!(
+            "loadgen: {} ids touched by orders of unknown outcome were not checked",
+            e.unverifiable.len()
+        );
+    }
+
+    // Payments: every terminal order, or an even sample of them.
+    let terminal: Vec<&Record> = records.iter().filter(|r| r.terminal()).collect();
+    let step = if s.payment_checks == 0 {
+        1
+    } else {
+        terminal.len().div_ceil(s.payment_checks).max(1)
+    };
+    let sample: Vec<&Record> = terminal.into_iter().step_by(step).collect();
+    let checked = sample.len();
+    let payment_errors: Vec<String> = stream::iter(sample)
+        .map(|r| async move {
+            let order_id = r.order_id?;
+            let url = format!("{}/api/payments?order_id={order_id}", s.payment);
+            let rows: Result<Vec<serde_json::Value>, String> = match http.get(&url).send().await {
+                Ok(resp) => resp.json().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let result = rows.and_then(|rows| {
+                let statuses: Vec<String> = rows
+                    .iter()
+                    .filter_map(|v| v.get("status")?.as_str().map(str::to_string))
+                    .collect();
+                invariants::payment_matches(
+                    r.status.as_deref().unwrap_or(""),
+                    r.failure_reason.as_deref(),
+                    &statuses,
+                )
+            });
+            result.err().map(|e| format!("order {order_id}: {e}"))
+        })
+        .buffer_unordered(SIDE_CONCURRENCY)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    Ok((mismatches, payment_errors, checked))
+}
+
+async fn read_all(
+    http: &reqwest::Client,
+    urls: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, Option<serde_json::Value>> {
+    stream::iter(urls.collect::<Vec<_>>())
+        .map(|(id, url)| async move {
+            let value = match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            };
+            (id, value)
+        })
+        .buffer_unordered(SIDE_CONCURRENCY)
+        .collect()
+        .await
+}

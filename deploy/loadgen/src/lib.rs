@@ -1,0 +1,23 @@
+//! A load generator for the saga fleet, run against a fleet that is already up.
+//!
+//! Module map:
+//! - [`cli`]: `--key value` arguments into typed [`cli::Settings`].
+//! - [`mix`]: the seeded population (rich and broke customers, plentiful and scarce products)
+//!   and a deterministic stream of orders that complete, are declined or run out of stock.
+//! - [`drive`]: seeding over HTTP, the open- and closed-loop drivers, and tracking each order to
+//!   its terminal status.
+//! - [`stats`]: percentiles and the per-second series.
+//! - [`invariants`]: expected balances and stock from the COMPLETED orders, and the comparison
+//!   with what the participants report.
+//! - [`chart`]: the SVG chart, written by hand.
+//! - [`report`]: the summary table and the JSON document.
+
+pub mod chart;
+pub mod cli;
+pub mod drive;
+pub mod invariants;
+pub mod mix;
+pub mod report;
+pub mod stats;
+
+pub use drive::run;

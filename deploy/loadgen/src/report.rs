@@ -1,0 +1,221 @@
+//! The summary table on stdout, the raw JSON and the SVG chart on disk.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::{Load, Settings};
+use crate::drive::{Error, Record};
+use crate::invariants::Mismatch;
+use crate::stats::{self, Latency, Point, Second};
+
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub sent: usize,
+    pub accepted: usize,
+    pub errors: usize,
+    /// Open loop: ticks skipped because `--max-in-flight` orders were unfinished.
+    pub dropped: u64,
+    pub completed: usize,
+    pub failed_payment_declined: usize,
+    pub failed_out_of_stock: usize,
+    pub failed_other: usize,
+    /// Accepted but not terminal when tracking gave up.
+    pub unfinished: usize,
+    pub load_seconds: f64,
+    /// Per second over the load window, first and last (partial) seconds left out.
+    pub completed_per_s: f64,
+    pub finished_per_s: f64,
+    pub accepted_per_s: f64,
+    pub accept_ms: Latency,
+    pub e2e_ms: Latency,
+    pub polls_per_order: f64,
+    pub balance_and_stock_mismatches: usize,
+    pub payments_checked: usize,
+    pub payment_errors: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub started_at: DateTime<Utc>,
+    pub summary: Summary,
+    pub invariants_hold: bool,
+    pub mismatches: Vec<Mismatch>,
+    pub payment_errors: Vec<String>,
+    pub series: Vec<Second>,
+    pub records: Vec<Record>,
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a parameter struct would only rename them
+pub fn build(
+    settings: &Settings,
+    started_at: DateTime<Utc>,
+    load_seconds: f64,
+    dropped: u64,
+    records: Vec<Record>,
+    mismatches: Vec<Mismatch>,
+    payment_errors: Vec<String>,
+    payments_checked: usize,
+) -> Report {
+    let count = |f: &dyn Fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
+    let reason = |r: &Record, want: &str| {
+        r.status.as_deref() == Some("FAILED") && r.failure_reason.as_deref() == Some(want)
+    };
+    let points: Vec<Point> = records
+        .iter()
+        .map(|r| Point {
+            sent_s: r.sent_s,
+            accepted: r.order_id.is_some(),
+            ended_s: r.e2e_ms.map(|ms| r.sent_s + ms / 1000.0),
+            completed: r.status.as_deref() == Some("COMPLETED"),
+            e2e_ms: r.e2e_ms,
+        })
+        .collect();
+    let series = stats::series(&points);
+    let window = settings.duration.as_secs_f64().round() as usize;
+    let accepted: Vec<&Record> = records.iter().filter(|r| r.order_id.is_some()).collect();
+    let summary = Summary {
+        sent: records.len(),
+        accepted: accepted.len(),
+        errors: count(&|r| r.error.is_some()),
+        dropped,
+        completed: count(&|r| r.status.as_deref() == Some("COMPLETED")),
+        failed_payment_declined: count(&|r| reason(r, "payment_declined")),
+        failed_out_of_stock: count(&|r| reason(r, "out_of_stock")),
+        failed_other: count(&|r| {
+            r.status.as_deref() == Some("FAILED")
+                && !reason(r, "payment_declined")
+                && !reason(r, "out_of_stock")
+        }),
+        unfinished: accepted.iter().filter(|r| !r.terminal()).count(),
+        load_seconds,
+        completed_per_s: stats::sustained(&series, window, |s| s.completed),
+        finished_per_s: stats::sustained(&series, window, |s| s.completed + s.failed),
+        accepted_per_s: stats::sustained(&series, window, |s| s.accepted),
+        accept_ms: stats::latency(
+            &accepted
+                .iter()
+                .filter_map(|r| r.accept_ms)
+                .collect::<Vec<_>>(),
+        ),
+        e2e_ms: stats::latency(&records.iter().filter_map(|r| r.e2e_ms).collect::<Vec<_>>()),
+        polls_per_order: accepted.iter().map(|r| f64::from(r.polls)).sum::<f64>()
+            / accepted.len().max(1) as f64,
+        balance_and_stock_mismatches: mismatches.len(),
+        payments_checked,
+        payment_errors: payment_errors.len(),
+    };
+    let invariants_hold =
+        settings.skip_checks || (mismatches.is_empty() && payment_errors.is_empty());
+    Report {
+        settings: settings.clone(),
+        started_at,
+        summary,
+        invariants_hold,
+        mismatches,
+        payment_errors,
+        series,
+        records,
+    }
+}
+
+pub fn load_label(load: Load) -> String {
+    match load {
+        Load::Closed { clients } => format!("closed loop, {clients} clients"),
+        Load::Open { rate } => format!("open loop, {rate:.0} orders/s"),
+    }
+}
+
+pub fn table(r: &Report) -> String {
+    let s = &r.summary;
+    let mut t = String::new();
+    let lat = |l: &Latency| {
+        format!(
+            "{:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            l.p50, l.p95, l.p99, l.max
+        )
+    };
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        t,
+        "\n== loadgen {} ({}, {:.1} s) ==",
+        r.settings.label,
+        load_label(r.settings.load),
+        s.load_seconds
+    );
+    let _ = writeln!(
+        t,
+        "orders sent {}  accepted {}  errors {}  dropped {}",
+        s.sent, s.accepted, s.errors, s.dropped
+    );
+    let _ = writeln!(
+        t,
+        "outcomes   COMPLETED {}  FAILED payment_declined {}  out_of_stock {}  other {}  unfinished {}",
+        s.completed, s.failed_payment_declined, s.failed_out_of_stock, s.failed_other, s.unfinished
+    );
+    let _ = writeln!(
+        t,
+        "sustained  {:.1} COMPLETED/s   {:.1} finished sagas/s   {:.1} accepted/s",
+        s.completed_per_s, s.finished_per_s, s.accepted_per_s
+    );
+    let _ = writeln!(t, "latency (ms)       p50      p95      p99      max");
+    let _ = writeln!(t, "  accept      {}", lat(&s.accept_ms));
+    let _ = writeln!(t, "  end-to-end  {}", lat(&s.e2e_ms));
+    let _ = writeln!(t, "polls per order {:.2}", s.polls_per_order);
+    let verdict = if r.settings.skip_checks {
+        "not checked".to_string()
+    } else if r.invariants_hold {
+        format!(
+            "HOLD (balances and stock of every seeded id; {} payments checked)",
+            s.payments_checked
+        )
+    } else {
+        format!(
+            "VIOLATED: {} balance/stock mismatches, {} payment errors of {} checked",
+            s.balance_and_stock_mismatches, s.payment_errors, s.payments_checked
+        )
+    };
+    let _ = writeln!(t, "invariants {verdict}");
+    for m in r.mismatches.iter().take(10) {
+        let _ = writeln!(
+            t,
+            "  {} of {}: expected {}, found {:?}",
+            m.what, m.id, m.expected, m.actual
+        );
+    }
+    for e in r.payment_errors.iter().take(10) {
+        let _ = writeln!(t, "  {e}");
+    }
+    t
+}
+
+pub fn print(r: &Report) {
+    print!("{}", table(r));
+    // One machine-readable line for deploy/bench.sh.
+    let s = &r.summary;
+    println!(
+        "RESULT label={} completed_per_s={:.1} finished_per_s={:.1} accept_p99_ms={:.1} e2e_p99_ms={:.1} invariants={}",
+        r.settings.label,
+        s.completed_per_s,
+        s.finished_per_s,
+        s.accept_ms.p99,
+        s.e2e_ms.p99,
+        if r.invariants_hold {
+            "hold"
+        } else {
+            "violated"
+        }
+    );
+}
+
+pub fn write(settings: &Settings, r: &Report) -> Result<(), Error> {
+    std::fs::create_dir_all(&settings.out)?;
+    let json = settings.out.join(format!("{}.json", settings.label));
+    std::fs::write(&json, serde_json::to_vec(r)?)?;
+    let svg = settings.out.join(format!("{}.svg", settings.label));
+    let title = format!("{}: {}", settings.label, load_label(settings.load));
+    std::fs::write(&svg, crate::chart::render(&title, &r.series))?;
+    eprintln!("loadgen: wrote {} and {}", json.display(), svg.display());
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Latency percentiles and the per-second series behind the chart.
+
+/// Percentiles of one set of latencies, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Latency {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Nearest-rank percentile of an ascending slice (`q` in 0..=100); 0 when empty.
+/// Nearest rank rather than interpolation: every reported value is one that was measured.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn latency(values: &[f64]) -> Latency {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: sorted.len(),
+        p50: percentile(&sorted, 50.0),
+        p95: percentile(&sorted, 95.0),
+        p99: percentile(&sorted, 99.0),
+        max: sorted[sorted.len() - 1],
+        mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the load started.
+    pub t: usize,
+    /// Orders accepted (202) whose request was sent in this second.
+    pub accepted: usize,
+    /// Sagas that reached COMPLETED in this second (by the server's terminal timestamp).
+    pub completed: usize,
+    /// Sagas that reached FAILED in this second.
+    pub failed: usize,
+    /// p99 end-to-end latency of the sagas that ended in this second (ms; 0 when none did).
+    pub p99_e2e_ms: f64,
+}
+
+/// An event placed in time: (seconds since start when sent, accepted?, seconds since start
+/// when terminal, completed?, e2e ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Point {
+    pub sent_s: f64,
+    pub accepted: bool,
+    pub ended_s: Option<f64>,
+    pub completed: bool,
+    pub e2e_ms: Option<f64>,
+}
+
+/// Buckets the points into whole seconds, up to the last second anything happened in.
+pub fn series(points: &[Point]) -> Vec<Second> {
+    let last = points
+        .iter()
+        .flat_map(|p| [Some(p.sent_s), p.ended_s])
+        .flatten()
+        .fold(0.0_f64, f64::max);
+    let n = last.floor() as usize + 1;
+    let mut seconds: Vec<Second> = (0..n)
+        .map(|t| Second {
+            t,
+            ..Second::default()
+        })
+        .collect();
+    let mut e2e: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let slot = |s: f64| (s.max(0.0).floor() as usize).min(n - 1);
+    for p in points {
+        if p.accepted {
+            seconds[slot(p.sent_s)].accepted += 1;
+        }
+        if let Some(end) = p.ended_s {
+            let i = slot(end);
+            if p.completed {
+                seconds[i].completed += 1;
+            } else {
+                seconds[i].failed += 1;
+            }
+            if let Some(ms) = p.e2e_ms {
+                e2e[i].push(ms);
+            }
+        }
+    }
+    for (second, values) in seconds.iter_mut().zip(&mut e2e) {
+        values.sort_by(f64::total_cmp);
+        second.p99_e2e_ms = percentile(values, 99.0);
+    }
+    seconds
+}
+
+/// Sustained rate: sagas ended (completed + failed, or only completed) per second over the
+/// load window, excluding the first and last second, which are partial by construction.
+pub fn sustained(series: &[Second], window_s: usize, pick: impl Fn(&Second) -> usize) -> f64 {
+    let end = window_s.min(series.len());
+    if end <= 2 {
+        return series.iter().take(end).map(&pick).sum::<usize>() as f64 / end.max(1) as f64;
+    }
+    let inner = &series[1..end - 1];
+    inner.iter().map(pick).sum::<usize>() as f64 / inner.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles_of_one_to_a_hundred() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let l = latency(&values);
+        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(l.mean, 50.5);
+    }
+
+    #[test]
+    fn percentiles_of_unsorted_and_tiny_inputs() {
+        assert_eq!(latency(&[3.0, 1.0, 2.0]).p50, 2.0);
+        assert_eq!(latency(&[7.0]).p99, 7.0);
+        assert_eq!(latency(&[]), Latency::default());
+        assert_eq!(percentile(&[1.0, 2.0], 0.0), 1.0);
+    }
+
+    #[test]
+    fn points_are_bucketed_by_send_and_end_second() {
+        let p = |sent_s, ended_s, completed| Point {
+            sent_s,
+            accepted: true,
+            ended_s: Some(ended_s),
+            completed,
+            e2e_ms: Some((ended_s - sent_s) * 1000.0),
+        };
+        let s = series(&[p(0.1, 0.5, true), p(0.9, 1.2, true), p(1.5, 2.5, false)]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.iter().map(|x| x.accepted).collect::<Vec<_>>(), [2, 1, 0]);
+        assert_eq!(s.iter().map(|x| x.completed).collect::<Vec<_>>(), [1, 1, 0]);
+        assert_eq!(s[2].failed, 1);
+        assert_eq!(s[2].p99_e2e_ms, 1000.0);
+    }
+
+    #[test]
+    fn sustained_rate_drops_the_partial_edges() {
+        let s: Vec<Second> = [5, 100, 100, 100, 7]
+            .iter()
+            .enumerate()
+            .map(|(t, &c)| Second {
+                t,
+                completed: c,
+                ..Second::default()
+            })
+            .collect();
+        assert_eq!(sustained(&s, 5, |x| x.completed), 100.0);
+    }
+}
