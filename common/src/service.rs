@@ -45,7 +45,7 @@ impl Foundation {
         let db = crate::db::connect(&settings.database)
             .await
             .map_err(StartupError::Database)?;
-        M::up(&db, None).await.map_err(StartupError::Migration)?;
+        migrate::<M>(&db).await.map_err(StartupError::Migration)?;
         let address = format!(
             "{}:{}",
             settings.application.host, settings.application.port
@@ -91,6 +91,24 @@ impl Foundation {
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         }
     }
+}
+
+/// Runs pending migrations under a PostgreSQL advisory lock held by the transaction: replicas
+/// starting together on a fresh database would otherwise race on the migration table and the
+/// DDL, and all but one would crash. PostgreSQL DDL is transactional, so a failed migration
+/// leaves nothing half-done.
+async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    // Any constant shared by every service works: each service has its own database.
+    const MIGRATION_LOCK: i64 = 0x5a6a_0001;
+    let txn = db.begin().await?;
+    txn.execute_raw(crate::db::stmt(
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK.into()],
+    ))
+    .await?;
+    M::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Serves HTTP and messaging until `shutdown`, then stops both: HTTP first (no new work), then

@@ -1,0 +1,626 @@
+//! The fleet under test: a private PostgreSQL cluster and RabbitMQ node, and each service as one
+//! or more `fleet-node` processes on free ports. Instances of one service share its database and
+//! queue, as replicas in production do.
+//!
+//! Service logs (JSON lines) go to `<scratch>/<service>-<n>.log`; when a test fails, the fleet
+//! prints the end of every log as it is dropped, and nothing otherwise.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use saga_common::configuration::RetrySettings;
+
+use super::postgres::Postgres;
+use super::rabbitmq::RabbitMq;
+use super::{Process, Scratch, tail, within};
+
+/// The bearer token every service's admin routes take (`APP__ADMIN__TOKEN`).
+pub const ADMIN_TOKEN: &str = "fault-tests-admin-token-0123456789";
+
+/// The three services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Orchestrator,
+    Payment,
+    Inventory,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Orchestrator, Service::Payment, Service::Inventory];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Orchestrator => "orchestrator",
+            Service::Payment => "payment",
+            Service::Inventory => "inventory",
+        }
+    }
+
+    fn database(self) -> String {
+        format!("saga_{}", self.name())
+    }
+}
+
+/// How a scenario wants its fleet.
+#[derive(Clone, Debug)]
+pub struct FleetOptions {
+    /// Processes per service.
+    pub instances: usize,
+    /// Retries of transient failures, for every service (the checker needs their delay queues).
+    pub retry: RetrySettings,
+    /// Extra `APP__...` settings for every instance of a service.
+    pub settings: BTreeMap<Service, Vec<(String, String)>>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            instances: 1,
+            retry: RetrySettings::default(),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+impl FleetOptions {
+    pub fn with_instances(mut self, instances: usize) -> Self {
+        self.instances = instances;
+        self
+    }
+
+    /// Retries every `base_delay_ms`, doubling, instead of every second.
+    pub fn with_retry_base_delay(mut self, base_delay_ms: u64) -> Self {
+        self.retry.base_delay_ms = base_delay_ms;
+        self
+    }
+
+    /// Adds `APP__<key>=value` for `service`.
+    pub fn with_setting(mut self, service: Service, key: &str, value: impl ToString) -> Self {
+        self.settings
+            .entry(service)
+            .or_default()
+            .push((format!("APP__{key}"), value.to_string()));
+        self
+    }
+}
+
+/// One service process, restartable on the same port, database and log.
+pub struct Node {
+    pub service: Service,
+    pub port: u16,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    process: Option<Process>,
+}
+
+impl Node {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.process.is_none(), "{} is running", self.label());
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-node"));
+        // A clean environment: nothing from the developer's shell (RUST_LOG, APP__*, an
+        // APP_CONFIG_FILE) may change what the test runs.
+        command
+            .env_clear()
+            .arg(self.service.name())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.process = Some(Process::spawn(&self.label(), command, &self.log));
+    }
+
+    fn label(&self) -> String {
+        format!("{} on port {}", self.service.name(), self.port)
+    }
+}
+
+/// The whole fleet. Dropping it kills every process and removes the scratch directory (fields
+/// drop in declaration order: services, then the servers they use, then their files).
+pub struct Fleet {
+    pub nodes: Vec<Node>,
+    /// What the services retry with.
+    pub retry: RetrySettings,
+    pub rabbitmq: RabbitMq,
+    pub postgres: Postgres,
+    pub api: Api,
+    scratch: Scratch,
+}
+
+impl Fleet {
+    /// Starts the servers and every service, and waits until all are ready.
+    pub async fn start(options: FleetOptions) -> Self {
+        let instances = options.instances;
+        let mut fleet = Self::prepare(options).await;
+        // The first instance of every service migrates its database before the others start:
+        // two instances migrating one fresh database at once race (see
+        // `two_instances_of_a_service_can_start_at_once_on_a_fresh_database`).
+        for wave in 0..instances {
+            let indices: Vec<usize> = (0..fleet.nodes.len())
+                .filter(|&i| fleet.instance_number(i) == wave)
+                .collect();
+            for &index in &indices {
+                fleet.nodes[index].spawn();
+            }
+            for &index in &indices {
+                fleet.wait_ready_at(index).await;
+            }
+        }
+        fleet
+    }
+
+    /// Starts the servers and creates the databases; no service runs yet.
+    async fn prepare(options: FleetOptions) -> Self {
+        let retry = options.retry.clone();
+        let scratch = Scratch::new();
+        let (postgres, rabbitmq) =
+            tokio::join!(Postgres::start_new(&scratch), RabbitMq::start_new(&scratch));
+        let log_level = std::env::var("FAULTS_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        let mut nodes = Vec::new();
+        for service in Service::ALL {
+            let database_url = postgres.create_database(&service.database()).await;
+            for instance in 0..options.instances {
+                let port = super::free_port();
+                let mut env = vec![
+                    ("APP__APPLICATION__HOST".to_owned(), "127.0.0.1".to_owned()),
+                    ("APP__APPLICATION__PORT".to_owned(), port.to_string()),
+                    ("APP__DATABASE__URL".to_owned(), database_url.clone()),
+                    ("APP__AMQP__URL".to_owned(), rabbitmq.amqp_url()),
+                    ("APP__LOG_LEVEL".to_owned(), log_level.clone()),
+                    // Reconnect within a second of the broker's return instead of up to 10 s
+                    // later: the scenarios measure recovery, not the backoff cap.
+                    (
+                        "APP__AMQP__MAX_RECONNECT_DELAY_MS".to_owned(),
+                        "1000".to_owned(),
+                    ),
+                    ("APP__SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned()),
+                    ("APP__ADMIN__TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+                    (
+                        "APP__RETRY__MAX_ATTEMPTS".to_owned(),
+                        retry.max_attempts.to_string(),
+                    ),
+                    (
+                        "APP__RETRY__BASE_DELAY_MS".to_owned(),
+                        retry.base_delay_ms.to_string(),
+                    ),
+                    (
+                        "APP__RETRY__MAX_DELAY_MS".to_owned(),
+                        retry.max_delay_ms.to_string(),
+                    ),
+                ];
+                env.extend(options.settings.get(&service).cloned().unwrap_or_default());
+                nodes.push(Node {
+                    service,
+                    port,
+                    env,
+                    log: scratch
+                        .path()
+                        .join(format!("{}-{instance}.log", service.name())),
+                    process: None,
+                });
+            }
+        }
+        let api = Api::new(
+            &nodes
+                .iter()
+                .filter(|n| n.service == Service::Orchestrator)
+                .map(Node::base_url)
+                .collect::<Vec<_>>(),
+            &nodes
+                .iter()
+                .find(|n| n.service == Service::Payment)
+                .expect("a payment node")
+                .base_url(),
+            &nodes
+                .iter()
+                .find(|n| n.service == Service::Inventory)
+                .expect("an inventory node")
+                .base_url(),
+        );
+        Self {
+            nodes,
+            retry,
+            rabbitmq,
+            postgres,
+            api,
+            scratch,
+        }
+    }
+
+    /// Which instance of its service node `index` is (0 for the first).
+    fn instance_number(&self, index: usize) -> usize {
+        let service = self.nodes[index].service;
+        self.nodes[..index]
+            .iter()
+            .filter(|n| n.service == service)
+            .count()
+    }
+
+    /// Starts every instance at once, without waiting for the first to migrate.
+    pub async fn start_all_at_once(options: FleetOptions) -> Self {
+        let mut fleet = Self::prepare(options).await;
+        for node in &mut fleet.nodes {
+            node.spawn();
+        }
+        for index in 0..fleet.nodes.len() {
+            fleet.wait_ready_at(index).await;
+        }
+        fleet
+    }
+
+    fn index(&self, service: Service, instance: usize) -> usize {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.service == service)
+            .nth(instance)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("no {} instance {instance}", service.name()))
+    }
+
+    /// SIGKILL: no shutdown code runs; unacknowledged deliveries go back to the queue.
+    pub async fn kill(&mut self, service: Service, instance: usize) {
+        let index = self.index(service, instance);
+        let mut process = self.nodes[index]
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", service.name()));
+        process.stop(Signal::SIGKILL, Duration::from_secs(10)).await;
+    }
+
+    /// SIGTERM: the service's own graceful shutdown; panics unless it exits 0 in time.
+    pub async fn terminate(&mut self, service: Service, instance: usize) {
+        let index = self.index(service, instance);
+        let mut process = self.nodes[index]
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", service.name()));
+        let status = process.stop(Signal::SIGTERM, Duration::from_secs(15)).await;
+        assert!(
+            status.success(),
+            "{} did not stop cleanly on SIGTERM ({status}):\n{}",
+            service.name(),
+            tail(process.log(), 30)
+        );
+    }
+
+    /// Starts a stopped instance again (same port, database and log) and waits until it is ready.
+    pub async fn restart(&mut self, service: Service, instance: usize) {
+        let index = self.index(service, instance);
+        self.nodes[index].spawn();
+        self.wait_ready_at(index).await;
+    }
+
+    /// Waits until every running service answers `/health/ready` with 200.
+    pub async fn wait_all_ready(&mut self) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].process.is_some() {
+                self.wait_ready_at(index).await;
+            }
+        }
+    }
+
+    async fn wait_ready_at(&mut self, index: usize) {
+        let client = self.api.client.clone();
+        let node = &mut self.nodes[index];
+        let url = format!("{}/health/ready", node.base_url());
+        let label = node.label();
+        let ready = within(Duration::from_secs(60), Duration::from_millis(100), || {
+            // A crashed service fails the wait at once, with its log, rather than at the timeout.
+            if let Some(process) = node.process.as_mut() {
+                process.assert_running();
+            }
+            let request = client.get(&url).send();
+            async move {
+                let response = request.await.ok()?;
+                (response.status() == StatusCode::OK).then_some(())
+            }
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "{label} was not ready within 60 s:\n{}",
+            tail(&node.log, 30)
+        );
+    }
+
+    /// URL of a service's database in the private cluster.
+    pub fn database_url(&self, service: Service) -> String {
+        self.postgres.url(&service.database())
+    }
+
+    /// The scratch directory: logs, data, and the mark of every process this fleet started.
+    pub fn scratch(&self) -> &std::path::Path {
+        self.scratch.path()
+    }
+
+    /// Runs `sql` on a service's database, as an operator (or a failing disk) would.
+    pub async fn execute_sql(&self, service: Service, sql: &str) {
+        use sea_orm::ConnectionTrait;
+        let url = self.database_url(service);
+        super::bounded(&format!("`{sql}`"), Duration::from_secs(30), async {
+            let db = super::postgres::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach {}'s database: {e}", service.name()));
+            db.execute_unprepared(sql)
+                .await
+                .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"));
+            let _ = db.close().await;
+        })
+        .await;
+    }
+
+    /// The end of every log: what a failing test prints.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            out += &format!(
+                "\n===== {} ({}) =====\n{}\n",
+                node.label(),
+                node.log.display(),
+                tail(&node.log, lines)
+            );
+        }
+        for (name, path) in [
+            ("postgres", self.postgres.log().to_owned()),
+            ("rabbitmq", self.rabbitmq.log().to_owned()),
+            ("rabbitmq node log", self.rabbitmq.node_log()),
+        ] {
+            out += &format!(
+                "\n===== {name} ({}) =====\n{}\n",
+                path.display(),
+                tail(&path, lines)
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "\nThe fleet's logs ({}; set FAULTS_KEEP=1 to keep them):{}",
+                self.scratch.path().display(),
+                self.log_tails(25)
+            );
+        }
+    }
+}
+
+/// Why a request did not get the answer it wanted.
+#[derive(Debug)]
+pub enum CallError {
+    /// No answer, or a 5xx: the service (or what it depends on) is down; worth retrying.
+    Unavailable(String),
+    /// A definite answer that retrying will not change.
+    Refused(StatusCode, String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            CallError::Refused(status, body) => write!(f, "{status}: {body}"),
+        }
+    }
+}
+
+/// The fleet's HTTP APIs, one helper per endpoint the tests use.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    /// Every orchestrator instance; orders are spread over them.
+    pub orchestrators: Vec<String>,
+    pub payment: String,
+    pub inventory: String,
+}
+
+impl Api {
+    fn new(orchestrators: &[String], payment: &str, inventory: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                // A service that hangs must not hang the test: every call is bounded.
+                .timeout(Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .expect("cannot build the HTTP client"),
+            orchestrators: orchestrators.to_vec(),
+            payment: payment.to_owned(),
+            inventory: inventory.to_owned(),
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Value), CallError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        if status.is_server_error() {
+            return Err(CallError::Unavailable(format!("{status}: {text}")));
+        }
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    async fn expect(
+        &self,
+        request: reqwest::RequestBuilder,
+        wanted: &[StatusCode],
+    ) -> Result<Value, CallError> {
+        let (status, body) = self.send(request).await?;
+        if wanted.contains(&status) {
+            Ok(body)
+        } else {
+            Err(CallError::Refused(status, body.to_string()))
+        }
+    }
+
+    /// Creates the account (or sets its balance).
+    pub async fn put_account(
+        &self,
+        customer_id: &str,
+        balance_cents: i64,
+    ) -> Result<(), CallError> {
+        let url = format!("{}/api/accounts/{customer_id}", self.payment);
+        self.expect(
+            self.client
+                .put(url)
+                .json(&json!({ "balance_cents": balance_cents })),
+            &[StatusCode::OK, StatusCode::CREATED],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The balance, or `None` when the customer has no account.
+    pub async fn balance(&self, customer_id: &str) -> Result<Option<i64>, CallError> {
+        let url = format!("{}/api/accounts/{customer_id}", self.payment);
+        let (status, body) = self.send(self.client.get(url)).await?;
+        match status {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => Ok(body["balance_cents"].as_i64()),
+            other => Err(CallError::Refused(other, body.to_string())),
+        }
+    }
+
+    /// Creates the product (or sets its available stock).
+    pub async fn put_product(&self, product_id: &str, stock: i64) -> Result<(), CallError> {
+        let url = format!("{}/api/products/{product_id}", self.inventory);
+        self.expect(
+            self.client.put(url).json(&json!({ "stock": stock })),
+            &[StatusCode::OK, StatusCode::CREATED],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `(available, reserved)`.
+    pub async fn stock(&self, product_id: &str) -> Result<(i64, i64), CallError> {
+        let url = format!("{}/api/products/{product_id}", self.inventory);
+        let body = self.expect(self.client.get(url), &[StatusCode::OK]).await?;
+        Ok((
+            body["available"].as_i64().unwrap_or(-1),
+            body["reserved"].as_i64().unwrap_or(-1),
+        ))
+    }
+
+    /// Places an order on orchestrator `instance` (modulo their number); `Ok` is the order id.
+    pub async fn place_order(
+        &self,
+        instance: usize,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<Uuid, CallError> {
+        let base = &self.orchestrators[instance % self.orchestrators.len()];
+        let answer = self
+            .expect(
+                self.client
+                    .post(format!("{base}/api/orders"))
+                    .header("Idempotency-Key", idempotency_key)
+                    .header("X-Correlation-Id", idempotency_key)
+                    .json(body),
+                &[StatusCode::ACCEPTED],
+            )
+            .await?;
+        answer["order_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| CallError::Refused(StatusCode::ACCEPTED, answer.to_string()))
+    }
+
+    pub async fn order(&self, order_id: Uuid) -> Result<Value, CallError> {
+        let url = format!("{}/api/orders/{order_id}", self.orchestrators[0]);
+        self.expect(self.client.get(url), &[StatusCode::OK]).await
+    }
+
+    pub async fn timeline(&self, order_id: Uuid) -> Result<Value, CallError> {
+        let url = format!("{}/api/orders/{order_id}/timeline", self.orchestrators[0]);
+        self.expect(self.client.get(url), &[StatusCode::OK]).await
+    }
+
+    pub async fn payments(&self, order_id: Uuid) -> Result<Vec<Value>, CallError> {
+        let url = format!("{}/api/payments?order_id={order_id}", self.payment);
+        let body = self.expect(self.client.get(url), &[StatusCode::OK]).await?;
+        Ok(body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The orchestrator's sagas in progress (`GET /api/sagas`), as `(order_id, state)`.
+    pub async fn sagas_in_progress(&self) -> Result<Vec<(Uuid, String)>, CallError> {
+        let url = format!("{}/api/sagas?limit=500", self.orchestrators[0]);
+        let body = self
+            .expect(
+                self.client.get(url).bearer_auth(ADMIN_TOKEN),
+                &[StatusCode::OK],
+            )
+            .await?;
+        Ok(body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|saga| {
+                Some((
+                    saga["order_id"].as_str()?.parse().ok()?,
+                    saga["state"].as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    fn base_of(&self, service: Service) -> &str {
+        match service {
+            Service::Orchestrator => &self.orchestrators[0],
+            Service::Payment => &self.payment,
+            Service::Inventory => &self.inventory,
+        }
+    }
+
+    /// The first page (up to 500) of a service's dead letters, through its admin API.
+    pub async fn dead_letters(&self, service: Service) -> Result<Vec<Value>, CallError> {
+        let url = format!("{}/api/admin/dead-letters?limit=500", self.base_of(service));
+        let page = self
+            .expect(
+                self.client.get(url).bearer_auth(ADMIN_TOKEN),
+                &[StatusCode::OK],
+            )
+            .await?;
+        Ok(page["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Replays the given dead letters of a service through its admin API; returns the report.
+    pub async fn replay_dead_letters(
+        &self,
+        service: Service,
+        message_ids: &[String],
+    ) -> Result<Value, CallError> {
+        let url = format!("{}/api/admin/dead-letters/replay", self.base_of(service));
+        self.expect(
+            self.client
+                .post(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({ "message_ids": message_ids })),
+            &[StatusCode::OK],
+        )
+        .await
+    }
+
+    pub async fn reservation_lines(&self, order_id: Uuid) -> Result<Vec<Value>, CallError> {
+        let url = format!("{}/api/reservations?order_id={order_id}", self.inventory);
+        let body = self.expect(self.client.get(url), &[StatusCode::OK]).await?;
+        Ok(body.as_array().cloned().unwrap_or_default())
+    }
+}
