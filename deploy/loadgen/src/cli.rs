@@ -29,9 +29,17 @@ Endpoints:
   --payment URL          default http://127.0.0.1:3001
   --inventory URL        default http://127.0.0.1:3002
 Tracking and checks:
-  --track-timeout S      longest wait for one order's terminal status (default 60)
-  --poll-budget N        most status polls per second over all orders in flight; the
-                         per-order backoff stretches to respect it (default 400)
+  --amqp URL             learn each order's end from the orchestrator's order.completed /
+                         order.failed events on the saga.events exchange of this broker and
+                         vhost (url-encoded), e.g.
+                         amqp://guest:guest@127.0.0.1:5672/saga-bench; the fleet serves no
+                         status reads then. Without it, each order is polled with
+                         GET /api/orders/{id}
+  --track-timeout S      longest wait for one order's terminal status (default 60); with
+                         --amqp, an order whose event has not come by then is read once with
+                         GET /api/orders/{id}
+  --poll-budget N        without --amqp: most status polls per second over all orders in
+                         flight; the per-order backoff stretches to respect it (default 400)
   --payment-checks N     orders whose payments are checked, 0 = all (default 2000)
   --skip-checks          do not check the invariants
 Output:
@@ -69,6 +77,9 @@ pub struct Settings {
     pub orchestrator: String,
     pub payment: String,
     pub inventory: String,
+    /// Broker URL of the event tap; `None`: track by polling. Reported without its password.
+    #[serde(serialize_with = "redacted")]
+    pub amqp: Option<String>,
     #[serde(with = "secs")]
     pub track_timeout: Duration,
     pub poll_budget: f64,
@@ -85,6 +96,25 @@ mod secs {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// The report names the broker and vhost, never the password.
+fn redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact(url)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `amqp://user:secret@host:port/vhost` without the secret.
+pub fn redact(url: &str) -> String {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) => format!(
+            "amqp://{}@{}:{}/{}",
+            uri.authority.userinfo.username, uri.authority.host, uri.authority.port, uri.vhost
+        ),
+        Err(_) => "(unreadable URL)".to_string(),
     }
 }
 
@@ -110,6 +140,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         orchestrator: "http://127.0.0.1:3000".into(),
         payment: "http://127.0.0.1:3001".into(),
         inventory: "http://127.0.0.1:3002".into(),
+        amqp: None,
         track_timeout: Duration::from_secs(60),
         poll_budget: 400.0,
         payment_checks: 2000,
@@ -154,6 +185,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--orchestrator" => s.orchestrator = url(value()?),
             "--payment" => s.payment = url(value()?),
             "--inventory" => s.inventory = url(value()?),
+            "--amqp" => s.amqp = Some(amqp_url(value()?)?),
             "--track-timeout" => s.track_timeout = seconds(flag, value()?)?,
             "--poll-budget" => {
                 s.poll_budget = number(flag, value()?)?;
@@ -219,6 +251,18 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
     }
 }
 
+/// Checked now so that a typo fails before seeding; lapin parses it again to connect.
+fn amqp_url(value: &str) -> Result<String, String> {
+    let uri: lapin::uri::AMQPUri = value
+        .parse()
+        .map_err(|e| format!("--amqp: {value:?} is not an AMQP URL: {e}"))?;
+    // The workspace builds lapin without TLS.
+    if uri.scheme != lapin::uri::AMQPScheme::AMQP {
+        return Err("--amqp: only amqp:// URLs are supported (no TLS in this build)".into());
+    }
+    Ok(value.to_string())
+}
+
 fn url(value: &str) -> String {
     value.trim_end_matches('/').to_string()
 }
@@ -239,6 +283,43 @@ mod tests {
         assert_eq!(s.load, Load::Open { rate: 250.0 });
         assert_eq!(s.declined, 0.2);
         assert_eq!(s.label, s.run_id);
+    }
+
+    #[test]
+    fn without_amqp_orders_are_polled() {
+        let Ok(Command::Run(s)) = parse(&args(&[])) else {
+            panic!("should parse");
+        };
+        assert_eq!(s.amqp, None);
+    }
+
+    #[test]
+    fn an_amqp_url_is_taken_and_reported_without_its_password() {
+        let url = "amqp://guest:s3cret@127.0.0.1:5672/saga-bench";
+        let Ok(Command::Run(s)) = parse(&args(&["--amqp", url])) else {
+            panic!("should parse");
+        };
+        assert_eq!(s.amqp.as_deref(), Some(url));
+        let json = serde_json::to_string(&*s).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        assert!(
+            json.contains("\"amqp://guest@127.0.0.1:5672/saga-bench\""),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn an_encoded_vhost_is_decoded_for_the_report() {
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest@127.0.0.1:5672//"
+        );
+    }
+
+    #[test]
+    fn amqps_and_garbage_are_refused() {
+        assert!(parse(&args(&["--amqp", "amqps://guest:guest@127.0.0.1/x"])).is_err());
+        assert!(parse(&args(&["--amqp", "http://127.0.0.1:5672"])).is_err());
     }
 
     #[test]

@@ -1,10 +1,31 @@
-//! Seeding, the load drivers and order tracking, all over the services' public HTTP APIs.
+//! Seeding, the load drivers and order tracking, all over the services' public HTTP APIs
+//! (and, for tracking with `--amqp`, the orchestrator's lifecycle events).
 //!
-//! Tracking: each accepted order is polled with `GET /api/orders/{id}` after 20 ms, then with a
-//! doubling delay capped at 320 ms, until it is terminal or `--track-timeout` passes. The cap
-//! also grows with the number of orders in flight so that the polls of all of them together stay
-//! under `--poll-budget` per second: without that, a fleet that falls behind gets more polls the
-//! further behind it is (a first run at 99 orders/s collapsed that way: 4,000 orders in flight,
+//! Tracking with `--amqp` (what deploy/bench.sh does): before the first order is sent, the
+//! [`tap`](crate::tap) binds a private queue to the `saga.events` exchange (`order.#`). Each
+//! accepted order registers its id as soon as the POST answers and waits for its
+//! `order.completed` or `order.failed` event, which gives the status and, for FAILED, the
+//! payload's `reason`. An event that arrives before the registration (the saga can finish while
+//! the POST's answer is still on its way) is kept and claimed by it. If no event comes within
+//! `--track-timeout`, one `GET /api/orders/{id}` records the final status, so a lost event never
+//! makes a finished saga look unfinished; such orders are counted (`tracked_by` =
+//! `fallback_get`, "by one GET" in the summary). If the tap itself stops (the connection
+//! drops), orders in flight and later ones fall back to polling. The fleet then serves no
+//! tracking reads at all: the events are published by the outbox anyway, and the only added
+//! broker work is one more queue bound to them, consumed without acks.
+//!
+//! End-to-end latency is the terminal time minus the moment the POST was due. With events, the
+//! terminal time is the envelope's `occurred_at`: the orchestrator stamps it while it builds the
+//! terminal transition, which it commits together with the event in its outbox (the arrival at
+//! the tap stands in only for an envelope without one). It is therefore comparable with the
+//! polled measure below, and leaves out the outbox relay's delay in publishing the event. Both
+//! clocks are this machine's, as for polling.
+//!
+//! Tracking without `--amqp` (polling): each accepted order is polled with `GET /api/orders/{id}`
+//! after 20 ms, then with a doubling delay capped at 320 ms, until it is terminal or
+//! `--track-timeout` passes. The cap also grows with the number of orders in flight so that the
+//! polls of all of them together stay under `--poll-budget` per second: without that, a fleet
+//! that falls behind gets more polls the further behind it is (a first run at 99 orders/s collapsed that way: 4,000 orders in flight,
 //! about 12,000 polls/s, 3 log lines each, and completions fell to a few per second). The
 //! listing (`GET /api/orders?status=...`) was rejected: it is ordered by creation time, so
 //! finding newly finished sagas means re-reading every page back to the oldest order still in
@@ -31,12 +52,15 @@ use crate::cli::{Load, Settings};
 use crate::invariants::{self, Mismatch, Settled};
 use crate::mix::{self, Kind, OrderRequest, Population, Rng};
 use crate::report;
+use crate::tap::{Ending, Registration, Tap, Tracker};
 
 /// Requests at once while seeding and checking: enough to be quick, few enough not to queue
 /// behind the services' database pools (8 connections each).
 const SIDE_CONCURRENCY: usize = 32;
 const FIRST_POLL: Duration = Duration::from_millis(20);
 const MAX_POLL: Duration = Duration::from_millis(320);
+/// Longest wait for one HTTP answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -57,7 +81,21 @@ pub struct Record {
     pub status: Option<String>,
     pub failure_reason: Option<String>,
     pub e2e_ms: Option<f64>,
+    /// Status reads of this order: polls, or the one GET after a missing event.
     pub polls: u32,
+    /// How the final status was learnt; `None` for an order that was not accepted.
+    pub tracked_by: Option<Tracking>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tracking {
+    /// Its `order.completed` / `order.failed` event reached the tap (`--amqp`).
+    Event,
+    /// No event within `--track-timeout`: one `GET /api/orders/{id}` after it.
+    FallbackGet,
+    /// `GET /api/orders/{id}` polls: no `--amqp`, or the tap had stopped.
+    Polled,
 }
 
 impl Record {
@@ -72,6 +110,18 @@ struct OrderView {
     status: String,
     failure_reason: Option<String>,
     updated_at: DateTime<Utc>,
+}
+
+impl From<Ending> for OrderView {
+    /// The event's time stands in for the terminal transition's `updated_at`.
+    fn from(ending: Ending) -> Self {
+        Self {
+            order_id: ending.order_id,
+            status: ending.status.to_owned(),
+            failure_reason: ending.failure_reason,
+            updated_at: ending.at,
+        }
+    }
 }
 
 /// Live counters for the progress line.
@@ -94,6 +144,8 @@ struct Shared {
     start_wall: DateTime<Utc>,
     counters: Counters,
     seq: AtomicU64,
+    /// With `--amqp`: where each order waits for its lifecycle event.
+    tracker: Option<Arc<Tracker>>,
 }
 
 pub struct RunOutcome {
@@ -102,12 +154,26 @@ pub struct RunOutcome {
 
 pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(HTTP_TIMEOUT)
         .tcp_nodelay(true)
         // Keep every connection a closed-loop client or the pollers opened; reconnecting per
         // request would measure the kernel, not the fleet.
         .pool_max_idle_per_host(4096)
         .build()?;
+    // The tap first: a wrong URL should fail the run before seeding, and it must listen before
+    // the first order is sent. Early arrivals are kept as long as a POST answer can take plus
+    // the longest tracking, far beyond when their order could still register.
+    let tap = match &settings.amqp {
+        Some(url) => Some(
+            Tap::open(
+                url,
+                &format!("loadgen-{}", settings.run_id),
+                settings.track_timeout + HTTP_TIMEOUT,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let population = Population::new(&settings);
     eprintln!(
         "loadgen: run {} seeding {} accounts and {} products",
@@ -125,6 +191,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         start_wall: Utc::now(),
         counters: Counters::default(),
         seq: AtomicU64::new(0),
+        tracker: tap.as_ref().map(|tap| tap.tracker.clone()),
     });
     // Markers for deploy/bench.sh, which accounts CPU between them (seeding and checks excluded).
     mark(&settings, "started");
@@ -138,6 +205,16 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         eprintln!();
     }
     mark(&settings, "ended");
+    if let Some(tap) = tap {
+        let unreadable = tap.unreadable.load(Relaxed);
+        if unreadable > 0 {
+            eprintln!(
+                "loadgen: {unreadable} events on {} could not be read",
+                crate::tap::EVENTS_EXCHANGE
+            );
+        }
+        tap.close().await;
+    }
     records.sort_by_key(|r| r.seq);
     let load_s = shared.start.elapsed().as_secs_f64();
 
@@ -317,6 +394,7 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
         failure_reason: None,
         e2e_ms: None,
         polls: 0,
+        tracked_by: None,
     };
     c.sent.fetch_add(1, Relaxed);
     c.in_flight.fetch_add(1, Relaxed);
@@ -362,24 +440,14 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
     };
     c.accepted.fetch_add(1, Relaxed);
     record.order_id = Some(view.order_id);
-    let url = format!("{}/api/orders/{}", s.orchestrator, view.order_id);
     let deadline = Instant::now() + s.track_timeout;
-    let mut delay = FIRST_POLL;
-    let mut last = view;
-    while last.status == "PENDING" && Instant::now() < deadline {
-        tokio::time::sleep(delay).await;
-        let in_flight = c.in_flight.load(Relaxed) as f64;
-        let fair_share = Duration::from_secs_f64(in_flight / s.poll_budget);
-        delay = (delay * 2).min(MAX_POLL.max(fair_share));
-        record.polls += 1;
-        // A failed poll is retried at the next step; only the deadline ends tracking.
-        if let Ok(response) = shared.http.get(&url).send().await
-            && response.status().is_success()
-            && let Ok(view) = response.json::<OrderView>().await
-        {
-            last = view;
+    let last = match &shared.tracker {
+        Some(tracker) => follow_event(shared, tracker, view, deadline, &mut record).await,
+        None => {
+            record.tracked_by = Some(Tracking::Polled);
+            poll(shared, view, deadline, &mut record).await
         }
-    }
+    };
     record.status = Some(last.status.clone());
     record.failure_reason = last.failure_reason.clone();
     match last.status.as_str() {
@@ -393,6 +461,89 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
     }
     c.in_flight.fetch_sub(1, Relaxed);
     record
+}
+
+/// Waits for the order's lifecycle event; one GET if none comes by `deadline`, polling if the
+/// tap stops.
+async fn follow_event(
+    shared: &Shared,
+    tracker: &Tracker,
+    view: OrderView,
+    deadline: Instant,
+    record: &mut Record,
+) -> OrderView {
+    let order_id = view.order_id;
+    // Cannot happen today (a new order is PENDING), but a terminal answer needs no waiting.
+    if view.status != "PENDING" {
+        record.tracked_by = Some(Tracking::Polled);
+        return view;
+    }
+    let mut receiver = match tracker.register(order_id) {
+        Registration::Ended(ending) => {
+            record.tracked_by = Some(Tracking::Event);
+            return ending.into();
+        }
+        Registration::Waiting(receiver) => receiver,
+        Registration::TapClosed => {
+            record.tracked_by = Some(Tracking::Polled);
+            return poll(shared, view, deadline, record).await;
+        }
+    };
+    match tokio::time::timeout_at(deadline.into(), &mut receiver).await {
+        Ok(Ok(ending)) => {
+            record.tracked_by = Some(Tracking::Event);
+            ending.into()
+        }
+        // The sender was dropped: the tap stopped.
+        Ok(Err(_)) => {
+            record.tracked_by = Some(Tracking::Polled);
+            poll(shared, view, deadline, record).await
+        }
+        Err(_elapsed) => {
+            tracker.forget(order_id);
+            // The event may have been sent between the deadline and forget().
+            if let Ok(ending) = receiver.try_recv() {
+                record.tracked_by = Some(Tracking::Event);
+                return ending.into();
+            }
+            record.tracked_by = Some(Tracking::FallbackGet);
+            record.polls += 1;
+            get_order(shared, order_id).await.unwrap_or(view)
+        }
+    }
+}
+
+/// Polls until the order is terminal or `deadline` passes; returns the last view read.
+async fn poll(
+    shared: &Shared,
+    mut last: OrderView,
+    deadline: Instant,
+    record: &mut Record,
+) -> OrderView {
+    let (s, c) = (&shared.settings, &shared.counters);
+    let mut delay = FIRST_POLL;
+    while last.status == "PENDING" && Instant::now() < deadline {
+        tokio::time::sleep(delay).await;
+        let in_flight = c.in_flight.load(Relaxed) as f64;
+        let fair_share = Duration::from_secs_f64(in_flight / s.poll_budget);
+        delay = (delay * 2).min(MAX_POLL.max(fair_share));
+        record.polls += 1;
+        // A failed poll is retried at the next step; only the deadline ends tracking.
+        if let Some(view) = get_order(shared, last.order_id).await {
+            last = view;
+        }
+    }
+    last
+}
+
+/// `GET /api/orders/{id}`; `None` when it fails or answers with an error.
+async fn get_order(shared: &Shared, order_id: Uuid) -> Option<OrderView> {
+    let url = format!("{}/api/orders/{order_id}", shared.settings.orchestrator);
+    let response = shared.http.get(&url).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<OrderView>().await.ok()
 }
 
 async fn progress(shared: Arc<Shared>) {

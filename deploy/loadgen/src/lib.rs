@@ -5,7 +5,9 @@
 //! - [`mix`]: the seeded population (rich and broke customers, plentiful and scarce products)
 //!   and a deterministic stream of orders that complete, are declined or run out of stock.
 //! - [`drive`]: seeding over HTTP, the open- and closed-loop drivers, and tracking each order to
-//!   its terminal status.
+//!   its terminal status (by its lifecycle event with `--amqp`, by polling otherwise).
+//! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
+//!   to the orders waiting for them.
 //! - [`stats`]: percentiles and the per-second series.
 //! - [`invariants`]: expected balances and stock from the COMPLETED orders, and the comparison
 //!   with what the participants report.
@@ -19,5 +21,6 @@ pub mod invariants;
 pub mod mix;
 pub mod report;
 pub mod stats;
+pub mod tap;
 
 pub use drive::run;

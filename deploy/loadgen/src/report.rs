@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Load, Settings};
-use crate::drive::{Error, Record};
+use crate::drive::{Error, Record, Tracking};
 use crate::invariants::Mismatch;
 use crate::stats::{self, Latency, Point, Second};
 
@@ -30,6 +30,11 @@ pub struct Summary {
     pub accept_ms: Latency,
     pub e2e_ms: Latency,
     pub polls_per_order: f64,
+    /// Accepted orders by how their final status was learnt (see `drive`).
+    pub tracked_by_event: usize,
+    /// With `--amqp`: no event within `--track-timeout`, so one GET read the status.
+    pub tracked_by_fallback_get: usize,
+    pub tracked_by_polling: usize,
     pub balance_and_stock_mismatches: usize,
     pub payments_checked: usize,
     pub payment_errors: usize,
@@ -102,6 +107,9 @@ pub fn build(
         e2e_ms: stats::latency(&records.iter().filter_map(|r| r.e2e_ms).collect::<Vec<_>>()),
         polls_per_order: accepted.iter().map(|r| f64::from(r.polls)).sum::<f64>()
             / accepted.len().max(1) as f64,
+        tracked_by_event: count(&|r| r.tracked_by == Some(Tracking::Event)),
+        tracked_by_fallback_get: count(&|r| r.tracked_by == Some(Tracking::FallbackGet)),
+        tracked_by_polling: count(&|r| r.tracked_by == Some(Tracking::Polled)),
         balance_and_stock_mismatches: mismatches.len(),
         payments_checked,
         payment_errors: payment_errors.len(),
@@ -162,6 +170,13 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(t, "latency (ms)       p50      p95      p99      max");
     let _ = writeln!(t, "  accept      {}", lat(&s.accept_ms));
     let _ = writeln!(t, "  end-to-end  {}", lat(&s.e2e_ms));
+    if r.settings.amqp.is_some() {
+        let _ = writeln!(
+            t,
+            "tracking   by event {}  by one GET after --track-timeout {}  polled (tap stopped) {}",
+            s.tracked_by_event, s.tracked_by_fallback_get, s.tracked_by_polling
+        );
+    }
     let _ = writeln!(t, "polls per order {:.2}", s.polls_per_order);
     let verdict = if r.settings.skip_checks {
         "not checked".to_string()
