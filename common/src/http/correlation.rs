@@ -53,8 +53,10 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");
+        } else if status >= 400 {
+            tracing::info!(status, latency_ms, "request refused");
         } else {
-            tracing::info!(status, latency_ms, "request handled");
+            tracing::debug!(status, latency_ms, "request handled");
         }
         if let Ok(value) = HeaderValue::from_str(&correlation.0) {
             response.headers_mut().insert(HEADER, value);
