@@ -36,7 +36,7 @@ fi
 
 log "cargo test"
 status=0
-cargo test --workspace --all-targets --features saga-common/testing "$@" || status=$?
+cargo test --workspace --all-targets --features saga-common/testing --no-fail-fast "$@" || status=$?
 # Tests cannot drop their databases and vhosts from a destructor; sweep them here.
 cleanup_test_leftovers
 exit "$status"

@@ -94,10 +94,15 @@ impl DatabaseSettings {
 pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
     pub url: String,
-    /// Unacknowledged deliveries the broker may push to one consumer.
+    /// Unacknowledged deliveries the broker may push to each consuming channel. Sized to the
+    /// pipeline: a batch being applied and the next one already waiting, so a channel never
+    /// idles between batches.
     pub prefetch: u16,
-    /// Deliveries handled at the same time by one consumer (at most `prefetch`).
+    /// Consuming channels, each applying one batch at a time on its own database connection.
     pub concurrency: usize,
+    /// Most deliveries applied on one database transaction. A batch takes only what has
+    /// already arrived, so a quiet consumer handles each delivery at once, alone.
+    pub batch_size: usize,
     /// Upper bound of the reconnect backoff.
     pub max_reconnect_delay_ms: u64,
 }
@@ -106,8 +111,9 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            prefetch: 32,
-            concurrency: 8,
+            prefetch: 64,
+            concurrency: 1,
+            batch_size: 32,
             max_reconnect_delay_ms: 10_000,
         }
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use saga_common::configuration::ServiceSettings;
 
+use crate::orders::intake::IntakeSettings;
 use crate::saga::SagaState;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,6 +14,8 @@ pub struct Settings {
     #[serde(flatten)]
     pub service: ServiceSettings,
     pub saga: SagaSettings,
+    /// How `POST /api/orders` writes (`APP__INTAKE__...`).
+    pub intake: IntakeSettings,
 }
 
 /// When the timeout worker steps in, per state (`APP__SAGA__...`).
@@ -66,5 +69,6 @@ pub fn default_settings() -> Settings {
     Settings {
         service: ServiceSettings::new(3000, "saga_orchestrator"),
         saga: SagaSettings::default(),
+        intake: IntakeSettings::default(),
     }
 }

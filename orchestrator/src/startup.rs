@@ -11,6 +11,7 @@ use saga_common::shutdown::Shutdown;
 
 use crate::configuration::{SagaSettings, Settings};
 use crate::migration::Migrator;
+use crate::orders::intake::Intake;
 use crate::saga::replies::SagaReplies;
 
 pub const SERVICE: &str = "orchestrator";
@@ -24,6 +25,8 @@ pub struct AppState {
     /// Wakes the outbox relay after a commit, so the first command leaves at once.
     pub wakeup: RelayWakeup,
     pub saga: SagaSettings,
+    /// Writes new orders, many requests' at a time.
+    pub intake: Intake,
 }
 
 pub struct Application {
@@ -41,6 +44,11 @@ impl Application {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
             saga: settings.saga.clone(),
+            intake: Intake::start(
+                foundation.db.clone(),
+                foundation.wakeup.clone(),
+                &settings.intake,
+            ),
         };
         let routes = Router::new()
             .merge(crate::orders::router(state.clone()))
@@ -61,7 +69,6 @@ impl Application {
             &settings.service,
             topology::ORCHESTRATOR_REPLIES,
             SagaReplies {
-                db: foundation.db.clone(),
                 settings: settings.saga.clone(),
             },
         );

@@ -1,8 +1,17 @@
 //! PostgreSQL pool and the error helpers every repository uses.
+//!
+//! - [`writes`]: several set-based writes sent as one statement.
+
+pub mod writes;
+
+pub use writes::{Part, Writes};
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement, Value,
+};
+use serde::Serialize;
 
 use crate::configuration::DatabaseSettings;
 
@@ -14,7 +23,19 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         // sqlx logs every statement at info; that is noise in JSON logs.
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Every statement is prepared once per connection and reused, but planned afresh each
+        // time. PostgreSQL would otherwise, after five executions, switch to one generic plan
+        // for good, chosen from the table's size at that moment: on a fresh database, or one
+        // whose statistics autovacuum has not refreshed, that is a plan for a nearly empty table
+        // (a sequential scan, or an index scan on the first key column only), and it stays as
+        // the table grows to millions of rows. Ruling out sequential scans was tried and is not
+        // enough. A custom plan costs a little planning per statement (about a fifth of the
+        // database's time under load, see docs/benchmarks.md) and always fits the table's
+        // current size and the batch's actual ids.
+        .map_sqlx_postgres_opts(|options| {
+            options.options([("plan_cache_mode", "force_custom_plan")])
+        });
     Database::connect(options).await
 }
 
@@ -54,4 +75,17 @@ where
     I: IntoIterator<Item = sea_orm::Value>,
 {
     Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// Rows as one `jsonb` parameter, read in SQL with `jsonb_to_recordset($n) AS r(column type, ...)`.
+///
+/// This is how every batch is written: one statement, and one prepared plan, for any number of
+/// rows, where a `VALUES` list would be a new statement (and a new plan) for every batch size.
+/// Typed arrays with `unnest` were the alternative; sea-query panics on an array holding a NULL,
+/// and many of the columns written this way are nullable. Id lists, which never hold NULL, go as
+/// arrays (`= ANY($n)`).
+pub fn rows<T: Serialize>(rows: &[T]) -> Result<Value, DbErr> {
+    serde_json::to_value(rows)
+        .map(Value::from)
+        .map_err(|e| DbErr::Custom(format!("cannot serialise rows: {e}")))
 }

@@ -121,29 +121,39 @@ impl<H: MessageHandler> Messaging<H> {
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let consuming_channel = connection.create_channel().await?;
-        consuming_channel
-            .basic_qos(self.amqp.prefetch, BasicQosOptions::default())
-            .await?;
-        let tag = format!("{}-{}", self.service, uuid::Uuid::now_v7());
-        let consumer = consuming_channel
-            .basic_consume(
-                self.queue.into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // One channel per concurrent batch: each channel has one batch in flight at a time,
+        // which is what makes its multiple-acks exact (see the consumer module).
+        let mut consumers = Vec::new();
+        for slot in 0..self.amqp.concurrency.max(1) {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(self.amqp.prefetch, BasicQosOptions::default())
+                .await?;
+            let tag = format!("{}-{}-{slot}", self.service, uuid::Uuid::now_v7());
+            let consumer = channel
+                .basic_consume(
+                    self.queue.into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.push((channel, tag, consumer));
+        }
         *established = true;
         self.status.set(true, true);
-        tracing::info!(queue = self.queue, "connected to RabbitMQ and consuming");
+        tracing::info!(
+            queue = self.queue,
+            channels = consumers.len(),
+            "connected to RabbitMQ and consuming"
+        );
 
         let context = Arc::new(ConsumerContext {
             service: self.service.clone(),
             queue: self.queue,
             publisher: publisher.clone(),
             wakeup: self.wakeup.clone(),
-            concurrency: self.amqp.concurrency.min(usize::from(self.amqp.prefetch)),
+            batch_size: self.amqp.batch_size,
             retry: self.retry.clone(),
             db: self.db.clone(),
         });
@@ -155,16 +165,26 @@ impl<H: MessageHandler> Messaging<H> {
         };
         let relay_stop = Shutdown::new();
 
+        let mut channels = Vec::with_capacity(consumers.len());
+        let mut loops = Vec::with_capacity(consumers.len());
+        for (channel, tag, consumer) in consumers {
+            loops.push(consume(consumer, context.clone(), self.handler.clone()));
+            channels.push((channel, tag));
+        }
         let consuming = async {
-            let deliveries = consume(consumer, context, self.handler.clone());
-            tokio::pin!(deliveries);
+            // Any one channel's consumer ending is the session ending.
+            let mut deliveries = futures_util::future::select_all(loops.into_iter().map(Box::pin));
             tokio::select! {
-                () = &mut deliveries => Err(SessionError::ConsumerEnded),
+                _ = &mut deliveries => Err(SessionError::ConsumerEnded),
                 () = shutdown.wait() => {
-                    let _ = consuming_channel
-                        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                        .await;
-                    if tokio::time::timeout(self.grace, deliveries).await.is_err() {
+                    for (channel, tag) in &channels {
+                        let _ = channel
+                            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                            .await;
+                    }
+                    // The batches in flight finish; their channels then end their streams.
+                    let all = futures_util::future::join_all(deliveries.into_inner());
+                    if tokio::time::timeout(self.grace, all).await.is_err() {
                         tracing::warn!("deliveries still in flight at the end of the grace period; the broker will redeliver them");
                     }
                     Ok(())
@@ -176,7 +196,7 @@ impl<H: MessageHandler> Messaging<H> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 if !(connection.status().connected()
                     && publisher.status().connected()
-                    && consuming_channel.status().connected())
+                    && channels.iter().all(|(c, _)| c.status().connected()))
                 {
                     return SessionError::Disconnected;
                 }

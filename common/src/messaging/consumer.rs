@@ -1,8 +1,19 @@
 //! The delivery loop shared by every service.
 //!
-//! A delivery is acknowledged only after its handler returned, that is after the handler's
-//! transaction (effect + inbox row + outbox rows) committed. When the handler fails, what happens
-//! depends on why:
+//! A service consumes its queue on `amqp.concurrency` channels. Each channel handles its
+//! deliveries in batches, one batch at a time: whatever the broker has already pushed (up to
+//! `amqp.batch_size`) goes to the handler at once, on one database transaction, committed once.
+//! A busy consumer so pays one `BEGIN`/`COMMIT`, one WAL flush and a handful of statements per
+//! batch instead of per message, while a quiet one still handles each delivery the moment it
+//! arrives (a batch of one). After the commit the whole batch is acknowledged with one
+//! multiple-ack of its last delivery tag: correct because a channel never has two batches in
+//! flight, so every earlier delivery on it has been settled already. Several channels, rather
+//! than several batches on one channel, are what lets batches overlap (one commits while the
+//! next is read and applied) without a multiple-ack covering a batch that has not committed.
+//!
+//! If a batch fails, it is rolled back as a whole and its deliveries are handled again one by
+//! one, each on its own transaction, so one bad message never takes its neighbours down with it
+//! and each failure is settled by its own kind:
 //!
 //! | Failure | What the consumer does |
 //! | --- | --- |
@@ -15,7 +26,7 @@
 //! so a failing message becomes a hot loop, and every requeue counts against the quorum queue's
 //! delivery limit. Why an outage is held rather than retried: it is the service that is sick,
 //! not the message; counting attempts would dead-letter the whole stream after a short outage.
-//! Held deliveries occupy the concurrency slots, so the consumer takes no new work meanwhile.
+//! A held delivery stops its channel, so the consumer takes no new work meanwhile.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,17 +34,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
-use sea_orm::DatabaseConnection;
-use tracing::Instrument;
+use lapin::{BasicProperties, Channel, Confirmation};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tracing::{Instrument, Span};
 
 use super::envelope::{Envelope, long_string};
 use super::headers;
-use super::outbox::RelayWakeup;
+use super::outbox::{Enqueued, RelayWakeup};
 use super::topology;
 use crate::configuration::RetrySettings;
 
@@ -80,10 +90,34 @@ impl From<sea_orm::DbErr> for HandleError {
     }
 }
 
-/// What a service does with one message. Implementations own their transaction: they commit the
-/// effect, the inbox row and any outbox rows together before returning `Ok`.
+/// What a service does with its messages.
 pub trait MessageHandler: Send + Sync + 'static {
-    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+    /// Applies `batch` (one message or more, in delivery order; the same message may appear
+    /// twice) on `txn`: the effects, the inbox rows and the outbox rows. The handler never
+    /// commits: the consumer does, and acknowledges the batch only after that. Any error fails
+    /// the whole batch; the consumer then rolls it back and offers each message again alone, so
+    /// a handler need not tell which message of a batch was at fault. Handlers write a batch
+    /// with set-based statements and lock the rows they change in one order (sorted keys), so
+    /// batches running side by side never deadlock. Returns the outbox rows it wrote, which
+    /// the relay publishes as soon as the batch has committed.
+    fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> impl Future<Output = Result<Enqueued, HandleError>> + Send;
+}
+
+/// Applies `batch` on a transaction of its own and commits it.
+pub async fn handle<H: MessageHandler>(
+    db: &DatabaseConnection,
+    handler: &H,
+    batch: &[Envelope],
+) -> Result<Enqueued, HandleError> {
+    let txn = db.begin().await?;
+    // On an error `txn` is dropped uncommitted, which rolls it back.
+    let enqueued = handler.apply(&txn, batch).await?;
+    txn.commit().await?;
+    Ok(enqueued)
 }
 
 /// Reason code of a message whose transient failures outlasted `retry.max_attempts`.
@@ -104,30 +138,143 @@ pub(crate) struct ConsumerContext {
     /// Confirm-mode channel used to move messages to the delay queues and the DLQ.
     pub publisher: Channel,
     pub wakeup: RelayWakeup,
-    pub concurrency: usize,
+    /// Most deliveries applied on one transaction.
+    pub batch_size: usize,
     pub retry: RetrySettings,
     /// Pinged after a transient failure to tell a database outage from a failing message.
     pub db: DatabaseConnection,
 }
 
-/// Runs until the consumer stream ends (cancelled at shutdown, or the channel died).
+/// Consumes one channel's deliveries until the consumer is cancelled or its channel closes.
 pub(crate) async fn consume<H: MessageHandler>(
     consumer: lapin::Consumer,
     context: Arc<ConsumerContext>,
     handler: Arc<H>,
 ) {
-    consumer
-        .for_each_concurrent(context.concurrency.max(1), |delivery| {
-            let context = context.clone();
-            let handler = handler.clone();
-            async move {
-                match delivery {
-                    Ok(delivery) => process(delivery, &context, handler.as_ref()).await,
-                    Err(error) => tracing::warn!(%error, queue = context.queue, "consumer error"),
+    // `ready_chunks` takes what has already arrived and never waits for more: batches grow
+    // with the backlog and cost no latency when there is none.
+    let mut chunks = consumer.ready_chunks(context.batch_size.max(1));
+    while let Some(deliveries) = chunks.next().await {
+        let mut batch = Batch::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery {
+                Ok(delivery) => {
+                    if let Some((envelope, received)) = receive(delivery, &context).await {
+                        batch.envelopes.push(envelope);
+                        batch.received.push(received);
+                    }
                 }
+                Err(error) => tracing::warn!(%error, queue = context.queue, "consumer error"),
             }
-        })
+        }
+        process(batch, &context, handler.as_ref()).await;
+    }
+}
+
+/// Parsed deliveries, side by side with what the consumer keeps of each.
+struct Batch {
+    envelopes: Vec<Envelope>,
+    received: Vec<Received>,
+}
+
+impl Batch {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            envelopes: Vec::with_capacity(capacity),
+            received: Vec::with_capacity(capacity),
+        }
+    }
+}
+
+/// A parsed delivery, with the span its log lines go to when it is handled alone.
+struct Received {
+    delivery: Delivery,
+    history: History,
+    span: Span,
+}
+
+/// Parses a delivery; an unparseable one is dead-lettered here and `None` returned.
+async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envelope, Received)> {
+    let history = History::of(&delivery);
+    let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%error, queue = context.queue, "unparseable message");
+            let detail = error.to_string();
+            let failure = Failure {
+                reason: MALFORMED_MESSAGE,
+                detail: &detail,
+            };
+            dead_letter(&delivery, context, &history, failure).await;
+            return None;
+        }
+    };
+    let span = tracing::info_span!(
+        "handle_message",
+        service = %context.service,
+        queue = context.queue,
+        message_type = %envelope.message_type,
+        message_id = %envelope.message_id,
+        correlation_id = %envelope.correlation_id,
+        saga_id = %envelope.saga_id,
+        order_id = %envelope.saga_id,
+        redelivered = delivery.redelivered,
+        attempt = history.attempt(),
+    );
+    Some((
+        envelope,
+        Received {
+            delivery,
+            history,
+            span,
+        },
+    ))
+}
+
+async fn process<H: MessageHandler>(batch: Batch, context: &ConsumerContext, handler: &H) {
+    if batch.envelopes.len() > 1 {
+        let span = tracing::info_span!(
+            "handle_batch",
+            service = %context.service,
+            queue = context.queue,
+            size = batch.envelopes.len(),
+        );
+        match handle(&context.db, handler, &batch.envelopes)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(enqueued) => {
+                context.wakeup.committed(enqueued);
+                ack_all(&batch.received, &span).await;
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(parent: &span, %error, "batch rolled back; handling its deliveries one by one");
+            }
+        }
+    }
+    for (envelope, received) in batch.envelopes.iter().zip(&batch.received) {
+        async {
+            let outcome = handle_through_outages(envelope, context, handler).await;
+            settle(received, context, outcome).await;
+        }
+        .instrument(received.span.clone())
         .await;
+    }
+}
+
+/// Acknowledges a committed batch with one multiple-ack of its highest delivery tag. Every
+/// earlier delivery on the channel was settled before this batch was taken, so the ack covers
+/// exactly this batch.
+async fn ack_all(received: &[Received], span: &Span) {
+    let Some(last) = received.iter().max_by_key(|r| r.delivery.delivery_tag) else {
+        return;
+    };
+    let multiple = BasicAckOptions { multiple: true };
+    if let Err(error) = last.delivery.acker.ack(multiple).await {
+        // The effects are committed; redeliveries will hit the inbox and change nothing.
+        tracing::warn!(parent: span, %error, "ack failed after commit");
+    }
 }
 
 /// What earlier failed attempts wrote on a delivery.
@@ -167,50 +314,15 @@ struct Failure<'a> {
     detail: &'a str,
 }
 
-async fn process<H: MessageHandler>(delivery: Delivery, context: &ConsumerContext, handler: &H) {
-    let history = History::of(&delivery);
-    let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            tracing::warn!(%error, queue = context.queue, "unparseable message");
-            let detail = error.to_string();
-            let failure = Failure {
-                reason: MALFORMED_MESSAGE,
-                detail: &detail,
-            };
-            dead_letter(&delivery, context, &history, failure).await;
-            return;
-        }
-    };
-    let span = tracing::info_span!(
-        "handle_message",
-        service = %context.service,
-        queue = context.queue,
-        message_type = %envelope.message_type,
-        message_id = %envelope.message_id,
-        correlation_id = %envelope.correlation_id,
-        saga_id = %envelope.saga_id,
-        order_id = %envelope.saga_id,
-        redelivered = delivery.redelivered,
-        attempt = history.attempt(),
-    );
-    async {
-        let outcome = handle_through_outages(envelope, context, handler).await;
-        settle(&delivery, context, &history, outcome).await;
-    }
-    .instrument(span)
-    .await;
-}
-
 /// Runs the handler; while a transient failure coincides with the database not answering, waits
 /// for it and runs the handler again, without counting an attempt.
 async fn handle_through_outages<H: MessageHandler>(
-    envelope: Envelope,
+    envelope: &Envelope,
     context: &ConsumerContext,
     handler: &H,
-) -> Result<(), HandleError> {
+) -> Result<Enqueued, HandleError> {
     loop {
-        match handler.handle(envelope.clone()).await {
+        match handle(&context.db, handler, std::slice::from_ref(envelope)).await {
             Err(HandleError::Transient(error))
                 if !crate::db::ping(&context.db, PING_TIMEOUT).await =>
             {
@@ -226,14 +338,14 @@ async fn handle_through_outages<H: MessageHandler>(
 }
 
 async fn settle(
-    delivery: &Delivery,
+    received: &Received,
     context: &ConsumerContext,
-    history: &History,
-    outcome: Result<(), HandleError>,
+    outcome: Result<Enqueued, HandleError>,
 ) {
+    let (delivery, history) = (&received.delivery, &received.history);
     match outcome {
-        Ok(()) => {
-            context.wakeup.notify();
+        Ok(enqueued) => {
+            context.wakeup.committed(enqueued);
             if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                 // The effect is committed; a redelivery will hit the inbox and change nothing.
                 tracing::warn!(%error, "ack failed after commit");

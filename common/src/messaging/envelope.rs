@@ -60,6 +60,19 @@ impl Envelope {
     pub fn payload<P: DeserializeOwned>(&self) -> Result<P, serde_json::Error> {
         P::deserialize(&self.payload)
     }
+
+    /// A span naming this message, for log lines about it written while a whole batch is
+    /// handled (the consumer's span then names only the batch).
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "message",
+            message_type = %self.message_type,
+            message_id = %self.message_id,
+            correlation_id = %self.correlation_id,
+            saga_id = %self.saga_id,
+            order_id = %self.saga_id,
+        )
+    }
 }
 
 /// An envelope together with where it goes.

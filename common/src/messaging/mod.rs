@@ -4,11 +4,11 @@
 //! - [`topology`]: exchange and queue names, declared idempotently at start-up.
 //! - [`outbox`]: messages written in the business transaction, published afterwards with confirms.
 //! - [`inbox`]: `(consumer, message_id)` rows that make every consumer idempotent.
-//! - [`consumer`]: the delivery loop: parse, handle, ack after commit, retry transient failures
-//!   through delay queues, dead-letter with a reason.
+//! - [`consumer`]: the delivery loop: parse, apply a batch on one transaction, ack after commit,
+//!   retry transient failures through delay queues, dead-letter with a reason.
 //! - [`headers`]: the headers a failed message collects (attempts, failure times, reason), read back.
 //! - [`dead_letters`]: list, replay and delete a DLQ's messages (behind the admin API).
-//! - [`participant`]: the inbox-effect-reply-commit shape of every participant command.
+//! - [`participant`]: the inbox-effect-reply shape of every participant command.
 //! - [`broker`]: one connection per service, supervised: connect, declare, consume, relay, reconnect.
 
 pub mod broker;
@@ -22,5 +22,6 @@ pub mod participant;
 pub mod topology;
 
 pub use broker::{BrokerStatus, Messaging};
-pub use consumer::{HandleError, MessageHandler};
+pub use consumer::{HandleError, MessageHandler, handle};
 pub use envelope::{Envelope, OutgoingMessage};
+pub use participant::Effect;

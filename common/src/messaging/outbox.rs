@@ -1,13 +1,23 @@
 //! Transactional outbox.
 //!
-//! A service writes the messages a state change causes with [`enqueue`], on the same transaction
-//! as the change. The relay ([`Relay`]) publishes committed rows in id order with publisher
-//! confirms, all confirms of a batch in flight at once, and marks the rows sent only after the
-//! broker confirmed every one. A crash between publish and mark republishes the batch; consumers'
-//! inboxes make that harmless. Rows are claimed `FOR UPDATE SKIP LOCKED`, so several instances of a
-//! service can relay from one table without publishing a row twice at the same time.
+//! A service writes the messages a state change causes with [`insert_part`] (or
+//! [`enqueue_all`]), on the same transaction as the change. The relay ([`Relay`]) publishes
+//! committed rows with publisher confirms, all confirms of a batch in flight at once, and marks
+//! the rows sent only after the broker confirmed every one. A crash between publish and mark
+//! republishes the batch; consumers' inboxes make that harmless. Rows are claimed
+//! `FOR UPDATE SKIP LOCKED`, so several instances of a service can relay from one table without
+//! publishing a row twice at the same time.
+//!
+//! How the relay finds its rows: whoever commits outbox rows hands their ids to the relay
+//! ([`RelayWakeup::committed`]), which reads them by primary key and publishes them at once.
+//! A scan of the unpublished rows (oldest first) runs as well: at start, every
+//! `outbox.poll_interval_ms`, and when a writer cannot name its rows. It finds what another
+//! instance, or this one before a crash, left behind. The scan is not the fast path because its
+//! cost grows with the table's churn: the partial index of unpublished rows keeps an entry for
+//! every published row until a vacuum removes it, and a scan from the oldest id reads them all
+//! (docs/benchmarks.md measures it).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::Channel;
@@ -15,11 +25,13 @@ use lapin::options::BasicPublishOptions;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
 };
+use serde::Serialize;
 use tokio::sync::Notify;
+use tokio::time::MissedTickBehavior;
 
 use super::envelope::{self, Envelope, OutgoingMessage};
 use crate::configuration::OutboxSettings;
-use crate::db::stmt;
+use crate::db::{self, Part, Writes, stmt};
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,55 +53,161 @@ pub enum RelayError {
 /// session is restarted instead and the rows are published again.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Writes `message` to the outbox on `db` (pass the business transaction).
-pub async fn enqueue(db: &impl ConnectionTrait, message: &OutgoingMessage) -> Result<(), DbErr> {
-    let body = serde_json::to_string(&message.envelope)
-        .map_err(|e| DbErr::Custom(format!("cannot serialise envelope: {e}")))?;
-    db.execute_raw(stmt(
-        "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            message.envelope.message_id.into(),
-            message.exchange.clone().into(),
-            message.routing_key.clone().into(),
-            message.envelope.message_type.clone().into(),
-            message.envelope.saga_id.into(),
-            body.into(),
-        ],
+/// Ids of outbox rows a transaction wrote: handed to [`RelayWakeup::committed`] once it has
+/// committed, so the relay publishes them without scanning for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enqueued(pub Vec<i64>);
+
+impl Enqueued {
+    pub fn extend(&mut self, other: Enqueued) {
+        self.0.extend(other.0);
+    }
+}
+
+/// Writes `messages` to the outbox on `db`, in this order, with one statement.
+pub async fn enqueue_all(
+    db: &impl ConnectionTrait,
+    messages: &[OutgoingMessage],
+) -> Result<Enqueued, DbErr> {
+    let mut writes = Writes::new();
+    writes.add("outbox", insert_part(messages, None)?);
+    Ok(Enqueued(writes.execute(db).await?.take_ids("outbox")))
+}
+
+/// One row of an outbox insert.
+#[derive(Serialize)]
+struct NewRow<'a> {
+    message_id: uuid::Uuid,
+    exchange: &'a str,
+    routing_key: &'a str,
+    message_type: &'a str,
+    saga_id: uuid::Uuid,
+    body: String,
+}
+
+/// `messages`' outbox rows as a part of a [`Writes`], in this order, collecting their ids; with
+/// `sagas` (a query of saga ids, such as another part's `RETURNING`), only the messages of those
+/// sagas. `None` when there is nothing to write.
+pub fn insert_part(
+    messages: &[OutgoingMessage],
+    sagas: Option<&str>,
+) -> Result<Option<Part>, DbErr> {
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    let rows = messages
+        .iter()
+        .map(|message| {
+            Ok(NewRow {
+                message_id: message.envelope.message_id,
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
+                message_type: &message.envelope.message_type,
+                saga_id: message.envelope.saga_id,
+                body: serde_json::to_string(&message.envelope)
+                    .map_err(|e| DbErr::Custom(format!("cannot serialise envelope: {e}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    let filter = sagas
+        .map(|sagas| format!("WHERE m.saga_id IN ({sagas}) "))
+        .unwrap_or_default();
+    // `ORDER BY ordinality`: ids, and so publishing order, follow the order given.
+    Ok(Some(
+        Part::new(
+            format!(
+                "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
+                 SELECT m.message_id, m.exchange, m.routing_key, m.message_type, m.saga_id, m.body \
+                 FROM ROWS FROM (jsonb_to_recordset($1) AS (message_id uuid, exchange text, \
+                   routing_key text, message_type text, saga_id uuid, body text)) WITH ORDINALITY \
+                   AS m(message_id, exchange, routing_key, message_type, saga_id, body, ordinality) \
+                 {filter}ORDER BY m.ordinality RETURNING id"
+            ),
+            vec![db::rows(&rows)?],
+        )
+        .collecting_ids(),
     ))
-    .await?;
-    Ok(())
 }
 
 /// Queues a message already in the outbox to be published again, same id and body: the way a
 /// timed-out command is resent so its receiver's inbox recognises it. Returns the message's
-/// type, or `None` if there is no such message.
+/// type and the new row, or `None` if there is no such message.
 pub async fn resend(
     db: &impl ConnectionTrait,
     message_id: uuid::Uuid,
-) -> Result<Option<String>, DbErr> {
+) -> Result<Option<(String, Enqueued)>, DbErr> {
     let row = db
         .query_one_raw(stmt(
             "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
              SELECT message_id, exchange, routing_key, message_type, saga_id, body FROM outbox \
              WHERE id = (SELECT min(id) FROM outbox WHERE message_id = $1) \
-             RETURNING message_type",
+             RETURNING id, message_type",
             [message_id.into()],
         ))
         .await?;
-    row.map(|r| r.try_get::<String>("", "message_type"))
-        .transpose()
+    row.map(|r| {
+        Ok((
+            r.try_get::<String>("", "message_type")?,
+            Enqueued(vec![r.try_get::<i64>("", "id")?]),
+        ))
+    })
+    .transpose()
 }
 
-/// Messages not yet confirmed by the broker (used by tests and readiness details).
-pub async fn pending_count(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL",
-            [],
-        ))
-        .await?;
-    row.map_or(Ok(0), |r| r.try_get::<i64>("", "n"))
+/// Most ids waiting for the relay. Past it (the broker has been away for a while) the ids are
+/// dropped and the relay scans instead: the rows are safe in the table, and memory stays
+/// bounded.
+const MAX_WAITING_IDS: usize = 100_000;
+
+/// Tells the relay what was committed, so it publishes at once.
+#[derive(Clone, Default, Debug)]
+pub struct RelayWakeup(Arc<Wakeup>);
+
+#[derive(Default, Debug)]
+struct Wakeup {
+    notify: Notify,
+    work: Mutex<Work>,
+}
+
+#[derive(Default, Debug)]
+struct Work {
+    ids: Vec<i64>,
+    /// Scan the table: a writer could not name its rows, or ids were dropped.
+    scan: bool,
+}
+
+impl RelayWakeup {
+    /// `enqueued` was committed: publish those rows.
+    pub fn committed(&self, enqueued: Enqueued) {
+        if enqueued.0.is_empty() {
+            return;
+        }
+        if let Ok(mut work) = self.0.work.lock() {
+            if work.ids.len() + enqueued.0.len() > MAX_WAITING_IDS {
+                work.ids.clear();
+                work.scan = true;
+            } else {
+                work.ids.extend(enqueued.0);
+            }
+        }
+        self.0.notify.notify_one();
+    }
+
+    /// Something was committed to the outbox without its ids at hand: scan for it.
+    pub fn notify(&self) {
+        if let Ok(mut work) = self.0.work.lock() {
+            work.scan = true;
+        }
+        self.0.notify.notify_one();
+    }
+
+    fn take(&self) -> Work {
+        self.0
+            .work
+            .lock()
+            .map(|mut work| std::mem::take(&mut *work))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -98,16 +216,6 @@ struct PendingRow {
     exchange: String,
     routing_key: String,
     body: String,
-}
-
-/// Wakes the relay as soon as a transaction that wrote to the outbox commits.
-#[derive(Clone, Default, Debug)]
-pub struct RelayWakeup(Arc<Notify>);
-
-impl RelayWakeup {
-    pub fn notify(&self) {
-        self.0.notify_one();
-    }
 }
 
 pub struct Relay {
@@ -120,17 +228,41 @@ pub struct Relay {
 
 impl Relay {
     /// Publishes until `stop` is triggered, then flushes what it can once more and returns.
+    /// Starts with a scan: ids handed to an earlier session may have been lost with it.
     pub async fn run(&self, channel: &Channel, stop: &Shutdown) -> Result<(), RelayError> {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        let batch_size = self.settings.batch_size.max(1) as usize;
+        let mut poll = tokio::time::interval(Duration::from_millis(
+            self.settings.poll_interval_ms.max(10),
+        ));
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut scan = true;
         loop {
-            match self.publish_batch(channel).await {
-                // A full batch: there may be more right behind it.
-                Ok(sent) if sent == self.settings.batch_size as usize => continue,
-                Ok(_) => {}
+            let mut work = self.wakeup.take();
+            scan |= work.scan;
+            work.ids.sort_unstable();
+            work.ids.dedup();
+            let mut outcome = Ok(());
+            for ids in work.ids.chunks(batch_size) {
+                outcome = self.publish(channel, Some(ids)).await.map(|_| ());
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            while scan && outcome.is_ok() {
+                match self.publish(channel, None).await {
+                    // A full batch: there may be more right behind it.
+                    Ok(sent) if sent == batch_size => {}
+                    Ok(_) => scan = false,
+                    Err(error) => outcome = Err(error),
+                }
+            }
+            match outcome {
+                Ok(()) => {}
                 // The database being away is no reason to drop the broker connection: wait and
-                // try again; the rows are safe where they are.
+                // try again; the rows are safe where they are, and the next scan finds them.
                 Err(RelayError::Database(error)) => {
                     tracing::warn!(%error, "outbox relay cannot read the database; retrying");
+                    scan = true;
                 }
                 Err(error) => return Err(error),
             }
@@ -138,23 +270,30 @@ impl Relay {
                 return Ok(());
             }
             tokio::select! {
-                () = self.wakeup.0.notified() => {}
-                () = tokio::time::sleep(poll) => {}
-                () = stop.wait() => {}
+                () = self.wakeup.0.notify.notified() => {}
+                _ = poll.tick() => scan = true,
+                () = stop.wait() => scan = true,
             }
         }
     }
 
-    /// Publishes one batch and returns how many messages it sent.
-    pub async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
+    /// Publishes one batch: the unpublished rows among `ids`, or with `None` the oldest
+    /// unpublished rows. Returns how many messages it sent.
+    async fn publish(&self, channel: &Channel, ids: Option<&[i64]>) -> Result<usize, RelayError> {
         let txn = self.db.begin().await?;
-        let rows = PendingRow::find_by_statement(stmt(
-            "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            [Value::from(i64::from(self.settings.batch_size))],
-        ))
-        .all(&txn)
-        .await?;
+        let claim = match ids {
+            Some(ids) => stmt(
+                "SELECT id, exchange, routing_key, body FROM outbox \
+                 WHERE id = ANY($1) AND published_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED",
+                [Value::from(ids.to_vec())],
+            ),
+            None => stmt(
+                "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                [Value::from(i64::from(self.settings.batch_size.max(1)))],
+            ),
+        };
+        let rows = PendingRow::find_by_statement(claim).all(&txn).await?;
         if rows.is_empty() {
             txn.commit().await?;
             return Ok(0);

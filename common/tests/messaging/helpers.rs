@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_orm_migration::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
 use saga_common::configuration::{AmqpSettings, DatabaseSettings, OutboxSettings, RetrySettings};
-use saga_common::messaging::outbox::RelayWakeup;
+use saga_common::messaging::inbox;
+use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
 use saga_common::messaging::{
     BrokerStatus, Envelope, HandleError, MessageHandler, Messaging, OutgoingMessage, topology,
 };
@@ -28,21 +29,49 @@ pub const PERMANENT: &str = "test.permanent";
 /// Succeeds when the database answers a `SELECT 1`, fails transiently when it does not.
 pub const NEEDS_DATABASE: &str = "test.needs_database";
 
-/// Each call of the handler: which message, when, and whether it succeeded.
+/// Sleeps a moment, then succeeds: deliveries pile up behind it and form the next batch.
+pub const SLOW: &str = "test.slow";
+/// Succeeds.
+pub const OK: &str = "test.ok";
+/// Inbox consumer name under which the handler records each message it applied.
+pub const APPLIED: &str = "scripted";
+
+/// Each call of the handler: which message, when, in how large a batch, and whether it
+/// succeeded.
 #[derive(Debug, Clone)]
 pub struct Call {
     pub message_id: Uuid,
     pub at: Instant,
+    pub batch: usize,
     pub succeeded: bool,
 }
 
 pub struct Scripted {
-    db: DatabaseConnection,
     calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl MessageHandler for Scripted {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
+    /// Each message in order, stopping at the first failure; a message that succeeds is
+    /// recorded in the inbox as `scripted`, so what a batch committed can be counted.
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> Result<Enqueued, HandleError> {
+        for envelope in batch {
+            self.one(txn, envelope, batch.len()).await?;
+        }
+        Ok(Enqueued::default())
+    }
+}
+
+impl Scripted {
+    async fn one(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+        batch: usize,
+    ) -> Result<(), HandleError> {
         let at = Instant::now();
         let earlier = self
             .calls
@@ -53,18 +82,31 @@ impl MessageHandler for Scripted {
             .count();
         let outcome = match envelope.message_type.as_str() {
             FLAKY if earlier < 2 => Err(HandleError::Transient(format!("flaky #{earlier}"))),
-            FLAKY => Ok(()),
+            FLAKY | OK => Ok(()),
+            SLOW => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Ok(())
+            }
             ALWAYS_TRANSIENT => Err(HandleError::Transient("always transient".into())),
             PERMANENT => Err(HandleError::permanent("invalid_payload", "never valid")),
-            NEEDS_DATABASE => saga_common::db::ping(&self.db, std::time::Duration::from_secs(1))
+            NEEDS_DATABASE => txn
+                .execute_unprepared("SELECT 1")
                 .await
-                .then_some(())
-                .ok_or_else(|| HandleError::Transient("database down".into())),
+                .map(|_| ())
+                .map_err(|error| HandleError::Transient(format!("database down: {error}"))),
             other => Err(HandleError::unknown_type(other)),
+        };
+        let outcome = match outcome {
+            Ok(()) => inbox::claim_all(txn, APPLIED, std::slice::from_ref(envelope))
+                .await
+                .map(|_| ())
+                .map_err(HandleError::from),
+            failed => failed,
         };
         self.calls.lock().unwrap().push(Call {
             message_id: envelope.message_id,
             at,
+            batch,
             succeeded: outcome.is_ok(),
         });
         outcome
@@ -86,8 +128,12 @@ impl MigratorTrait for SharedTables {
 pub struct Harness {
     pub vhost: TestVhost,
     pub database_url: String,
+    pub db: sea_orm::DatabaseConnection,
+    /// The service's relay wake-up: what a committing transaction would call.
+    pub wakeup: RelayWakeup,
     calls: Arc<Mutex<Vec<Call>>>,
     shutdown: Shutdown,
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Harness {
@@ -101,8 +147,64 @@ pub const QUEUE: &str = topology::PAYMENT_COMMANDS;
 
 /// Starts consuming `payment.commands` with `retry`, and waits until the consumer runs.
 pub async fn start(retry: RetrySettings) -> Harness {
+    start_with(retry, AmqpSettings::default()).await
+}
+
+/// [`start`] with other AMQP settings (the URL is the test vhost's in any case).
+pub async fn start_with(retry: RetrySettings, amqp: AmqpSettings) -> Harness {
     init_test_telemetry();
     let vhost = TestVhost::create().await;
+    consume(vhost, retry, amqp, OutboxSettings::default(), &[]).await
+}
+
+/// Writes `waiting` to the outbox, as a crashed instance would leave it, then starts the service
+/// with `outbox` settings: its relay finds them on its first scan.
+pub async fn start_relaying(outbox: OutboxSettings, waiting: &[OutgoingMessage]) -> Harness {
+    init_test_telemetry();
+    let vhost = TestVhost::create().await;
+    consume(
+        vhost,
+        retry(3, 100),
+        AmqpSettings::default(),
+        outbox,
+        waiting,
+    )
+    .await
+}
+
+/// Publishes a message of each of `backlog`'s types to the queue first, and only then starts
+/// consuming: the consumer finds them all waiting. Returns them in publishing order.
+pub async fn start_with_backlog(
+    retry: RetrySettings,
+    amqp: AmqpSettings,
+    backlog: &[&str],
+) -> (Harness, Vec<Envelope>) {
+    init_test_telemetry();
+    let vhost = TestVhost::create().await;
+    {
+        let connection =
+            lapin::Connection::connect(&vhost.amqp_url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        topology::declare(&channel).await.unwrap();
+        let _ = connection.close(200, "declared".into()).await;
+    }
+    let mut sent = Vec::new();
+    for message_type in backlog {
+        sent.push(send_to(&vhost, message_type).await);
+    }
+    let outbox = OutboxSettings::default();
+    (consume(vhost, retry, amqp, outbox, &[]).await, sent)
+}
+
+async fn consume(
+    vhost: TestVhost,
+    retry: RetrySettings,
+    amqp: AmqpSettings,
+    outbox: OutboxSettings,
+    waiting: &[OutgoingMessage],
+) -> Harness {
     let database_url = create_database("common").await;
     let settings = DatabaseSettings {
         url: database_url.clone(),
@@ -112,28 +214,31 @@ pub async fn start(retry: RetrySettings) -> Harness {
     };
     let db = saga_common::db::connect(&settings).await.unwrap();
     SharedTables::up(&db, None).await.unwrap();
+    saga_common::messaging::outbox::enqueue_all(&db, waiting)
+        .await
+        .unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
+    let wakeup = RelayWakeup::default();
     let status = Arc::new(BrokerStatus::default());
     let shutdown = Shutdown::new();
     let messaging = Messaging {
         service: SERVICE.into(),
         amqp: AmqpSettings {
             url: vhost.amqp_url.clone(),
-            ..AmqpSettings::default()
+            ..amqp
         },
-        outbox: OutboxSettings::default(),
+        outbox,
         retry,
         db: db.clone(),
         queue: QUEUE,
         handler: Arc::new(Scripted {
-            db,
             calls: calls.clone(),
         }),
         status: status.clone(),
-        wakeup: RelayWakeup::default(),
+        wakeup: wakeup.clone(),
         grace: std::time::Duration::from_secs(2),
     };
-    tokio::spawn(messaging.run(shutdown.clone()));
+    let running = tokio::spawn(messaging.run(shutdown.clone()));
     eventually("the consumer to run", PATIENCE, || async {
         status.consuming().then_some(())
     })
@@ -141,26 +246,49 @@ pub async fn start(retry: RetrySettings) -> Harness {
     Harness {
         vhost,
         database_url,
+        db,
+        wakeup,
         calls,
         shutdown,
+        running: Some(running),
     }
 }
 
 impl Harness {
     /// Publishes a message of `message_type` to `payment.commands`, as a producer would.
     pub async fn send(&self, message_type: &str) -> Envelope {
-        let envelope =
-            Envelope::new(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
-        publish_envelope(
-            &self.vhost.amqp_url,
-            &OutgoingMessage {
-                exchange: topology::COMMANDS_EXCHANGE.into(),
-                routing_key: saga_common::contracts::command::CHARGE_PAYMENT.into(),
-                envelope: envelope.clone(),
-            },
-        )
-        .await;
-        envelope
+        send_to(&self.vhost, message_type).await
+    }
+
+    /// Stops the consumer and waits until its connection is closed: whatever it had not
+    /// acknowledged is back in the queue then.
+    pub async fn stop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(PATIENCE, running)
+                .await
+                .expect("the consumer to stop")
+                .unwrap();
+        }
+    }
+
+    /// Every call of the handler so far, in order.
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// How many times the handler's work on `message_id` was committed.
+    pub async fn committed(&self, message_id: Uuid) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(saga_common::db::stmt(
+                "SELECT count(*) AS n FROM inbox WHERE consumer = $1 AND message_id = $2",
+                [APPLIED.into(), message_id.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
     }
 
     /// The handler's calls for one message, in order.
@@ -187,6 +315,20 @@ impl Harness {
         )
         .await
     }
+}
+
+async fn send_to(vhost: &TestVhost, message_type: &str) -> Envelope {
+    let envelope = Envelope::new(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
+    publish_envelope(
+        &vhost.amqp_url,
+        &OutgoingMessage {
+            exchange: topology::COMMANDS_EXCHANGE.into(),
+            routing_key: saga_common::contracts::command::CHARGE_PAYMENT.into(),
+            envelope: envelope.clone(),
+        },
+    )
+    .await;
+    envelope
 }
 
 /// Millisecond-precise retry settings for tests.

@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod batches;
 mod dead_letters;
 mod poison;
+mod relay;
 mod retries;

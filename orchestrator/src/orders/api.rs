@@ -6,17 +6,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{SubsecRound, Utc};
-use sea_orm::TransactionTrait;
+use sea_orm::DbErr;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use saga_common::db::is_unique_violation;
 use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, CorrelationId, ErrorBody, JsonBody};
-use saga_common::messaging::outbox;
 
+use super::intake::{IntakeError, Placed, Placement};
 use super::model::{Order, OrderStatus, OrderView, PlaceOrder, PlaceOrderRequest};
 use super::store::{self, Cursor, ListFilter, TimelineEntry};
 use crate::saga::effects::message_for;
@@ -30,7 +29,8 @@ pub const ORDER_PLACED: &str = "order.placed";
 /// Places an order and starts its saga.
 ///
 /// The order is stored, its saga set to await payment and the `payment.charge` command written
-/// to the outbox, all in one transaction. The answer comes before any participant has acted:
+/// to the outbox, all in one transaction (shared with other orders placed at the same moment:
+/// see [`intake`](super::intake)). The answer comes before any participant has acted:
 /// poll `GET /api/orders/{id}` (or its timeline) for the outcome.
 #[utoipa::path(post, path = "/api/orders", tag = "orders",
     request_body = PlaceOrderRequest,
@@ -55,12 +55,6 @@ pub async fn place_order(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let new_order = PlaceOrder::parse(request)?;
-
-    if let Some(key) = &idempotency_key
-        && let Some(existing) = store::find_by_idempotency_key(&state.db, key).await?
-    {
-        return replay(&existing, &new_order);
-    }
 
     // Microseconds, as PostgreSQL stores them, so a replay answers byte for byte the same.
     let now = Utc::now().trunc_subsecs(6);
@@ -92,41 +86,35 @@ pub async fn place_order(
         .map_err(|e| ApiError::internal(&e))?;
     order.pending_message_id = messages.first().map(|m| m.envelope.message_id);
 
-    let txn = state.db.begin().await?;
-    if let Err(error) = store::insert(&txn, &order).await {
-        drop(txn);
-        // Two requests with one key raced and the other won: answer as a replay of it.
-        if let Some(key) = &idempotency_key
-            && is_unique_violation(&error, Some(store::IDEMPOTENCY_KEY_CONSTRAINT))
-            && let Some(existing) = store::find_by_idempotency_key(&state.db, key).await?
-        {
-            return replay(&existing, &new_order);
-        }
-        return Err(error.into());
-    }
-    store::record_transition(
-        &txn,
-        order.order_id,
-        None,
-        initial,
-        ORDER_PLACED,
+    // The key is not looked up first: a new key (the common case) costs nothing extra, and a
+    // key already used is found by the insert itself, which skips the order.
+    let placement = Placement {
+        order: order.clone(),
         request_id,
-        messages
-            .iter()
-            .map(|m| m.envelope.message_type.clone())
-            .collect(),
-    )
-    .await?;
-    for message in &messages {
-        outbox::enqueue(&txn, message).await?;
+        messages,
+    };
+    match state.intake.place(placement).await {
+        Ok(Placed::Inserted) => {
+            tracing::debug!(
+                total_cents = order.total_cents,
+                "order accepted; saga started"
+            );
+            Ok(accepted(&order))
+        }
+        Ok(Placed::KeyTaken) => {
+            let key = idempotency_key.as_deref().unwrap_or_default();
+            let existing = store::find_by_idempotency_key(&state.db, key)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(&DbErr::RecordNotFound(
+                        "the order holding this Idempotency-Key".into(),
+                    ))
+                })?;
+            replay(&existing, &new_order)
+        }
+        Err(IntakeError::Database(error)) => Err(error.into()),
+        Err(error @ IntakeError::Stopped) => Err(ApiError::internal(&error)),
     }
-    txn.commit().await?;
-    state.wakeup.notify();
-    tracing::info!(
-        total_cents = order.total_cents,
-        "order accepted; saga started"
-    );
-    Ok(accepted(&order))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -2,9 +2,12 @@
 //!
 //! - [`model`]: request parsing ("parse, don't validate"), the stored order, the API view.
 //! - [`store`]: SQL for orders, saga state and the timeline.
+//! - [`intake`]: the write behind `POST /api/orders`: the orders of concurrent requests
+//!   committed together.
 //! - [`api`]: the handlers, including `Idempotency-Key` handling.
 
 pub mod api;
+pub mod intake;
 pub mod model;
 pub mod store;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use saga_common::db::stmt;
+use saga_common::db::{self, Part, stmt};
 
 use super::model::{Order, OrderItem, OrderStatus};
 use crate::saga::SagaState;
@@ -82,33 +82,75 @@ async fn query(
         .collect()
 }
 
-pub async fn insert(db: &impl ConnectionTrait, order: &Order) -> Result<(), DbErr> {
-    let items = serde_json::to_value(&order.items)
-        .map_err(|e| DbErr::Custom(format!("cannot serialise items: {e}")))?;
-    db.execute_raw(stmt(
-        "INSERT INTO orders (order_id, customer_id, items, total_cents, saga_state, failure_reason, \
-         version, correlation_id, idempotency_key, created_at, updated_at, deadline_at, resends, \
-         pending_message_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        [
-            order.order_id.into(),
-            order.customer_id.clone().into(),
-            items.into(),
-            order.total_cents.into(),
-            order.state.name().into(),
-            order.state.failure_reason().map(|r| r.as_str().to_owned()).into(),
-            order.version.into(),
-            order.correlation_id.clone().into(),
-            order.idempotency_key.clone().into(),
-            order.created_at.into(),
-            order.updated_at.into(),
-            order.deadline_at.into(),
-            order.resends.into(),
-            Value::Uuid(order.pending_message_id),
-        ],
-    ))
-    .await?;
-    Ok(())
+#[derive(Serialize)]
+struct NewOrderRow<'a> {
+    order_id: Uuid,
+    customer_id: &'a str,
+    items: &'a [OrderItem],
+    total_cents: i64,
+    saga_state: &'a str,
+    failure_reason: Option<&'a str>,
+    version: i32,
+    correlation_id: &'a str,
+    idempotency_key: Option<&'a str>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deadline_at: Option<DateTime<Utc>>,
+    resends: i32,
+    pending_message_id: Option<Uuid>,
+}
+
+/// Inserts `orders` as a part of a [`Writes`](saga_common::db::Writes) returning the ids inserted. An order whose
+/// idempotency key another order holds already (or an earlier one of `orders`) is left out.
+pub fn insert_part(orders: &[&Order]) -> Result<Option<Part>, DbErr> {
+    if orders.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<NewOrderRow> = orders
+        .iter()
+        .map(|order| NewOrderRow {
+            order_id: order.order_id,
+            customer_id: &order.customer_id,
+            items: &order.items,
+            total_cents: order.total_cents,
+            saga_state: order.state.name(),
+            failure_reason: order.state.failure_reason().map(|r| r.as_str()),
+            version: order.version,
+            correlation_id: &order.correlation_id,
+            idempotency_key: order.idempotency_key.as_deref(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            deadline_at: order.deadline_at,
+            resends: order.resends,
+            pending_message_id: order.pending_message_id,
+        })
+        .collect();
+    Ok(Some(Part::new(
+        format!(
+            "INSERT INTO orders (order_id, customer_id, items, total_cents, saga_state, \
+             failure_reason, version, correlation_id, idempotency_key, created_at, updated_at, \
+             deadline_at, resends, pending_message_id) \
+             SELECT o.order_id, o.customer_id, o.items, o.total_cents, o.saga_state, \
+             o.failure_reason, o.version, o.correlation_id, o.idempotency_key, o.created_at, \
+             o.updated_at, o.deadline_at, o.resends, o.pending_message_id \
+             FROM jsonb_to_recordset($1) AS o(order_id uuid, customer_id text, items jsonb, \
+               total_cents bigint, saga_state text, failure_reason text, version int, \
+               correlation_id text, idempotency_key text, created_at timestamptz, \
+               updated_at timestamptz, deadline_at timestamptz, resends int, \
+               pending_message_id uuid) \
+             ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING \
+             RETURNING order_id"
+        ),
+        vec![db::rows(&rows)?],
+    )))
+}
+
+/// Inserts `orders` alone (no timeline, no messages); returns how many were inserted.
+pub async fn insert_all(db: &impl ConnectionTrait, orders: &[&Order]) -> Result<u64, DbErr> {
+    match insert_part(orders)? {
+        Some(part) => part.execute(db).await,
+        None => Ok(0),
+    }
 }
 
 pub async fn find(db: &impl ConnectionTrait, order_id: Uuid) -> Result<Option<Order>, DbErr> {
@@ -121,8 +163,21 @@ pub async fn find_for_update(
     db: &impl ConnectionTrait,
     order_id: Uuid,
 ) -> Result<Option<Order>, DbErr> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE");
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1 FOR NO KEY UPDATE");
     Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
+}
+
+/// Reads and locks the orders among `order_ids` until the transaction ends, in id order: two
+/// transactions locking overlapping sets wait on each other in one direction only, never in a
+/// circle.
+pub async fn find_all_for_update(
+    db: &impl ConnectionTrait,
+    order_ids: &[Uuid],
+) -> Result<Vec<Order>, DbErr> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE order_id = ANY($1) ORDER BY order_id FOR NO KEY UPDATE"
+    );
+    query(db, &sql, vec![Value::from(order_ids.to_vec())]).await
 }
 
 pub async fn find_by_idempotency_key(
@@ -198,42 +253,67 @@ pub struct Step {
     pub pending_message_id: Option<Uuid>,
 }
 
-/// Moves the saga from `expected_version`. `false` means another consumer got there first (the
-/// version moved): the caller reloads and tries again.
-pub async fn advance(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-    expected_version: i32,
-    step: &Step,
-) -> Result<bool, DbErr> {
-    let result = db
-        .execute_raw(stmt(
-            "UPDATE orders SET saga_state = $3, failure_reason = $4, version = version + 1, \
-             deadline_at = $5, resends = $6, pending_message_id = $7, updated_at = now() \
-             WHERE order_id = $1 AND version = $2",
-            [
-                order_id.into(),
-                expected_version.into(),
-                step.to.name().into(),
-                step.to
-                    .failure_reason()
-                    .map(|r| r.as_str().to_owned())
-                    .into(),
-                step.deadline_at.into(),
-                step.resends.into(),
-                Value::Uuid(step.pending_message_id),
-            ],
-        ))
-        .await?;
-    Ok(result.rows_affected() == 1)
+/// One saga moved by [`advance_all`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advance {
+    pub order_id: Uuid,
+    /// The version the saga was read at.
+    pub expected_version: i32,
+    /// The version it gets (one more per step taken).
+    pub version: i32,
+    pub step: Step,
 }
 
-/// Claims the most overdue saga that no other worker holds (`FOR UPDATE SKIP LOCKED`): several
+#[derive(Serialize)]
+struct AdvanceRow<'a> {
+    order_id: Uuid,
+    expected_version: i32,
+    version: i32,
+    saga_state: &'a str,
+    failure_reason: Option<&'a str>,
+    deadline_at: Option<DateTime<Utc>>,
+    resends: i32,
+    pending_message_id: Option<Uuid>,
+}
+
+/// Moves every saga of `advances` from its expected version, as a part of a [`Writes`](saga_common::db::Writes)
+/// returning one row per saga moved. Fewer rows than advances means another writer got to one
+/// of them first (its version moved): nothing may be kept, the caller rolls back.
+pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
+    if advances.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<AdvanceRow> = advances
+        .iter()
+        .map(|a| AdvanceRow {
+            order_id: a.order_id,
+            expected_version: a.expected_version,
+            version: a.version,
+            saga_state: a.step.to.name(),
+            failure_reason: a.step.to.failure_reason().map(|r| r.as_str()),
+            deadline_at: a.step.deadline_at,
+            resends: a.step.resends,
+            pending_message_id: a.step.pending_message_id,
+        })
+        .collect();
+    Ok(Some(Part::new(
+        "UPDATE orders o SET saga_state = a.saga_state, failure_reason = a.failure_reason, \
+         version = a.version, deadline_at = a.deadline_at, resends = a.resends, \
+         pending_message_id = a.pending_message_id, updated_at = now() \
+         FROM jsonb_to_recordset($1) AS a(order_id uuid, expected_version int, version int, \
+           saga_state text, failure_reason text, deadline_at timestamptz, resends int, \
+           pending_message_id uuid) \
+         WHERE o.order_id = a.order_id AND o.version = a.expected_version RETURNING 1",
+        vec![db::rows(&rows)?],
+    )))
+}
+
+/// Claims the most overdue saga that no other worker holds (`FOR NO KEY UPDATE SKIP LOCKED`): several
 /// orchestrator instances sweep at once without ever handling one saga twice concurrently.
 pub async fn claim_overdue(db: &impl ConnectionTrait) -> Result<Option<Order>, DbErr> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE deadline_at <= now() \
-         ORDER BY deadline_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+         ORDER BY deadline_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
     );
     Ok(query(db, &sql, vec![]).await?.pop())
 }
@@ -279,29 +359,42 @@ pub struct TimelineEntry {
     pub occurred_at: DateTime<Utc>,
 }
 
-pub async fn record_transition(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-    from: Option<SagaState>,
-    to: SagaState,
-    trigger: &str,
-    message_id: Uuid,
-    commands: Vec<String>,
-) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "INSERT INTO saga_transitions (order_id, from_state, to_state, trigger, message_id, commands) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            order_id.into(),
-            from.map(|s| s.name().to_owned()).into(),
-            to.name().into(),
-            trigger.into(),
-            message_id.into(),
-            commands.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+/// One timeline entry as [`record_transitions`] writes it.
+#[derive(Debug, Serialize)]
+pub struct TransitionRow<'a> {
+    pub order_id: Uuid,
+    /// `None` for the first entry (the order was placed).
+    pub from_state: Option<&'a str>,
+    pub to_state: &'a str,
+    pub trigger: &'a str,
+    pub message_id: Uuid,
+    /// Message types sent as a result.
+    pub commands: Vec<String>,
+}
+
+/// Appends `rows` to the timeline, in this order, as a part of a [`Writes`](saga_common::db::Writes); with `sagas` (a
+/// query of order ids, such as another part's `RETURNING`), only the rows of those orders.
+pub fn transitions_part(
+    rows: &[TransitionRow<'_>],
+    sagas: Option<&str>,
+) -> Result<Option<Part>, DbErr> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let filter = sagas
+        .map(|sagas| format!("WHERE t.order_id IN ({sagas}) "))
+        .unwrap_or_default();
+    Ok(Some(Part::new(
+        format!(
+            "INSERT INTO saga_transitions (order_id, from_state, to_state, trigger, message_id, commands) \
+             SELECT t.order_id, t.from_state, t.to_state, t.trigger, t.message_id, t.commands \
+             FROM ROWS FROM (jsonb_to_recordset($1) AS (order_id uuid, from_state text, \
+               to_state text, trigger text, message_id uuid, commands text[])) WITH ORDINALITY \
+               AS t(order_id, from_state, to_state, trigger, message_id, commands, ordinality) \
+             {filter}ORDER BY t.ordinality RETURNING 1"
+        ),
+        vec![db::rows(rows)?],
+    )))
 }
 
 pub async fn timeline(

@@ -1,31 +1,35 @@
-//! The `orchestrator.replies` consumer: one reply, one saga step.
+//! The `orchestrator.replies` consumer: replies in, saga steps out, a batch at a time.
 //!
-//! In one transaction: claim the reply in the inbox, load the saga, apply the event through the
-//! [`engine`](super::engine) (pure transition, version-checked write, timeline, outbox), commit.
-//! If another writer moved the same saga in between (the version changed), everything is rolled
-//! back and the step retried on fresh state, so two racing replies can never both apply a
-//! transition.
+//! On the consumer's transaction, for a whole batch: claim the replies in the inbox (duplicates
+//! drop out), load and lock their sagas in id order, plan each reply's step in delivery order
+//! (two replies for one saga step one after the other, the second on the first one's result),
+//! then write every step through the [`engine`](super::engine): one statement each for the saga
+//! rows, the timeline and the outbox. The row locks make a reply racing this batch from another
+//! channel, or the timeout worker, take turns with it, so two can never both apply a transition.
+//! A reply for a saga that does not exist, or that contradicts it, fails the batch; the consumer
+//! then handles each reply alone and dead-letters that one.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseTransaction;
+use uuid::Uuid;
 
 use saga_common::contracts::{self, reply};
-use saga_common::messaging::inbox::{self, Claim};
+use saga_common::messaging::inbox;
+use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
-use super::engine::{self, Applied, ApplyError, Trigger};
+use super::engine::{self, ApplyError, Trigger};
 use super::machine::SagaEvent;
 use crate::configuration::SagaSettings;
+use crate::orders::model::Order;
 use crate::orders::store;
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "orchestrator";
 
-/// Attempts on a version conflict before the delivery counts as a transient failure.
-const MAX_CONFLICT_RETRIES: usize = 5;
-
 pub struct SagaReplies {
-    pub db: DatabaseConnection,
     pub settings: SagaSettings,
 }
 
@@ -75,51 +79,64 @@ impl From<ApplyError> for HandleError {
 }
 
 impl MessageHandler for SagaReplies {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let event = event_of(&envelope)?;
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            if self.step(&envelope, event).await? {
-                return Ok(());
-            }
-            tracing::info!("saga moved concurrently; retrying on fresh state");
-        }
-        Err(HandleError::Transient(format!(
-            "saga {} kept changing under {MAX_CONFLICT_RETRIES} attempts",
-            envelope.saga_id
-        )))
-    }
-}
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> Result<Enqueued, HandleError> {
+        let events = batch
+            .iter()
+            .map(event_of)
+            .collect::<Result<Vec<SagaEvent>, HandleError>>()?;
+        let first = inbox::claim_all(txn, CONSUMER, batch).await?;
+        let mut order_ids: Vec<Uuid> = batch
+            .iter()
+            .filter(|e| first.contains(&e.message_id))
+            .map(|e| e.saga_id)
+            .collect();
+        order_ids.sort_unstable();
+        order_ids.dedup();
+        let mut orders: HashMap<Uuid, Order> = store::find_all_for_update(txn, &order_ids)
+            .await?
+            .into_iter()
+            .map(|order| (order.order_id, order))
+            .collect();
 
-impl SagaReplies {
-    /// One attempt. `Ok(false)`: lost a race on the version; nothing was written.
-    async fn step(&self, envelope: &Envelope, event: SagaEvent) -> Result<bool, HandleError> {
-        let txn = self.db.begin().await?;
-        if let Claim::Duplicate { .. } = inbox::claim(&txn, CONSUMER, envelope).await? {
-            tracing::info!("duplicate reply; already applied");
-            txn.commit().await?;
-            return Ok(true);
-        }
-        let Some(order) = store::find(&txn, envelope.saga_id).await? else {
-            return Err(HandleError::permanent(
-                "unknown_saga",
-                format!("no saga {}", envelope.saga_id),
-            ));
-        };
-        let trigger = Trigger {
-            kind: &envelope.message_type,
-            message_id: envelope.message_id,
-            correlation_id: &envelope.correlation_id,
-        };
-        match engine::apply(&txn, &order, event, &trigger, &self.settings, Utc::now()).await? {
-            Applied::Conflict => return Ok(false),
-            Applied::Ignored => {
-                tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
+        let now = Utc::now();
+        let mut plans = Vec::new();
+        let mut applied = HashSet::with_capacity(batch.len());
+        for (envelope, event) in batch.iter().zip(events) {
+            let _entered = envelope.span().entered();
+            // A second copy of one message in the batch is a duplicate like any other.
+            if !first.contains(&envelope.message_id) || !applied.insert(envelope.message_id) {
+                tracing::info!("duplicate reply; already applied");
+                continue;
             }
-            Applied::Stepped(step) => {
-                tracing::info!(from = %order.state, to = %step.to, "saga advanced");
+            let Some(order) = orders.get_mut(&envelope.saga_id) else {
+                return Err(HandleError::permanent(
+                    "unknown_saga",
+                    format!("no saga {}", envelope.saga_id),
+                ));
+            };
+            let trigger = Trigger {
+                kind: &envelope.message_type,
+                message_id: envelope.message_id,
+                correlation_id: &envelope.correlation_id,
+            };
+            match engine::plan(order, event, &trigger, &self.settings, now)? {
+                None => {
+                    tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
+                }
+                Some(plan) => {
+                    tracing::debug!(from = %order.state, to = %plan.step.to, "saga advanced");
+                    plan.advance(order);
+                    plans.push(plan);
+                }
             }
         }
-        txn.commit().await?;
-        Ok(true)
+        // The rows are locked, so only a writer that bypasses the locks can fail the check.
+        engine::write(txn, &plans)
+            .await?
+            .ok_or_else(|| HandleError::Transient("a saga changed while it was locked".into()))
     }
 }

@@ -1,6 +1,6 @@
 //! The timeout worker: a tokio-cron-scheduler job that finds sagas past their state's deadline.
 //!
-//! Each overdue saga is claimed with `FOR UPDATE SKIP LOCKED` in its own transaction, so several
+//! Each overdue saga is claimed with `FOR NO KEY UPDATE SKIP LOCKED` in its own transaction, so several
 //! orchestrator instances can sweep at once and never handle one saga twice concurrently. While
 //! resends are left, the pending command is sent again with its original message id (the
 //! participant's inbox answers with the reply it recorded, recovering a lost reply); after
@@ -67,22 +67,25 @@ pub async fn sweep(
             .instrument(span.clone())
             .await
             .map_err(|e| SweepError::Apply(order.order_id, e))?;
-        txn.commit().await?;
-        let _entered = span.enter();
-        match applied {
-            Applied::Stepped(step) if step.to != order.state => {
-                report.compensated += 1;
-                tracing::warn!(from = %order.state, to = %step.to, "saga past its deadline; compensating");
-            }
-            Applied::Stepped(step) => {
-                report.resent += 1;
-                tracing::warn!(state = %order.state, resends = step.resends, "saga past its deadline; pending command resent");
-            }
-            // The row is locked, so neither can happen; logged rather than looped on.
+        let step = match applied {
+            Applied::Stepped(step) => step,
+            // The row is locked, so neither can happen; logged rather than looped on, and
+            // rolled back (dropping `txn`), since a conflict may have written half a step.
             Applied::Ignored | Applied::Conflict => {
-                tracing::error!(state = %order.state, "overdue saga left unchanged");
+                span.in_scope(
+                    || tracing::error!(state = %order.state, "overdue saga left unchanged"),
+                );
                 break;
             }
+        };
+        txn.commit().await?;
+        let _entered = span.enter();
+        if step.to != order.state {
+            report.compensated += 1;
+            tracing::warn!(from = %order.state, to = %step.to, "saga past its deadline; compensating");
+        } else {
+            report.resent += 1;
+            tracing::warn!(state = %order.state, resends = step.resends, "saga past its deadline; pending command resent");
         }
     }
     Ok(report)

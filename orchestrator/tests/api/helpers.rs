@@ -96,6 +96,7 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
     let orchestrator_settings = Settings {
         service: settings(defaults.service, "orchestrator", &vhost).await,
         saga: options.saga,
+        intake: defaults.intake,
     };
     let payment_settings = settings(payment::startup::default_settings(), "payment", &vhost).await;
     let inventory_settings =

@@ -1,3 +1,5 @@
+use std::slice;
+
 use chrono::Utc;
 use lapin::BasicProperties;
 use lapin::options::QueueBindOptions;
@@ -11,7 +13,7 @@ use orchestrator::orders::store;
 use orchestrator::saga::SagaState;
 use orchestrator::saga::replies::SagaReplies;
 use saga_common::contracts::{self, reply};
-use saga_common::messaging::{Envelope, MessageHandler, OutgoingMessage, topology};
+use saga_common::messaging::{Envelope, OutgoingMessage, handle, topology};
 use saga_common::testing::{
     PATIENCE, create_database, eventually, peeked_header, publish_envelope, publish_raw,
 };
@@ -116,10 +118,9 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
         created_at: now,
         updated_at: now,
     };
-    store::insert(&db, &order).await.unwrap();
+    store::insert_all(&db, &[&order]).await.unwrap();
     (
         SagaReplies {
-            db: db.clone(),
             settings: Default::default(),
         },
         db,
@@ -158,8 +159,12 @@ async fn a_reply_delivered_twice_moves_the_saga_once() {
     let (handler, db, order) = saga_awaiting_payment().await;
     let reply = charged(&order);
 
-    handler.handle(reply.clone()).await.unwrap();
-    handler.handle(reply).await.unwrap();
+    handle(&db, &handler, slice::from_ref(&reply))
+        .await
+        .unwrap();
+    handle(&db, &handler, slice::from_ref(&reply))
+        .await
+        .unwrap();
 
     let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingStock);
@@ -185,7 +190,10 @@ async fn two_consumers_racing_on_one_saga_apply_one_transition() {
     // Two distinct charged replies (say, a resent command answered twice) handled at once.
     let (a, b) = (charged(&order), charged(&order));
 
-    let (first, second) = tokio::join!(handler.handle(a), handler.handle(b));
+    let (first, second) = tokio::join!(
+        handle(&db, &handler, slice::from_ref(&a)),
+        handle(&db, &handler, slice::from_ref(&b))
+    );
     first.unwrap();
     second.unwrap();
 
@@ -217,11 +225,99 @@ async fn a_reply_that_contradicts_the_saga_is_refused_and_changes_nothing() {
     )
     .unwrap();
 
-    let error = handler.handle(reserved).await.unwrap_err();
+    let error = handle(&db, &handler, slice::from_ref(&reserved))
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().starts_with("invalid_transition"),
         "{error}"
     );
+    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.state, SagaState::AwaitingPayment);
+    let inbox = query_one(&db, "SELECT to_json(count(*)) AS row FROM inbox", vec![]).await;
+    assert_eq!(inbox, 0, "nothing committed");
+}
+
+fn reserved(order: &Order) -> Envelope {
+    Envelope::new(
+        reply::STOCK_RESERVED,
+        order.order_id,
+        "c",
+        None,
+        &contracts::StockReserved {
+            order_id: order.order_id,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_replies_for_one_saga_in_one_batch_step_it_twice_in_order() {
+    let (handler, db, order) = saga_awaiting_payment().await;
+
+    handle(&db, &handler, &[charged(&order), reserved(&order)])
+        .await
+        .unwrap();
+
+    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.state, SagaState::Completed);
+    assert_eq!(stored.version, 2);
+    let timeline = store::timeline(&db, order.order_id).await.unwrap();
+    let steps: Vec<(Option<&str>, &str)> = timeline
+        .iter()
+        .map(|t| (t.from_state.as_deref(), t.to_state.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (Some("AWAITING_PAYMENT"), "AWAITING_STOCK"),
+            (Some("AWAITING_STOCK"), "COMPLETED")
+        ]
+    );
+    for message_type in ["inventory.reserve", "order.completed"] {
+        assert_eq!(
+            count(
+                &db,
+                &format!("outbox WHERE saga_id = $1 AND message_type = '{message_type}'"),
+                order.order_id
+            )
+            .await,
+            1,
+            "{message_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reply_twice_in_one_batch_is_applied_once() {
+    let (handler, db, order) = saga_awaiting_payment().await;
+    let reply = charged(&order);
+
+    handle(&db, &handler, &[reply.clone(), reply])
+        .await
+        .unwrap();
+
+    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.state, SagaState::AwaitingStock);
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        count(&db, "saga_transitions WHERE order_id = $1", order.order_id).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_a_reply_for_an_unknown_saga_commits_nothing() {
+    let (handler, db, order) = saga_awaiting_payment().await;
+    let mut stranger = charged(&order);
+    stranger.saga_id = Uuid::now_v7();
+    stranger.message_id = Uuid::now_v7();
+
+    let error = handle(&db, &handler, &[charged(&order), stranger])
+        .await
+        .unwrap_err();
+
+    assert!(error.to_string().starts_with("unknown_saga"), "{error}");
     let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingPayment);
     let inbox = query_one(&db, "SELECT to_json(count(*)) AS row FROM inbox", vec![]).await;

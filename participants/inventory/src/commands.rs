@@ -1,78 +1,91 @@
-//! The `inventory.commands` consumer.
+//! The `inventory.commands` consumer: a batch of reserves and releases on one transaction.
 
-use sea_orm::DatabaseConnection;
+use sea_orm::DatabaseTransaction;
 
 use saga_common::contracts::{self, command, reply};
+use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::participant;
-use saga_common::messaging::{Envelope, HandleError, MessageHandler};
+use saga_common::messaging::{Effect, Envelope, HandleError, MessageHandler};
 
-use crate::reservations::{self, ReserveOutcome, StockRequest};
+use crate::reservations::{self, ReserveOutcome, StockCommand, StockOutcome, StockRequest};
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "inventory";
 
-pub struct InventoryCommands {
-    pub db: DatabaseConnection,
-}
+pub struct InventoryCommands;
 
 impl MessageHandler for InventoryCommands {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        match envelope.message_type.as_str() {
-            command::RESERVE_STOCK => self.reserve(envelope).await,
-            command::RELEASE_STOCK => self.release(envelope).await,
-            other => Err(HandleError::unknown_type(other)),
-        }
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> Result<Enqueued, HandleError> {
+        participant::handle_batch(txn, CONSUMER, batch, |fresh| async move {
+            let commands = fresh
+                .iter()
+                .map(|envelope| parse(envelope))
+                .collect::<Result<Vec<_>, _>>()?;
+            let decided = reservations::decide_all(txn, &commands).await?;
+            let replies = fresh
+                .iter()
+                .zip(decided.outcomes)
+                .map(|(envelope, outcome)| answer(envelope, outcome))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Effect {
+                replies,
+                writes: decided.writes,
+            })
+        })
+        .await
     }
 }
 
-impl InventoryCommands {
-    async fn reserve(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let command: contracts::ReserveStock =
-            envelope.payload().map_err(HandleError::invalid_payload)?;
-        let request = StockRequest::parse(command, envelope.saga_id)
-            .map_err(|error| HandleError::permanent("invalid_payload", error))?;
-        let Some(txn) = participant::begin(&self.db, CONSUMER, &envelope).await? else {
-            return Ok(());
-        };
-        let outcome = reservations::reserve(&txn, &request).await?;
-        tracing::info!(?outcome, lines = request.lines().len(), "reserve handled");
-        let order_id = request.order_id();
-        let answer = match outcome {
-            ReserveOutcome::Reserved => envelope.reply(
-                reply::STOCK_RESERVED,
-                &contracts::StockReserved { order_id },
-            ),
-            ReserveOutcome::Rejected { reason } => envelope.reply(
-                reply::STOCK_RESERVATION_FAILED,
-                &contracts::StockReservationFailed { order_id, reason },
-            ),
+/// Checks a command: its payload fits its type and it is for its own saga; a reservation has
+/// lines, each of a positive quantity.
+fn parse(envelope: &Envelope) -> Result<StockCommand, HandleError> {
+    match envelope.message_type.as_str() {
+        command::RESERVE_STOCK => {
+            let reserve: contracts::ReserveStock =
+                envelope.payload().map_err(HandleError::invalid_payload)?;
+            StockRequest::parse(reserve, envelope.saga_id)
+                .map(StockCommand::Reserve)
+                .map_err(|error| HandleError::permanent("invalid_payload", error))
         }
-        .map_err(HandleError::invalid_payload)?;
-        participant::finish(txn, CONSUMER, &envelope, answer).await
+        command::RELEASE_STOCK => {
+            let release: contracts::ReleaseStock =
+                envelope.payload().map_err(HandleError::invalid_payload)?;
+            if release.order_id != envelope.saga_id {
+                return Err(HandleError::permanent(
+                    "invalid_payload",
+                    "order_id must equal saga_id",
+                ));
+            }
+            Ok(StockCommand::Release {
+                order_id: release.order_id,
+            })
+        }
+        other => Err(HandleError::unknown_type(other)),
     }
+}
 
-    async fn release(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let command: contracts::ReleaseStock =
-            envelope.payload().map_err(HandleError::invalid_payload)?;
-        if command.order_id != envelope.saga_id {
-            return Err(HandleError::permanent(
-                "invalid_payload",
-                "order_id must equal saga_id",
-            ));
-        }
-        let Some(txn) = participant::begin(&self.db, CONSUMER, &envelope).await? else {
-            return Ok(());
-        };
-        let outcome = reservations::release(&txn, command.order_id).await?;
-        tracing::info!(?outcome, "release handled");
-        let answer = envelope
-            .reply(
-                reply::STOCK_RELEASED,
-                &contracts::StockReleased {
-                    order_id: command.order_id,
-                },
-            )
-            .map_err(HandleError::invalid_payload)?;
-        participant::finish(txn, CONSUMER, &envelope, answer).await
+fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleError> {
+    command
+        .span()
+        .in_scope(|| tracing::debug!(?outcome, "inventory command handled"));
+    let order_id = command.saga_id;
+    match outcome {
+        StockOutcome::Reserve(ReserveOutcome::Reserved) => command.reply(
+            reply::STOCK_RESERVED,
+            &contracts::StockReserved { order_id },
+        ),
+        StockOutcome::Reserve(ReserveOutcome::Rejected { reason }) => command.reply(
+            reply::STOCK_RESERVATION_FAILED,
+            &contracts::StockReservationFailed { order_id, reason },
+        ),
+        StockOutcome::Release(_) => command.reply(
+            reply::STOCK_RELEASED,
+            &contracts::StockReleased { order_id },
+        ),
     }
+    .map_err(HandleError::invalid_payload)
 }

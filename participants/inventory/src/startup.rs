@@ -43,7 +43,7 @@ impl Application {
             SERVICE,
             &settings,
             topology::INVENTORY_COMMANDS,
-            InventoryCommands { db },
+            InventoryCommands,
         );
         Ok(Self {
             port: foundation.port,

@@ -1,98 +1,111 @@
-//! The `payment.commands` consumer.
+//! The `payment.commands` consumer: a batch of charges and refunds on one transaction.
 
-use sea_orm::DatabaseConnection;
+use sea_orm::DatabaseTransaction;
 
 use saga_common::contracts::{self, command, reply};
+use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::participant;
-use saga_common::messaging::{Envelope, HandleError, MessageHandler};
+use saga_common::messaging::{Effect, Envelope, HandleError, MessageHandler};
 
-use crate::payments::{self, ChargeOutcome};
+use crate::payments::{self, Outcome, PaymentCommand};
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "payment";
 
-pub struct PaymentCommands {
-    pub db: DatabaseConnection,
-}
+pub struct PaymentCommands;
 
 impl MessageHandler for PaymentCommands {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        match envelope.message_type.as_str() {
-            command::CHARGE_PAYMENT => self.charge(envelope).await,
-            command::REFUND_PAYMENT => self.refund(envelope).await,
-            other => Err(HandleError::unknown_type(other)),
-        }
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> Result<Enqueued, HandleError> {
+        participant::handle_batch(txn, CONSUMER, batch, |fresh| async move {
+            let commands = fresh
+                .iter()
+                .map(|envelope| parse(envelope))
+                .collect::<Result<Vec<_>, _>>()?;
+            let decided = payments::decide_all(txn, &commands).await?;
+            let replies = fresh
+                .iter()
+                .zip(decided.outcomes)
+                .map(|(envelope, outcome)| answer(envelope, outcome))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Effect {
+                replies,
+                writes: decided.writes,
+            })
+        })
+        .await
     }
 }
 
-impl PaymentCommands {
-    async fn charge(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let command: contracts::ChargePayment =
-            envelope.payload().map_err(HandleError::invalid_payload)?;
-        if command.amount_cents < 0 || command.order_id != envelope.saga_id {
-            return Err(HandleError::permanent(
-                "invalid_payload",
-                "amount must not be negative and order_id must equal saga_id",
-            ));
+/// Checks a command: its payload fits its type, it is for its own saga, it charges no negative
+/// amount.
+fn parse(envelope: &Envelope) -> Result<PaymentCommand, HandleError> {
+    let command = match envelope.message_type.as_str() {
+        command::CHARGE_PAYMENT => {
+            let charge: contracts::ChargePayment =
+                envelope.payload().map_err(HandleError::invalid_payload)?;
+            if charge.amount_cents < 0 {
+                return Err(HandleError::permanent(
+                    "invalid_payload",
+                    "amount must not be negative",
+                ));
+            }
+            PaymentCommand::Charge {
+                order_id: charge.order_id,
+                customer_id: charge.customer_id,
+                amount_cents: charge.amount_cents,
+            }
         }
-        let Some(txn) = participant::begin(&self.db, CONSUMER, &envelope).await? else {
-            return Ok(());
-        };
-        let outcome = payments::charge(
-            &txn,
-            command.order_id,
-            &command.customer_id,
-            command.amount_cents,
-        )
-        .await?;
-        tracing::info!(?outcome, "charge handled");
-        let answer = match outcome {
-            ChargeOutcome::Charged {
+        command::REFUND_PAYMENT => {
+            let refund: contracts::RefundPayment =
+                envelope.payload().map_err(HandleError::invalid_payload)?;
+            PaymentCommand::Refund {
+                order_id: refund.order_id,
+                customer_id: refund.customer_id,
+            }
+        }
+        other => return Err(HandleError::unknown_type(other)),
+    };
+    if command.order_id() != envelope.saga_id {
+        return Err(HandleError::permanent(
+            "invalid_payload",
+            "order_id must equal saga_id",
+        ));
+    }
+    Ok(command)
+}
+
+fn answer(command: &Envelope, outcome: Outcome) -> Result<Envelope, HandleError> {
+    command
+        .span()
+        .in_scope(|| tracing::debug!(?outcome, "payment command handled"));
+    let order_id = command.saga_id;
+    match outcome {
+        Outcome::Charged {
+            payment_id,
+            amount_cents,
+        } => command.reply(
+            reply::PAYMENT_CHARGED,
+            &contracts::PaymentCharged {
+                order_id,
                 payment_id,
                 amount_cents,
-            } => envelope.reply(
-                reply::PAYMENT_CHARGED,
-                &contracts::PaymentCharged {
-                    order_id: command.order_id,
-                    payment_id,
-                    amount_cents,
-                },
-            ),
-            ChargeOutcome::Declined { reason } => envelope.reply(
-                reply::PAYMENT_DECLINED,
-                &contracts::PaymentDeclined {
-                    order_id: command.order_id,
-                    reason,
-                },
-            ),
-        }
-        .map_err(HandleError::invalid_payload)?;
-        participant::finish(txn, CONSUMER, &envelope, answer).await
+            },
+        ),
+        Outcome::Declined { reason } => command.reply(
+            reply::PAYMENT_DECLINED,
+            &contracts::PaymentDeclined { order_id, reason },
+        ),
+        Outcome::Refunded { amount_cents } => command.reply(
+            reply::PAYMENT_REFUNDED,
+            &contracts::PaymentRefunded {
+                order_id,
+                refunded_cents: amount_cents,
+            },
+        ),
     }
-
-    async fn refund(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let command: contracts::RefundPayment =
-            envelope.payload().map_err(HandleError::invalid_payload)?;
-        if command.order_id != envelope.saga_id {
-            return Err(HandleError::permanent(
-                "invalid_payload",
-                "order_id must equal saga_id",
-            ));
-        }
-        let Some(txn) = participant::begin(&self.db, CONSUMER, &envelope).await? else {
-            return Ok(());
-        };
-        let refunded_cents = payments::refund(&txn, command.order_id, &command.customer_id).await?;
-        tracing::info!(refunded_cents, "refund handled");
-        let answer = envelope
-            .reply(
-                reply::PAYMENT_REFUNDED,
-                &contracts::PaymentRefunded {
-                    order_id: command.order_id,
-                    refunded_cents,
-                },
-            )
-            .map_err(HandleError::invalid_payload)?;
-        participant::finish(txn, CONSUMER, &envelope, answer).await
-    }
+    .map_err(HandleError::invalid_payload)
 }

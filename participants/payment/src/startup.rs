@@ -43,7 +43,7 @@ impl Application {
             SERVICE,
             &settings,
             topology::PAYMENT_COMMANDS,
-            PaymentCommands { db },
+            PaymentCommands,
         );
         Ok(Self {
             port: foundation.port,

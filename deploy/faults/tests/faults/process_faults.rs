@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use saga_common::configuration::AmqpSettings;
 use saga_common::messaging::topology;
 
 use crate::duplicator::Duplicator;
@@ -58,9 +59,11 @@ async fn orders_end_and_balance_when_the_orchestrator_is_killed_mid_stream_and_r
     scenario.check(&ledger, &Expectations::default()).await;
 }
 
-/// Asserts that every work queue has `count` consumers: that the instances really share the
-/// work rather than one of them idling.
-async fn every_work_queue_has_consumers(fleet: &Fleet, count: u32) {
+/// Asserts that every work queue has the consumers of `instances` instances (one per consuming
+/// channel each): that the instances really share the work rather than one of them idling.
+async fn every_work_queue_has_consumers(fleet: &Fleet, instances: u32) {
+    let channels = u32::try_from(AmqpSettings::default().concurrency).unwrap_or(u32::MAX);
+    let count = instances * channels;
     for (queue, _, _) in topology::work_queues() {
         let consumers = fleet.rabbitmq.consumers(queue).await;
         assert_eq!(consumers, Ok(Some(count)), "consumers of {queue}");

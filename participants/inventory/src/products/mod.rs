@@ -9,11 +9,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router, extract::State};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult};
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use saga_common::db::stmt;
+use saga_common::db::{Part, stmt};
 use saga_common::http::extract::{Violations, check_id};
 use saga_common::http::{ApiError, ErrorBody, JsonBody};
 
@@ -169,46 +171,62 @@ impl StockLevel {
     }
 }
 
-/// Locks the product's row until the end of the transaction; `None` when it does not exist.
-/// Callers lock several products in `product_id` byte order so two reservations never wait on
-/// each other in a circle.
-pub async fn lock(
+/// Reads and locks the products of `product_ids` (in byte order), in that order: every
+/// transaction that locks several products goes in this order, so none waits on another in a
+/// circle. A product that does not exist is absent from the answer.
+pub async fn lock_all(
     db: &impl ConnectionTrait,
-    product_id: &str,
-) -> Result<Option<StockLevel>, DbErr> {
-    StockLevel::find_by_statement(stmt(
-        "SELECT available, reserved FROM products WHERE product_id = $1 FOR UPDATE",
-        [product_id.into()],
-    ))
-    .one(db)
-    .await
+    product_ids: &[String],
+) -> Result<HashMap<String, StockLevel>, DbErr> {
+    if product_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT product_id, available, reserved FROM products WHERE product_id = ANY($1) \
+             ORDER BY product_id COLLATE \"C\" FOR NO KEY UPDATE",
+            [Value::from(product_ids.to_vec())],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "product_id")?,
+                StockLevel::from_query_result(row, "")?,
+            ))
+        })
+        .collect()
 }
 
-/// Moves `quantity` units from available to reserved. The row must have been locked and checked
-/// with [`lock`]; the check constraints refuse a negative stock in any case.
-pub async fn take(db: &impl ConnectionTrait, product_id: &str, quantity: i32) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "UPDATE products SET available = available - $2, reserved = reserved + $2, updated_at = now() \
-         WHERE product_id = $1",
-        [product_id.into(), quantity.into()],
-    ))
-    .await?;
-    Ok(())
+#[derive(Serialize)]
+struct Delta<'a> {
+    product_id: &'a str,
+    available: i32,
+    reserved: i32,
 }
 
-/// Moves `quantity` units from reserved back to available.
-pub async fn give_back(
-    db: &impl ConnectionTrait,
-    product_id: &str,
-    quantity: i32,
-) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "UPDATE products SET available = available + $2, reserved = reserved - $2, updated_at = now() \
-         WHERE product_id = $1",
-        [product_id.into(), quantity.into()],
-    ))
-    .await?;
-    Ok(())
+/// Adds each `(product, available, reserved)` change to its product, as a part of a
+/// [`Writes`](saga_common::db::Writes). The rows must have been locked and checked with
+/// [`lock_all`]; the check constraints refuse a negative stock in any case.
+pub fn adjust_part(deltas: &[(String, i32, i32)]) -> Result<Option<Part>, DbErr> {
+    if deltas.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<Delta> = deltas
+        .iter()
+        .map(|(product_id, available, reserved)| Delta {
+            product_id,
+            available: *available,
+            reserved: *reserved,
+        })
+        .collect();
+    Ok(Some(Part::new(
+        "UPDATE products p SET available = p.available + d.available, \
+         reserved = p.reserved + d.reserved, updated_at = now() \
+         FROM jsonb_to_recordset($1) AS d(product_id text, available int, reserved int) \
+         WHERE p.product_id = d.product_id RETURNING 1",
+        vec![saga_common::db::rows(&rows)?],
+    )))
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@
 //! So a reserve repeated under a new message id answers with the outcome recorded, and a release
 //! that overtakes its reserve leaves a row that stops the late reserve from ever taking stock.
 //!
-//! Two handlers racing for the same order both find no row; the second insert then fails on the
-//! primary key, its transaction rolls back and the command is requeued as transient, to find the
-//! winner's row on the next attempt.
+//! A batch of commands is decided in memory by the [`Stockroom`] and written with one statement
+//! per batch ([`decide_all`]). Two batches racing for the same order both find no row; the second
+//! insert then fails on the primary key, its transaction rolls back and the command is handled
+//! again, to find the winner's row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -27,11 +28,15 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use saga_common::contracts::{ReserveStock, StockLine};
-use saga_common::db::stmt;
+use saga_common::db::{self, Part, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
 
 use crate::products;
+
+mod stockroom;
+
+pub use stockroom::{ReservationRow, StockCommand, StockOutcome, Stockroom};
 
 pub const RESERVED: &str = "RESERVED";
 pub const RELEASED: &str = "RELEASED";
@@ -135,127 +140,166 @@ pub enum ReleaseOutcome {
     Blocked,
 }
 
-/// Reserves every line of `request` or none, or returns the outcome recorded for the order before.
-pub async fn reserve(
+/// What a batch of commands was decided to do.
+pub struct Decided {
+    /// One per command, in order.
+    pub outcomes: Vec<StockOutcome>,
+    /// Carries the decisions out; run it on the same transaction.
+    pub writes: Writes,
+}
+
+/// Decides `commands` in order: locks the reservations of their orders, reads the lines of
+/// those that may be released, locks the products involved (each in key order, products in byte
+/// order, so batches running side by side never wait on each other in a circle), and lets the
+/// [`Stockroom`] decide every command. The caller runs the returned writes (stock, new
+/// reservations and their lines, releases) on the same transaction.
+pub async fn decide_all(
     db: &impl ConnectionTrait,
-    request: &StockRequest,
-) -> Result<ReserveOutcome, DbErr> {
-    let order_id = request.order_id();
-    if let Some(existing) = find_for_update(db, order_id).await? {
-        return Ok(match existing.status.as_str() {
-            REJECTED => ReserveOutcome::Rejected {
-                reason: existing.reason.unwrap_or_else(|| OUT_OF_STOCK.to_owned()),
-            },
-            _ => ReserveOutcome::Reserved,
-        });
-    }
-    for line in request.lines() {
-        let covered = products::lock(db, &line.product_id)
-            .await?
-            .is_some_and(|level| level.covers(line.quantity));
-        if !covered {
-            tracing::info!(product_id = %line.product_id, quantity = line.quantity, "not enough stock");
-            insert(db, order_id, REJECTED, Some(OUT_OF_STOCK)).await?;
-            return Ok(ReserveOutcome::Rejected {
-                reason: OUT_OF_STOCK.to_owned(),
-            });
-        }
-    }
-    insert(db, order_id, RESERVED, None).await?;
-    for line in request.lines() {
-        products::take(db, &line.product_id, line.quantity).await?;
-        db.execute_raw(stmt(
-            "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-            [
-                order_id.into(),
-                line.product_id.clone().into(),
-                line.quantity.into(),
-            ],
-        ))
-        .await?;
-    }
-    Ok(ReserveOutcome::Reserved)
+    commands: &[StockCommand],
+) -> Result<Decided, DbErr> {
+    let mut order_ids: Vec<Uuid> = commands.iter().map(StockCommand::order_id).collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    let stored = lock_all(db, &order_ids).await?;
+    let held: Vec<Uuid> = stored
+        .iter()
+        .filter(|r| r.status == RESERVED)
+        .map(|r| r.order_id)
+        .collect();
+    let lines = lines_of(db, &held).await?;
+    let levels = products::lock_all(db, &Stockroom::products(commands, &lines)).await?;
+    let mut room = Stockroom::new(stored, lines, levels);
+    let outcomes: Vec<StockOutcome> = commands.iter().map(|c| room.apply(c)).collect();
+    let changes = room.changes();
+    let (reservations, lines) = insert_parts(&changes.new_reservations)?;
+    let mut writes = Writes::new();
+    writes
+        .add("stock", products::adjust_part(&changes.stock_deltas)?)
+        .add("reservations", reservations)
+        .add("lines", lines)
+        .add("releases", released_part(&changes.released));
+    Ok(Decided { outcomes, writes })
 }
 
-/// Gives the order's reserved units back exactly once; see the table at the top for every case.
-pub async fn release(db: &impl ConnectionTrait, order_id: Uuid) -> Result<ReleaseOutcome, DbErr> {
-    let Some(reservation) = find_for_update(db, order_id).await? else {
-        insert(db, order_id, REJECTED, Some(RELEASED_BEFORE_RESERVED)).await?;
-        return Ok(ReleaseOutcome::Blocked);
-    };
-    match reservation.status.as_str() {
-        RESERVED => {
-            let mut units = 0;
-            for line in lines_of(db, order_id).await? {
-                products::give_back(db, &line.product_id, line.quantity).await?;
-                units += i64::from(line.quantity);
-            }
-            db.execute_raw(stmt(
-                "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1",
-                [order_id.into(), RELEASED.into()],
-            ))
-            .await?;
-            Ok(ReleaseOutcome::Released { units })
-        }
-        RELEASED => Ok(ReleaseOutcome::AlreadyReleased),
-        _ => Ok(ReleaseOutcome::NothingReserved),
-    }
-}
-
-#[derive(Debug, Clone, FromQueryResult)]
-struct Reservation {
-    status: String,
-    reason: Option<String>,
-}
-
-async fn find_for_update(
+/// Reads and locks the reservations of `order_ids`, in order id order.
+async fn lock_all(
     db: &impl ConnectionTrait,
-    order_id: Uuid,
-) -> Result<Option<Reservation>, DbErr> {
-    Reservation::find_by_statement(stmt(
-        "SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE",
-        [order_id.into()],
-    ))
-    .one(db)
-    .await
-}
-
-async fn insert(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3)",
-        [
-            order_id.into(),
-            status.into(),
-            reason.map(str::to_owned).into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// The order's lines in `product_id` byte order (`COLLATE "C"`), the order a reserve locks them
-/// in, so a release and a reserve sharing products update them in the same order.
-async fn lines_of(db: &impl ConnectionTrait, order_id: Uuid) -> Result<Vec<StockLine>, DbErr> {
+    order_ids: &[Uuid],
+) -> Result<Vec<ReservationRow>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1 \
-             ORDER BY product_id COLLATE \"C\"",
-            [order_id.into()],
+            "SELECT order_id, status, reason FROM reservations WHERE order_id = ANY($1) \
+             ORDER BY order_id FOR NO KEY UPDATE",
+            [Value::from(order_ids.to_vec())],
         ))
         .await?;
     rows.iter()
         .map(|row| {
-            Ok(StockLine {
-                product_id: row.try_get("", "product_id")?,
-                quantity: row.try_get("", "quantity")?,
+            Ok(ReservationRow {
+                order_id: row.try_get("", "order_id")?,
+                status: row.try_get("", "status")?,
+                reason: row.try_get("", "reason")?,
             })
         })
         .collect()
+}
+
+/// The lines of each of `order_ids` that has any.
+async fn lines_of(
+    db: &impl ConnectionTrait,
+    order_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<StockLine>>, DbErr> {
+    let mut lines: HashMap<Uuid, Vec<StockLine>> = HashMap::new();
+    if order_ids.is_empty() {
+        return Ok(lines);
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT order_id, product_id, quantity FROM reservation_lines \
+             WHERE order_id = ANY($1) ORDER BY order_id, product_id COLLATE \"C\"",
+            [Value::from(order_ids.to_vec())],
+        ))
+        .await?;
+    for row in &rows {
+        lines
+            .entry(row.try_get("", "order_id")?)
+            .or_default()
+            .push(StockLine {
+                product_id: row.try_get("", "product_id")?,
+                quantity: row.try_get("", "quantity")?,
+            });
+    }
+    Ok(lines)
+}
+
+#[derive(Serialize)]
+struct NewReservation<'a> {
+    order_id: Uuid,
+    status: &'a str,
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NewLine<'a> {
+    order_id: Uuid,
+    product_id: &'a str,
+    quantity: i32,
+}
+
+/// The new reservations, and their lines: two parts of one statement, the lines' foreign key
+/// checked once both are written.
+fn insert_parts(
+    reservations: &[(ReservationRow, Vec<StockLine>)],
+) -> Result<(Option<Part>, Option<Part>), DbErr> {
+    if reservations.is_empty() {
+        return Ok((None, None));
+    }
+    let rows: Vec<NewReservation> = reservations
+        .iter()
+        .map(|(r, _)| NewReservation {
+            order_id: r.order_id,
+            status: &r.status,
+            reason: r.reason.as_deref(),
+        })
+        .collect();
+    let reservations_part = Part::new(
+        "INSERT INTO reservations (order_id, status, reason) \
+         SELECT r.order_id, r.status, r.reason \
+         FROM jsonb_to_recordset($1) AS r(order_id uuid, status text, reason text) RETURNING 1",
+        vec![db::rows(&rows)?],
+    );
+    let lines: Vec<NewLine> = reservations
+        .iter()
+        .flat_map(|(r, lines)| {
+            lines.iter().map(|line| NewLine {
+                order_id: r.order_id,
+                product_id: &line.product_id,
+                quantity: line.quantity,
+            })
+        })
+        .collect();
+    let lines_part = if lines.is_empty() {
+        None
+    } else {
+        Some(Part::new(
+            "INSERT INTO reservation_lines (order_id, product_id, quantity) \
+             SELECT l.order_id, l.product_id, l.quantity \
+             FROM jsonb_to_recordset($1) AS l(order_id uuid, product_id text, quantity int) \
+             RETURNING 1",
+            vec![db::rows(&lines)?],
+        ))
+    };
+    Ok((Some(reservations_part), lines_part))
+}
+
+fn released_part(order_ids: &[Uuid]) -> Option<Part> {
+    (!order_ids.is_empty()).then(|| {
+        Part::new(
+            "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1) \
+             RETURNING 1",
+            vec![Value::from(order_ids.to_vec()), RELEASED.into()],
+        )
+    })
 }
 
 /// One product held (or once held) for an order.

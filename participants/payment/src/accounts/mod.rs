@@ -5,11 +5,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router, extract::State};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult};
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use saga_common::db::stmt;
+use saga_common::db::{Part, stmt};
 use saga_common::http::extract::{Violations, check_id};
 use saga_common::http::{ApiError, ErrorBody, JsonBody};
 
@@ -124,31 +126,56 @@ async fn upsert(
     ))
 }
 
-/// Takes `amount` from the balance if it covers it; `false` when it does not (or no account).
-pub async fn debit(
+/// Reads and locks the accounts of `customer_ids` (sorted), in that order; a customer without
+/// an account is absent from the answer.
+pub async fn lock_all(
     db: &impl ConnectionTrait,
-    customer_id: &str,
-    amount: i64,
-) -> Result<bool, DbErr> {
-    let result = db
-        .execute_raw(stmt(
-            "UPDATE accounts SET balance_cents = balance_cents - $2, updated_at = now() \
-             WHERE customer_id = $1 AND balance_cents >= $2",
-            [customer_id.into(), amount.into()],
+    customer_ids: &[String],
+) -> Result<HashMap<String, i64>, DbErr> {
+    if customer_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT customer_id, balance_cents FROM accounts WHERE customer_id = ANY($1) \
+             ORDER BY customer_id FOR NO KEY UPDATE",
+            [Value::from(customer_ids.to_vec())],
         ))
         .await?;
-    Ok(result.rows_affected() == 1)
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "customer_id")?,
+                row.try_get("", "balance_cents")?,
+            ))
+        })
+        .collect()
 }
 
-pub async fn credit(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-    amount: i64,
-) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "UPDATE accounts SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1",
-        [customer_id.into(), amount.into()],
-    ))
-    .await?;
-    Ok(())
+#[derive(Serialize)]
+struct Delta<'a> {
+    customer_id: &'a str,
+    delta: i64,
+}
+
+/// Adds each delta to its account's balance, as a part of a
+/// [`Writes`](saga_common::db::Writes). The check constraint
+/// still refuses a balance below zero.
+pub fn adjust_part(deltas: &[(String, i64)]) -> Result<Option<Part>, DbErr> {
+    if deltas.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<Delta> = deltas
+        .iter()
+        .map(|(customer_id, delta)| Delta {
+            customer_id,
+            delta: *delta,
+        })
+        .collect();
+    Ok(Some(Part::new(
+        "UPDATE accounts a SET balance_cents = a.balance_cents + d.delta, updated_at = now() \
+         FROM jsonb_to_recordset($1) AS d(customer_id text, delta bigint) \
+         WHERE a.customer_id = d.customer_id RETURNING 1",
+        vec![saga_common::db::rows(&rows)?],
+    )))
 }

@@ -16,11 +16,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use saga_common::db::stmt;
+use saga_common::db::{self, Part, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
 
 use crate::accounts;
+
+mod ledger;
+
+pub use ledger::{Ledger, Outcome, PaymentCommand, PaymentRow};
 
 pub const CHARGED: &str = "CHARGED";
 pub const REFUNDED: &str = "REFUNDED";
@@ -46,113 +50,110 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a charge command ends in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    Charged { payment_id: Uuid, amount_cents: i64 },
-    Declined { reason: String },
+/// What a batch of commands was decided to do.
+pub struct Decided {
+    /// One per command, in order.
+    pub outcomes: Vec<Outcome>,
+    /// Carries the decisions out; run it on the same transaction.
+    pub writes: Writes,
 }
 
-/// Charges `amount` for `order_id`, or returns the outcome recorded for that order before.
-pub async fn charge(
+/// Decides `commands` in order: locks the payments of their orders, then the accounts they may
+/// change (each in key order, so batches running side by side never wait on each other in a
+/// circle), and lets the [`Ledger`] decide every command. The caller runs the returned writes
+/// (balances, new payments, refunds) on the same transaction.
+///
+/// Two batches racing to create the payment of one order both find none; the second insert then
+/// fails on `one_payment_per_order`, its transaction rolls back, and the command is handled again
+/// to find the winner's row.
+pub async fn decide_all(
     db: &impl ConnectionTrait,
+    commands: &[PaymentCommand],
+) -> Result<Decided, DbErr> {
+    let mut order_ids: Vec<Uuid> = commands.iter().map(PaymentCommand::order_id).collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    let stored = lock_all(db, &order_ids).await?;
+    let balances = accounts::lock_all(db, &Ledger::customers(commands, &stored)).await?;
+    let mut ledger = Ledger::new(stored, balances);
+    let outcomes: Vec<Outcome> = commands.iter().map(|c| ledger.apply(c)).collect();
+    let changes = ledger.changes();
+    let mut writes = Writes::new();
+    writes
+        .add("balances", accounts::adjust_part(&changes.balance_deltas)?)
+        .add("charges", insert_part(&changes.new_payments)?)
+        .add("refunds", refunded_part(&changes.refunded));
+    Ok(Decided { outcomes, writes })
+}
+
+/// Reads and locks the payments of `order_ids`, in order id order.
+async fn lock_all(db: &impl ConnectionTrait, order_ids: &[Uuid]) -> Result<Vec<PaymentRow>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT payment_id, order_id, customer_id, amount_cents, status, decline_reason \
+             FROM payments WHERE order_id = ANY($1) ORDER BY order_id FOR NO KEY UPDATE",
+            [Value::from(order_ids.to_vec())],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PaymentRow {
+                payment_id: row.try_get("", "payment_id")?,
+                order_id: row.try_get("", "order_id")?,
+                customer_id: row.try_get("", "customer_id")?,
+                amount_cents: row.try_get("", "amount_cents")?,
+                status: row.try_get("", "status")?,
+                decline_reason: row.try_get("", "decline_reason")?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct NewPayment<'a> {
+    payment_id: Uuid,
     order_id: Uuid,
-    customer_id: &str,
+    customer_id: &'a str,
     amount_cents: i64,
-) -> Result<ChargeOutcome, DbErr> {
-    if let Some(existing) = find_for_update(db, order_id).await? {
-        return Ok(match existing.decline_reason {
-            Some(reason) if existing.status == DECLINED => ChargeOutcome::Declined { reason },
-            _ => ChargeOutcome::Charged {
-                payment_id: existing.payment_id,
-                amount_cents: existing.amount_cents,
-            },
-        });
+    status: &'a str,
+    decline_reason: Option<&'a str>,
+}
+
+fn insert_part(payments: &[PaymentRow]) -> Result<Option<Part>, DbErr> {
+    if payments.is_empty() {
+        return Ok(None);
     }
-    let payment_id = Uuid::now_v7();
-    let (status, reason) = if accounts::debit(db, customer_id, amount_cents).await? {
-        (CHARGED, None)
-    } else if accounts::find(db, customer_id).await?.is_some() {
-        (DECLINED, Some(INSUFFICIENT_FUNDS))
-    } else {
-        (DECLINED, Some(NO_ACCOUNT))
-    };
-    db.execute_raw(stmt(
+    let rows: Vec<NewPayment> = payments
+        .iter()
+        .map(|p| NewPayment {
+            payment_id: p.payment_id,
+            order_id: p.order_id,
+            customer_id: &p.customer_id,
+            amount_cents: p.amount_cents,
+            status: &p.status,
+            decline_reason: p.decline_reason.as_deref(),
+        })
+        .collect();
+    Ok(Some(Part::new(
         "INSERT INTO payments (payment_id, order_id, customer_id, amount_cents, status, decline_reason) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            payment_id.into(),
-            order_id.into(),
-            customer_id.into(),
-            amount_cents.into(),
-            status.into(),
-            reason.map(str::to_owned).into(),
-        ],
-    ))
-    .await?;
-    Ok(match reason {
-        None => ChargeOutcome::Charged {
-            payment_id,
-            amount_cents,
-        },
-        Some(reason) => ChargeOutcome::Declined {
-            reason: reason.to_owned(),
-        },
+         SELECT p.payment_id, p.order_id, p.customer_id, p.amount_cents, p.status, p.decline_reason \
+         FROM jsonb_to_recordset($1) AS p(payment_id uuid, order_id uuid, customer_id text, \
+           amount_cents bigint, status text, decline_reason text) RETURNING 1",
+        vec![db::rows(&rows)?],
+    )))
+}
+
+fn refunded_part(payment_ids: &[Uuid]) -> Option<Part> {
+    (!payment_ids.is_empty()).then(|| {
+        Part::new(
+            "UPDATE payments SET status = $2, updated_at = now() WHERE payment_id = ANY($1) \
+             RETURNING 1",
+            vec![Value::from(payment_ids.to_vec()), REFUNDED.into()],
+        )
     })
 }
 
-/// Refunds the order's charge once; returns the amount refunded by this or an earlier refund
-/// (0 when nothing was ever charged).
-pub async fn refund(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-    customer_id: &str,
-) -> Result<i64, DbErr> {
-    let Some(payment) = find_for_update(db, order_id).await? else {
-        // Two refunds racing here both insert; the loser's unique violation rolls it back and
-        // its retry finds this row.
-        db.execute_raw(stmt(
-            "INSERT INTO payments (payment_id, order_id, customer_id, amount_cents, status, decline_reason) \
-             VALUES ($1, $2, $3, 0, $4, $5)",
-            [
-                Uuid::now_v7().into(),
-                order_id.into(),
-                customer_id.into(),
-                DECLINED.into(),
-                CANCELLED.into(),
-            ],
-        ))
-        .await?;
-        return Ok(0);
-    };
-    match payment.status.as_str() {
-        CHARGED => {
-            accounts::credit(db, &payment.customer_id, payment.amount_cents).await?;
-            db.execute_raw(stmt(
-                "UPDATE payments SET status = $2, updated_at = now() WHERE payment_id = $1",
-                [payment.payment_id.into(), REFUNDED.into()],
-            ))
-            .await?;
-            Ok(payment.amount_cents)
-        }
-        REFUNDED => Ok(payment.amount_cents),
-        _ => Ok(0),
-    }
-}
-
 const COLUMNS: &str = "payment_id, order_id, customer_id, amount_cents, status, decline_reason, created_at, updated_at";
-
-async fn find_for_update(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-) -> Result<Option<Payment>, DbErr> {
-    Payment::find_by_statement(stmt(
-        &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"),
-        [order_id.into()],
-    ))
-    .one(db)
-    .await
-}
 
 pub async fn list(
     db: &impl ConnectionTrait,

@@ -1,0 +1,225 @@
+//! Several set-based writes sent as one statement.
+//!
+//! The writes of a batch (its effects, its inbox rows, its outbox rows) touch different tables
+//! and depend only on what the batch decided, so they go to PostgreSQL as the data-modifying
+//! parts of one statement, `WITH a AS (INSERT ...), b AS (UPDATE ...) SELECT ...`: one round
+//! trip instead of one per table. Every part runs on the same snapshot and none sees another's
+//! rows, so no two parts may touch the same row; constraints and foreign keys are checked at the
+//! end of the statement, with every part's rows in place. A part may read another's `RETURNING`
+//! rows by its name (`WHERE id IN (SELECT id FROM placed)`).
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+
+/// One data-modifying statement (`INSERT`, `UPDATE`, `DELETE`) ending in `RETURNING ...`, with
+/// its own `$1`, `$2`, ... placeholders.
+#[derive(Debug, Clone)]
+pub struct Part {
+    sql: String,
+    values: Vec<Value>,
+    /// Whether [`Writes::execute`] collects the `id` column this part returns.
+    ids: bool,
+}
+
+impl Part {
+    pub fn new(sql: impl Into<String>, values: Vec<Value>) -> Self {
+        Self {
+            sql: sql.into(),
+            values,
+            ids: false,
+        }
+    }
+
+    /// Has [`Writes::execute`] collect the `BIGINT` column `id` this part returns.
+    pub fn collecting_ids(mut self) -> Self {
+        self.ids = true;
+        self
+    }
+
+    /// Runs this part alone; returns the rows it wrote.
+    pub async fn execute(self, db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        Ok(db
+            .execute_raw(super::stmt(&self.sql, self.values))
+            .await?
+            .rows_affected())
+    }
+}
+
+/// Parts to run as one statement, in the order added.
+#[derive(Debug, Default)]
+pub struct Writes {
+    parts: Vec<(&'static str, Part)>,
+}
+
+/// How many rows each part returned, by name, and the ids of those collecting them.
+#[derive(Debug, Default)]
+pub struct Counts {
+    rows: HashMap<String, i64>,
+    ids: HashMap<String, Vec<i64>>,
+}
+
+impl Counts {
+    /// Rows `name` returned; 0 for a part that was not added.
+    pub fn get(&self, name: &str) -> i64 {
+        self.rows.get(name).copied().unwrap_or_default()
+    }
+
+    /// The ids `name` returned (see [`Part::collecting_ids`]), in ascending order.
+    pub fn take_ids(&mut self, name: &str) -> Vec<i64> {
+        self.ids.remove(name).unwrap_or_default()
+    }
+}
+
+impl Writes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `part` under `name` (a plain SQL identifier). `None` adds nothing: an empty set of
+    /// rows writes nothing.
+    pub fn add(&mut self, name: &'static str, part: Option<Part>) -> &mut Self {
+        if let Some(part) = part {
+            self.parts.push((name, part));
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Runs every part; returns the rows each returned.
+    pub async fn execute(self, db: &impl ConnectionTrait) -> Result<Counts, DbErr> {
+        if self.parts.is_empty() {
+            return Ok(Counts::default());
+        }
+        let names: Vec<(&'static str, bool)> = self
+            .parts
+            .iter()
+            .map(|(name, part)| (*name, part.ids))
+            .collect();
+        let mut columns = Vec::new();
+        for (name, ids) in &names {
+            columns.push(format!("(SELECT count(*) FROM {name}) AS {name}"));
+            if *ids {
+                columns.push(format!(
+                    "(SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM {name}) AS {name}_ids"
+                ));
+            }
+        }
+        let select = format!("SELECT {}", columns.join(", "));
+        let row = db
+            .query_one_raw(self.statement(&select))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the counts of a write".into()))?;
+        let mut counts = Counts::default();
+        for (name, ids) in names {
+            counts
+                .rows
+                .insert(name.to_owned(), row.try_get::<i64>("", name)?);
+            if ids {
+                counts.ids.insert(
+                    name.to_owned(),
+                    row.try_get::<Vec<i64>>("", &format!("{name}_ids"))?,
+                );
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Runs every part and returns the rows of `select`, a query over the parts' names.
+    pub async fn query(
+        self,
+        db: &impl ConnectionTrait,
+        select: &str,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        db.query_all_raw(self.statement(select)).await
+    }
+
+    fn statement(self, select: &str) -> Statement {
+        let mut sql = String::from("WITH ");
+        let mut values = Vec::new();
+        for (i, (name, part)) in self.parts.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(name);
+            sql.push_str(" AS (");
+            sql.push_str(&renumber(&part.sql, values.len()));
+            sql.push(')');
+            values.extend(part.values);
+        }
+        sql.push(' ');
+        sql.push_str(select);
+        super::stmt(&sql, values)
+    }
+}
+
+/// `sql` with every placeholder `$n` shifted to `$(n + offset)`. The statements written here
+/// hold no `$` other than placeholders (no dollar quoting).
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_shifted_past_the_earlier_parts_values() {
+        assert_eq!(
+            renumber("UPDATE t SET a = $1 WHERE b = $2 AND c = ANY($12)", 3),
+            "UPDATE t SET a = $4 WHERE b = $5 AND c = ANY($15)"
+        );
+        assert_eq!(renumber("SELECT $1", 0), "SELECT $1");
+    }
+
+    #[test]
+    fn parts_become_named_ctes_with_their_values_in_order() {
+        let mut writes = Writes::new();
+        writes
+            .add(
+                "a",
+                Some(Part::new(
+                    "INSERT INTO t (x) VALUES ($1) RETURNING 1",
+                    vec![1.into()],
+                )),
+            )
+            .add("skipped", None)
+            .add(
+                "b",
+                Some(Part::new(
+                    "UPDATE u SET y = $1 WHERE z = $2 RETURNING 1",
+                    vec![2.into(), 3.into()],
+                )),
+            );
+        let statement = writes.statement("SELECT 1");
+        assert_eq!(
+            statement.sql,
+            "WITH a AS (INSERT INTO t (x) VALUES ($1) RETURNING 1), \
+             b AS (UPDATE u SET y = $2 WHERE z = $3 RETURNING 1) SELECT 1"
+        );
+        assert_eq!(statement.values.map(|v| v.0.len()), Some(3));
+    }
+}

@@ -1,0 +1,94 @@
+use saga_common::configuration::AmqpSettings;
+use saga_common::messaging::{Envelope, topology};
+use saga_common::testing::{PATIENCE, eventually};
+
+use crate::helpers::{Harness, OK, PERMANENT, QUEUE, SLOW, retry, start_with_backlog};
+
+/// One consuming channel: the messages behind the slow first one all wait for it, and arrive
+/// in the meantime, so the next batch is all of them.
+fn one_channel() -> AmqpSettings {
+    AmqpSettings {
+        concurrency: 1,
+        ..AmqpSettings::default()
+    }
+}
+
+async fn all_committed(harness: &Harness, messages: &[&Envelope]) {
+    eventually("every message to be committed", PATIENCE, || async {
+        for message in messages {
+            if harness.committed(message.message_id).await == 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deliveries_that_pile_up_are_applied_as_one_batch_and_all_acknowledged() {
+    let backlog: Vec<&str> = std::iter::once(SLOW).chain([OK; 20]).collect();
+    let (mut harness, sent) = start_with_backlog(retry(3, 100), one_channel(), &backlog).await;
+
+    all_committed(&harness, &sent.iter().collect::<Vec<_>>()).await;
+
+    let largest = harness.all_calls().iter().map(|c| c.batch).max().unwrap();
+    assert!(
+        largest > 1,
+        "the messages behind the slow one came as one batch"
+    );
+    for message in &sent {
+        assert_eq!(harness.committed(message.message_id).await, 1);
+        assert_eq!(harness.calls(message.message_id).len(), 1, "no retries");
+    }
+    // Whatever the consumer had left unacknowledged would be back in the queue now.
+    harness.stop().await;
+    assert_eq!(
+        harness.vhost.message_count(QUEUE).await,
+        0,
+        "all acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_in_a_batch_is_dead_lettered_alone_and_its_neighbours_commit() {
+    let backlog: Vec<&str> = std::iter::once(SLOW)
+        .chain([OK; 5])
+        .chain([PERMANENT])
+        .chain([OK; 5])
+        .collect();
+    let (mut harness, sent) = start_with_backlog(retry(3, 100), one_channel(), &backlog).await;
+    let poison = &sent[6];
+    let good: Vec<&Envelope> = sent
+        .iter()
+        .filter(|m| m.message_type != PERMANENT)
+        .collect();
+
+    harness.dead_letters(1).await;
+    all_committed(&harness, &good).await;
+
+    let poisoned_batch = harness
+        .calls(poison.message_id)
+        .iter()
+        .map(|c| c.batch)
+        .max()
+        .unwrap();
+    assert!(poisoned_batch > 1, "the poison message arrived in a batch");
+    for message in &good {
+        assert_eq!(
+            harness.committed(message.message_id).await,
+            1,
+            "the rolled-back batch left nothing behind; the retry alone committed"
+        );
+    }
+    assert_eq!(harness.committed(poison.message_id).await, 0);
+    harness.stop().await;
+    assert_eq!(harness.vhost.message_count(QUEUE).await, 0, "all settled");
+    assert_eq!(
+        harness
+            .vhost
+            .message_count(&topology::dead_letter_queue(QUEUE))
+            .await,
+        1
+    );
+}

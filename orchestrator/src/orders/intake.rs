@@ -1,0 +1,227 @@
+//! Placing orders: the write behind `POST /api/orders`, shared by all requests in flight.
+//!
+//! Each request hands its new order (with its first timeline entry and its `payment.charge`) to
+//! the intake and waits for the answer. The intake writes whatever requests are waiting as one
+//! statement (orders, timeline and outbox rows, one commit) for all of them, up to
+//! `intake.batch_size` orders, with up to `intake.concurrency` such statements at once. Under load that turns a thousand small commits a second into a few dozen larger ones;
+//! a lone request still goes straight through (a batch of one). A request is answered only
+//! after its order is committed, exactly as if it had written it itself.
+//!
+//! If a batch fails, each of its orders is written again on its own, so one bad order gets its
+//! own error and takes no other with it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbErr};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use saga_common::db::Writes;
+use saga_common::messaging::OutgoingMessage;
+use saga_common::messaging::outbox::{self, Enqueued, RelayWakeup};
+
+use super::api::ORDER_PLACED;
+use super::model::Order;
+use super::store::{self, TransitionRow};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntakeSettings {
+    /// Most orders written in one transaction.
+    pub batch_size: usize,
+    /// Transactions writing orders at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            concurrency: 1,
+        }
+    }
+}
+
+/// A new order and what it sends first.
+pub struct Placement {
+    pub order: Order,
+    /// The id the request was given: the trigger of the first timeline entry and the cause of
+    /// the first commands.
+    pub request_id: Uuid,
+    pub messages: Vec<OutgoingMessage>,
+}
+
+/// What became of a placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Committed, and its saga started.
+    Inserted,
+    /// Nothing written: another order holds its idempotency key.
+    KeyTaken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    #[error("the order intake has stopped")]
+    Stopped,
+}
+
+struct Request {
+    placement: Placement,
+    answer: oneshot::Sender<Result<Placed, DbErr>>,
+}
+
+/// The handle requests place orders through; cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Intake {
+    /// Starts the writer task; it ends when the last handle is dropped.
+    pub fn start(db: DatabaseConnection, wakeup: RelayWakeup, settings: &IntakeSettings) -> Self {
+        let batch_size = settings.batch_size.max(1);
+        // Room for a few batches per writer: beyond that, requests wait to be queued, which is
+        // the backpressure a client sees as latency rather than as memory growing here.
+        let (requests, receiver) = mpsc::channel(batch_size * settings.concurrency.max(1) * 4);
+        tokio::spawn(run(
+            receiver,
+            db,
+            wakeup,
+            batch_size,
+            settings.concurrency.max(1),
+        ));
+        Self { requests }
+    }
+
+    /// Writes `placement` and answers once it is committed (or refused).
+    pub async fn place(&self, placement: Placement) -> Result<Placed, IntakeError> {
+        let (answer, answered) = oneshot::channel();
+        self.requests
+            .send(Request { placement, answer })
+            .await
+            .map_err(|_| IntakeError::Stopped)?;
+        Ok(answered.await.map_err(|_| IntakeError::Stopped)??)
+    }
+}
+
+async fn run(
+    mut receiver: mpsc::Receiver<Request>,
+    db: DatabaseConnection,
+    wakeup: RelayWakeup,
+    batch_size: usize,
+    concurrency: usize,
+) {
+    let writers = Arc::new(Semaphore::new(concurrency));
+    loop {
+        // A writer first, then the requests: whatever arrives while all writers are busy joins
+        // the next batch instead of waiting behind it.
+        let Ok(writer) = writers.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(batch_size);
+        if receiver.recv_many(&mut batch, batch_size).await == 0 {
+            return;
+        }
+        let (db, wakeup) = (db.clone(), wakeup.clone());
+        tokio::spawn(async move {
+            write(&db, &wakeup, batch).await;
+            drop(writer);
+        });
+    }
+}
+
+/// Writes a batch, hands its outbox rows to the relay and answers each request; on failure,
+/// retries each order alone.
+async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request>) {
+    let placements: Vec<&Placement> = batch.iter().map(|r| &r.placement).collect();
+    match write_all(db, &placements).await {
+        Ok((inserted, enqueued)) => {
+            wakeup.committed(enqueued);
+            for request in batch {
+                let placed = if inserted.contains(&request.placement.order.order_id) {
+                    Placed::Inserted
+                } else {
+                    Placed::KeyTaken
+                };
+                let _ = request.answer.send(Ok(placed));
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(request) = batch.into_iter().next() {
+                let _ = request.answer.send(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, size = batch.len(), "order batch rolled back; writing its orders one by one");
+            for request in batch {
+                let outcome =
+                    write_all(db, &[&request.placement])
+                        .await
+                        .map(|(inserted, enqueued)| {
+                            wakeup.committed(enqueued);
+                            if inserted.is_empty() {
+                                Placed::KeyTaken
+                            } else {
+                                Placed::Inserted
+                            }
+                        });
+                let _ = request.answer.send(outcome);
+            }
+        }
+    }
+}
+
+/// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, and the timeline
+/// entries and messages of those inserted (an order whose idempotency key is taken writes
+/// nothing). Returns the ids of the orders inserted and of their outbox rows.
+async fn write_all(
+    db: &DatabaseConnection,
+    placements: &[&Placement],
+) -> Result<(HashSet<Uuid>, Enqueued), DbErr> {
+    let orders: Vec<&Order> = placements.iter().map(|p| &p.order).collect();
+    let transitions: Vec<TransitionRow> = placements
+        .iter()
+        .map(|p| TransitionRow {
+            order_id: p.order.order_id,
+            from_state: None,
+            to_state: p.order.state.name(),
+            trigger: ORDER_PLACED,
+            message_id: p.request_id,
+            commands: p
+                .messages
+                .iter()
+                .map(|m| m.envelope.message_type.clone())
+                .collect(),
+        })
+        .collect();
+    let messages: Vec<OutgoingMessage> = placements
+        .iter()
+        .flat_map(|p| p.messages.iter().cloned())
+        .collect();
+    const PLACED: &str = "SELECT order_id FROM placed";
+    let mut writes = Writes::new();
+    writes
+        .add("placed", store::insert_part(&orders)?)
+        .add(
+            "timeline",
+            store::transitions_part(&transitions, Some(PLACED))?,
+        )
+        .add("outbox", outbox::insert_part(&messages, Some(PLACED))?);
+    let rows = writes
+        .query(
+            db,
+            "SELECT (SELECT coalesce(array_agg(order_id), '{}') FROM placed) AS placed, \
+             (SELECT coalesce(array_agg(id), '{}') FROM outbox) AS outbox",
+        )
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| DbErr::RecordNotFound("the result of placing orders".into()))?;
+    let placed: Vec<Uuid> = row.try_get("", "placed")?;
+    let outbox: Vec<i64> = row.try_get("", "outbox")?;
+    Ok((placed.into_iter().collect(), Enqueued(outbox)))
+}

@@ -1,0 +1,400 @@
+//! The reservation rules (the table in the parent module) as a pure function of what the
+//! database holds: a batch of reserves and releases is decided here, in order, against the
+//! reservations, lines and stock levels read (and locked) for it, and the stockroom then says what
+//! to write. Each command sees what the earlier ones of the batch did: two reservations of one
+//! product draw on one stock, and a release gives back what a reserve of the same batch took.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{
+    OUT_OF_STOCK, REJECTED, RELEASED, RELEASED_BEFORE_RESERVED, RESERVED, ReleaseOutcome,
+    ReserveOutcome, StockRequest,
+};
+use crate::products::StockLevel;
+use saga_common::contracts::StockLine;
+
+/// An inventory command, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockCommand {
+    Reserve(StockRequest),
+    Release { order_id: Uuid },
+}
+
+impl StockCommand {
+    pub fn order_id(&self) -> Uuid {
+        match self {
+            Self::Reserve(request) => request.order_id(),
+            Self::Release { order_id } => *order_id,
+        }
+    }
+}
+
+/// What a command ends in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockOutcome {
+    Reserve(ReserveOutcome),
+    Release(ReleaseOutcome),
+}
+
+/// A reservation row as the stockroom knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub order_id: Uuid,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// What the batch changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Reservations to insert, in their final state, with their lines.
+    pub new_reservations: Vec<(ReservationRow, Vec<StockLine>)>,
+    /// Stored reservations that are now `RELEASED`.
+    pub released: Vec<Uuid>,
+    /// Per product (in byte order): change of `available`, change of `reserved`; never both 0.
+    pub stock_deltas: Vec<(String, i32, i32)>,
+}
+
+pub struct Stockroom {
+    reservations: HashMap<Uuid, (ReservationRow, Origin)>,
+    /// Lines of the RESERVED reservations read, and of those made by this batch.
+    lines: HashMap<Uuid, Vec<StockLine>>,
+    /// Levels of the products read; a product missing here does not exist.
+    levels: HashMap<String, StockLevel>,
+    read: HashMap<String, StockLevel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Stored { released: bool },
+    New,
+}
+
+impl Stockroom {
+    pub fn new(
+        reservations: Vec<ReservationRow>,
+        lines: HashMap<Uuid, Vec<StockLine>>,
+        levels: HashMap<String, StockLevel>,
+    ) -> Self {
+        Self {
+            reservations: reservations
+                .into_iter()
+                .map(|r| (r.order_id, (r, Origin::Stored { released: false })))
+                .collect(),
+            lines,
+            read: levels.clone(),
+            levels,
+        }
+    }
+
+    pub fn apply(&mut self, command: &StockCommand) -> StockOutcome {
+        match command {
+            StockCommand::Reserve(request) => StockOutcome::Reserve(self.reserve(request)),
+            StockCommand::Release { order_id } => StockOutcome::Release(self.release(*order_id)),
+        }
+    }
+
+    /// Every line or none; a reserve for an order that has a reservation answers with it.
+    fn reserve(&mut self, request: &StockRequest) -> ReserveOutcome {
+        let order_id = request.order_id();
+        if let Some((existing, _)) = self.reservations.get(&order_id) {
+            return match existing.status.as_str() {
+                REJECTED => ReserveOutcome::Rejected {
+                    reason: existing
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| OUT_OF_STOCK.to_owned()),
+                },
+                _ => ReserveOutcome::Reserved,
+            };
+        }
+        let short = request.lines().iter().find(|line| {
+            !self
+                .levels
+                .get(&line.product_id)
+                .is_some_and(|level| level.covers(line.quantity))
+        });
+        if let Some(line) = short {
+            tracing::debug!(%order_id, product_id = %line.product_id, quantity = line.quantity, "not enough stock");
+            self.record(order_id, REJECTED, Some(OUT_OF_STOCK));
+            return ReserveOutcome::Rejected {
+                reason: OUT_OF_STOCK.to_owned(),
+            };
+        }
+        for line in request.lines() {
+            if let Some(level) = self.levels.get_mut(&line.product_id) {
+                level.available -= line.quantity;
+                level.reserved += line.quantity;
+            }
+        }
+        self.record(order_id, RESERVED, None);
+        self.lines.insert(order_id, request.lines().to_vec());
+        ReserveOutcome::Reserved
+    }
+
+    /// Gives the order's units back once; a release before any reserve blocks the late reserve.
+    fn release(&mut self, order_id: Uuid) -> ReleaseOutcome {
+        let Some((reservation, origin)) = self.reservations.get_mut(&order_id) else {
+            self.record(order_id, REJECTED, Some(RELEASED_BEFORE_RESERVED));
+            return ReleaseOutcome::Blocked;
+        };
+        match reservation.status.as_str() {
+            RESERVED => {
+                let mut units = 0;
+                for line in self.lines.get(&order_id).into_iter().flatten() {
+                    if let Some(level) = self.levels.get_mut(&line.product_id) {
+                        level.available += line.quantity;
+                        level.reserved -= line.quantity;
+                    }
+                    units += i64::from(line.quantity);
+                }
+                reservation.status = RELEASED.to_owned();
+                if let Origin::Stored { released } = origin {
+                    *released = true;
+                }
+                ReleaseOutcome::Released { units }
+            }
+            RELEASED => ReleaseOutcome::AlreadyReleased,
+            _ => ReleaseOutcome::NothingReserved,
+        }
+    }
+
+    fn record(&mut self, order_id: Uuid, status: &str, reason: Option<&str>) {
+        let row = ReservationRow {
+            order_id,
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        self.reservations.insert(order_id, (row, Origin::New));
+    }
+
+    pub fn changes(mut self) -> Changes {
+        let mut changes = Changes::default();
+        for (order_id, (reservation, origin)) in self.reservations {
+            match origin {
+                Origin::New => {
+                    let lines = self.lines.remove(&order_id).unwrap_or_default();
+                    changes.new_reservations.push((reservation, lines));
+                }
+                Origin::Stored { released: true } => changes.released.push(order_id),
+                Origin::Stored { released: false } => {}
+            }
+        }
+        // Key order: repeatable statements, and locks taken the same way by every batch.
+        changes
+            .new_reservations
+            .sort_by_key(|(reservation, _)| reservation.order_id);
+        changes.released.sort_unstable();
+        for (product_id, level) in self.levels {
+            let read = self.read.get(&product_id).copied().unwrap_or(level);
+            let (available, reserved) = (
+                level.available - read.available,
+                level.reserved - read.reserved,
+            );
+            if available != 0 || reserved != 0 {
+                changes.stock_deltas.push((product_id, available, reserved));
+            }
+        }
+        changes
+            .stock_deltas
+            .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        changes
+    }
+
+    /// Products whose stock `commands` may change, in byte order (the order they are locked
+    /// in): every line of a reserve, and every line read for the orders being released.
+    pub fn products(
+        commands: &[StockCommand],
+        lines: &HashMap<Uuid, Vec<StockLine>>,
+    ) -> Vec<String> {
+        let mut products: Vec<String> = commands
+            .iter()
+            .flat_map(|command| match command {
+                StockCommand::Reserve(request) => request.lines().to_vec(),
+                StockCommand::Release { order_id } => {
+                    lines.get(order_id).cloned().unwrap_or_default()
+                }
+            })
+            .map(|line| line.product_id)
+            .collect();
+        products.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        products.dedup();
+        products
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use saga_common::contracts::ReserveStock;
+
+    use super::*;
+
+    fn line(product_id: &str, quantity: i32) -> StockLine {
+        StockLine {
+            product_id: product_id.to_owned(),
+            quantity,
+        }
+    }
+
+    fn reserve(lines: Vec<StockLine>) -> StockCommand {
+        let order_id = Uuid::now_v7();
+        StockCommand::Reserve(
+            StockRequest::parse(ReserveStock { order_id, lines }, order_id)
+                .expect("a valid request"),
+        )
+    }
+
+    fn stockroom(levels: &[(&str, i32)]) -> Stockroom {
+        Stockroom::new(
+            Vec::new(),
+            HashMap::new(),
+            levels
+                .iter()
+                .map(|(p, available)| {
+                    (
+                        (*p).to_owned(),
+                        StockLevel {
+                            available: *available,
+                            reserved: 0,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn two_reservations_of_one_product_draw_on_one_stock() {
+        let mut room = stockroom(&[("p", 3)]);
+        assert_eq!(
+            room.apply(&reserve(vec![line("p", 2)])),
+            StockOutcome::Reserve(ReserveOutcome::Reserved)
+        );
+        assert_eq!(
+            room.apply(&reserve(vec![line("p", 2)])),
+            StockOutcome::Reserve(ReserveOutcome::Rejected {
+                reason: OUT_OF_STOCK.into()
+            })
+        );
+        let changes = room.changes();
+        assert_eq!(changes.stock_deltas, vec![("p".into(), -2, 2)]);
+        assert_eq!(changes.new_reservations.len(), 2);
+        let rejected = changes
+            .new_reservations
+            .iter()
+            .find(|(r, _)| r.status == REJECTED)
+            .expect("one rejected");
+        assert!(
+            rejected.1.is_empty(),
+            "a rejected reservation holds no lines"
+        );
+    }
+
+    #[test]
+    fn a_reservation_takes_every_line_or_none() {
+        let mut room = stockroom(&[("a", 5), ("b", 1)]);
+        assert!(matches!(
+            room.apply(&reserve(vec![line("a", 2), line("b", 2)])),
+            StockOutcome::Reserve(ReserveOutcome::Rejected { .. })
+        ));
+        assert!(room.changes().stock_deltas.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_product_is_out_of_stock() {
+        let mut room = stockroom(&[]);
+        assert!(matches!(
+            room.apply(&reserve(vec![line("ghost", 1)])),
+            StockOutcome::Reserve(ReserveOutcome::Rejected { .. })
+        ));
+    }
+
+    #[test]
+    fn a_release_after_its_reserve_in_the_same_batch_gives_the_units_back_once() {
+        let mut room = stockroom(&[("a", 5), ("b", 5)]);
+        let command = reserve(vec![line("a", 2), line("b", 1)]);
+        let order_id = command.order_id();
+        room.apply(&command);
+        assert_eq!(
+            room.apply(&StockCommand::Release { order_id }),
+            StockOutcome::Release(ReleaseOutcome::Released { units: 3 })
+        );
+        assert_eq!(
+            room.apply(&StockCommand::Release { order_id }),
+            StockOutcome::Release(ReleaseOutcome::AlreadyReleased)
+        );
+        assert_eq!(
+            room.apply(&command),
+            StockOutcome::Reserve(ReserveOutcome::Reserved)
+        );
+        let changes = room.changes();
+        assert!(changes.stock_deltas.is_empty(), "{changes:?}");
+        assert_eq!(changes.new_reservations[0].0.status, RELEASED);
+        assert_eq!(changes.new_reservations[0].1.len(), 2);
+    }
+
+    #[test]
+    fn a_stored_reservation_is_released_from_its_stored_lines() {
+        let order_id = Uuid::now_v7();
+        let mut room = Stockroom::new(
+            vec![ReservationRow {
+                order_id,
+                status: RESERVED.into(),
+                reason: None,
+            }],
+            [(order_id, vec![line("a", 4)])].into(),
+            [(
+                "a".to_owned(),
+                StockLevel {
+                    available: 1,
+                    reserved: 4,
+                },
+            )]
+            .into(),
+        );
+        assert_eq!(
+            room.apply(&StockCommand::Release { order_id }),
+            StockOutcome::Release(ReleaseOutcome::Released { units: 4 })
+        );
+        let changes = room.changes();
+        assert_eq!(changes.released, vec![order_id]);
+        assert_eq!(changes.stock_deltas, vec![("a".into(), 4, -4)]);
+    }
+
+    #[test]
+    fn a_release_before_its_reserve_blocks_the_reserve() {
+        let mut room = stockroom(&[("a", 5)]);
+        let command = reserve(vec![line("a", 1)]);
+        assert_eq!(
+            room.apply(&StockCommand::Release {
+                order_id: command.order_id()
+            }),
+            StockOutcome::Release(ReleaseOutcome::Blocked)
+        );
+        assert_eq!(
+            room.apply(&command),
+            StockOutcome::Reserve(ReserveOutcome::Rejected {
+                reason: RELEASED_BEFORE_RESERVED.into()
+            })
+        );
+        assert!(room.changes().stock_deltas.is_empty());
+    }
+
+    #[test]
+    fn products_are_locked_in_byte_order_whichever_command_names_them() {
+        let release_of = Uuid::now_v7();
+        let commands = [
+            reserve(vec![line("b", 1), line("B", 1)]),
+            StockCommand::Release {
+                order_id: release_of,
+            },
+        ];
+        let lines = [(release_of, vec![line("a", 1), line("b", 2)])].into();
+        assert_eq!(
+            Stockroom::products(&commands, &lines),
+            vec!["B".to_owned(), "a".into(), "b".into()]
+        );
+    }
+}
