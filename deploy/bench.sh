@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Reproduces docs/benchmarks.md: starts the fleet in release mode (through deploy/run.sh) on its
 # own ports, databases and RabbitMQ vhost, runs the standard benchmark with deploy/loadgen, samples
-# the CPU time and resident memory of every process involved, prints a table and stops the fleet.
+# the CPU time and resident memory of every process involved and the backlog (queued messages,
+# unpublished outbox rows) over time, prints a table and stops the fleet.
 #
 # The standard benchmark:
 #   1. warm-up:  closed loop, 32 clients, BENCH_WARMUP seconds (not reported);
 #   2. peak:     closed loop, BENCH_CLIENTS clients, BENCH_DURATION seconds: the most the fleet
 #                finishes per second when it always has work;
-#   3. open80:   open loop at BENCH_OPEN_FRACTION of the peak's finished sagas/s, BENCH_DURATION
-#                seconds: the latencies at a sustainable load (the issue's targets are there).
+#   3. open80:   open loop at BENCH_OPEN_FRACTION of the peak's finished sagas/s for
+#                BENCH_STEADY_DURATION seconds: the latencies at a sustainable load, and whether
+#                queues, outbox or memory grow over a long run (the issue's targets are there).
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
 # Settings (defaults in brackets):
-#   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_CLIENTS [128]  BENCH_OPEN_FRACTION [0.8]
+#   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]
+#   BENCH_OPEN_FRACTION [0.8]
+#   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the open80
+#                       phase and summarise it by process and by code (perf-summary.txt)
+# Where the server has pg_stat_statements loaded, each phase's database time is also broken down
+# by statement (statements-PHASE.tsv); nothing is reset, the counters are diffed.
 #   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory on BASE, BASE+1, BASE+2
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
+#   BENCH_RABBITMQ_PORT [5672]  BENCH_RABBITMQ_API [http://127.0.0.1:15672]  another RabbitMQ node
+#                       on this machine (guest/guest) to run against, e.g. one configured otherwise
 #   BENCH_OUT [target/bench/<run id>]  raw JSON, SVG charts, samples and the summary
 #   BENCH_START_TIMEOUT [1800] seconds for run.sh to build and start the fleet (the shared cargo
 #                       target directory may be locked by other builds)
@@ -30,6 +39,8 @@ cd "$DEPLOY_ROOT"
 
 WARMUP="${BENCH_WARMUP:-10}"
 DURATION="${BENCH_DURATION:-60}"
+STEADY_DURATION="${BENCH_STEADY_DURATION:-600}"
+PROFILE="${BENCH_PROFILE:-0}"
 CLIENTS="${BENCH_CLIENTS:-128}"
 OPEN_FRACTION="${BENCH_OPEN_FRACTION:-0.8}"
 PORT_BASE="${BENCH_PORT_BASE:-3100}"
@@ -45,6 +56,9 @@ declare -A PORT=([orchestrator]=$PORT_BASE [payment]=$((PORT_BASE + 1)) [invento
 declare -A SPID=()
 F=() # set by stat_fields
 CLK_TCK="$(getconf CLK_TCK)"
+RABBITMQ_PORT="${BENCH_RABBITMQ_PORT:-5672}"
+RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
+AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT"
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------------------------------
@@ -147,14 +161,107 @@ rss_sampler() {
     done
 }
 
+# backlog_sampler PHASE: every 5 s, the messages in the vhost's queues (ready and unacknowledged,
+# as the management API counts them; its figures lag by up to its 5 s stats interval) and the
+# unpublished outbox rows of each service, into $OUT/backlog-PHASE.tsv until killed. Growth over a
+# long run means the fleet falls behind.
+backlog_sampler() {
+    local phase=$1 start=$SECONDS queued svc rows
+    printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
+    while :; do
+        queued="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+            "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=messages" |
+            grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || queued='?'
+        rows=''
+        for svc in "${SERVICES[@]}"; do
+            rows+=$'\t'"$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
+                'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo '?')"
+        done
+        printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
+        sleep 5
+    done
+}
+
+# Per-statement database time, when the server has pg_stat_statements loaded (it needs a
+# restart to load, so the benchmark never loads it itself): a snapshot of the counters of this
+# benchmark's databases before and after each phase; the difference is the phase's. Nothing is
+# reset, so other users of the server keep their statistics.
+STATEMENTS=0
+if [ "$(psql "$DEPLOY_PG_URL" -Atqc "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'" 2>/dev/null)" = t ]; then
+    psql "$DEPLOY_PG_URL" -Atqc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' >/dev/null 2>&1 && STATEMENTS=1
+fi
+
+# statements_snapshot FILE: queryid, calls, exec ms, plan ms, rows, query (one line each).
+statements_snapshot() {
+    if [ "$STATEMENTS" != 1 ]; then return 0; fi
+    psql "$DEPLOY_PG_URL" -AtqF $'\t' -c "SELECT s.queryid, s.calls, s.total_exec_time, s.total_plan_time, s.rows,
+            d.datname || ': ' || regexp_replace(left(s.query, 90), '\s+', ' ', 'g')
+        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+        WHERE d.datname LIKE '${DB_PREFIX}%'" >"$1" 2>/dev/null || true
+}
+
+# statements_report PHASE FINISHED-SAGAS: the phase's statements, by database time per saga.
+statements_report() {
+    if [ "$STATEMENTS" != 1 ] || [ ! -s "$OUT/statements-$1.after" ]; then return 0; fi
+    awk -F'\t' -v sagas="$2" '
+        FNR == NR { calls[$1] = $2; exec[$1] = $3; plan[$1] = $4; rows[$1] = $5; next }
+        {
+            c = $2 - calls[$1]; e = $3 - exec[$1]; p = $4 - plan[$1]; r = $5 - rows[$1]
+            if (c <= 0) next
+            total += e + p; planning += p; statements += c
+            printf "%.4f\t%.2f\t%.1f\t%.0f%%\t%s\n", (e + p) / sagas, c / sagas, r / c, (e + p > 0 ? 100 * p / (e + p) : 0), $6
+        }
+        END {
+            printf "%.4f\t%.2f\t-\t%.0f%%\tall statements\n", total / sagas, statements / sagas, (total > 0 ? 100 * planning / total : 0) > "/dev/stderr"
+        }' "$OUT/statements-$1.before" "$OUT/statements-$1.after" 2>"$OUT/.statements-total" |
+        sort -rn | head -n 12 >"$OUT/statements-$1.tsv"
+    cat "$OUT/.statements-total" >>"$OUT/statements-$1.tsv"
+    rm -f "$OUT/.statements-total"
+}
+
+# profile PHASE LOADGEN-PID: with BENCH_PROFILE=1, 20 s of `perf record` over the whole machine
+# from 30 s into the phase, summarised by process and by code into $OUT/perf-summary.txt.
+profile() {
+    [ "$PROFILE" = 1 ] || return 0
+    if ! command -v perf >/dev/null 2>&1; then
+        apt_install linux-perf || true
+    fi
+    if ! command -v perf >/dev/null 2>&1; then
+        log "BENCH_PROFILE=1 but perf is not available; no profile"
+        return 0
+    fi
+    local waited=0
+    while [ "$waited" -lt 30 ] && kill -0 "$2" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
+    kill -0 "$2" 2>/dev/null || return 0
+    log "recording a 20 s profile of the whole machine ($OUT/perf.data)"
+    perf record -F 499 -a -g -o "$OUT/perf.data" -- sleep 20 >/dev/null 2>&1 || {
+        log "perf record failed; no profile"
+        return 0
+    }
+    {
+        echo "== share of all samples by process (comm) =="
+        perf report -i "$OUT/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+        echo
+        echo "== share of all samples by binary (kernel, postgres, beam.smp, the services) =="
+        perf report -i "$OUT/perf.data" --no-children --sort dso -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+        echo
+        echo "== PostgreSQL: where its time goes (inclusive, by function) =="
+        perf report -i "$OUT/perf.data" --children --comm postgres --sort sym -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' |
+            grep -E 'exec_simple|PortalRun|pg_plan_queries|GetCachedPlan|ExecutorRun|standard_ExecutorRun|XLogInsert|XLogFlush|CommitTransaction|__x64_sys_sendto|__x64_sys_recvfrom|__x64_sys_fdatasync|__x64_sys_epoll_wait|do_syscall_64|ExecInsert|ExecUpdate|ExecIndexScan|heap_insert|btinsert' | head -25
+    } >"$OUT/perf-summary.txt"
+    log "profile summary in $OUT/perf-summary.txt"
+}
+
 # ---------------------------------------------------------------------------------------
 # Fleet
 
 RUN_PID=''
 SAMPLER_PID=''
+BACKLOG_PID=''
 cleanup() {
     trap '' INT TERM
     [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
+    [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
     if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
         # run.sh started with & from a script ignores SIGINT; SIGTERM makes it stop the fleet.
         log "stopping the fleet (SIGTERM to run.sh, pid $RUN_PID)"
@@ -192,13 +299,13 @@ for svc in "${SERVICES[@]}"; do
 done
 ensure_databases "${DB_PREFIX}orchestrator" "${DB_PREFIX}payment" "${DB_PREFIX}inventory"
 log "recreating RabbitMQ vhost $VHOST"
-code="$(rabbit_api -X DELETE "$DEPLOY_RABBITMQ_API/api/vhosts/$(urlencode "$VHOST")")" || true
+code="$(rabbit_api -X DELETE "$RABBITMQ_API/api/vhosts/$(urlencode "$VHOST")")" || true
 case $code in 204 | 404) ;; *) die "could not delete vhost $VHOST (HTTP $code)" ;; esac
-code="$(rabbit_api -X PUT "$DEPLOY_RABBITMQ_API/api/vhosts/$(urlencode "$VHOST")")" || true
+code="$(rabbit_api -X PUT "$RABBITMQ_API/api/vhosts/$(urlencode "$VHOST")")" || true
 case $code in 201 | 204) ;; *) die "could not create vhost $VHOST (HTTP $code)" ;; esac
 code="$(rabbit_api -X PUT -H 'content-type: application/json' \
     -d '{"configure":".*","write":".*","read":".*"}' \
-    "$DEPLOY_RABBITMQ_API/api/permissions/$(urlencode "$VHOST")/$DEPLOY_RABBITMQ_USER")" || true
+    "$RABBITMQ_API/api/permissions/$(urlencode "$VHOST")/$DEPLOY_RABBITMQ_USER")" || true
 case $code in 201 | 204) ;; *) die "could not grant $DEPLOY_RABBITMQ_USER on vhost $VHOST (HTTP $code)" ;; esac
 
 log "building the load generator (release)"
@@ -210,7 +317,7 @@ ORCHESTRATOR_PORT=${PORT[orchestrator]} PAYMENT_PORT=${PORT[payment]} INVENTORY_
     ORCHESTRATOR_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}orchestrator" \
     PAYMENT_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}payment" \
     INVENTORY_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}inventory" \
-    APP__AMQP__URL="${DEPLOY_AMQP_URL}/$(urlencode "$VHOST")" \
+    APP__AMQP__URL="${AMQP_URL}/$(urlencode "$VHOST")" \
     ./deploy/run.sh </dev/null >"$OUT/run.log" 2>&1 &
 RUN_PID=$!
 deadline=$((SECONDS + START_TIMEOUT))
@@ -226,7 +333,7 @@ done
 for svc in "${SERVICES[@]}"; do
     SPID[$svc]="$(cat "$DEPLOY_RUN_DIR/$svc.pid")" || die "no pid file for $svc"
 done
-RABBIT_PID="$(listener_pid 5672)"
+RABBIT_PID="$(listener_pid "$RABBITMQ_PORT")"
 PG_PID="$(listener_pid 5432)"
 if [ -z "$RABBIT_PID" ] || [ -z "$PG_PID" ]; then
     die "cannot find the broker or postmaster pid (ss -ltnp)"
@@ -242,7 +349,7 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
     echo "rustc: $(rustc --version)"
     echo "postgres: $(psql "$DEPLOY_PG_URL" -Atqc 'show server_version')"
     echo "synchronous_commit: $(psql "$DEPLOY_PG_URL" -Atqc 'show synchronous_commit')"
-    echo "rabbitmq: $(curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" "$DEPLOY_RABBITMQ_API/api/overview" | grep -o '"rabbitmq_version":"[^"]*"' | cut -d'"' -f4)"
+    echo "rabbitmq: $(curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" "$RABBITMQ_API/api/overview" | grep -o '"rabbitmq_version":"[^"]*"' | cut -d'"' -f4)"
     echo "uptime before: $(uptime)"
 } | tee "$OUT/machine.txt" >&2
 
@@ -251,7 +358,7 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
 # measurement adds no status reads to the load it measures.
 LG=("$BIN_DIR/loadgen" --orchestrator "http://127.0.0.1:${PORT[orchestrator]}"
     --payment "http://127.0.0.1:${PORT[payment]}" --inventory "http://127.0.0.1:${PORT[inventory]}"
-    --amqp "${DEPLOY_AMQP_URL}/$(urlencode "$VHOST")" --out "$OUT")
+    --amqp "${AMQP_URL}/$(urlencode "$VHOST")" --out "$OUT")
 
 # wait_marker FILE PID: waits until loadgen (PID) writes FILE, or exits.
 wait_marker() {
@@ -270,17 +377,31 @@ phase() {
     lg=$!
     rss_sampler "$name" "$lg" &
     SAMPLER_PID=$!
+    backlog_sampler "$name" &
+    BACKLOG_PID=$!
+    local profiler=''
+    if [ "$name" = open80 ]; then
+        profile "$name" "$lg" &
+        profiler=$!
+    fi
     wait_marker "$OUT/$name.started" "$lg"
+    statements_snapshot "$OUT/statements-$name.before"
     before="$(snapshot "$lg")"
     t0=$EPOCHREALTIME
     wait_marker "$OUT/$name.ended" "$lg"
     after="$(snapshot "$lg")"
     t1=$EPOCHREALTIME
-    kill "$SAMPLER_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" 2>/dev/null || true
+    statements_snapshot "$OUT/statements-$name.after"
+    kill "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
     SAMPLER_PID=''
+    BACKLOG_PID=''
+    [ -z "$profiler" ] || wait "$profiler" 2>/dev/null || true
     wait "$lg" || log "phase $name: loadgen reported a failure (see above)"
     sleep 0.2 # let tee flush the RESULT line
+    local finished_s
+    finished_s="$(awk -v r="$(result_field "$name" finished_per_s)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", r * (b - a) }')"
+    if [ "${finished_s:-0}" -gt 0 ]; then statements_report "$name" "$finished_s"; fi
     echo "uptime after $name: $(uptime)" >>"$OUT/machine.txt"
     # CPU per group over the load window, in cores (ticks / CLK_TCK / wall seconds).
     paste <(echo "$before") <(echo "$after") |
@@ -289,7 +410,7 @@ phase() {
             >"$OUT/cpu-$name.tsv"
     # Queue depths and unpublished outbox rows left at the end: growth means a backlog.
     curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
-        "$DEPLOY_RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=name,messages" >"$OUT/queues-$name.json" || true
+        "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=name,messages" >"$OUT/queues-$name.json" || true
     for svc in "${SERVICES[@]}"; do
         printf '%s\t%s\n' "$svc" "$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
             'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo '?')"
@@ -303,15 +424,35 @@ phase peak --closed "$CLIENTS" --duration "$DURATION"
 peak="$(result_field peak finished_per_s)"
 [ -n "$peak" ] || die "no result from the peak phase"
 rate="$(awk -v p="$peak" -v f="$OPEN_FRACTION" 'BEGIN { r = p * f; if (r < 1) r = 1; printf "%.0f", r }')"
-phase open80 --rate "$rate" --duration "$DURATION"
+phase open80 --rate "$rate" --duration "$STEADY_DURATION"
 echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
 
 # ---------------------------------------------------------------------------------------
 # Summary
 
+# early_late FILE NAME-COLUMN VALUE-COLUMN: for each name, the mean of its samples in the second
+# tenth of the phase ("early"; the first tenth is skipped: pools, caches and the broker warm up)
+# and in the last tenth ("late"), and the maximum. One line per name: "name early late max". For
+# the 10-minute open80 phase, early and late are its second and its last minute.
+early_late() {
+    awk -F'\t' -v nc="$2" -v vc="$3" '
+        NR == 1 && $vc !~ /^[0-9.]+$/ { next }
+        { n[$nc]++; v[$nc, n[$nc]] = $vc; if ($vc > max[$nc]) max[$nc] = $vc }
+        END {
+            for (k in n) {
+                m = n[k]; es = 0; ec = 0; ls = 0; lc = 0
+                for (i = 1; i <= m; i++) {
+                    if (i > m / 10 && i <= m / 10 + m / 10 + 1) { es += v[k, i]; ec++ }
+                    if (i > m - m / 10) { ls += v[k, i]; lc++ }
+                }
+                printf "%s %.1f %.1f %.1f\n", k, (ec ? es / ec : 0), (lc ? ls / lc : 0), max[k]
+            }
+        }' "$1" | sort
+}
+
 {
     echo
-    echo "== bench $RUN_ID: ${DURATION}s per phase on $(nproc) cores (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
+    echo "== bench $RUN_ID on $(nproc) cores: peak ${DURATION}s, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in peak open80; do
         line="$(grep '^RESULT' "$OUT/$name.txt" || true)"
@@ -335,10 +476,30 @@ echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
         echo
     done
     echo
-    echo "Resident memory, MiB (max over the phase; PostgreSQL: anonymous memory of all its processes)"
+    echo "CPU per finished saga, ms (cores / finished sagas per second)"
     for name in peak open80; do
         printf '%-8s' "$name"
-        awk -F'\t' '{ if ($2 > max[$1]) max[$1] = $2 } END { for (k in max) printf " %s=%.1f", k, max[k] / 1024 }' "$OUT/rss-$name.tsv"
+        awk -v rate="$(result_field "$name" finished_per_s)" \
+            '$2 != "machine_total" && $2 != "postgres_all" && rate > 0 { printf " %s=%.3f", $2, $3 / rate * 1000 }' "$OUT/cpu-$name.tsv"
+        echo
+    done
+    echo
+    echo "Resident memory, MiB: early / late / max (second and last tenth of the phase; PostgreSQL: anonymous memory of all its processes)"
+    for name in peak open80; do
+        printf '%-8s' "$name"
+        early_late "$OUT/rss-$name.tsv" 1 2 | awk '{ printf " %s=%.1f/%.1f/%.1f", $1, $2 / 1024, $3 / 1024, $4 / 1024 }'
+        echo
+    done
+    echo
+    echo "Backlog, messages queued and outbox rows unpublished (sampled every 5 s): early / late / max"
+    for name in peak open80; do
+        printf '%-8s' "$name"
+        for column in 2 3 4 5; do
+            header="$(head -n1 "$OUT/backlog-$name.tsv" | cut -f"$column")"
+            awk -F'\t' -v c="$column" -v h="$header" 'NR > 1 { print h "\t" $c }' "$OUT/backlog-$name.tsv" >"$OUT/.backlog-column"
+            early_late "$OUT/.backlog-column" 1 2 | awk '{ printf " %s=%.0f/%.0f/%.0f", $1, $2, $3, $4 }'
+        done
+        rm -f "$OUT/.backlog-column"
         echo
     done
     echo
@@ -347,5 +508,14 @@ echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
         # The management API's counts lag by up to its stats interval (5 s by default).
         echo "$name: non-empty queues at the end: $(grep -o '"messages":[1-9][0-9]*,"name":"[^"]*"' "$OUT/queues-$name.json" | sed 's/"messages":\([0-9]*\),"name":"\([^"]*\)"/\2=\1/' | tr '\n' ' ')"
     done
-    echo "charts: $OUT/peak.svg $OUT/open80.svg; raw results: $OUT/*.json"
+    if [ "$STATEMENTS" = 1 ]; then
+        for name in peak open80; do
+            [ -s "$OUT/statements-$name.tsv" ] || continue
+            echo
+            echo "$name: database time by statement (pg_stat_statements): ms per saga, statements per saga, rows per statement, planning share"
+            cat "$OUT/statements-$name.tsv"
+        done
+    fi
+    [ ! -e "$OUT/perf-summary.txt" ] || echo "profile: $OUT/perf-summary.txt"
+    echo "charts: $OUT/peak.svg $OUT/open80.svg; raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
 } | tee "$OUT/summary.txt"
