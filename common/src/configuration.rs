@@ -123,8 +123,12 @@ impl Default for AmqpSettings {
 pub struct OutboxSettings {
     /// Messages published per relay round (confirms for a whole batch are awaited together).
     pub batch_size: u32,
-    /// Safety-net poll; commits in this process wake the relay at once.
+    /// How often the relay scans for rows no commit named to it (left by a crash, or by another
+    /// instance); commits in this process hand their rows over at once.
     pub poll_interval_ms: u64,
+    /// How old an unpublished row must be for the scan to take it: younger rows belong to the
+    /// instance that wrote them, which publishes them itself.
+    pub orphan_age_ms: u64,
 }
 
 impl Default for OutboxSettings {
@@ -132,6 +136,7 @@ impl Default for OutboxSettings {
         Self {
             batch_size: 200,
             poll_interval_ms: 500,
+            orphan_age_ms: 5_000,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! PostgreSQL pool and the error helpers every repository uses.
 //!
+//! - [`reads`]: everything a batch reads (and locks) before it decides, as one statement.
 //! - [`writes`]: several set-based writes sent as one statement.
 
+pub mod reads;
 pub mod writes;
 
+pub use reads::{Loaded, Reads};
 pub use writes::{Part, Writes};
 
 use std::time::Duration;
@@ -27,12 +30,14 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         // Every statement is prepared once per connection and reused, but planned afresh each
         // time. PostgreSQL would otherwise, after five executions, switch to one generic plan
         // for good, chosen from the table's size at that moment: on a fresh database, or one
-        // whose statistics autovacuum has not refreshed, that is a plan for a nearly empty table
-        // (a sequential scan, or an index scan on the first key column only), and it stays as
-        // the table grows to millions of rows. Ruling out sequential scans was tried and is not
-        // enough. A custom plan costs a little planning per statement (about a fifth of the
-        // database's time under load, see docs/benchmarks.md) and always fits the table's
-        // current size and the batch's actual ids.
+        // whose statistics autovacuum has not refreshed, a plan for a nearly empty table (a
+        // sequential scan, or an index scan on a key's first column only) that stays as the
+        // table grows to millions of rows. Ruling out sequential and bitmap scans, hash and
+        // merge joins for generic plans was tried and is worse: the optional filters of the
+        // listings (`$1 IS NULL OR order_id = $1`) and the batch reads' `OR ... IN (subquery)`
+        // then scan whole indexes (235 sagas/s instead of 990). A custom plan costs planning
+        // on every statement, about a quarter of the database's time under load
+        // (docs/benchmarks.md), and always fits the tables' size and the batch's actual ids.
         .map_sqlx_postgres_opts(|options| {
             options.options([("plan_cache_mode", "force_custom_plan")])
         });

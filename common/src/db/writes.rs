@@ -16,8 +16,8 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
 /// its own `$1`, `$2`, ... placeholders.
 #[derive(Debug, Clone)]
 pub struct Part {
-    sql: String,
-    values: Vec<Value>,
+    pub(super) sql: String,
+    pub(super) values: Vec<Value>,
     /// Whether [`Writes::execute`] collects the `id` column this part returns.
     ids: bool,
 }
@@ -158,7 +158,7 @@ impl Writes {
 
 /// `sql` with every placeholder `$n` shifted to `$(n + offset)`. The statements written here
 /// hold no `$` other than placeholders (no dollar quoting).
-fn renumber(sql: &str, offset: usize) -> String {
+pub(super) fn renumber(sql: &str, offset: usize) -> String {
     if offset == 0 {
         return sql.to_owned();
     }

@@ -4,24 +4,22 @@
 //! message's effect. The primary key makes a second delivery of the same message (a redelivery, a
 //! duplicate publish, a resent command) find the row and do nothing, even when two consumers
 //! race: the loser's insert waits for the winner's transaction and then sees the row. Each
-//! function takes a whole batch and costs one statement, whatever the batch's size.
+//! function here works on a whole batch, as one part of the batch's single read or write.
 //!
 //! Two ways to use it:
-//! - claim first ([`claim_all`]): the orchestrator inserts the rows before it touches a saga and
-//!   applies only the messages that were new;
-//! - look, act, record ([`seen`], then [`record_part`]): a participant also stores the reply it
+//! - claim first ([`claim_part`]): the orchestrator inserts the rows in the statement that locks
+//!   its sagas, and applies only the messages that were new;
+//! - look, act, record ([`seen_read`], then [`record_part`]): a participant also stores the reply it
 //!   sent, so a repeated command is answered again with the very same reply (same message id) and
 //!   a lost reply is recovered by resending the command. Inserting the row once, with its reply,
 //!   writes one row version instead of an insert and an update.
 
-use std::collections::{HashMap, HashSet};
-
-use sea_orm::{ConnectionTrait, DbErr, Value};
-use serde::Serialize;
+use sea_orm::{DbErr, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::envelope::{Envelope, OutgoingMessage};
-use crate::db::{self, Part, stmt};
+use crate::db::{self, Part};
 
 #[derive(Serialize)]
 struct ClaimRow<'a> {
@@ -29,16 +27,12 @@ struct ClaimRow<'a> {
     message_type: &'a str,
 }
 
-/// Inserts a row for every message of `envelopes` and returns the ids that had none: the
-/// messages this consumer sees for the first time. Rows go in id order, so two transactions
-/// claiming overlapping batches wait on each other in one direction only.
-pub async fn claim_all(
-    db: &impl ConnectionTrait,
-    consumer: &str,
-    envelopes: &[Envelope],
-) -> Result<HashSet<Uuid>, DbErr> {
+/// Inserts a row for every message of `envelopes`, as a data-modifying part returning the ids
+/// that had none: the messages this consumer sees for the first time. Rows go in id order, so
+/// two transactions claiming overlapping batches wait on each other in one direction only.
+pub fn claim_part(consumer: &str, envelopes: &[Envelope]) -> Result<Option<Part>, DbErr> {
     if envelopes.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(None);
     }
     let rows: Vec<ClaimRow> = envelopes
         .iter()
@@ -47,47 +41,38 @@ pub async fn claim_all(
             message_type: &e.message_type,
         })
         .collect();
-    let claimed = db
-        .query_all_raw(stmt(
-            "INSERT INTO inbox (consumer, message_id, message_type) \
-             SELECT DISTINCT ON (m.message_id) $1, m.message_id, m.message_type \
-             FROM jsonb_to_recordset($2) AS m(message_id uuid, message_type text) \
-             ORDER BY m.message_id \
-             ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
-            [consumer.into(), db::rows(&rows)?],
-        ))
-        .await?;
-    claimed
-        .iter()
-        .map(|row| row.try_get::<Uuid>("", "message_id"))
-        .collect()
+    Ok(Some(Part::new(
+        "INSERT INTO inbox (consumer, message_id, message_type) \
+         SELECT DISTINCT ON (m.message_id) $1, m.message_id, m.message_type \
+         FROM jsonb_to_recordset($2) AS m(message_id uuid, message_type text) \
+         ORDER BY m.message_id \
+         ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
+        vec![consumer.into(), db::rows(&rows)?],
+    )))
 }
 
-/// The messages among `ids` this consumer has recorded already, each with the reply it sent.
-pub async fn seen(
-    db: &impl ConnectionTrait,
-    consumer: &str,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Option<OutgoingMessage>>, DbErr> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = db
-        .query_all_raw(stmt(
+/// A message claimed by [`claim_part`], read back from its `RETURNING` rows.
+#[derive(Debug, Deserialize)]
+pub struct Claimed {
+    pub message_id: Uuid,
+}
+
+/// A message this consumer recorded before, and the reply it sent.
+#[derive(Debug, Deserialize)]
+pub struct Seen {
+    pub message_id: Uuid,
+    pub reply: Option<OutgoingMessage>,
+}
+
+/// The query of the messages among `ids` this consumer has recorded already, each with its
+/// reply ([`Seen`] rows), for a [`Reads`](crate::db::Reads).
+pub fn seen_read(consumer: &str, ids: &[Uuid]) -> Option<Part> {
+    (!ids.is_empty()).then(|| {
+        Part::new(
             "SELECT message_id, reply FROM inbox WHERE consumer = $1 AND message_id = ANY($2)",
-            [consumer.into(), Value::from(ids.to_vec())],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let reply = row
-                .try_get::<Option<serde_json::Value>>("", "reply")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| DbErr::Custom(format!("unreadable recorded reply: {e}")))?;
-            Ok((row.try_get::<Uuid>("", "message_id")?, reply))
-        })
-        .collect()
+            vec![consumer.into(), Value::from(ids.to_vec())],
+        )
+    })
 }
 
 /// A message handled for the first time, and what was answered.
@@ -105,7 +90,7 @@ struct RecordRow<'a> {
 
 /// Records `handled` (ids must be distinct), as a part of a
 /// [`Writes`](crate::db::Writes) returning one row per message recorded. Fewer rows than
-/// messages means another transaction recorded one of them first, after [`seen`] looked: the
+/// messages means another transaction recorded one of them first, after [`seen_read`] looked: the
 /// caller must roll back, because that message's effect now happened twice on paper.
 pub fn record_part(consumer: &str, handled: &[Handled<'_>]) -> Result<Option<Part>, DbErr> {
     if handled.is_empty() {

@@ -24,4 +24,3 @@ pub mod topology;
 pub use broker::{BrokerStatus, Messaging};
 pub use consumer::{HandleError, MessageHandler, handle};
 pub use envelope::{Envelope, OutgoingMessage};
-pub use participant::Effect;

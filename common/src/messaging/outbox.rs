@@ -4,18 +4,24 @@
 //! [`enqueue_all`]), on the same transaction as the change. The relay ([`Relay`]) publishes
 //! committed rows with publisher confirms, all confirms of a batch in flight at once, and marks
 //! the rows sent only after the broker confirmed every one. A crash between publish and mark
-//! republishes the batch; consumers' inboxes make that harmless. Rows are claimed
-//! `FOR UPDATE SKIP LOCKED`, so several instances of a service can relay from one table without
-//! publishing a row twice at the same time.
+//! republishes the batch; consumers' inboxes make that harmless.
 //!
-//! How the relay finds its rows: whoever commits outbox rows hands their ids to the relay
-//! ([`RelayWakeup::committed`]), which reads them by primary key and publishes them at once.
-//! A scan of the unpublished rows (oldest first) runs as well: at start, every
-//! `outbox.poll_interval_ms`, and when a writer cannot name its rows. It finds what another
-//! instance, or this one before a crash, left behind. The scan is not the fast path because its
-//! cost grows with the table's churn: the partial index of unpublished rows keeps an entry for
-//! every published row until a vacuum removes it, and a scan from the oldest id reads them all
-//! (docs/benchmarks.md measures it).
+//! How the relay finds its rows. Whoever commits outbox rows hands their ids to the relay
+//! ([`RelayWakeup::committed`]); the relay reads exactly those rows by primary key, publishes
+//! them and marks them (with the next batch's read when one follows within 20 ms): one or two
+//! statements per batch, no transaction held across the publish, and a cost that does not grow
+//! with the table. A scan of the unpublished rows runs as well: at
+//! start, every `outbox.poll_interval_ms`, and when a writer cannot name its rows. It takes only
+//! rows older than `outbox.orphan_age_ms` (younger ones are their writer's to publish), oldest
+//! first, claimed `FOR UPDATE SKIP LOCKED` on a transaction held until they are marked, so two
+//! instances' scans never publish a row twice at once. It finds what another instance, or this
+//! one before a crash, left behind. A row is published twice only when a scan takes it from a
+//! writer that held it longer than `outbox.orphan_age_ms` without publishing it (a relay stuck
+//! on the broker); the consumers' inboxes absorb the copy.
+//!
+//! Why the scan is not the fast path: the partial index of unpublished rows keeps an entry for
+//! every published row until a vacuum removes it, and a scan from the oldest id reads them all,
+//! a cost that grew with every message ever sent where autovacuum is off (docs/benchmarks.md).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +53,10 @@ pub enum RelayError {
     #[error("the broker did not confirm a batch within {0:?}")]
     ConfirmTimeout(Duration),
 }
+
+/// How long published rows wait to be marked along with the next batch's read before they are
+/// marked on their own: short, so a quiet relay still marks at once.
+const MARK_DELAY: Duration = Duration::from_millis(20);
 
 /// How long a batch may wait for its confirms. A broker that accepts a publish but never
 /// confirms it (an unresponsive queue) must not hold the relay, and the rows' locks, forever: the
@@ -131,7 +141,10 @@ pub fn insert_part(
 
 /// Queues a message already in the outbox to be published again, same id and body: the way a
 /// timed-out command is resent so its receiver's inbox recognises it. Returns the message's
-/// type and the new row, or `None` if there is no such message.
+/// type and the new row, or `None` if there is no such message. Any copy will do (all have the
+/// same body); `ORDER BY message_id` keeps the lookup on its index whatever the planner thinks
+/// of the table (`min(id)` was planned, without statistics, as a walk of the whole primary key:
+/// half a second per resend on a table of a million rows).
 pub async fn resend(
     db: &impl ConnectionTrait,
     message_id: uuid::Uuid,
@@ -140,7 +153,7 @@ pub async fn resend(
         .query_one_raw(stmt(
             "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
              SELECT message_id, exchange, routing_key, message_type, saga_id, body FROM outbox \
-             WHERE id = (SELECT min(id) FROM outbox WHERE message_id = $1) \
+             WHERE message_id = $1 ORDER BY message_id LIMIT 1 \
              RETURNING id, message_type",
             [message_id.into()],
         ))
@@ -230,6 +243,24 @@ impl Relay {
     /// Publishes until `stop` is triggered, then flushes what it can once more and returns.
     /// Starts with a scan: ids handed to an earlier session may have been lost with it.
     pub async fn run(&self, channel: &Channel, stop: &Shutdown) -> Result<(), RelayError> {
+        let mut unmarked = Vec::new();
+        let outcome = self.relay(channel, stop, &mut unmarked).await;
+        // Published and confirmed, but not yet marked: mark them if the database lets us, or
+        // a scan will publish them again (a duplicate the inboxes absorb).
+        if !unmarked.is_empty()
+            && let Err(error) = mark(&self.db, &unmarked).await
+        {
+            tracing::warn!(%error, count = unmarked.len(), "could not mark published outbox rows");
+        }
+        outcome
+    }
+
+    async fn relay(
+        &self,
+        channel: &Channel,
+        stop: &Shutdown,
+        unmarked: &mut Vec<i64>,
+    ) -> Result<(), RelayError> {
         let batch_size = self.settings.batch_size.max(1) as usize;
         let mut poll = tokio::time::interval(Duration::from_millis(
             self.settings.poll_interval_ms.max(10),
@@ -242,14 +273,17 @@ impl Relay {
             work.ids.sort_unstable();
             work.ids.dedup();
             let mut outcome = Ok(());
-            for ids in work.ids.chunks(batch_size) {
-                outcome = self.publish(channel, Some(ids)).await.map(|_| ());
-                if outcome.is_err() {
+            for (i, ids) in work.ids.chunks(batch_size).enumerate() {
+                if let Err(error) = self.publish_ids(channel, ids, unmarked).await {
+                    // Not published: hand them back for the next round.
+                    self.wakeup
+                        .committed(Enqueued(work.ids[i * batch_size..].to_vec()));
+                    outcome = Err(error);
                     break;
                 }
             }
             while scan && outcome.is_ok() {
-                match self.publish(channel, None).await {
+                match self.publish_orphans(channel).await {
                     // A full batch: there may be more right behind it.
                     Ok(sent) if sent == batch_size => {}
                     Ok(_) => scan = false,
@@ -259,7 +293,7 @@ impl Relay {
             match outcome {
                 Ok(()) => {}
                 // The database being away is no reason to drop the broker connection: wait and
-                // try again; the rows are safe where they are, and the next scan finds them.
+                // try again; the rows are safe where they are.
                 Err(RelayError::Database(error)) => {
                     tracing::warn!(%error, "outbox relay cannot read the database; retrying");
                     scan = true;
@@ -273,36 +307,74 @@ impl Relay {
                 () = self.wakeup.0.notify.notified() => {}
                 _ = poll.tick() => scan = true,
                 () = stop.wait() => scan = true,
+                // Nothing came to carry the marks along: mark them on their own.
+                () = tokio::time::sleep(MARK_DELAY), if !unmarked.is_empty() => {
+                    match mark(&self.db, unmarked).await {
+                        Ok(()) => unmarked.clear(),
+                        Err(error) => tracing::warn!(%error, "outbox relay cannot mark published rows; retrying"),
+                    }
+                }
             }
         }
     }
 
-    /// Publishes one batch: the unpublished rows among `ids`, or with `None` the oldest
-    /// unpublished rows. Returns how many messages it sent.
-    async fn publish(&self, channel: &Channel, ids: Option<&[i64]>) -> Result<usize, RelayError> {
-        let txn = self.db.begin().await?;
-        let claim = match ids {
-            Some(ids) => stmt(
-                "SELECT id, exchange, routing_key, body FROM outbox \
-                 WHERE id = ANY($1) AND published_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED",
-                [Value::from(ids.to_vec())],
-            ),
-            None => stmt(
-                "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                [Value::from(i64::from(self.settings.batch_size.max(1)))],
-            ),
-        };
-        let rows = PendingRow::find_by_statement(claim).all(&txn).await?;
+    /// The fast path: the unpublished rows among `ids` (committed by this process), read by
+    /// primary key and published, without a transaction held across the publish. The statement
+    /// that reads them also marks the batch published before (`unmarked`), and the batch is
+    /// left in `unmarked` for the next one: under load, one round trip per batch.
+    async fn publish_ids(
+        &self,
+        channel: &Channel,
+        ids: &[i64],
+        unmarked: &mut Vec<i64>,
+    ) -> Result<usize, RelayError> {
+        let rows = PendingRow::find_by_statement(stmt(
+            "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1) RETURNING 1) \
+             SELECT id, exchange, routing_key, body FROM outbox \
+             WHERE id = ANY($2) AND published_at IS NULL ORDER BY id",
+            [Value::from(unmarked.clone()), Value::from(ids.to_vec())],
+        ))
+        .all(&self.db)
+        .await?;
+        unmarked.clear();
         if rows.is_empty() {
-            txn.commit().await?;
             return Ok(0);
         }
+        self.publish(channel, &rows).await?;
+        unmarked.extend(rows.iter().map(|r| r.id));
+        Ok(rows.len())
+    }
 
-        // Publish the whole batch first, then collect the confirms: one round trip per batch,
-        // not per message.
+    /// The scan: one batch of the oldest unpublished rows no writer claims (older than
+    /// `outbox.orphan_age_ms`), held `FOR UPDATE SKIP LOCKED` until they are marked. Returns how
+    /// many messages it sent.
+    async fn publish_orphans(&self, channel: &Channel) -> Result<usize, RelayError> {
+        let txn = self.db.begin().await?;
+        let rows = PendingRow::find_by_statement(stmt(
+            "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
+             AND created_at < now() - make_interval(secs => $2) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            [
+                Value::from(i64::from(self.settings.batch_size.max(1))),
+                Value::from(self.settings.orphan_age_ms as f64 / 1000.0),
+            ],
+        ))
+        .all(&txn)
+        .await?;
+        if !rows.is_empty() {
+            self.publish(channel, &rows).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            mark(&txn, &ids).await?;
+        }
+        txn.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Publishes `rows` and waits for every confirm: all in flight at once, one round trip per
+    /// batch rather than per message.
+    async fn publish(&self, channel: &Channel, rows: &[PendingRow]) -> Result<(), RelayError> {
         let mut confirms = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let envelope: Envelope =
                 serde_json::from_str(&row.body).map_err(|e| RelayError::Corrupt(row.id, e))?;
             let confirm = channel
@@ -327,15 +399,17 @@ impl Relay {
         tokio::time::timeout(CONFIRM_TIMEOUT, all_confirmed)
             .await
             .map_err(|_| RelayError::ConfirmTimeout(CONFIRM_TIMEOUT))??;
-
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        txn.execute_raw(stmt(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-            [Value::from(ids)],
-        ))
-        .await?;
-        txn.commit().await?;
         tracing::debug!(count = rows.len(), "outbox batch published");
-        Ok(rows.len())
+        Ok(())
     }
+}
+
+/// Marks the rows `ids` published, once the broker confirmed them.
+async fn mark(db: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        [Value::from(ids.to_vec())],
+    ))
+    .await?;
+    Ok(())
 }

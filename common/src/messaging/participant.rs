@@ -1,87 +1,153 @@
-//! The shape of every participant's command handling, so both participants get it right once.
-//! [`handle_batch`] runs on the consumer's transaction, for a whole batch:
+//! The shape of every participant's command handling, so both participants get it right once:
+//! a participant says how to parse, read, decide and answer ([`Participant`]), and [`handle`]
+//! runs a batch through it on the consumer's transaction, in two statements:
 //!
-//! 1. A command this participant has handled before is answered again with the reply recorded
-//!    the first time (same message id, through the outbox), and has no second effect. A second
-//!    copy of a command within the batch is dropped: the first copy's reply answers both.
-//! 2. The caller's `effect` decides the others, in delivery order, and returns one reply each
-//!    and the writes that carry out its decisions (not yet run).
-//! 3. Those writes, the replies' outbox rows and the commands' inbox rows (with their replies)
-//!    go to the database as one statement.
+//! 1. One read ([`Reads`]): the inbox's record of the batch's commands ([`read_seen`]) together
+//!    with the participant's own rows, locked.
+//! 2. [`fresh`] sorts the commands: one handled before is answered again with the reply
+//!    recorded the first time (same message id, through the outbox) and has no second effect; a
+//!    second copy of a command within the batch is dropped (the first copy's reply answers
+//!    both). The participant decides the others, in delivery order, with one reply each.
+//! 3. One write ([`finish`]): the participant's writes, the replies' outbox rows and the
+//!    commands' inbox rows with their replies.
 
-use std::collections::HashSet;
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
 
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use super::consumer::HandleError;
 use super::envelope::{Envelope, OutgoingMessage};
 use super::inbox::{self, Handled};
 use super::outbox::{self, Enqueued};
-use crate::db::Writes;
+use crate::db::{Loaded, Reads, Writes};
 
-/// What a participant decided for a batch's new commands.
-pub struct Effect {
-    /// One reply per command, in the commands' order.
-    pub replies: Vec<Envelope>,
-    /// The writes that carry the decisions out; parts must not be named `outbox` or `inbox`.
-    pub writes: Writes,
+/// Name of the inbox read in a batch's [`Reads`].
+const SEEN: &str = "seen";
+
+/// What a participant adds to the shared shape.
+pub trait Participant {
+    /// A command, checked.
+    type Command;
+    /// What deciding a command ends in.
+    type Outcome;
+    /// Inbox consumer name.
+    const CONSUMER: &'static str;
+
+    /// Checks a command; an error fails the batch (and then dead-letters the command).
+    fn parse(envelope: &Envelope) -> Result<Self::Command, HandleError>;
+    /// Adds to `reads` the rows `commands` need, locked.
+    fn read_for(reads: &mut Reads, commands: &[Self::Command]);
+    /// Decides `commands` in order against the rows read; one outcome each, and the writes that
+    /// carry them out.
+    fn decide(
+        loaded: &mut Loaded,
+        commands: &[&Self::Command],
+    ) -> Result<(Vec<Self::Outcome>, Writes), HandleError>;
+    /// The reply to `command`; an error fails the batch.
+    fn answer(command: &Envelope, outcome: Self::Outcome) -> Result<Envelope, HandleError>;
 }
 
-pub async fn handle_batch<'a, F, Fut>(
+/// Runs `batch` through `P` on `txn`: read, sort out duplicates, decide, write.
+pub async fn handle<P: Participant>(
     txn: &DatabaseTransaction,
-    consumer: &str,
-    batch: &'a [Envelope],
-    effect: F,
-) -> Result<Enqueued, HandleError>
-where
-    F: FnOnce(Vec<&'a Envelope>) -> Fut,
-    Fut: Future<Output = Result<Effect, HandleError>>,
-{
+    batch: &[Envelope],
+) -> Result<Enqueued, HandleError> {
+    let commands = batch.iter().map(P::parse).collect::<Result<Vec<_>, _>>()?;
+    let mut reads = Reads::new();
+    read_seen(&mut reads, P::CONSUMER, batch);
+    P::read_for(&mut reads, &commands);
+    let mut loaded = reads.execute(txn).await?;
+    let fresh = fresh(batch, commands, &mut loaded)?;
+    let to_decide: Vec<&P::Command> = fresh.commands.iter().map(|(_, c)| c).collect();
+    let (outcomes, writes) = P::decide(&mut loaded, &to_decide)?;
+    let replies = fresh
+        .commands
+        .iter()
+        .zip(outcomes)
+        .map(|((envelope, _), outcome)| P::answer(envelope, outcome))
+        .collect::<Result<Vec<_>, _>>()?;
+    finish(txn, P::CONSUMER, fresh, replies, writes).await
+}
+
+/// Adds the inbox's record of `batch` to `reads`, read back by [`fresh`].
+fn read_seen(reads: &mut Reads, consumer: &str, batch: &[Envelope]) {
     let ids: Vec<Uuid> = batch.iter().map(|e| e.message_id).collect();
-    let seen = inbox::seen(txn, consumer, &ids).await?;
-    let mut outgoing = Vec::new();
-    let mut fresh = Vec::with_capacity(batch.len());
+    reads.read(SEEN, inbox::seen_read(consumer, &ids));
+}
+
+/// The commands of a batch to decide, and the replies owed to those seen before.
+struct Fresh<'a, C> {
+    /// In delivery order, each once.
+    commands: Vec<(&'a Envelope, C)>,
+    again: Vec<OutgoingMessage>,
+}
+
+/// Sorts `commands` (one per envelope of the batch, in order) into those to decide and those
+/// handled before, with the inbox's record read by [`read_seen`].
+fn fresh<'a, C>(
+    batch: &'a [Envelope],
+    commands: Vec<C>,
+    loaded: &mut Loaded,
+) -> Result<Fresh<'a, C>, DbErr> {
+    let seen: HashMap<Uuid, Option<OutgoingMessage>> = loaded
+        .take::<inbox::Seen>(SEEN)?
+        .into_iter()
+        .map(|s| (s.message_id, s.reply))
+        .collect();
+    let mut fresh = Fresh {
+        commands: Vec::with_capacity(batch.len()),
+        again: Vec::new(),
+    };
     let mut taken = HashSet::with_capacity(batch.len());
-    for command in batch {
-        let first_copy = taken.insert(command.message_id);
-        if let Some(reply) = seen.get(&command.message_id) {
-            command.span().in_scope(|| {
+    for (envelope, command) in batch.iter().zip(commands) {
+        let first_copy = taken.insert(envelope.message_id);
+        if let Some(reply) = seen.get(&envelope.message_id) {
+            envelope.span().in_scope(|| {
                 tracing::info!(
                     answered_again = first_copy && reply.is_some(),
                     "duplicate command; no second effect"
                 );
             });
             if let (true, Some(reply)) = (first_copy, reply) {
-                outgoing.push(reply.clone());
+                fresh.again.push(reply.clone());
             }
         } else if first_copy {
-            fresh.push(command);
+            fresh.commands.push((envelope, command));
         } else {
-            command.span().in_scope(|| {
+            envelope.span().in_scope(|| {
                 tracing::info!("command delivered twice in one batch; handled once");
             });
         }
     }
+    Ok(fresh)
+}
 
-    let Effect {
-        replies,
-        mut writes,
-    } = effect(fresh.clone()).await?;
-    if replies.len() != fresh.len() {
+/// Writes the participant's `writes` (its parts must not be named `outbox` or `inbox`), the
+/// replies (one per fresh command, in order) and the answers owed again, and the fresh
+/// commands' inbox rows, as one statement. Returns the outbox rows written.
+async fn finish<C>(
+    txn: &DatabaseTransaction,
+    consumer: &str,
+    fresh: Fresh<'_, C>,
+    replies: Vec<Envelope>,
+    mut writes: Writes,
+) -> Result<Enqueued, HandleError> {
+    if replies.len() != fresh.commands.len() {
         return Err(HandleError::Transient(format!(
             "{} replies for {} commands",
             replies.len(),
-            fresh.len()
+            fresh.commands.len()
         )));
     }
+    let mut outgoing = fresh.again;
     let answered = outgoing.len();
     outgoing.extend(replies.into_iter().map(OutgoingMessage::reply));
     let handled: Vec<Handled> = fresh
+        .commands
         .iter()
         .zip(&outgoing[answered..])
-        .map(|(message, reply)| Handled {
+        .map(|((message, _), reply)| Handled {
             message,
             reply: Some(reply),
         })

@@ -97,10 +97,7 @@ impl Scripted {
             other => Err(HandleError::unknown_type(other)),
         };
         let outcome = match outcome {
-            Ok(()) => inbox::claim_all(txn, APPLIED, std::slice::from_ref(envelope))
-                .await
-                .map(|_| ())
-                .map_err(HandleError::from),
+            Ok(()) => record_applied(txn, envelope).await,
             failed => failed,
         };
         self.calls.lock().unwrap().push(Call {
@@ -111,6 +108,14 @@ impl Scripted {
         });
         outcome
     }
+}
+
+/// Records that the handler applied `envelope`, in the inbox as consumer [`APPLIED`].
+async fn record_applied(txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandleError> {
+    if let Some(part) = inbox::claim_part(APPLIED, std::slice::from_ref(envelope))? {
+        part.execute(txn).await?;
+    }
+    Ok(())
 }
 
 struct SharedTables;

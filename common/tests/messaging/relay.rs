@@ -44,10 +44,12 @@ async fn until_published(harness: &Harness, message: &OutgoingMessage) {
     .await;
 }
 
-/// No poll within the test: whatever is published after the start-up scan was handed over.
+/// No poll within the test: whatever is published after the start-up scan was handed over. The
+/// scan takes rows of any age.
 fn no_polling() -> OutboxSettings {
     OutboxSettings {
         poll_interval_ms: 3_600_000,
+        orphan_age_ms: 0,
         ..OutboxSettings::default()
     }
 }
@@ -88,9 +90,10 @@ async fn rows_handed_over_after_commit_are_published_at_once_and_others_wait_for
 }
 
 #[tokio::test]
-async fn rows_nobody_hands_over_are_found_by_the_poll() {
+async fn rows_nobody_hands_over_are_found_by_the_poll_once_they_are_orphans() {
     let polling = OutboxSettings {
         poll_interval_ms: 100,
+        orphan_age_ms: 1_500,
         ..OutboxSettings::default()
     };
     let harness = start_relaying(polling, &[]).await;
@@ -101,4 +104,17 @@ async fn rows_nobody_hands_over_are_found_by_the_poll() {
         .unwrap();
 
     until_published(&harness, &orphan).await;
+    // The poll ran fifteen times before, and left the row to its writer while it was young.
+    let row = harness
+        .db
+        .query_one_raw(stmt(
+            "SELECT extract(epoch FROM published_at - created_at)::float8 AS waited \
+             FROM outbox WHERE message_id = $1",
+            [orphan.envelope.message_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let waited: f64 = row.try_get("", "waited").unwrap();
+    assert!(waited >= 1.5, "published after {waited} s");
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use saga_common::db::{self, Part, stmt};
+use saga_common::db::{self, Loaded, Part, stmt};
 
 use super::model::{Order, OrderItem, OrderStatus};
 use crate::saga::SagaState;
@@ -19,7 +19,7 @@ const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, fa
                        version, deadline_at, resends, pending_message_id, correlation_id, \
                        idempotency_key, created_at, updated_at";
 
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug, FromQueryResult, serde::Deserialize)]
 struct OrderRow {
     order_id: Uuid,
     customer_id: String,
@@ -167,17 +167,27 @@ pub async fn find_for_update(
     Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
 }
 
-/// Reads and locks the orders among `order_ids` until the transaction ends, in id order: two
-/// transactions locking overlapping sets wait on each other in one direction only, never in a
-/// circle.
-pub async fn find_all_for_update(
-    db: &impl ConnectionTrait,
-    order_ids: &[Uuid],
-) -> Result<Vec<Order>, DbErr> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE order_id = ANY($1) ORDER BY order_id FOR NO KEY UPDATE"
-    );
-    query(db, &sql, vec![Value::from(order_ids.to_vec())]).await
+/// The query that locks the orders among `order_ids` until the transaction ends (`FOR NO KEY
+/// UPDATE`), in id order: two transactions locking overlapping sets wait on each other in one
+/// direction only, never in a circle. For a [`Reads`](saga_common::db::Reads); read back with
+/// [`orders`].
+pub fn lock_read(order_ids: &[Uuid]) -> Part {
+    Part::new(
+        format!(
+            "SELECT {COLUMNS} FROM orders WHERE order_id = ANY($1) \
+             ORDER BY order_id FOR NO KEY UPDATE"
+        ),
+        vec![Value::from(order_ids.to_vec())],
+    )
+}
+
+/// The orders a [`lock_read`] named `name` returned.
+pub fn orders(loaded: &mut Loaded, name: &str) -> Result<Vec<Order>, DbErr> {
+    loaded
+        .take::<OrderRow>(name)?
+        .into_iter()
+        .map(Order::try_from)
+        .collect()
 }
 
 pub async fn find_by_idempotency_key(
@@ -308,14 +318,20 @@ pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
     )))
 }
 
-/// Claims the most overdue saga that no other worker holds (`FOR NO KEY UPDATE SKIP LOCKED`): several
-/// orchestrator instances sweep at once without ever handling one saga twice concurrently.
-pub async fn claim_overdue(db: &impl ConnectionTrait) -> Result<Option<Order>, DbErr> {
+/// Claims up to `limit` of the most overdue sagas that no other worker holds (`FOR NO KEY UPDATE
+/// SKIP LOCKED`): several orchestrator instances sweep at once without ever handling one saga
+/// twice concurrently.
+pub async fn claim_overdue(db: &impl ConnectionTrait, limit: usize) -> Result<Vec<Order>, DbErr> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE deadline_at <= now() \
-         ORDER BY deadline_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
+         ORDER BY deadline_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
     );
-    Ok(query(db, &sql, vec![]).await?.pop())
+    query(
+        db,
+        &sql,
+        vec![i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    )
+    .await
 }
 
 /// Sagas still in progress, the most overdue first; with `overdue_only`, just those past their

@@ -1,13 +1,14 @@
 //! The `orchestrator.replies` consumer: replies in, saga steps out, a batch at a time.
 //!
-//! On the consumer's transaction, for a whole batch: claim the replies in the inbox (duplicates
-//! drop out), load and lock their sagas in id order, plan each reply's step in delivery order
-//! (two replies for one saga step one after the other, the second on the first one's result),
-//! then write every step through the [`engine`](super::engine): one statement each for the saga
-//! rows, the timeline and the outbox. The row locks make a reply racing this batch from another
-//! channel, or the timeout worker, take turns with it, so two can never both apply a transition.
-//! A reply for a saga that does not exist, or that contradicts it, fails the batch; the consumer
-//! then handles each reply alone and dead-letters that one.
+//! On the consumer's transaction, for a whole batch, in two statements. The first claims the
+//! replies in the inbox (duplicates drop out) and locks their sagas, in id order. Then each
+//! reply's step is planned in memory, in delivery order (two replies for one saga step one after
+//! the other, the second on the first one's result), and the second statement writes every step
+//! through the [`engine`](super::engine): saga rows, timeline and outbox together. The row locks
+//! make a reply racing this batch from another consumer, or the timeout worker, take turns with
+//! it, so two can never both apply a transition. A reply for a saga that does not exist, or
+//! that contradicts it, fails the batch; the consumer then handles each reply alone and
+//! dead-letters that one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,6 +17,7 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use saga_common::contracts::{self, reply};
+use saga_common::db::Reads;
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
@@ -28,6 +30,9 @@ use crate::orders::store;
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "orchestrator";
+
+const CLAIMED: &str = "claimed";
+const SAGAS: &str = "sagas";
 
 pub struct SagaReplies {
     pub settings: SagaSettings,
@@ -88,16 +93,21 @@ impl MessageHandler for SagaReplies {
             .iter()
             .map(event_of)
             .collect::<Result<Vec<SagaEvent>, HandleError>>()?;
-        let first = inbox::claim_all(txn, CONSUMER, batch).await?;
-        let mut order_ids: Vec<Uuid> = batch
-            .iter()
-            .filter(|e| first.contains(&e.message_id))
-            .map(|e| e.saga_id)
-            .collect();
+        // One statement: claim the replies in the inbox, then lock their sagas.
+        let mut order_ids: Vec<Uuid> = batch.iter().map(|e| e.saga_id).collect();
         order_ids.sort_unstable();
         order_ids.dedup();
-        let mut orders: HashMap<Uuid, Order> = store::find_all_for_update(txn, &order_ids)
-            .await?
+        let mut reads = Reads::new();
+        reads
+            .write(CLAIMED, inbox::claim_part(CONSUMER, batch)?)
+            .read(SAGAS, Some(store::lock_read(&order_ids)));
+        let mut loaded = reads.execute(txn).await?;
+        let first: HashSet<Uuid> = loaded
+            .take::<inbox::Claimed>(CLAIMED)?
+            .into_iter()
+            .map(|claimed| claimed.message_id)
+            .collect();
+        let mut orders: HashMap<Uuid, Order> = store::orders(&mut loaded, SAGAS)?
             .into_iter()
             .map(|order| (order.order_id, order))
             .collect();

@@ -1,7 +1,8 @@
 //! The timeout worker: a tokio-cron-scheduler job that finds sagas past their state's deadline.
 //!
-//! Each overdue saga is claimed with `FOR NO KEY UPDATE SKIP LOCKED` in its own transaction, so several
-//! orchestrator instances can sweep at once and never handle one saga twice concurrently. While
+//! Overdue sagas are claimed, a chunk at a time, with `FOR NO KEY UPDATE SKIP LOCKED`, so
+//! several orchestrator instances can sweep at once and never handle one saga twice
+//! concurrently. While
 //! resends are left, the pending command is sent again with its original message id (the
 //! participant's inbox answers with the reply it recorded, recovering a lost reply); after
 //! `max_resends`, the saga compensates (refund and/or release, harmless if the effect never
@@ -13,7 +14,6 @@ use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use saga_common::messaging::outbox::RelayWakeup;
@@ -44,48 +44,72 @@ pub struct SweepReport {
     pub compensated: usize,
 }
 
-/// Handles every overdue saga (up to `sweep_batch`) once.
+/// Overdue sagas claimed and written together, on one transaction.
+const SWEEP_CHUNK: usize = 100;
+
+/// Handles every overdue saga (up to `sweep_batch`) once, a chunk at a time: the chunk is
+/// claimed with one statement, each saga's step planned, and all steps written with one
+/// statement (and one more per resent command), like a batch of replies. Under an overload that
+/// leaves many sagas past their deadline at once, a sweep stays a few statements long instead
+/// of a few per saga, and holds each saga's lock only for its chunk.
 pub async fn sweep(
     db: &DatabaseConnection,
     settings: &SagaSettings,
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     while report.resent + report.compensated < settings.sweep_batch {
+        let limit = SWEEP_CHUNK.min(settings.sweep_batch - report.resent - report.compensated);
         let txn = db.begin().await?;
-        let Some(order) = store::claim_overdue(&txn).await? else {
+        let overdue = store::claim_overdue(&txn, limit).await?;
+        if overdue.is_empty() {
             txn.commit().await?;
             break;
-        };
-        let give_up = order.resends >= settings.max_resends;
-        let (event, kind) = if give_up {
-            (SagaEvent::ResendsExhausted, RESENDS_EXHAUSTED)
-        } else {
-            (SagaEvent::DeadlinePassed, DEADLINE_PASSED)
-        };
-        let span = saga_span(&order);
-        let applied = act(&txn, &order, event, kind, settings)
-            .instrument(span.clone())
-            .await
-            .map_err(|e| SweepError::Apply(order.order_id, e))?;
-        let step = match applied {
-            Applied::Stepped(step) => step,
-            // The row is locked, so neither can happen; logged rather than looped on, and
-            // rolled back (dropping `txn`), since a conflict may have written half a step.
-            Applied::Ignored | Applied::Conflict => {
-                span.in_scope(
+        }
+        let now = Utc::now();
+        let mut plans = Vec::with_capacity(overdue.len());
+        for order in &overdue {
+            let (event, kind) = if order.resends >= settings.max_resends {
+                (SagaEvent::ResendsExhausted, RESENDS_EXHAUSTED)
+            } else {
+                (SagaEvent::DeadlinePassed, DEADLINE_PASSED)
+            };
+            let trigger = Trigger {
+                kind,
+                message_id: Uuid::now_v7(),
+                correlation_id: &order.correlation_id,
+            };
+            match engine::plan(order, event, &trigger, settings, now) {
+                Ok(Some(plan)) => plans.push(plan),
+                // A saga with a deadline always resends or compensates; logged, not looped on.
+                Ok(None) => saga_span(order).in_scope(
                     || tracing::error!(state = %order.state, "overdue saga left unchanged"),
-                );
-                break;
+                ),
+                Err(error) => return Err(SweepError::Apply(order.order_id, error)),
             }
+        }
+        // The rows are locked, so a conflict cannot happen; if it does, nothing is kept.
+        let Some(_) = engine::write(&txn, &plans)
+            .await
+            .map_err(|e| SweepError::Apply(overdue[0].order_id, e))?
+        else {
+            tracing::error!("overdue sagas changed while locked; sweep rolled back");
+            break;
         };
         txn.commit().await?;
-        let _entered = span.enter();
-        if step.to != order.state {
-            report.compensated += 1;
-            tracing::warn!(from = %order.state, to = %step.to, "saga past its deadline; compensating");
-        } else {
-            report.resent += 1;
-            tracing::warn!(state = %order.state, resends = step.resends, "saga past its deadline; pending command resent");
+        for plan in &plans {
+            let span =
+                tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);
+            let _entered = span.enter();
+            if plan.step.to != plan.from {
+                report.compensated += 1;
+                tracing::warn!(from = %plan.from, to = %plan.step.to, "saga past its deadline; compensating");
+            } else {
+                report.resent += 1;
+                tracing::warn!(state = %plan.from, resends = plan.step.resends, "saga past its deadline; pending command resent");
+            }
+        }
+        if overdue.len() < limit {
+            break;
         }
     }
     Ok(report)

@@ -154,6 +154,17 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str, order_id: Uuid) -> i
     .unwrap()
 }
 
+/// The saga took the charged step once: one transition, version 1.
+async fn assert_charged_once(db: &sea_orm::DatabaseConnection, order: &Order) {
+    let stored = store::find(db, order.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.state, SagaState::AwaitingStock);
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        count(db, "saga_transitions WHERE order_id = $1", order.order_id).await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn a_reply_delivered_twice_moves_the_saga_once() {
     let (handler, db, order) = saga_awaiting_payment().await;
@@ -166,13 +177,7 @@ async fn a_reply_delivered_twice_moves_the_saga_once() {
         .await
         .unwrap();
 
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
-    assert_eq!(stored.state, SagaState::AwaitingStock);
-    assert_eq!(stored.version, 1);
-    assert_eq!(
-        count(&db, "saga_transitions WHERE order_id = $1", order.order_id).await,
-        1
-    );
+    assert_charged_once(&db, &order).await;
     assert_eq!(
         count(
             &db,
@@ -297,13 +302,7 @@ async fn a_reply_twice_in_one_batch_is_applied_once() {
         .await
         .unwrap();
 
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
-    assert_eq!(stored.state, SagaState::AwaitingStock);
-    assert_eq!(stored.version, 1);
-    assert_eq!(
-        count(&db, "saga_transitions WHERE order_id = $1", order.order_id).await,
-        1
-    );
+    assert_charged_once(&db, &order).await;
 }
 
 #[tokio::test]

@@ -57,6 +57,38 @@ async fn the_same_idempotency_key_and_body_return_the_same_order() {
 }
 
 #[tokio::test]
+async fn requests_racing_with_one_idempotency_key_start_one_saga_and_all_get_it() {
+    let fleet = spawn_fleet().await;
+    let body = order_body("rita", "mug", 1, 100);
+
+    // At once: some share the intake's batch (the insert skips all but one), some land in the
+    // next (the key is taken by a committed order).
+    let answers = futures_util::future::join_all(
+        (0..20).map(|_| fleet.post_order_with_key(&body, "key-race")),
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+        let order: Value = answer.json().await.unwrap();
+        ids.push(order["order_id"].as_str().unwrap().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every request got the one order: {ids:?}");
+    let page: Value = fleet
+        .get(format!(
+            "{}/api/orders?customer_id=rita",
+            fleet.orchestrator.base
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "one saga");
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_rejected() {
     let fleet = spawn_fleet().await;
     let first = fleet

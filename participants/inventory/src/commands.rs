@@ -3,9 +3,10 @@
 use sea_orm::DatabaseTransaction;
 
 use saga_common::contracts::{self, command, reply};
+use saga_common::db::{Loaded, Reads, Writes};
 use saga_common::messaging::outbox::Enqueued;
-use saga_common::messaging::participant;
-use saga_common::messaging::{Effect, Envelope, HandleError, MessageHandler};
+use saga_common::messaging::participant::{self, Participant};
+use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
 use crate::reservations::{self, ReserveOutcome, StockCommand, StockOutcome, StockRequest};
 
@@ -20,23 +21,33 @@ impl MessageHandler for InventoryCommands {
         txn: &DatabaseTransaction,
         batch: &[Envelope],
     ) -> Result<Enqueued, HandleError> {
-        participant::handle_batch(txn, CONSUMER, batch, |fresh| async move {
-            let commands = fresh
-                .iter()
-                .map(|envelope| parse(envelope))
-                .collect::<Result<Vec<_>, _>>()?;
-            let decided = reservations::decide_all(txn, &commands).await?;
-            let replies = fresh
-                .iter()
-                .zip(decided.outcomes)
-                .map(|(envelope, outcome)| answer(envelope, outcome))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Effect {
-                replies,
-                writes: decided.writes,
-            })
-        })
-        .await
+        participant::handle::<Self>(txn, batch).await
+    }
+}
+
+impl Participant for InventoryCommands {
+    type Command = StockCommand;
+    type Outcome = StockOutcome;
+    const CONSUMER: &'static str = CONSUMER;
+
+    fn parse(envelope: &Envelope) -> Result<StockCommand, HandleError> {
+        parse(envelope)
+    }
+
+    fn read_for(reads: &mut Reads, commands: &[StockCommand]) {
+        reservations::read_for(reads, commands);
+    }
+
+    fn decide(
+        loaded: &mut Loaded,
+        commands: &[&StockCommand],
+    ) -> Result<(Vec<StockOutcome>, Writes), HandleError> {
+        let decided = reservations::decide(loaded, commands)?;
+        Ok((decided.outcomes, decided.writes))
+    }
+
+    fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleError> {
+        answer(command, outcome)
     }
 }
 

@@ -3,9 +3,10 @@
 use sea_orm::DatabaseTransaction;
 
 use saga_common::contracts::{self, command, reply};
+use saga_common::db::{Loaded, Reads, Writes};
 use saga_common::messaging::outbox::Enqueued;
-use saga_common::messaging::participant;
-use saga_common::messaging::{Effect, Envelope, HandleError, MessageHandler};
+use saga_common::messaging::participant::{self, Participant};
+use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
 use crate::payments::{self, Outcome, PaymentCommand};
 
@@ -20,23 +21,33 @@ impl MessageHandler for PaymentCommands {
         txn: &DatabaseTransaction,
         batch: &[Envelope],
     ) -> Result<Enqueued, HandleError> {
-        participant::handle_batch(txn, CONSUMER, batch, |fresh| async move {
-            let commands = fresh
-                .iter()
-                .map(|envelope| parse(envelope))
-                .collect::<Result<Vec<_>, _>>()?;
-            let decided = payments::decide_all(txn, &commands).await?;
-            let replies = fresh
-                .iter()
-                .zip(decided.outcomes)
-                .map(|(envelope, outcome)| answer(envelope, outcome))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Effect {
-                replies,
-                writes: decided.writes,
-            })
-        })
-        .await
+        participant::handle::<Self>(txn, batch).await
+    }
+}
+
+impl Participant for PaymentCommands {
+    type Command = PaymentCommand;
+    type Outcome = Outcome;
+    const CONSUMER: &'static str = CONSUMER;
+
+    fn parse(envelope: &Envelope) -> Result<PaymentCommand, HandleError> {
+        parse(envelope)
+    }
+
+    fn read_for(reads: &mut Reads, commands: &[PaymentCommand]) {
+        payments::read_for(reads, commands);
+    }
+
+    fn decide(
+        loaded: &mut Loaded,
+        commands: &[&PaymentCommand],
+    ) -> Result<(Vec<Outcome>, Writes), HandleError> {
+        let decided = payments::decide(loaded, commands)?;
+        Ok((decided.outcomes, decided.writes))
+    }
+
+    fn answer(command: &Envelope, outcome: Outcome) -> Result<Envelope, HandleError> {
+        answer(command, outcome)
     }
 }
 
@@ -106,6 +117,13 @@ fn answer(command: &Envelope, outcome: Outcome) -> Result<Envelope, HandleError>
                 refunded_cents: amount_cents,
             },
         ),
+        // Fails the batch; handled alone, the command is dead-lettered with this reason.
+        Outcome::WrongCustomer { paid_by } => {
+            return Err(HandleError::permanent(
+                "invalid_payload",
+                format!("order {order_id} was paid by customer `{paid_by}`, not the one this refund names"),
+            ));
+        }
     }
     .map_err(HandleError::invalid_payload)
 }

@@ -156,7 +156,7 @@ async fn upsert(
 }
 
 /// A product's stock, read under a row lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StockLevel {
     pub available: i32,
     pub reserved: i32,
@@ -171,29 +171,47 @@ impl StockLevel {
     }
 }
 
-/// Reads and locks the products of `product_ids` (in byte order), in that order: every
-/// transaction that locks several products goes in this order, so none waits on another in a
-/// circle. A product that does not exist is absent from the answer.
-pub async fn lock_all(
-    db: &impl ConnectionTrait,
-    product_ids: &[String],
-) -> Result<HashMap<String, StockLevel>, DbErr> {
-    if product_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = db
-        .query_all_raw(stmt(
+/// The query that locks (`FOR NO KEY UPDATE`, in `product_id` byte order) the products named in
+/// `named` and those held by lines of the orders `lines_of`: every product a batch of reserves
+/// and releases may change. Every transaction that locks several products goes in this order,
+/// so none waits on another in a circle. Its rows ([`Level`]) are read back through a
+/// [`Reads`](saga_common::db::Reads); a product that does not exist is absent.
+pub fn lock_read(named: &[String], lines_of: &[uuid::Uuid]) -> Part {
+    if lines_of.is_empty() {
+        return Part::new(
             "SELECT product_id, available, reserved FROM products WHERE product_id = ANY($1) \
              ORDER BY product_id COLLATE \"C\" FOR NO KEY UPDATE",
-            [Value::from(product_ids.to_vec())],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("", "product_id")?,
-                StockLevel::from_query_result(row, "")?,
-            ))
+            vec![Value::from(named.to_vec())],
+        );
+    }
+    Part::new(
+        "SELECT product_id, available, reserved FROM products WHERE product_id IN ( \
+           SELECT unnest($1::text[]) \
+           UNION SELECT product_id FROM reservation_lines WHERE order_id = ANY($2)) \
+         ORDER BY product_id COLLATE \"C\" FOR NO KEY UPDATE",
+        vec![Value::from(named.to_vec()), Value::from(lines_of.to_vec())],
+    )
+}
+
+/// A product's stock as [`lock_read`] returns it.
+#[derive(Debug, Deserialize)]
+pub struct Level {
+    pub product_id: String,
+    pub available: i32,
+    pub reserved: i32,
+}
+
+/// Stock levels by product.
+pub fn levels(rows: Vec<Level>) -> HashMap<String, StockLevel> {
+    rows.into_iter()
+        .map(|l| {
+            (
+                l.product_id,
+                StockLevel {
+                    available: l.available,
+                    reserved: l.reserved,
+                },
+            )
         })
         .collect()
 }
@@ -207,7 +225,7 @@ struct Delta<'a> {
 
 /// Adds each `(product, available, reserved)` change to its product, as a part of a
 /// [`Writes`](saga_common::db::Writes). The rows must have been locked and checked with
-/// [`lock_all`]; the check constraints refuse a negative stock in any case.
+/// [`lock_read`]; the check constraints refuse a negative stock in any case.
 pub fn adjust_part(deltas: &[(String, i32, i32)]) -> Result<Option<Part>, DbErr> {
     if deltas.is_empty() {
         return Ok(None);

@@ -13,7 +13,7 @@
 //! that overtakes its reserve leaves a row that stops the late reserve from ever taking stock.
 //!
 //! A batch of commands is decided in memory by the [`Stockroom`] and written with one statement
-//! per batch ([`decide_all`]). Two batches racing for the same order both find no row; the second
+//! per batch ([`read_for`], [`decide`]). Two batches racing for the same order both find no row; the second
 //! insert then fails on the primary key, its transaction rolls back and the command is handled
 //! again, to find the winner's row.
 
@@ -28,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use saga_common::contracts::{ReserveStock, StockLine};
-use saga_common::db::{self, Part, Writes, stmt};
+use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
 
@@ -148,26 +148,87 @@ pub struct Decided {
     pub writes: Writes,
 }
 
-/// Decides `commands` in order: locks the reservations of their orders, reads the lines of
-/// those that may be released, locks the products involved (each in key order, products in byte
-/// order, so batches running side by side never wait on each other in a circle), and lets the
-/// [`Stockroom`] decide every command. The caller runs the returned writes (stock, new
-/// reservations and their lines, releases) on the same transaction.
-pub async fn decide_all(
-    db: &impl ConnectionTrait,
-    commands: &[StockCommand],
-) -> Result<Decided, DbErr> {
+const RESERVATIONS: &str = "reservations";
+const LINES: &str = "lines";
+const PRODUCTS: &str = "products";
+
+/// Adds to `reads` what `commands` need: the reservations of their orders, locked (`FOR NO KEY
+/// UPDATE`, in order id order); when some are releases, the lines of their orders (what a
+/// release gives back); and, locked in `product_id` byte order, every product a reserve names
+/// or such a line holds. Every batch locks reservations before products and each in one order,
+/// so batches running side by side never wait on each other in a circle.
+pub fn read_for(reads: &mut Reads, commands: &[StockCommand]) {
+    if commands.is_empty() {
+        return;
+    }
     let mut order_ids: Vec<Uuid> = commands.iter().map(StockCommand::order_id).collect();
     order_ids.sort_unstable();
     order_ids.dedup();
-    let stored = lock_all(db, &order_ids).await?;
-    let held: Vec<Uuid> = stored
+    let mut named: Vec<String> = commands
         .iter()
-        .filter(|r| r.status == RESERVED)
-        .map(|r| r.order_id)
+        .flat_map(|command| match command {
+            StockCommand::Reserve(request) => request.lines().to_vec(),
+            StockCommand::Release { .. } => Vec::new(),
+        })
+        .map(|line| line.product_id)
         .collect();
-    let lines = lines_of(db, &held).await?;
-    let levels = products::lock_all(db, &Stockroom::products(commands, &lines)).await?;
+    named.sort();
+    named.dedup();
+    // Releases come only from sagas that timed out; without one, the lines of stored
+    // reservations are not needed, and the products are found by their keys alone.
+    let mut releasing: Vec<Uuid> = commands
+        .iter()
+        .filter_map(|command| match command {
+            StockCommand::Release { order_id } => Some(*order_id),
+            StockCommand::Reserve(_) => None,
+        })
+        .collect();
+    releasing.sort_unstable();
+    releasing.dedup();
+    reads.read(
+        RESERVATIONS,
+        Some(Part::new(
+            "SELECT order_id, status, reason FROM reservations WHERE order_id = ANY($1) \
+             ORDER BY order_id FOR NO KEY UPDATE",
+            vec![Value::from(order_ids)],
+        )),
+    );
+    if !releasing.is_empty() {
+        reads.read(
+            LINES,
+            Some(Part::new(
+                "SELECT order_id, product_id, quantity FROM reservation_lines \
+                 WHERE order_id = ANY($1)",
+                vec![Value::from(releasing.clone())],
+            )),
+        );
+    }
+    reads.read(PRODUCTS, Some(products::lock_read(&named, &releasing)));
+}
+
+#[derive(Deserialize)]
+struct LineRow {
+    order_id: Uuid,
+    product_id: String,
+    quantity: i32,
+}
+
+/// Decides `commands` in order with the [`Stockroom`], against the rows [`read_for`] loaded.
+/// The caller runs the returned writes (stock, new reservations and their lines, releases) on
+/// the same transaction.
+pub fn decide(loaded: &mut Loaded, commands: &[&StockCommand]) -> Result<Decided, DbErr> {
+    let stored: Vec<ReservationRow> = loaded.take(RESERVATIONS)?;
+    let mut lines: HashMap<Uuid, Vec<StockLine>> = HashMap::new();
+    for line in loaded.take::<LineRow>(LINES)? {
+        lines.entry(line.order_id).or_default().push(StockLine {
+            product_id: line.product_id,
+            quantity: line.quantity,
+        });
+    }
+    for order_lines in lines.values_mut() {
+        order_lines.sort_by(|a, b| a.product_id.as_bytes().cmp(b.product_id.as_bytes()));
+    }
+    let levels = products::levels(loaded.take(PRODUCTS)?);
     let mut room = Stockroom::new(stored, lines, levels);
     let outcomes: Vec<StockOutcome> = commands.iter().map(|c| room.apply(c)).collect();
     let changes = room.changes();
@@ -179,57 +240,6 @@ pub async fn decide_all(
         .add("lines", lines)
         .add("releases", released_part(&changes.released));
     Ok(Decided { outcomes, writes })
-}
-
-/// Reads and locks the reservations of `order_ids`, in order id order.
-async fn lock_all(
-    db: &impl ConnectionTrait,
-    order_ids: &[Uuid],
-) -> Result<Vec<ReservationRow>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT order_id, status, reason FROM reservations WHERE order_id = ANY($1) \
-             ORDER BY order_id FOR NO KEY UPDATE",
-            [Value::from(order_ids.to_vec())],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ReservationRow {
-                order_id: row.try_get("", "order_id")?,
-                status: row.try_get("", "status")?,
-                reason: row.try_get("", "reason")?,
-            })
-        })
-        .collect()
-}
-
-/// The lines of each of `order_ids` that has any.
-async fn lines_of(
-    db: &impl ConnectionTrait,
-    order_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<StockLine>>, DbErr> {
-    let mut lines: HashMap<Uuid, Vec<StockLine>> = HashMap::new();
-    if order_ids.is_empty() {
-        return Ok(lines);
-    }
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT order_id, product_id, quantity FROM reservation_lines \
-             WHERE order_id = ANY($1) ORDER BY order_id, product_id COLLATE \"C\"",
-            [Value::from(order_ids.to_vec())],
-        ))
-        .await?;
-    for row in &rows {
-        lines
-            .entry(row.try_get("", "order_id")?)
-            .or_default()
-            .push(StockLine {
-                product_id: row.try_get("", "product_id")?,
-                quantity: row.try_get("", "quantity")?,
-            });
-    }
-    Ok(lines)
 }
 
 #[derive(Serialize)]

@@ -39,7 +39,7 @@ pub enum StockOutcome {
 }
 
 /// A reservation row as the stockroom knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReservationRow {
     pub order_id: Uuid,
     pub status: String,
@@ -202,27 +202,6 @@ impl Stockroom {
             .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         changes
     }
-
-    /// Products whose stock `commands` may change, in byte order (the order they are locked
-    /// in): every line of a reserve, and every line read for the orders being released.
-    pub fn products(
-        commands: &[StockCommand],
-        lines: &HashMap<Uuid, Vec<StockLine>>,
-    ) -> Vec<String> {
-        let mut products: Vec<String> = commands
-            .iter()
-            .flat_map(|command| match command {
-                StockCommand::Reserve(request) => request.lines().to_vec(),
-                StockCommand::Release { order_id } => {
-                    lines.get(order_id).cloned().unwrap_or_default()
-                }
-            })
-            .map(|line| line.product_id)
-            .collect();
-        products.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        products.dedup();
-        products
-    }
 }
 
 #[cfg(test)]
@@ -380,21 +359,5 @@ mod tests {
             })
         );
         assert!(room.changes().stock_deltas.is_empty());
-    }
-
-    #[test]
-    fn products_are_locked_in_byte_order_whichever_command_names_them() {
-        let release_of = Uuid::now_v7();
-        let commands = [
-            reserve(vec![line("b", 1), line("B", 1)]),
-            StockCommand::Release {
-                order_id: release_of,
-            },
-        ];
-        let lines = [(release_of, vec![line("a", 1), line("b", 2)])].into();
-        assert_eq!(
-            Stockroom::products(&commands, &lines),
-            vec!["B".to_owned(), "a".into(), "b".into()]
-        );
     }
 }

@@ -293,3 +293,50 @@ async fn a_command_of_an_unknown_type_ends_in_the_dead_letter_queue() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlock() {
+    use inventory::commands::InventoryCommands;
+    use saga_common::messaging::handle;
+
+    let app = spawn_app().await;
+    let products = ["p-a", "p-b", "p-c", "p-d"];
+    for product in products {
+        app.stock(product, 1_000).await;
+    }
+    let db = sea_orm::Database::connect(app.database_url())
+        .await
+        .unwrap();
+    // Twenty batches at once, each reserving over the same products, half of them naming the
+    // products back to front: one at a time per message, these lock products in opposite
+    // orders; as a batch they are locked in one order.
+    let batches: Vec<Vec<Envelope>> = (0..20)
+        .map(|i| {
+            (0..4)
+                .map(|j| {
+                    let mut lines: Vec<(&str, i32)> = products.iter().map(|p| (*p, 1)).collect();
+                    if (i + j) % 2 == 1 {
+                        lines.reverse();
+                    }
+                    lines.rotate_left(j % 4);
+                    reserve_command(Uuid::now_v7(), &lines)
+                })
+                .collect()
+        })
+        .collect();
+
+    let outcomes = futures_util::future::join_all(
+        batches
+            .iter()
+            .map(|batch| handle(&db, &InventoryCommands, batch)),
+    )
+    .await;
+
+    for outcome in outcomes {
+        outcome.expect("every batch commits on its first try");
+    }
+    for product in products {
+        assert_eq!(app.stock_of(product).await, (1_000 - 80, 80), "{product}");
+    }
+    app.stop().await;
+}

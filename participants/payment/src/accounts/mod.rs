@@ -126,29 +126,29 @@ async fn upsert(
     ))
 }
 
-/// Reads and locks the accounts of `customer_ids` (sorted), in that order; a customer without
-/// an account is absent from the answer.
-pub async fn lock_all(
-    db: &impl ConnectionTrait,
-    customer_ids: &[String],
-) -> Result<HashMap<String, i64>, DbErr> {
-    if customer_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT customer_id, balance_cents FROM accounts WHERE customer_id = ANY($1) \
-             ORDER BY customer_id FOR NO KEY UPDATE",
-            [Value::from(customer_ids.to_vec())],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("", "customer_id")?,
-                row.try_get("", "balance_cents")?,
-            ))
-        })
+/// The query that locks (`FOR NO KEY UPDATE`, in customer order) the accounts of `customers`:
+/// every account a batch of charges and refunds may change (a refund must name the customer
+/// who paid). Its rows ([`Balance`]) are read back through a
+/// [`Reads`](saga_common::db::Reads).
+pub fn lock_read(customers: &[String]) -> Part {
+    Part::new(
+        "SELECT customer_id, balance_cents FROM accounts WHERE customer_id = ANY($1) \
+         ORDER BY customer_id FOR NO KEY UPDATE",
+        vec![Value::from(customers.to_vec())],
+    )
+}
+
+/// An account's balance as [`lock_read`] returns it.
+#[derive(Debug, Deserialize)]
+pub struct Balance {
+    pub customer_id: String,
+    pub balance_cents: i64,
+}
+
+/// Balances by customer; a customer missing has no account.
+pub fn balances(rows: Vec<Balance>) -> HashMap<String, i64> {
+    rows.into_iter()
+        .map(|b| (b.customer_id, b.balance_cents))
         .collect()
 }
 

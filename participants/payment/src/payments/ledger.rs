@@ -30,6 +30,12 @@ impl PaymentCommand {
             Self::Charge { order_id, .. } | Self::Refund { order_id, .. } => *order_id,
         }
     }
+
+    pub fn customer_id(&self) -> &str {
+        match self {
+            Self::Charge { customer_id, .. } | Self::Refund { customer_id, .. } => customer_id,
+        }
+    }
 }
 
 /// What a command ends in.
@@ -46,10 +52,14 @@ pub enum Outcome {
     Refunded {
         amount_cents: i64,
     },
+    /// A refund naming another customer than the one who paid: it can never be carried out.
+    WrongCustomer {
+        paid_by: String,
+    },
 }
 
 /// A payment row as the ledger knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct PaymentRow {
     pub payment_id: Uuid,
     pub order_id: Uuid,
@@ -153,8 +163,9 @@ impl Ledger {
         outcome
     }
 
-    /// Gives a charge back once. A refund for an order never charged records the order as
-    /// `DECLINED`/`cancelled`, so a charge arriving after it takes nothing.
+    /// Gives a charge back once, to the customer who paid (a refund naming anyone else is
+    /// refused). A refund for an order never charged records the order as `DECLINED`/
+    /// `cancelled`, so a charge arriving after it takes nothing.
     fn refund(&mut self, order_id: Uuid, customer_id: &str) -> Outcome {
         let Some((payment, origin)) = self.payments.get_mut(&order_id) else {
             let cancelled = PaymentRow {
@@ -168,13 +179,15 @@ impl Ledger {
             self.payments.insert(order_id, (cancelled, Origin::New));
             return Outcome::Refunded { amount_cents: 0 };
         };
+        if payment.customer_id != customer_id {
+            return Outcome::WrongCustomer {
+                paid_by: payment.customer_id.clone(),
+            };
+        }
         let amount_cents = match payment.status.as_str() {
             CHARGED => {
-                // The account was read with the payment: it is the charged customer's.
-                *self
-                    .balances
-                    .entry(payment.customer_id.clone())
-                    .or_default() += payment.amount_cents;
+                // The refund names the payer, whose account was read (and locked) for it.
+                *self.balances.entry(customer_id.to_owned()).or_default() += payment.amount_cents;
                 payment.status = REFUNDED.to_owned();
                 if let Origin::Stored { refunded } = origin {
                     *refunded = true;
@@ -208,22 +221,6 @@ impl Ledger {
         }
         changes.balance_deltas.sort();
         changes
-    }
-
-    /// Customers whose accounts `commands` may change, given the payments read for them: the
-    /// accounts to lock before the ledger decides.
-    pub fn customers(commands: &[PaymentCommand], payments: &[PaymentRow]) -> Vec<String> {
-        let mut customers: Vec<String> = commands
-            .iter()
-            .filter_map(|c| match c {
-                PaymentCommand::Charge { customer_id, .. } => Some(customer_id.clone()),
-                PaymentCommand::Refund { .. } => None,
-            })
-            .chain(payments.iter().map(|p| p.customer_id.clone()))
-            .collect();
-        customers.sort();
-        customers.dedup();
-        customers
     }
 }
 
@@ -365,6 +362,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_naming_another_customer_than_the_payer_is_refused_and_changes_nothing() {
+        let mut ledger = ledger(&[("c-1", 100), ("c-2", 100)]);
+        let order = Uuid::now_v7();
+        ledger.apply(&charge(order, "c-1", 40));
+        assert_eq!(
+            ledger.apply(&refund(order, "c-2")),
+            Outcome::WrongCustomer {
+                paid_by: "c-1".into()
+            }
+        );
+        let changes = ledger.changes();
+        assert_eq!(changes.balance_deltas, vec![("c-1".into(), -40)]);
+        assert_eq!(changes.new_payments[0].status, CHARGED);
+    }
+
+    #[test]
     fn a_declined_payment_refunds_nothing() {
         let mut ledger = ledger(&[("c-1", 5)]);
         let order = Uuid::now_v7();
@@ -374,28 +387,5 @@ mod tests {
             Outcome::Refunded { amount_cents: 0 }
         );
         assert!(ledger.changes().balance_deltas.is_empty());
-    }
-
-    #[test]
-    fn the_accounts_to_lock_are_the_chargers_and_the_payers_of_stored_payments() {
-        let order = Uuid::now_v7();
-        let stored = PaymentRow {
-            payment_id: Uuid::now_v7(),
-            order_id: order,
-            customer_id: "payer".into(),
-            amount_cents: 1,
-            status: CHARGED.into(),
-            decline_reason: None,
-        };
-        let commands = [
-            charge(Uuid::now_v7(), "b", 1),
-            refund(order, "claimed-by-refund"),
-            charge(Uuid::now_v7(), "a", 1),
-            charge(Uuid::now_v7(), "b", 1),
-        ];
-        assert_eq!(
-            Ledger::customers(&commands, &[stored]),
-            vec!["a".to_owned(), "b".into(), "payer".into()]
-        );
     }
 }

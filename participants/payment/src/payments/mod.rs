@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use saga_common::db::{self, Part, Writes, stmt};
+use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
 
@@ -58,23 +58,46 @@ pub struct Decided {
     pub writes: Writes,
 }
 
-/// Decides `commands` in order: locks the payments of their orders, then the accounts they may
-/// change (each in key order, so batches running side by side never wait on each other in a
-/// circle), and lets the [`Ledger`] decide every command. The caller runs the returned writes
-/// (balances, new payments, refunds) on the same transaction.
+/// Adds to `reads` what `commands` need, locked (`FOR NO KEY UPDATE`): the payments of their
+/// orders, then the accounts of the customers they name, each in key order, so batches running
+/// side by side never wait on each other in a circle.
+pub fn read_for(reads: &mut Reads, commands: &[PaymentCommand]) {
+    if commands.is_empty() {
+        return;
+    }
+    let mut order_ids: Vec<Uuid> = commands.iter().map(PaymentCommand::order_id).collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    let mut customers: Vec<String> = commands
+        .iter()
+        .map(|c| c.customer_id().to_owned())
+        .collect();
+    customers.sort();
+    customers.dedup();
+    reads
+        .read(
+            PAYMENTS,
+            Some(Part::new(
+                "SELECT payment_id, order_id, customer_id, amount_cents, status, decline_reason \
+                 FROM payments WHERE order_id = ANY($1) ORDER BY order_id FOR NO KEY UPDATE",
+                vec![Value::from(order_ids)],
+            )),
+        )
+        .read(ACCOUNTS, Some(accounts::lock_read(&customers)));
+}
+
+const PAYMENTS: &str = "payments";
+const ACCOUNTS: &str = "accounts";
+
+/// Decides `commands` in order with the [`Ledger`], against the rows [`read_for`] loaded. The
+/// caller runs the returned writes (balances, new payments, refunds) on the same transaction.
 ///
 /// Two batches racing to create the payment of one order both find none; the second insert then
 /// fails on `one_payment_per_order`, its transaction rolls back, and the command is handled again
 /// to find the winner's row.
-pub async fn decide_all(
-    db: &impl ConnectionTrait,
-    commands: &[PaymentCommand],
-) -> Result<Decided, DbErr> {
-    let mut order_ids: Vec<Uuid> = commands.iter().map(PaymentCommand::order_id).collect();
-    order_ids.sort_unstable();
-    order_ids.dedup();
-    let stored = lock_all(db, &order_ids).await?;
-    let balances = accounts::lock_all(db, &Ledger::customers(commands, &stored)).await?;
+pub fn decide(loaded: &mut Loaded, commands: &[&PaymentCommand]) -> Result<Decided, DbErr> {
+    let stored: Vec<PaymentRow> = loaded.take(PAYMENTS)?;
+    let balances = accounts::balances(loaded.take(ACCOUNTS)?);
     let mut ledger = Ledger::new(stored, balances);
     let outcomes: Vec<Outcome> = commands.iter().map(|c| ledger.apply(c)).collect();
     let changes = ledger.changes();
@@ -84,29 +107,6 @@ pub async fn decide_all(
         .add("charges", insert_part(&changes.new_payments)?)
         .add("refunds", refunded_part(&changes.refunded));
     Ok(Decided { outcomes, writes })
-}
-
-/// Reads and locks the payments of `order_ids`, in order id order.
-async fn lock_all(db: &impl ConnectionTrait, order_ids: &[Uuid]) -> Result<Vec<PaymentRow>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT payment_id, order_id, customer_id, amount_cents, status, decline_reason \
-             FROM payments WHERE order_id = ANY($1) ORDER BY order_id FOR NO KEY UPDATE",
-            [Value::from(order_ids.to_vec())],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PaymentRow {
-                payment_id: row.try_get("", "payment_id")?,
-                order_id: row.try_get("", "order_id")?,
-                customer_id: row.try_get("", "customer_id")?,
-                amount_cents: row.try_get("", "amount_cents")?,
-                status: row.try_get("", "status")?,
-                decline_reason: row.try_get("", "decline_reason")?,
-            })
-        })
-        .collect()
 }
 
 #[derive(Serialize)]

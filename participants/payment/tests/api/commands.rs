@@ -151,3 +151,47 @@ async fn commands_that_cannot_be_handled_are_dead_lettered_with_a_reason() {
     assert!(reasons.contains(&"invalid_payload".to_owned()));
     assert_eq!(app.balance("c-1").await, 1_000);
 }
+
+#[tokio::test]
+async fn batches_charging_shared_accounts_in_opposite_orders_all_commit_without_a_deadlock() {
+    use payment::commands::PaymentCommands;
+    use saga_common::messaging::{Envelope, handle};
+
+    let app = spawn_app().await;
+    let customers = ["c-a", "c-b", "c-c", "c-d"];
+    for customer in customers {
+        app.fund(customer, 1_000).await;
+    }
+    let db = sea_orm::Database::connect(app.database_url.as_str())
+        .await
+        .unwrap();
+    // Twenty batches at once, each charging every customer once, half of them in the reverse
+    // order: one at a time per message these would lock accounts in opposite orders; as a batch
+    // they are locked in one order.
+    let batches: Vec<Vec<Envelope>> = (0..20)
+        .map(|i| {
+            let mut order: Vec<&str> = customers.to_vec();
+            if i % 2 == 1 {
+                order.reverse();
+            }
+            order
+                .into_iter()
+                .map(|customer| charge(Uuid::now_v7(), customer, 10))
+                .collect()
+        })
+        .collect();
+
+    let outcomes = futures_util::future::join_all(
+        batches
+            .iter()
+            .map(|batch| handle(&db, &PaymentCommands, batch)),
+    )
+    .await;
+
+    for outcome in outcomes {
+        outcome.expect("every batch commits on its first try");
+    }
+    for customer in customers {
+        assert_eq!(app.balance(customer).await, 1_000 - 20 * 10, "{customer}");
+    }
+}

@@ -1,0 +1,118 @@
+//! Everything a batch reads before it decides, as one statement.
+//!
+//! A batch needs several sets of rows (the inbox's record of its messages, the rows it will
+//! change, locked), each depending only on the batch's ids. They go to PostgreSQL as the scalar
+//! subqueries of one `SELECT`, each turning its rows into a JSON array:
+//! `SELECT (SELECT coalesce(json_agg(r), '[]') FROM (<query>) r) AS a, ...`, one round trip
+//! instead of one per set. The subqueries run in the order added, so the row locks they take
+//! (`FOR NO KEY UPDATE` inside a query) are taken in that order; every batch of a service adds
+//! them in the same order and locks in key order within each, so batches never wait on each
+//! other in a circle. A data-modifying part may come first ([`Reads::write`]), read back by its
+//! `RETURNING` rows.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DbErr};
+use serde::de::DeserializeOwned;
+
+use super::writes::{Part, renumber};
+
+#[derive(Debug, Default)]
+pub struct Reads {
+    writes: Vec<(&'static str, Part)>,
+    reads: Vec<(&'static str, Part)>,
+}
+
+/// The rows each part returned, by name.
+#[derive(Debug, Default)]
+pub struct Loaded(HashMap<String, serde_json::Value>);
+
+impl Loaded {
+    /// The rows `name` returned, each deserialized from its columns (by name); none for a part
+    /// that was not added.
+    pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<Vec<T>, DbErr> {
+        match self.0.remove(name) {
+            Some(rows) => serde_json::from_value(rows)
+                .map_err(|e| DbErr::Custom(format!("unreadable rows of `{name}`: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Reads {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A data-modifying statement run first (`INSERT ... RETURNING ...`), whose returned rows
+    /// are read back as `name`. `None` adds nothing.
+    pub fn write(&mut self, name: &'static str, part: Option<Part>) -> &mut Self {
+        if let Some(part) = part {
+            self.writes.push((name, part));
+        }
+        self
+    }
+
+    /// A query (its own `$1`, `$2`, ...) whose rows are read back as `name`. `None` adds
+    /// nothing.
+    pub fn read(&mut self, name: &'static str, query: Option<Part>) -> &mut Self {
+        if let Some(query) = query {
+            self.reads.push((name, query));
+        }
+        self
+    }
+
+    pub async fn execute(self, db: &impl ConnectionTrait) -> Result<Loaded, DbErr> {
+        if self.writes.is_empty() && self.reads.is_empty() {
+            return Ok(Loaded::default());
+        }
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        for (i, (name, part)) in self.writes.iter().enumerate() {
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            sql.push_str(name);
+            sql.push_str(" AS (");
+            sql.push_str(&renumber(&part.sql, values.len()));
+            sql.push(')');
+            values.extend(part.values.iter().cloned());
+        }
+        sql.push_str(if sql.is_empty() {
+            "SELECT "
+        } else {
+            " SELECT "
+        });
+        let mut names = Vec::new();
+        let mut first = true;
+        let json = |query: &str| format!("(SELECT coalesce(json_agg(r), '[]') FROM ({query}) r)");
+        for (name, _) in &self.writes {
+            if !first {
+                sql.push_str(", ");
+            }
+            first = false;
+            sql.push_str(&json(&format!("SELECT * FROM {name}")));
+            sql.push_str(" AS ");
+            sql.push_str(name);
+            names.push(*name);
+        }
+        for (name, part) in &self.reads {
+            if !first {
+                sql.push_str(", ");
+            }
+            first = false;
+            sql.push_str(&json(&renumber(&part.sql, values.len())));
+            sql.push_str(" AS ");
+            sql.push_str(name);
+            values.extend(part.values.iter().cloned());
+            names.push(*name);
+        }
+        let row = db
+            .query_one_raw(super::stmt(&sql, values))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the rows of a batch".into()))?;
+        let mut loaded = HashMap::with_capacity(names.len());
+        for name in names {
+            loaded.insert(name.to_owned(), row.try_get::<serde_json::Value>("", name)?);
+        }
+        Ok(Loaded(loaded))
+    }
+}
