@@ -11,6 +11,9 @@
 #   3. open80:   open loop at BENCH_OPEN_FRACTION of the peak's finished sagas/s for
 #                BENCH_STEADY_DURATION seconds: the latencies at a sustainable load, and whether
 #                queues, outbox or memory grow over a long run (the issue's targets are there).
+# Before the fleet starts, a 15 s pgbench calibration (the issue's yardstick: 3-insert
+# transactions at 16 connections) records how fast this machine's PostgreSQL is, so results from
+# machines of different speed can be compared.
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
@@ -308,6 +311,34 @@ code="$(rabbit_api -X PUT -H 'content-type: application/json' \
     "$RABBITMQ_API/api/permissions/$(urlencode "$VHOST")/$DEPLOY_RABBITMQ_USER")" || true
 case $code in 201 | 204) ;; *) die "could not grant $DEPLOY_RABBITMQ_USER on vhost $VHOST (HTTP $code)" ;; esac
 
+# calibrate: how fast this machine's PostgreSQL commits small transactions, measured the way the
+# issue quotes it (3 inserts per transaction, 16 connections, synchronous commit on), before the
+# fleet starts. Results from machines of different speed compare through it.
+calibrate() {
+    local db="${DB_PREFIX}calibration" script="$OUT/calibration.sql"
+    command -v pgbench >/dev/null 2>&1 || {
+        echo "calibration: pgbench not found, skipped"
+        return 0
+    }
+    psql "$DEPLOY_PG_URL" -qAt -v ON_ERROR_STOP=1 -v db="$db" >/dev/null 2>&1 <<'SQL' || { echo "calibration: could not create its database, skipped"; return 0; }
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec
+SELECT format('CREATE DATABASE %I', :'db') \gexec
+SQL
+    local url="postgres://postgres:postgres@127.0.0.1:5432/$db"
+    psql "$url" -qc 'CREATE TABLE t (id bigserial PRIMARY KEY, a int, b text)' >/dev/null
+    printf '%s\n' 'BEGIN;' \
+        "INSERT INTO t (a, b) VALUES (1, 'x');" "INSERT INTO t (a, b) VALUES (2, 'y');" \
+        "INSERT INTO t (a, b) VALUES (3, 'z');" 'COMMIT;' >"$script"
+    local tps
+    tps="$(pgbench "$url" -n -c 16 -j 2 -T 15 -M prepared -f "$script" 2>/dev/null |
+        awk '/^tps/ { printf "%.0f", $3 }')"
+    psql "$DEPLOY_PG_URL" -qAt -v db="$db" >/dev/null 2>&1 <<<"SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec" || true
+    echo "calibration: ${tps:-?} PostgreSQL transactions/s (pgbench, 3 inserts each, 16 connections; the issue's reference machine: about 6,000)"
+}
+log "calibrating: pgbench, 3-insert transactions, 16 connections, 15 s"
+CALIBRATION="$(calibrate)"
+log "$CALIBRATION"
+
 log "building the load generator (release)"
 cargo build --release -p loadgen
 [ -x "$BIN_DIR/loadgen" ] || die "$BIN_DIR/loadgen was not built"
@@ -350,6 +381,7 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
     echo "postgres: $(psql "$DEPLOY_PG_URL" -Atqc 'show server_version')"
     echo "synchronous_commit: $(psql "$DEPLOY_PG_URL" -Atqc 'show synchronous_commit')"
     echo "rabbitmq: $(curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" "$RABBITMQ_API/api/overview" | grep -o '"rabbitmq_version":"[^"]*"' | cut -d'"' -f4)"
+    echo "$CALIBRATION"
     echo "uptime before: $(uptime)"
 } | tee "$OUT/machine.txt" >&2
 
@@ -453,6 +485,7 @@ early_late() {
 {
     echo
     echo "== bench $RUN_ID on $(nproc) cores: peak ${DURATION}s, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
+    echo "$CALIBRATION"
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in peak open80; do
         line="$(grep '^RESULT' "$OUT/$name.txt" || true)"

@@ -178,7 +178,9 @@ ensure_databases saga_orchestrator saga_payment saga_inventory
 upgrade_classic_work_queues
 
 log "building release binaries"
-cargo build --release --workspace --bins
+# Only the three services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
+# would each add a full LTO link of the fleet to every start.
+cargo build --release -p orchestrator -p payment -p inventory --bins
 
 for svc in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$svc" ] || die "$BIN_DIR/$svc was not built"

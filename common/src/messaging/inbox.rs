@@ -104,7 +104,7 @@ pub fn record_part(consumer: &str, handled: &[Handled<'_>]) -> Result<Option<Par
             reply: h.reply,
         })
         .collect();
-    // Id order, as in `claim_all`.
+    // Id order, as in `claim_part`.
     rows.sort_by_key(|r| r.message_id);
     Ok(Some(Part::new(
         "INSERT INTO inbox (consumer, message_id, message_type, reply) \

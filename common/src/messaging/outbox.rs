@@ -180,12 +180,17 @@ pub struct RelayWakeup(Arc<Wakeup>);
 struct Wakeup {
     notify: Notify,
     work: Mutex<Work>,
+    /// Rows the relay published and saw confirmed but has not yet marked. Kept here rather
+    /// than in the relay's future, which a shutdown or a reconnect drops: the next session
+    /// marks them instead of publishing them again.
+    unmarked: Mutex<Vec<i64>>,
 }
 
 #[derive(Default, Debug)]
 struct Work {
     ids: Vec<i64>,
-    /// Scan the table: a writer could not name its rows, or ids were dropped.
+    /// Scan every unpublished row, whatever its age: a writer could not name its rows, or ids
+    /// were dropped.
     scan: bool,
 }
 
@@ -221,6 +226,44 @@ impl RelayWakeup {
             .map(|mut work| std::mem::take(&mut *work))
             .unwrap_or_default()
     }
+
+    /// Puts back ids the relay could not publish, without waking it: it retries on its own
+    /// schedule, not in a tight loop while the database fails.
+    fn restore(&self, ids: &[i64]) {
+        if let Ok(mut work) = self.0.work.lock() {
+            if work.ids.len() + ids.len() > MAX_WAITING_IDS {
+                work.ids.clear();
+                work.scan = true;
+            } else {
+                work.ids.extend_from_slice(ids);
+            }
+        }
+    }
+
+    fn unmarked(&self) -> Vec<i64> {
+        self.0
+            .unmarked
+            .lock()
+            .map(|unmarked| unmarked.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_unmarked(&self, ids: Vec<i64>) {
+        if let Ok(mut unmarked) = self.0.unmarked.lock() {
+            *unmarked = ids;
+        }
+    }
+}
+
+/// How far a scan looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scan {
+    /// The periodic poll: rows older than `outbox.orphan_age_ms`, whose writer should have
+    /// published them by now (it crashed, or its instance is gone).
+    Orphans,
+    /// Every unpublished row: at the start and end of a session (ids handed to an earlier
+    /// session may have been lost with it) and when a writer could not name its rows.
+    All,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -242,75 +285,85 @@ pub struct Relay {
 impl Relay {
     /// Publishes until `stop` is triggered, then flushes what it can once more and returns.
     /// Starts with a scan: ids handed to an earlier session may have been lost with it.
+    ///
+    /// The future may be dropped at any await (a session ends by `select!`): nothing is lost
+    /// then, as every row stays unpublished in the table until it is marked, and the next
+    /// session's first scan takes every such row.
     pub async fn run(&self, channel: &Channel, stop: &Shutdown) -> Result<(), RelayError> {
-        let mut unmarked = Vec::new();
-        let outcome = self.relay(channel, stop, &mut unmarked).await;
+        let outcome = self.relay(channel, stop).await;
         // Published and confirmed, but not yet marked: mark them if the database lets us, or
         // a scan will publish them again (a duplicate the inboxes absorb).
-        if !unmarked.is_empty()
-            && let Err(error) = mark(&self.db, &unmarked).await
-        {
-            tracing::warn!(%error, count = unmarked.len(), "could not mark published outbox rows");
+        let unmarked = self.wakeup.unmarked();
+        if !unmarked.is_empty() {
+            match mark(&self.db, &unmarked).await {
+                Ok(()) => self.wakeup.set_unmarked(Vec::new()),
+                Err(error) => {
+                    tracing::warn!(%error, count = unmarked.len(), "could not mark published outbox rows");
+                }
+            }
         }
         outcome
     }
 
-    async fn relay(
-        &self,
-        channel: &Channel,
-        stop: &Shutdown,
-        unmarked: &mut Vec<i64>,
-    ) -> Result<(), RelayError> {
+    async fn relay(&self, channel: &Channel, stop: &Shutdown) -> Result<(), RelayError> {
         let batch_size = self.settings.batch_size.max(1) as usize;
         let mut poll = tokio::time::interval(Duration::from_millis(
             self.settings.poll_interval_ms.max(10),
         ));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut scan = true;
+        // The first tick is immediate; the start-up scan below covers it.
+        poll.tick().await;
+        let mut scan = Some(Scan::All);
         loop {
             let mut work = self.wakeup.take();
-            scan |= work.scan;
+            if work.scan {
+                scan = Some(Scan::All);
+            }
             work.ids.sort_unstable();
             work.ids.dedup();
             let mut outcome = Ok(());
             for (i, ids) in work.ids.chunks(batch_size).enumerate() {
-                if let Err(error) = self.publish_ids(channel, ids, unmarked).await {
-                    // Not published: hand them back for the next round.
-                    self.wakeup
-                        .committed(Enqueued(work.ids[i * batch_size..].to_vec()));
+                if let Err(error) = self.publish_ids(channel, ids).await {
+                    // Not published: kept for the next round.
+                    self.wakeup.restore(&work.ids[i * batch_size..]);
                     outcome = Err(error);
                     break;
                 }
             }
-            while scan && outcome.is_ok() {
-                match self.publish_orphans(channel).await {
+            while let Some(scope) = scan
+                && outcome.is_ok()
+            {
+                match self.publish_orphans(channel, scope).await {
                     // A full batch: there may be more right behind it.
                     Ok(sent) if sent == batch_size => {}
-                    Ok(_) => scan = false,
+                    Ok(_) => scan = None,
                     Err(error) => outcome = Err(error),
                 }
             }
             match outcome {
                 Ok(()) => {}
-                // The database being away is no reason to drop the broker connection: wait and
-                // try again; the rows are safe where they are.
+                // The database being away is no reason to drop the broker connection: wait for
+                // the next poll and try again; the rows are safe where they are.
                 Err(RelayError::Database(error)) => {
                     tracing::warn!(%error, "outbox relay cannot read the database; retrying");
-                    scan = true;
+                    scan = scan.max(Some(Scan::Orphans));
                 }
                 Err(error) => return Err(error),
             }
             if stop.is_triggered() {
                 return Ok(());
             }
+            let marks_waiting = !self.wakeup.unmarked().is_empty();
             tokio::select! {
                 () = self.wakeup.0.notify.notified() => {}
-                _ = poll.tick() => scan = true,
-                () = stop.wait() => scan = true,
+                _ = poll.tick() => scan = scan.max(Some(Scan::Orphans)),
+                // The last flush: whatever this process committed, young or old.
+                () = stop.wait() => scan = Some(Scan::All),
                 // Nothing came to carry the marks along: mark them on their own.
-                () = tokio::time::sleep(MARK_DELAY), if !unmarked.is_empty() => {
-                    match mark(&self.db, unmarked).await {
-                        Ok(()) => unmarked.clear(),
+                () = tokio::time::sleep(MARK_DELAY), if marks_waiting => {
+                    let unmarked = self.wakeup.unmarked();
+                    match mark(&self.db, &unmarked).await {
+                        Ok(()) => self.wakeup.set_unmarked(Vec::new()),
                         Err(error) => tracing::warn!(%error, "outbox relay cannot mark published rows; retrying"),
                     }
                 }
@@ -322,41 +375,42 @@ impl Relay {
     /// primary key and published, without a transaction held across the publish. The statement
     /// that reads them also marks the batch published before (`unmarked`), and the batch is
     /// left in `unmarked` for the next one: under load, one round trip per batch.
-    async fn publish_ids(
-        &self,
-        channel: &Channel,
-        ids: &[i64],
-        unmarked: &mut Vec<i64>,
-    ) -> Result<usize, RelayError> {
+    async fn publish_ids(&self, channel: &Channel, ids: &[i64]) -> Result<usize, RelayError> {
         let rows = PendingRow::find_by_statement(stmt(
             "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1) RETURNING 1) \
              SELECT id, exchange, routing_key, body FROM outbox \
              WHERE id = ANY($2) AND published_at IS NULL ORDER BY id",
-            [Value::from(unmarked.clone()), Value::from(ids.to_vec())],
+            [Value::from(self.wakeup.unmarked()), Value::from(ids.to_vec())],
         ))
         .all(&self.db)
         .await?;
-        unmarked.clear();
+        self.wakeup.set_unmarked(Vec::new());
         if rows.is_empty() {
             return Ok(0);
         }
         self.publish(channel, &rows).await?;
-        unmarked.extend(rows.iter().map(|r| r.id));
+        self.wakeup
+            .set_unmarked(rows.iter().map(|r| r.id).collect());
         Ok(rows.len())
     }
 
-    /// The scan: one batch of the oldest unpublished rows no writer claims (older than
-    /// `outbox.orphan_age_ms`), held `FOR UPDATE SKIP LOCKED` until they are marked. Returns how
-    /// many messages it sent.
-    async fn publish_orphans(&self, channel: &Channel) -> Result<usize, RelayError> {
+    /// The scan: one batch of the oldest unpublished rows in `scope` (but not the ones this
+    /// relay published and has yet to mark), held `FOR UPDATE SKIP LOCKED` until they are
+    /// marked. Returns how many messages it sent.
+    async fn publish_orphans(&self, channel: &Channel, scope: Scan) -> Result<usize, RelayError> {
+        let age = match scope {
+            Scan::Orphans => self.settings.orphan_age_ms as f64 / 1000.0,
+            Scan::All => 0.0,
+        };
         let txn = self.db.begin().await?;
         let rows = PendingRow::find_by_statement(stmt(
             "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
-             AND created_at < now() - make_interval(secs => $2) \
+             AND created_at < now() - make_interval(secs => $2) AND id <> ALL($3) \
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             [
                 Value::from(i64::from(self.settings.batch_size.max(1))),
-                Value::from(self.settings.orphan_age_ms as f64 / 1000.0),
+                Value::from(age),
+                Value::from(self.wakeup.unmarked()),
             ],
         ))
         .all(&txn)

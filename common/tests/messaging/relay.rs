@@ -49,7 +49,7 @@ async fn until_published(harness: &Harness, message: &OutgoingMessage) {
 fn no_polling() -> OutboxSettings {
     OutboxSettings {
         poll_interval_ms: 3_600_000,
-        orphan_age_ms: 0,
+        orphan_age_ms: 3_600_000,
         ..OutboxSettings::default()
     }
 }

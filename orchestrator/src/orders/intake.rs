@@ -7,7 +7,9 @@
 //! load (the last batch held more than one order) a batch also waits up to `intake.linger_ms`
 //! for more: each statement costs the database about as much to plan and start as to write a
 //! few orders, so this turns a thousand small commits a second into a couple of hundred larger
-//! ones. A lone request goes straight through (a batch of one). A request is answered only after
+//! ones. A request that finds the intake idle goes straight through (a batch of one). The wait
+//! holds the writer, so with `intake.concurrency` 1 the database gets nothing from the intake
+//! for those 3 ms: it is busy with the rest of the saga then. A request is answered only after
 //! its order is committed, exactly as if it had written it itself.
 //!
 //! If a batch fails, each of its orders is written again on its own, so one bad order gets its
@@ -38,7 +40,7 @@ pub struct IntakeSettings {
     /// Transactions writing orders at the same time.
     pub concurrency: usize,
     /// Under load (the last batch held more than one order), how long a batch waits for more
-    /// orders before it is written. A lone request never waits.
+    /// orders before it is written. An idle intake never waits.
     pub linger_ms: u64,
 }
 

@@ -183,8 +183,8 @@ async fn operate(
             format!("the saga is already {}", order.state),
         ));
     }
-    match act(&txn, &order, event, kind, &state.saga).await {
-        Ok(Applied::Stepped(_)) => {}
+    let enqueued = match act(&txn, &order, event, kind, &state.saga).await {
+        Ok(Applied::Stepped(_, enqueued)) => enqueued,
         Ok(Applied::Ignored | Applied::Conflict) => {
             return Err(ApiError::conflict(
                 "saga_busy",
@@ -193,9 +193,9 @@ async fn operate(
         }
         Err(ApplyError::Database(error)) => return Err(error.into()),
         Err(error) => return Err(ApiError::internal(&error)),
-    }
+    };
     txn.commit().await?;
-    state.wakeup.notify();
+    state.wakeup.committed(enqueued);
     tracing::warn!(action = kind, "operator action on saga");
     let updated = store::find(&state.db, order_id)
         .await?

@@ -34,8 +34,9 @@ pub struct Trigger<'a> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
-    /// The saga moved (or resent its pending command).
-    Stepped(Step),
+    /// The saga moved (or resent its pending command), writing these outbox rows: the caller
+    /// hands them to the relay once it commits.
+    Stepped(Step, Enqueued),
     /// A duplicate or late event: nothing to write.
     Ignored,
     /// Another writer changed the saga since it was read. Part of the step may have been
@@ -237,10 +238,10 @@ pub async fn apply(
     let Some(plan) = plan(order, event, trigger, settings, now)? else {
         return Ok(Applied::Ignored);
     };
-    if write(db, std::slice::from_ref(&plan)).await?.is_none() {
+    let Some(enqueued) = write(db, std::slice::from_ref(&plan)).await? else {
         return Ok(Applied::Conflict);
-    }
-    Ok(Applied::Stepped(plan.step))
+    };
+    Ok(Applied::Stepped(plan.step, enqueued))
 }
 
 /// When the saga's current state expires.

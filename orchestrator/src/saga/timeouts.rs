@@ -51,10 +51,12 @@ const SWEEP_CHUNK: usize = 100;
 /// claimed with one statement, each saga's step planned, and all steps written with one
 /// statement (and one more per resent command), like a batch of replies. Under an overload that
 /// leaves many sagas past their deadline at once, a sweep stays a few statements long instead
-/// of a few per saga, and holds each saga's lock only for its chunk.
+/// of a few per saga, and holds each saga's lock only for its chunk. Each chunk's messages are
+/// handed to the relay (`wakeup`) as soon as the chunk commits.
 pub async fn sweep(
     db: &DatabaseConnection,
     settings: &SagaSettings,
+    wakeup: &RelayWakeup,
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     while report.resent + report.compensated < settings.sweep_batch {
@@ -87,8 +89,13 @@ pub async fn sweep(
                 Err(error) => return Err(SweepError::Apply(order.order_id, error)),
             }
         }
+        if plans.is_empty() {
+            // Only sagas logged above: claiming again would find the same ones.
+            txn.commit().await?;
+            break;
+        }
         // The rows are locked, so a conflict cannot happen; if it does, nothing is kept.
-        let Some(_) = engine::write(&txn, &plans)
+        let Some(enqueued) = engine::write(&txn, &plans)
             .await
             .map_err(|e| SweepError::Apply(overdue[0].order_id, e))?
         else {
@@ -96,6 +103,7 @@ pub async fn sweep(
             break;
         };
         txn.commit().await?;
+        wakeup.committed(enqueued);
         for plan in &plans {
             let span =
                 tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);
@@ -162,9 +170,8 @@ pub async fn start(
             let Ok(_guard) = running.try_lock() else {
                 return;
             };
-            match sweep(&db, &settings).await {
+            match sweep(&db, &settings, &wakeup).await {
                 Ok(report) if report != SweepReport::default() => {
-                    wakeup.notify();
                     tracing::info!(
                         resent = report.resent,
                         compensated = report.compensated,

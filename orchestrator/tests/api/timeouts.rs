@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use orchestrator::configuration::SagaSettings;
 use orchestrator::saga::timeouts::{SweepReport, sweep};
+use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::testing::{PATIENCE, eventually};
 use sea_orm_migration::MigratorTrait;
 
@@ -62,9 +63,16 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
     let db = database(&fleet.orchestrator.db_url).await;
 
     // Not overdue yet: nothing to do.
-    assert_eq!(sweep(&db, &settings).await.unwrap(), SweepReport::default());
+    assert_eq!(
+        sweep(&db, &settings, &RelayWakeup::default())
+            .await
+            .unwrap(),
+        SweepReport::default()
+    );
     expire(&fleet, order_id).await;
-    let report = sweep(&db, &settings).await.unwrap();
+    let report = sweep(&db, &settings, &RelayWakeup::default())
+        .await
+        .unwrap();
 
     assert_eq!(
         report,
@@ -95,7 +103,12 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
     assert_eq!(step["to_state"], "AWAITING_PAYMENT");
     assert_eq!(step["commands"][0], "payment.charge");
     // The new deadline is in the future again.
-    assert_eq!(sweep(&db, &settings).await.unwrap(), SweepReport::default());
+    assert_eq!(
+        sweep(&db, &settings, &RelayWakeup::default())
+            .await
+            .unwrap(),
+        SweepReport::default()
+    );
 }
 
 #[tokio::test]
@@ -107,7 +120,9 @@ async fn a_saga_out_of_resends_compensates_instead() {
     let db = database(&fleet.orchestrator.db_url).await;
 
     expire(&fleet, order_id).await;
-    let report = sweep(&db, &settings).await.unwrap();
+    let report = sweep(&db, &settings, &RelayWakeup::default())
+        .await
+        .unwrap();
 
     assert_eq!(
         report,
@@ -148,7 +163,11 @@ async fn two_sweepers_at_once_never_handle_one_saga_twice() {
         database(&fleet.orchestrator.db_url).await,
     );
 
-    let (a, b) = tokio::join!(sweep(&db_a, &settings), sweep(&db_b, &settings));
+    let wakeup = RelayWakeup::default();
+    let (a, b) = tokio::join!(
+        sweep(&db_a, &settings, &wakeup),
+        sweep(&db_b, &settings, &wakeup)
+    );
 
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.resent + b.resent, 20);

@@ -42,6 +42,9 @@ pub async fn spawn_app() -> TestApp {
     settings.database.url = database_url.clone();
     settings.amqp.url = vhost.amqp_url.clone();
     settings.shutdown_grace_ms = 2_000;
+    // Every writer hands its outbox rows to the relay on commit: a reply only the orphan scan
+    // would find is never published here, and the test waiting for it fails.
+    settings.outbox.orphan_age_ms = 3_600_000;
     settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
     settings.retry = RetrySettings {
         max_attempts: 3,

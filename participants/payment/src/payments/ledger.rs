@@ -200,7 +200,7 @@ impl Ledger {
         Outcome::Refunded { amount_cents }
     }
 
-    /// What to write, with new payments in the order their commands came.
+    /// What to write, with new payments in order id order.
     pub fn changes(self) -> Changes {
         let mut changes = Changes::default();
         for (payment, origin) in self.payments.into_values() {
@@ -210,8 +210,10 @@ impl Ledger {
                 Origin::Stored { refunded: false } => {}
             }
         }
-        // v7 ids grow with creation, so this is command order; it keeps statements repeatable.
-        changes.new_payments.sort_by_key(|p| p.payment_id);
+        // In key order of the unique index the insert checks (one payment per order): two
+        // batches inserting payments for the same orders wait on each other in one direction
+        // only, as the row locks do.
+        changes.new_payments.sort_by_key(|p| p.order_id);
         changes.refunded.sort_unstable();
         for (customer_id, balance) in self.balances {
             let delta = balance - self.read.get(&customer_id).copied().unwrap_or_default();
