@@ -36,7 +36,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         // merge joins for generic plans was tried and is worse: the optional filters of the
         // listings (`$1 IS NULL OR order_id = $1`) and the batch reads' `OR ... IN (subquery)`
         // then scan whole indexes (235 sagas/s instead of 990). A custom plan costs planning
-        // on every statement, about a quarter of the database's time under load
+        // on every statement, about a fifth of the database's time under load
         // (docs/benchmarks.md), and always fits the tables' size and the batch's actual ids.
         .map_sqlx_postgres_opts(|options| {
             options.options([("plan_cache_mode", "force_custom_plan")])

@@ -14,6 +14,8 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::{DatabaseTransaction, DbErr};
+
+use super::consumer::MessageHandler;
 use uuid::Uuid;
 
 use super::consumer::HandleError;
@@ -25,12 +27,13 @@ use crate::db::{Loaded, Reads, Writes};
 /// Name of the inbox read in a batch's [`Reads`].
 const SEEN: &str = "seen";
 
-/// What a participant adds to the shared shape.
-pub trait Participant {
+/// What a participant adds to the shared shape. Every `Participant` is a [`MessageHandler`]
+/// that runs its batches through [`handle`].
+pub trait Participant: Send + Sync + 'static {
     /// A command, checked.
-    type Command;
+    type Command: Send + Sync;
     /// What deciding a command ends in.
-    type Outcome;
+    type Outcome: Send;
     /// Inbox consumer name.
     const CONSUMER: &'static str;
 
@@ -46,6 +49,16 @@ pub trait Participant {
     ) -> Result<(Vec<Self::Outcome>, Writes), HandleError>;
     /// The reply to `command`; an error fails the batch.
     fn answer(command: &Envelope, outcome: Self::Outcome) -> Result<Envelope, HandleError>;
+}
+
+impl<P: Participant> MessageHandler for P {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[Envelope],
+    ) -> Result<Enqueued, HandleError> {
+        handle::<P>(txn, batch).await
+    }
 }
 
 /// Runs `batch` through `P` on `txn`: read, sort out duplicates, decide, write.

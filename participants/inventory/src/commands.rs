@@ -1,12 +1,9 @@
 //! The `inventory.commands` consumer: a batch of reserves and releases on one transaction.
 
-use sea_orm::DatabaseTransaction;
-
 use saga_common::contracts::{self, command, reply};
 use saga_common::db::{Loaded, Reads, Writes};
-use saga_common::messaging::outbox::Enqueued;
-use saga_common::messaging::participant::{self, Participant};
-use saga_common::messaging::{Envelope, HandleError, MessageHandler};
+use saga_common::messaging::participant::Participant;
+use saga_common::messaging::{Envelope, HandleError};
 
 use crate::reservations::{self, ReserveOutcome, StockCommand, StockOutcome, StockRequest};
 
@@ -14,16 +11,6 @@ use crate::reservations::{self, ReserveOutcome, StockCommand, StockOutcome, Stoc
 pub const CONSUMER: &str = "inventory";
 
 pub struct InventoryCommands;
-
-impl MessageHandler for InventoryCommands {
-    async fn apply(
-        &self,
-        txn: &DatabaseTransaction,
-        batch: &[Envelope],
-    ) -> Result<Enqueued, HandleError> {
-        participant::handle::<Self>(txn, batch).await
-    }
-}
 
 impl Participant for InventoryCommands {
     type Command = StockCommand;

@@ -1,12 +1,9 @@
 //! The `payment.commands` consumer: a batch of charges and refunds on one transaction.
 
-use sea_orm::DatabaseTransaction;
-
 use saga_common::contracts::{self, command, reply};
 use saga_common::db::{Loaded, Reads, Writes};
-use saga_common::messaging::outbox::Enqueued;
-use saga_common::messaging::participant::{self, Participant};
-use saga_common::messaging::{Envelope, HandleError, MessageHandler};
+use saga_common::messaging::participant::Participant;
+use saga_common::messaging::{Envelope, HandleError};
 
 use crate::payments::{self, Outcome, PaymentCommand};
 
@@ -14,16 +11,6 @@ use crate::payments::{self, Outcome, PaymentCommand};
 pub const CONSUMER: &str = "payment";
 
 pub struct PaymentCommands;
-
-impl MessageHandler for PaymentCommands {
-    async fn apply(
-        &self,
-        txn: &DatabaseTransaction,
-        batch: &[Envelope],
-    ) -> Result<Enqueued, HandleError> {
-        participant::handle::<Self>(txn, batch).await
-    }
-}
 
 impl Participant for PaymentCommands {
     type Command = PaymentCommand;
