@@ -10,14 +10,16 @@
 //! ([`RelayWakeup::committed`]); the relay reads exactly those rows by primary key, publishes
 //! them and marks them (with the next batch's read when one follows within 20 ms): one or two
 //! statements per batch, no transaction held across the publish, and a cost that does not grow
-//! with the table. A scan of the unpublished rows runs as well: at
-//! start, every `outbox.poll_interval_ms`, and when a writer cannot name its rows. It takes only
-//! rows older than `outbox.orphan_age_ms` (younger ones are their writer's to publish), oldest
-//! first, claimed `FOR UPDATE SKIP LOCKED` on a transaction held until they are marked, so two
-//! instances' scans never publish a row twice at once. It finds what another instance, or this
-//! one before a crash, left behind. A row is published twice only when a scan takes it from a
-//! writer that held it longer than `outbox.orphan_age_ms` without publishing it (a relay stuck
-//! on the broker); the consumers' inboxes absorb the copy.
+//! with the table. A scan of the unpublished rows runs as well ([`Scan`]): every
+//! `outbox.poll_interval_ms` it takes rows older than `outbox.orphan_age_ms` (younger ones are
+//! their writer's to publish); when a session starts, when it ends (the shutdown flush) and when
+//! a writer cannot name its rows, it takes every unpublished row. Oldest first, claimed `FOR
+//! UPDATE SKIP LOCKED` on a transaction held until they are marked, so two instances' scans
+//! never publish a row twice at once. It finds what another instance, or this one before a
+//! crash or a reconnect, left behind. A row can be published twice: when a scan takes a row its
+//! writer is publishing at that moment (a full scan at a session's start or end, or a writer
+//! stalled past the orphan age), when a batch is republished after a nack or a confirm timeout,
+//! or when marking fails after the publish; the consumers' inboxes absorb the copy.
 //!
 //! Why the scan is not the fast path: the partial index of unpublished rows keeps an entry for
 //! every published row until a vacuum removes it, and a scan from the oldest id reads them all,
@@ -240,6 +242,14 @@ impl RelayWakeup {
         }
     }
 
+    fn has_unmarked(&self) -> bool {
+        self.0
+            .unmarked
+            .lock()
+            .map(|unmarked| !unmarked.is_empty())
+            .unwrap_or(false)
+    }
+
     fn unmarked(&self) -> Vec<i64> {
         self.0
             .unmarked
@@ -314,6 +324,9 @@ impl Relay {
         // The first tick is immediate; the start-up scan below covers it.
         poll.tick().await;
         let mut scan = Some(Scan::All);
+        // Set when marking on its own failed: no retry before the next poll, so a database that
+        // refuses writes is not hit every MARK_DELAY.
+        let mut mark_failed = false;
         loop {
             let mut work = self.wakeup.take();
             if work.scan {
@@ -340,6 +353,7 @@ impl Relay {
                     Err(error) => outcome = Err(error),
                 }
             }
+            let healthy = outcome.is_ok();
             match outcome {
                 Ok(()) => {}
                 // The database being away is no reason to drop the broker connection: wait for
@@ -353,10 +367,13 @@ impl Relay {
             if stop.is_triggered() {
                 return Ok(());
             }
-            let marks_waiting = !self.wakeup.unmarked().is_empty();
+            let marks_waiting = healthy && !mark_failed && self.wakeup.has_unmarked();
             tokio::select! {
                 () = self.wakeup.0.notify.notified() => {}
-                _ = poll.tick() => scan = scan.max(Some(Scan::Orphans)),
+                _ = poll.tick() => {
+                    scan = scan.max(Some(Scan::Orphans));
+                    mark_failed = false;
+                }
                 // The last flush: whatever this process committed, young or old.
                 () = stop.wait() => scan = Some(Scan::All),
                 // Nothing came to carry the marks along: mark them on their own.
@@ -364,7 +381,10 @@ impl Relay {
                     let unmarked = self.wakeup.unmarked();
                     match mark(&self.db, &unmarked).await {
                         Ok(()) => self.wakeup.set_unmarked(Vec::new()),
-                        Err(error) => tracing::warn!(%error, "outbox relay cannot mark published rows; retrying"),
+                        Err(error) => {
+                            mark_failed = true;
+                            tracing::warn!(%error, "outbox relay cannot mark published rows; retrying on the next poll");
+                        }
                     }
                 }
             }

@@ -15,10 +15,9 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{DatabaseTransaction, DbErr};
 
-use super::consumer::MessageHandler;
 use uuid::Uuid;
 
-use super::consumer::HandleError;
+use super::consumer::{HandleError, MessageHandler};
 use super::envelope::{Envelope, OutgoingMessage};
 use super::inbox::{self, Handled};
 use super::outbox::{self, Enqueued};

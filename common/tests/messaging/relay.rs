@@ -96,7 +96,11 @@ async fn rows_nobody_hands_over_are_found_by_the_poll_once_they_are_orphans() {
         orphan_age_ms: 1_500,
         ..OutboxSettings::default()
     };
-    let harness = start_relaying(polling, &[]).await;
+    // The start-up scan takes rows of any age: wait until it has run (it publishes this one)
+    // before writing the row only the periodic scan may take.
+    let before = reserve();
+    let harness = start_relaying(polling, std::slice::from_ref(&before)).await;
+    until_published(&harness, &before).await;
 
     let orphan = reserve();
     outbox::enqueue_all(&harness.db, std::slice::from_ref(&orphan))
