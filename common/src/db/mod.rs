@@ -54,6 +54,15 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> bool {
 }
 
 /// True when `error` is a unique violation of the named constraint (or any, when `None`).
+/// The distinct keys of `keys`, sorted: the order in which every batch locks its rows, so
+/// batches running side by side never wait on each other in a circle.
+pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut keys: Vec<T> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 pub fn is_unique_violation(error: &DbErr, constraint: Option<&str>) -> bool {
     sql_error_code(error).as_deref() == Some("23505")
         && constraint.is_none_or(|name| error.to_string().contains(name))

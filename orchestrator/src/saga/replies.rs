@@ -17,7 +17,7 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use saga_common::contracts::{self, reply};
-use saga_common::db::Reads;
+use saga_common::db::{self, Reads};
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
@@ -94,9 +94,7 @@ impl MessageHandler for SagaReplies {
             .map(event_of)
             .collect::<Result<Vec<SagaEvent>, HandleError>>()?;
         // One statement: claim the replies in the inbox, then lock their sagas.
-        let mut order_ids: Vec<Uuid> = batch.iter().map(|e| e.saga_id).collect();
-        order_ids.sort_unstable();
-        order_ids.dedup();
+        let order_ids: Vec<Uuid> = db::lock_order(batch.iter().map(|e| e.saga_id));
         let mut reads = Reads::new();
         reads
             .write(CLAIMED, inbox::claim_part(CONSUMER, batch)?)

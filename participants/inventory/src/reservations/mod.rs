@@ -161,30 +161,23 @@ pub fn read_for(reads: &mut Reads, commands: &[StockCommand]) {
     if commands.is_empty() {
         return;
     }
-    let mut order_ids: Vec<Uuid> = commands.iter().map(StockCommand::order_id).collect();
-    order_ids.sort_unstable();
-    order_ids.dedup();
-    let mut named: Vec<String> = commands
-        .iter()
-        .flat_map(|command| match command {
-            StockCommand::Reserve(request) => request.lines().to_vec(),
-            StockCommand::Release { .. } => Vec::new(),
-        })
-        .map(|line| line.product_id)
-        .collect();
-    named.sort();
-    named.dedup();
+    let order_ids: Vec<Uuid> = db::lock_order(commands.iter().map(StockCommand::order_id));
+    let named: Vec<String> = db::lock_order(
+        commands
+            .iter()
+            .flat_map(|command| match command {
+                StockCommand::Reserve(request) => request.lines().to_vec(),
+                StockCommand::Release { .. } => Vec::new(),
+            })
+            .map(|line| line.product_id),
+    );
     // Releases come only from sagas that timed out; without one, the lines of stored
     // reservations are not needed, and the products are found by their keys alone.
-    let mut releasing: Vec<Uuid> = commands
-        .iter()
-        .filter_map(|command| match command {
+    let releasing: Vec<Uuid> =
+        db::lock_order(commands.iter().filter_map(|command| match command {
             StockCommand::Release { order_id } => Some(*order_id),
             StockCommand::Reserve(_) => None,
-        })
-        .collect();
-    releasing.sort_unstable();
-    releasing.dedup();
+        }));
     reads.read(
         RESERVATIONS,
         Some(Part::new(

@@ -65,15 +65,9 @@ pub fn read_for(reads: &mut Reads, commands: &[PaymentCommand]) {
     if commands.is_empty() {
         return;
     }
-    let mut order_ids: Vec<Uuid> = commands.iter().map(PaymentCommand::order_id).collect();
-    order_ids.sort_unstable();
-    order_ids.dedup();
-    let mut customers: Vec<String> = commands
-        .iter()
-        .map(|c| c.customer_id().to_owned())
-        .collect();
-    customers.sort();
-    customers.dedup();
+    let order_ids: Vec<Uuid> = db::lock_order(commands.iter().map(PaymentCommand::order_id));
+    let customers: Vec<String> =
+        db::lock_order(commands.iter().map(|c| c.customer_id().to_owned()));
     reads
         .read(
             PAYMENTS,
