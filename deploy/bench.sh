@@ -26,8 +26,16 @@
 # by statement (statements-PHASE.tsv); nothing is reset, the counters are diffed.
 #   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory on BASE, BASE+1, BASE+2
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
-#   BENCH_RABBITMQ_PORT [5672]  BENCH_RABBITMQ_API [http://127.0.0.1:15672]  another RabbitMQ node
-#                       on this machine (guest/guest) to run against, e.g. one configured otherwise
+#   BENCH_BROKER_PORT [5673]  the benchmark's own RabbitMQ node (see below) listens there for
+#                       AMQP and on BENCH_BROKER_PORT + 10000 for its management API
+#   BENCH_RABBITMQ_WAL_BYTES [67108864]  that node's raft.wal_max_size_bytes
+#   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
+#                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
+# The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
+# fresh data directory (removed at the end) and one setting changed: the quorum-queue write-ahead
+# log rolls over at 64 MiB instead of 512 MiB. With the default, each rollover stalls every queue
+# of the node for 1.5-3 s (docs/benchmarks.md); smaller rollovers do not show. A fresh node also
+# keeps other runs' and tests' queue data out of the measurement.
 #   BENCH_OUT [target/bench/<run id>]  raw JSON, SVG charts, samples and the summary
 #   BENCH_START_TIMEOUT [1800] seconds for run.sh to build and start the fleet (the shared cargo
 #                       target directory may be locked by other builds)
@@ -59,8 +67,15 @@ declare -A PORT=([orchestrator]=$PORT_BASE [payment]=$((PORT_BASE + 1)) [invento
 declare -A SPID=()
 F=() # set by stat_fields
 CLK_TCK="$(getconf CLK_TCK)"
-RABBITMQ_PORT="${BENCH_RABBITMQ_PORT:-5672}"
-RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
+OWN_BROKER=1
+RABBITMQ_PORT="${BENCH_BROKER_PORT:-5673}"
+RABBITMQ_API="http://127.0.0.1:$((RABBITMQ_PORT + 10000))"
+if [ -n "${BENCH_RABBITMQ_PORT:-}" ]; then
+    OWN_BROKER=0
+    RABBITMQ_PORT="$BENCH_RABBITMQ_PORT"
+    RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
+fi
+RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-67108864}"
 AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT"
 mkdir -p "$OUT"
 
@@ -271,10 +286,71 @@ cleanup() {
         kill -TERM "$RUN_PID" 2>/dev/null || true
         wait "$RUN_PID" 2>/dev/null || true
     fi
+    stop_broker
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The benchmark's own RabbitMQ node (OWN_BROKER=1): the installed server started directly on a
+# fresh directory, as the rabbitmq user when run as root, with the management plugin and the
+# settings above. Its pid is the launcher's; beam.smp is found by its listener once it is up.
+BROKER_PID=''
+BROKER_DIR=''
+start_broker() {
+    local server=/usr/lib/rabbitmq/bin/rabbitmq-server mgmt=$((RABBITMQ_PORT + 10000))
+    [ -x "$server" ] || die "$server is missing (is rabbitmq-server installed?); or set BENCH_RABBITMQ_PORT"
+    ! port_open 127.0.0.1 "$RABBITMQ_PORT" || die "port $RABBITMQ_PORT is in use; set BENCH_BROKER_PORT"
+    ! port_open 127.0.0.1 "$mgmt" || die "port $mgmt is in use; set BENCH_BROKER_PORT"
+    BROKER_DIR="$(mktemp -d /tmp/saga-bench-rabbitmq.XXXXXX)"
+    mkdir -p "$BROKER_DIR/mnesia" "$BROKER_DIR/log"
+    printf '%s\n' "listeners.tcp.local = 127.0.0.1:$RABBITMQ_PORT" \
+        "management.tcp.ip = 127.0.0.1" "management.tcp.port = $mgmt" \
+        "raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES" >"$BROKER_DIR/rabbitmq.conf"
+    echo '[rabbitmq_management].' >"$BROKER_DIR/enabled_plugins"
+    : >"$BROKER_DIR/rabbitmq-env.conf"
+    # Erlang refuses a cookie others can read.
+    od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$BROKER_DIR/.erlang.cookie"
+    chmod 400 "$BROKER_DIR/.erlang.cookie"
+    local -a as_user=()
+    if [ "$(id -u)" = 0 ]; then
+        chown -R rabbitmq:rabbitmq "$BROKER_DIR"
+        as_user=(runuser -u rabbitmq --)
+    fi
+    log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; log in $OUT/rabbitmq.log)"
+    (
+        cd "$BROKER_DIR"
+        exec "${as_user[@]}" env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$BROKER_DIR" LANG=C.UTF-8 \
+            RABBITMQ_NODENAME="$RUN_ID@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+            RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000)) \
+            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
+            RABBITMQ_CONFIG_FILE="$BROKER_DIR/rabbitmq.conf" \
+            RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
+            RABBITMQ_CONF_ENV_FILE="$BROKER_DIR/rabbitmq-env.conf" \
+            RABBITMQ_PID_FILE="$BROKER_DIR/rabbitmq.pid" "$server"
+    ) </dev/null >"$OUT/rabbitmq.log" 2>&1 &
+    BROKER_PID=$!
+    local deadline=$((SECONDS + 120))
+    until [ "$(rabbit_api "$RABBITMQ_API/api/overview")" = 200 ]; do
+        if ! kill -0 "$BROKER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            tail -n 30 "$OUT/rabbitmq.log" >&2 || true
+            die "the benchmark's RabbitMQ node did not come up (see $OUT/rabbitmq.log)"
+        fi
+        sleep 1
+    done
+}
+
+stop_broker() {
+    [ -n "$BROKER_PID" ] || return 0
+    local beam
+    beam="$(listener_pid "$RABBITMQ_PORT")"
+    log "stopping the benchmark's RabbitMQ node"
+    # SIGTERM to beam.smp is a clean shutdown; the launcher (and runuser) exit with it.
+    [ -z "$beam" ] || kill -TERM "$beam" 2>/dev/null || true
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    [ -z "$BROKER_DIR" ] || rm -rf "$BROKER_DIR"
+}
 
 ready() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:${PORT[$1]}/health/ready")" = 200 ]
@@ -287,6 +363,7 @@ rabbit_api() {
 ensure_rust
 ensure_postgres
 ensure_rabbitmq
+[ "$OWN_BROKER" = 0 ] || start_broker
 
 for svc in "${SERVICES[@]}"; do
     ! port_open 127.0.0.1 "${PORT[$svc]}" || die "port ${PORT[$svc]} is in use (another bench.sh?); set BENCH_PORT_BASE"
@@ -381,6 +458,11 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
     echo "postgres: $(psql "$DEPLOY_PG_URL" -Atqc 'show server_version')"
     echo "synchronous_commit: $(psql "$DEPLOY_PG_URL" -Atqc 'show synchronous_commit')"
     echo "rabbitmq: $(curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" "$RABBITMQ_API/api/overview" | grep -o '"rabbitmq_version":"[^"]*"' | cut -d'"' -f4)"
+    if [ "$OWN_BROKER" = 1 ]; then
+        echo "rabbitmq node: the benchmark's own on port $RABBITMQ_PORT, raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES"
+    else
+        echo "rabbitmq node: the one on port $RABBITMQ_PORT (BENCH_RABBITMQ_PORT), its own settings"
+    fi
     echo "$CALIBRATION"
     echo "uptime before: $(uptime)"
 } | tee "$OUT/machine.txt" >&2
