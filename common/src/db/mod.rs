@@ -27,19 +27,24 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         // sqlx logs every statement at info; that is noise in JSON logs.
         .sqlx_logging(false)
-        // Every statement is prepared once per connection and reused, but planned afresh each
-        // time. PostgreSQL would otherwise, after five executions, switch to one generic plan
-        // for good, chosen from the table's size at that moment: on a fresh database, or one
-        // whose statistics autovacuum has not refreshed, a plan for a nearly empty table (a
-        // sequential scan, or an index scan on a key's first column only) that stays as the
-        // table grows to millions of rows. Ruling out sequential and bitmap scans, hash and
-        // merge joins for generic plans was tried and is worse: the optional filters of the
-        // listings (`$1 IS NULL OR order_id = $1`) and the batch reads' `OR ... IN (subquery)`
-        // then scan whole indexes (235 sagas/s instead of 990). A custom plan costs planning
-        // on every statement, about a fifth of the database's time under load
-        // (docs/benchmarks.md), and always fits the tables' size and the batch's actual ids.
+        // Every statement is prepared once per connection and planned once: its generic plan
+        // serves every later execution. Planning afresh each time (`force_custom_plan`) cost
+        // about as much as executing the hot statements, a quarter of the database's CPU per
+        // saga (docs/benchmarks.md). A generic plan is chosen the first time a connection runs
+        // the statement, often on a nearly empty table, and kept as the table grows to
+        // millions of rows, so the planner may not pick what only suits a small table:
+        // sequential and bitmap scans, hash and merge joins are off (used only where no index
+        // serves at all). Every statement of the fleet selects by indexed keys and none has an
+        // optional filter (`$1 IS NULL OR ...`, which a generic plan can only serve by scanning
+        // a whole index): queries with optional filters are written out per filter present.
         .map_sqlx_postgres_opts(|options| {
-            options.options([("plan_cache_mode", "force_custom_plan")])
+            options.options([
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
+                ("enable_bitmapscan", "off"),
+                ("enable_hashjoin", "off"),
+                ("enable_mergejoin", "off"),
+            ])
         });
     Database::connect(options).await
 }
@@ -53,7 +58,6 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, query).await, Ok(Ok(_)))
 }
 
-/// True when `error` is a unique violation of the named constraint (or any, when `None`).
 /// The distinct keys of `keys`, sorted: the order in which every batch locks its rows, so
 /// batches running side by side never wait on each other in a circle.
 pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
@@ -63,6 +67,7 @@ pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
     keys
 }
 
+/// True when `error` is a unique violation of the named constraint (or any, when `None`).
 pub fn is_unique_violation(error: &DbErr, constraint: Option<&str>) -> bool {
     sql_error_code(error).as_deref() == Some("23505")
         && constraint.is_none_or(|name| error.to_string().contains(name))

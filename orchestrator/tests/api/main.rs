@@ -10,5 +10,6 @@ mod health_and_docs;
 mod messaging;
 mod operations;
 mod orders;
+mod plans;
 mod saga_flows;
 mod timeouts;

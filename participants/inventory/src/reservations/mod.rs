@@ -329,15 +329,21 @@ pub async fn list(
     db: &impl ConnectionTrait,
     order_id: Option<Uuid>,
 ) -> Result<Vec<ReservationLine>, DbErr> {
-    ReservationLine::find_by_statement(stmt(
-        "SELECT l.order_id, l.product_id, l.quantity, r.status \
-         FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id \
-         WHERE ($1::uuid IS NULL OR l.order_id = $1) \
-         ORDER BY r.created_at DESC, l.order_id, l.product_id LIMIT 100",
-        [Value::Uuid(order_id)],
-    ))
-    .all(db)
-    .await
+    // Two statements rather than an optional filter, each with a plan of its own
+    // (`saga_common::db::connect`).
+    const LINES: &str = "SELECT l.order_id, l.product_id, l.quantity, r.status \
+         FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id";
+    let statement = match order_id {
+        Some(order_id) => stmt(
+            &format!("{LINES} WHERE l.order_id = $1 ORDER BY l.product_id"),
+            [Value::from(order_id)],
+        ),
+        None => stmt(
+            &format!("{LINES} ORDER BY r.created_at DESC, l.order_id, l.product_id LIMIT 100"),
+            [],
+        ),
+    };
+    ReservationLine::find_by_statement(statement).all(db).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

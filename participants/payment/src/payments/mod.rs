@@ -153,15 +153,19 @@ pub async fn list(
     db: &impl ConnectionTrait,
     order_id: Option<Uuid>,
 ) -> Result<Vec<Payment>, DbErr> {
-    Payment::find_by_statement(stmt(
-        &format!(
-            "SELECT {COLUMNS} FROM payments WHERE ($1::uuid IS NULL OR order_id = $1) \
-             ORDER BY created_at DESC LIMIT 100"
+    // Two statements rather than an optional filter, each with a plan of its own
+    // (`saga_common::db::connect`).
+    let statement = match order_id {
+        Some(order_id) => stmt(
+            &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
+            [Value::from(order_id)],
         ),
-        [Value::Uuid(order_id)],
-    ))
-    .all(db)
-    .await
+        None => stmt(
+            &format!("SELECT {COLUMNS} FROM payments ORDER BY created_at DESC LIMIT 100"),
+            [],
+        ),
+    };
+    Payment::find_by_statement(statement).all(db).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

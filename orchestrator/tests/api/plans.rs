@@ -1,0 +1,92 @@
+//! The pool's planner settings (`saga_common::db::connect`): a statement is planned once, and the
+//! one plan kept serves the tables at any size, so even planned on an empty table it walks the
+//! index of its keys.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+use saga_common::configuration::DatabaseSettings;
+
+use crate::helpers::spawn_fleet;
+
+/// The plan `EXPLAIN EXECUTE` shows for `prepared`, run with `arguments` on one pooled
+/// connection, the way sqlx runs every statement of the fleet: prepared, then executed.
+async fn plan_of(url: &str, prepared: &str, arguments: &str) -> String {
+    let mut settings = DatabaseSettings::for_database("unused");
+    settings.url = url.to_owned();
+    let db = saga_common::db::connect(&settings).await.unwrap();
+    // One transaction: one connection for the PREPARE and the EXPLAIN.
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!("PREPARE planned AS {prepared}"))
+        .await
+        .unwrap();
+    let rows = txn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN EXECUTE planned({arguments})"),
+        ))
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    rows.iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn statements_on_empty_tables_get_one_generic_plan_that_walks_their_index() {
+    let fleet = spawn_fleet().await;
+    let url = &fleet.orchestrator.db_url;
+
+    // The batch read of a reply batch: the sagas of its orders, locked in key order.
+    let lock = plan_of(
+        url,
+        "SELECT order_id FROM orders WHERE order_id = ANY($1::uuid[]) \
+         ORDER BY order_id FOR NO KEY UPDATE",
+        "ARRAY[gen_random_uuid()]",
+    )
+    .await;
+    // `$1` in the plan: the generic one, the same for every later execution.
+    assert!(
+        lock.contains("orders_pkey") && lock.contains("$1"),
+        "{lock}"
+    );
+    assert!(
+        !lock.contains("Seq Scan") && !lock.contains("Bitmap"),
+        "{lock}"
+    );
+
+    // The inbox's check for replies seen before: both columns of its key in the index
+    // condition, not the first alone with the second left as a filter over every row of it.
+    let seen = plan_of(
+        url,
+        "SELECT message_id FROM inbox WHERE consumer = $1::text AND message_id = ANY($2::uuid[])",
+        "'orchestrator', ARRAY[gen_random_uuid()]",
+    )
+    .await;
+    let condition = seen
+        .lines()
+        .find(|line| line.contains("Index Cond"))
+        .unwrap_or_default();
+    assert!(
+        seen.contains("inbox_pkey")
+            && condition.contains("consumer")
+            && condition.contains("message_id"),
+        "{seen}"
+    );
+    assert!(!seen.contains("Filter"), "{seen}");
+
+    // A listing with a filter: its own statement, walking the index of that filter.
+    let listing = plan_of(
+        url,
+        "SELECT order_id FROM orders WHERE status = $1::text \
+         ORDER BY created_at DESC, order_id DESC LIMIT $2::bigint",
+        "'COMPLETED', 50",
+    )
+    .await;
+    assert!(
+        listing.contains("orders_by_status") && listing.contains("$1"),
+        "{listing}"
+    );
+    assert!(!listing.contains("Seq Scan"), "{listing}");
+}
