@@ -8,7 +8,10 @@
 #   1. warm-up:  closed loop, 32 clients, BENCH_WARMUP seconds (not reported);
 #   2. peak:     closed loop, BENCH_CLIENTS clients, BENCH_DURATION seconds: the most the fleet
 #                finishes per second when it always has work;
-#   3. open80:   open loop at BENCH_OPEN_FRACTION of the peak's finished sagas/s for
+#   3. complete: closed loop, BENCH_CLIENTS clients, BENCH_COMPLETE_DURATION seconds, with every
+#                order meant to complete (no declines, nothing out of stock): the most COMPLETED
+#                sagas per second, the issue's first target;
+#   4. open80:   open loop at BENCH_OPEN_FRACTION of the peak's finished sagas/s for
 #                BENCH_STEADY_DURATION seconds: the latencies at a sustainable load, and whether
 #                queues, outbox or memory grow over a long run (the issue's targets are there).
 # Before the fleet starts, a 15 s pgbench calibration (the issue's yardstick: 3-insert
@@ -19,7 +22,7 @@
 #
 # Settings (defaults in brackets):
 #   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]
-#   BENCH_OPEN_FRACTION [0.8]
+#   BENCH_OPEN_FRACTION [0.8]  BENCH_COMPLETE_DURATION [60] (0: no complete phase)
 #   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the open80
 #                       phase and summarise it by process and by code (perf-summary.txt)
 # Where the server has pg_stat_statements loaded, each phase's database time is also broken down
@@ -29,6 +32,7 @@
 #   BENCH_BROKER_PORT [5673]  the benchmark's own RabbitMQ node (see below) listens there for
 #                       AMQP and on BENCH_BROKER_PORT + 10000 for its management API
 #   BENCH_RABBITMQ_WAL_BYTES [67108864]  that node's raft.wal_max_size_bytes
+#   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
 #                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
 # The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
@@ -39,7 +43,7 @@
 #   BENCH_OUT [target/bench/<run id>]  raw JSON, SVG charts, samples and the summary
 #   BENCH_START_TIMEOUT [1800] seconds for run.sh to build and start the fleet (the shared cargo
 #                       target directory may be locked by other builds)
-#   BENCH_LOADGEN_ARGS  extra arguments for every loadgen phase (e.g. "--declined 0.2")
+#   BENCH_LOADGEN_ARGS  extra arguments for every loadgen phase but complete (e.g. "--declined 0.2")
 #   APP__*              passed to the services, as run.sh does (e.g. APP__LOG_LEVEL=warn)
 # Never touches the saga_* databases or the default vhost that run.sh and the tests use.
 set -euo pipefail
@@ -50,6 +54,7 @@ cd "$DEPLOY_ROOT"
 
 WARMUP="${BENCH_WARMUP:-10}"
 DURATION="${BENCH_DURATION:-60}"
+COMPLETE_DURATION="${BENCH_COMPLETE_DURATION:-60}"
 STEADY_DURATION="${BENCH_STEADY_DURATION:-600}"
 PROFILE="${BENCH_PROFILE:-0}"
 CLIENTS="${BENCH_CLIENTS:-128}"
@@ -76,6 +81,7 @@ if [ -n "${BENCH_RABBITMQ_PORT:-}" ]; then
     RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
 fi
 RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-67108864}"
+RABBITMQ_ERL_ARGS="${BENCH_RABBITMQ_ERL_ARGS:-}"
 AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT"
 mkdir -p "$OUT"
 
@@ -302,8 +308,12 @@ start_broker() {
     [ -x "$server" ] || die "$server is missing (is rabbitmq-server installed?); or set BENCH_RABBITMQ_PORT"
     ! port_open 127.0.0.1 "$RABBITMQ_PORT" || die "port $RABBITMQ_PORT is in use; set BENCH_BROKER_PORT"
     ! port_open 127.0.0.1 "$mgmt" || die "port $mgmt is in use; set BENCH_BROKER_PORT"
+    ! port_open 127.0.0.1 $((RABBITMQ_PORT + 20000)) || die "port $((RABBITMQ_PORT + 20000)) (Erlang distribution) is in use; set BENCH_BROKER_PORT"
     BROKER_DIR="$(mktemp -d /tmp/saga-bench-rabbitmq.XXXXXX)"
-    mkdir -p "$BROKER_DIR/mnesia" "$BROKER_DIR/log"
+    # The node's own log stays with the results; its data goes with the directory.
+    mkdir -p "$BROKER_DIR/mnesia" "$OUT/rabbitmq"
+    local log_dir
+    log_dir="$(cd "$OUT/rabbitmq" && pwd)" # the node runs in its own directory
     printf '%s\n' "listeners.tcp.local = 127.0.0.1:$RABBITMQ_PORT" \
         "management.tcp.ip = 127.0.0.1" "management.tcp.port = $mgmt" \
         "raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES" >"$BROKER_DIR/rabbitmq.conf"
@@ -314,27 +324,29 @@ start_broker() {
     chmod 400 "$BROKER_DIR/.erlang.cookie"
     local -a as_user=()
     if [ "$(id -u)" = 0 ]; then
-        chown -R rabbitmq:rabbitmq "$BROKER_DIR"
+        chown -R rabbitmq:rabbitmq "$BROKER_DIR" "$OUT/rabbitmq"
         as_user=(runuser -u rabbitmq --)
     fi
-    log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; log in $OUT/rabbitmq.log)"
+    log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; its log in $OUT/rabbitmq/)"
     (
         cd "$BROKER_DIR"
         exec "${as_user[@]}" env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$BROKER_DIR" LANG=C.UTF-8 \
             RABBITMQ_NODENAME="$RUN_ID@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
             RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000)) \
-            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
+            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$log_dir" \
             RABBITMQ_CONFIG_FILE="$BROKER_DIR/rabbitmq.conf" \
             RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
             RABBITMQ_CONF_ENV_FILE="$BROKER_DIR/rabbitmq-env.conf" \
-            RABBITMQ_PID_FILE="$BROKER_DIR/rabbitmq.pid" "$server"
-    ) </dev/null >"$OUT/rabbitmq.log" 2>&1 &
+            RABBITMQ_PID_FILE="$BROKER_DIR/rabbitmq.pid" \
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} $RABBITMQ_ERL_ARGS" \
+            "$server"
+    ) </dev/null >"$OUT/rabbitmq/start.log" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 120))
     until [ "$(rabbit_api "$RABBITMQ_API/api/overview")" = 200 ]; do
         if ! kill -0 "$BROKER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-            tail -n 30 "$OUT/rabbitmq.log" >&2 || true
-            die "the benchmark's RabbitMQ node did not come up (see $OUT/rabbitmq.log)"
+            tail -n 30 "$OUT/rabbitmq/start.log" >&2 || true
+            die "the benchmark's RabbitMQ node did not come up (see $OUT/rabbitmq/)"
         fi
         sleep 1
     done
@@ -347,6 +359,12 @@ stop_broker() {
     log "stopping the benchmark's RabbitMQ node"
     # SIGTERM to beam.smp is a clean shutdown; the launcher (and runuser) exit with it.
     [ -z "$beam" ] || kill -TERM "$beam" 2>/dev/null || true
+    # The node's directory goes only once beam.smp is gone (it writes there while it stops).
+    local waited=0
+    while [ -n "$beam" ] && kill -0 "$beam" 2>/dev/null && [ "$waited" -lt 600 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
     kill -TERM "$BROKER_PID" 2>/dev/null || true
     wait "$BROKER_PID" 2>/dev/null || true
     [ -z "$BROKER_DIR" ] || rm -rf "$BROKER_DIR"
@@ -487,7 +505,10 @@ phase() {
     log "phase $name: loadgen $*"
     echo "uptime before $name: $(uptime)" >>"$OUT/machine.txt"
     rm -f "$OUT/$name.started" "$OUT/$name.ended"
-    "${LG[@]}" --run-id "$RUN_ID-$name" --label "$name" "$@" "${EXTRA_ARGS[@]}" > >(tee "$OUT/$name.txt") &
+    local -a extra=("${EXTRA_ARGS[@]}")
+    # The complete phase sets the mix itself; loadgen takes each option once.
+    [ "$name" != complete ] || extra=()
+    "${LG[@]}" --run-id "$RUN_ID-$name" --label "$name" "$@" "${extra[@]}" > >(tee "$OUT/$name.txt") &
     lg=$!
     rss_sampler "$name" "$lg" &
     SAMPLER_PID=$!
@@ -538,7 +559,13 @@ phase peak --closed "$CLIENTS" --duration "$DURATION"
 peak="$(result_field peak finished_per_s)"
 [ -n "$peak" ] || die "no result from the peak phase"
 rate="$(awk -v p="$peak" -v f="$OPEN_FRACTION" 'BEGIN { r = p * f; if (r < 1) r = 1; printf "%.0f", r }')"
+REPORTED=(peak)
+if [ "$COMPLETE_DURATION" != 0 ]; then
+    phase complete --closed "$CLIENTS" --duration "$COMPLETE_DURATION" --declined 0 --out-of-stock 0
+    REPORTED+=(complete)
+fi
 phase open80 --rate "$rate" --duration "$STEADY_DURATION"
+REPORTED+=(open80)
 echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
 
 # ---------------------------------------------------------------------------------------
@@ -566,10 +593,10 @@ early_late() {
 
 {
     echo
-    echo "== bench $RUN_ID on $(nproc) cores: peak ${DURATION}s, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
+    echo "== bench $RUN_ID on $(nproc) cores: peak ${DURATION}s, complete ${COMPLETE_DURATION}s, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     echo "$CALIBRATION"
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         line="$(grep '^RESULT' "$OUT/$name.txt" || true)"
         js="$OUT/$name.json"
         printf '%-8s %10s %10s %9.1f %9s %9.1f %9s %s\n' "$name" \
@@ -585,14 +612,14 @@ early_late() {
     printf '%-8s' phase
     awk '{ printf " %14s", $2 }' "$OUT/cpu-peak.tsv" | sed 's/machine_total.*//'
     echo
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         printf '%-8s' "$name"
         awk '$2 != "machine_total" { printf " %14.2f", $3 }' "$OUT/cpu-$name.tsv"
         echo
     done
     echo
     echo "CPU per finished saga, ms (cores / finished sagas per second)"
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         printf '%-8s' "$name"
         awk -v rate="$(result_field "$name" finished_per_s)" \
             '$2 != "machine_total" && $2 != "postgres_all" && rate > 0 { printf " %s=%.3f", $2, $3 / rate * 1000 }' "$OUT/cpu-$name.tsv"
@@ -600,14 +627,14 @@ early_late() {
     done
     echo
     echo "Resident memory, MiB: early / late / max (second and last tenth of the phase; PostgreSQL: anonymous memory of all its processes)"
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         printf '%-8s' "$name"
         early_late "$OUT/rss-$name.tsv" 1 2 | awk '{ printf " %s=%.1f/%.1f/%.1f", $1, $2 / 1024, $3 / 1024, $4 / 1024 }'
         echo
     done
     echo
     echo "Backlog, messages queued and outbox rows unpublished (sampled every 5 s): early / late / max"
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         printf '%-8s' "$name"
         for column in 2 3 4 5; do
             header="$(head -n1 "$OUT/backlog-$name.tsv" | cut -f"$column")"
@@ -618,13 +645,13 @@ early_late() {
         echo
     done
     echo
-    for name in peak open80; do
+    for name in "${REPORTED[@]}"; do
         echo "$name: unpublished outbox rows at the end: $(tr '\t\n' '= ' <"$OUT/outbox-$name.tsv")"
         # The management API's counts lag by up to its stats interval (5 s by default).
         echo "$name: non-empty queues at the end: $(grep -o '"messages":[1-9][0-9]*,"name":"[^"]*"' "$OUT/queues-$name.json" | sed 's/"messages":\([0-9]*\),"name":"\([^"]*\)"/\2=\1/' | tr '\n' ' ')"
     done
     if [ "$STATEMENTS" = 1 ]; then
-        for name in peak open80; do
+        for name in "${REPORTED[@]}"; do
             [ -s "$OUT/statements-$name.tsv" ] || continue
             echo
             echo "$name: database time by statement (pg_stat_statements): ms per saga, statements per saga, rows per statement, planning share"
@@ -632,5 +659,5 @@ early_late() {
         done
     fi
     [ ! -e "$OUT/perf-summary.txt" ] || echo "profile: $OUT/perf-summary.txt"
-    echo "charts: $OUT/peak.svg $OUT/open80.svg; raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
+    echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
 } | tee "$OUT/summary.txt"
