@@ -106,8 +106,8 @@ cpu_ticks() {
 }
 
 # Pid of the process listening on 127.0.0.1:PORT (the broker, the postmaster).
-listener_pid() {
-    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2
+listener_pid() { # empty, never a failure, when nothing listens
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true
 }
 
 # PostgreSQL: the postmaster, its children alive now, and the CPU of children already reaped
@@ -310,10 +310,9 @@ start_broker() {
     ! port_open 127.0.0.1 "$mgmt" || die "port $mgmt is in use; set BENCH_BROKER_PORT"
     ! port_open 127.0.0.1 $((RABBITMQ_PORT + 20000)) || die "port $((RABBITMQ_PORT + 20000)) (Erlang distribution) is in use; set BENCH_BROKER_PORT"
     BROKER_DIR="$(mktemp -d /tmp/saga-bench-rabbitmq.XXXXXX)"
-    # The node's own log stays with the results; its data goes with the directory.
-    mkdir -p "$BROKER_DIR/mnesia" "$OUT/rabbitmq"
-    local log_dir
-    log_dir="$(cd "$OUT/rabbitmq" && pwd)" # the node runs in its own directory
+    # Everything the node writes stays in its directory (the rabbitmq user may not reach the
+    # results' one); its log is copied to the results when it stops.
+    mkdir -p "$BROKER_DIR/mnesia" "$BROKER_DIR/log" "$OUT/rabbitmq"
     printf '%s\n' "listeners.tcp.local = 127.0.0.1:$RABBITMQ_PORT" \
         "management.tcp.ip = 127.0.0.1" "management.tcp.port = $mgmt" \
         "raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES" >"$BROKER_DIR/rabbitmq.conf"
@@ -324,17 +323,18 @@ start_broker() {
     chmod 400 "$BROKER_DIR/.erlang.cookie"
     local -a as_user=()
     if [ "$(id -u)" = 0 ]; then
-        chown -R rabbitmq:rabbitmq "$BROKER_DIR" "$OUT/rabbitmq"
+        chown -R rabbitmq:rabbitmq "$BROKER_DIR"
         as_user=(runuser -u rabbitmq --)
     fi
-    log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; its log in $OUT/rabbitmq/)"
+    log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; its log goes to $OUT/rabbitmq/)"
     (
         cd "$BROKER_DIR"
         exec "${as_user[@]}" env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$BROKER_DIR" LANG=C.UTF-8 \
             RABBITMQ_NODENAME="$RUN_ID@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
             RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000)) \
-            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$log_dir" \
+            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
             RABBITMQ_CONFIG_FILE="$BROKER_DIR/rabbitmq.conf" \
+            RABBITMQ_ADVANCED_CONFIG_FILE="$BROKER_DIR/advanced.config" \
             RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
             RABBITMQ_CONF_ENV_FILE="$BROKER_DIR/rabbitmq-env.conf" \
             RABBITMQ_PID_FILE="$BROKER_DIR/rabbitmq.pid" \
@@ -346,14 +346,17 @@ start_broker() {
     until [ "$(rabbit_api "$RABBITMQ_API/api/overview")" = 200 ]; do
         if ! kill -0 "$BROKER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
             tail -n 30 "$OUT/rabbitmq/start.log" >&2 || true
-            die "the benchmark's RabbitMQ node did not come up (see $OUT/rabbitmq/)"
+            die "the benchmark's RabbitMQ node did not come up (see $OUT/rabbitmq/start.log)"
         fi
         sleep 1
     done
 }
 
 stop_broker() {
-    [ -n "$BROKER_PID" ] || return 0
+    if [ -z "$BROKER_PID" ]; then
+        [ -z "$BROKER_DIR" ] || rm -rf "$BROKER_DIR"
+        return 0
+    fi
     local beam
     beam="$(listener_pid "$RABBITMQ_PORT")"
     log "stopping the benchmark's RabbitMQ node"
@@ -367,7 +370,8 @@ stop_broker() {
     done
     kill -TERM "$BROKER_PID" 2>/dev/null || true
     wait "$BROKER_PID" 2>/dev/null || true
-    [ -z "$BROKER_DIR" ] || rm -rf "$BROKER_DIR"
+    cp -r "$BROKER_DIR/log/." "$OUT/rabbitmq/" 2>/dev/null || true
+    rm -rf "$BROKER_DIR"
 }
 
 ready() {
@@ -593,7 +597,9 @@ early_late() {
 
 {
     echo
-    echo "== bench $RUN_ID on $(nproc) cores: peak ${DURATION}s, complete ${COMPLETE_DURATION}s, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
+    durations="peak ${DURATION}s"
+    [ "$COMPLETE_DURATION" = 0 ] || durations+=", complete ${COMPLETE_DURATION}s"
+    echo "== bench $RUN_ID on $(nproc) cores: $durations, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     echo "$CALIBRATION"
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in "${REPORTED[@]}"; do

@@ -30,13 +30,15 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         // Every statement is prepared once per connection and planned once: its generic plan
         // serves every later execution. Planning afresh each time (`force_custom_plan`) cost
         // about as much as executing the hot statements, a quarter of the database's CPU per
-        // saga (docs/benchmarks.md). A generic plan is chosen the first time a connection runs
-        // the statement, often on a nearly empty table, and kept as the table grows to
-        // millions of rows, so the planner may not pick what only suits a small table:
-        // sequential and bitmap scans, hash and merge joins are off (used only where no index
-        // serves at all). Every statement of the fleet selects by indexed keys and none has an
-        // optional filter (`$1 IS NULL OR ...`, which a generic plan can only serve by scanning
-        // a whole index): queries with optional filters are written out per filter present.
+        // saga (docs/benchmarks.md). A generic plan is made the first time a connection runs
+        // the statement, often on a nearly empty table, and kept until the table's statistics
+        // change (for good where autovacuum is off), so the planner may not pick what only
+        // suits a small table: sequential and bitmap scans, hash and merge joins are off (used
+        // only where no index serves at all). Every statement of the fleet selects by indexed
+        // keys and none has an optional filter (`$1 IS NULL OR ...`, which a generic plan can
+        // only serve by scanning a whole index): queries with optional filters are written out
+        // per filter present. JIT compilation is off: it never pays for statements this short,
+        // and a plan that had to keep a disabled scan looks expensive enough to trigger it.
         .map_sqlx_postgres_opts(|options| {
             options.options([
                 ("plan_cache_mode", "force_generic_plan"),
@@ -44,6 +46,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 ("enable_bitmapscan", "off"),
                 ("enable_hashjoin", "off"),
                 ("enable_mergejoin", "off"),
+                ("jit", "off"),
             ])
         });
     Database::connect(options).await

@@ -238,8 +238,11 @@ pub async fn list(db: &impl ConnectionTrait, filter: &ListFilter) -> Result<Vec<
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     if let Some(status) = filter.status {
-        values.push(status.as_str().into());
-        conditions.push(format!("status = ${}", values.len()));
+        // A literal (one of the few fixed status names, never input), not a parameter: a
+        // generic plan for `status = $1` must suit every status at once, and when the
+        // statistics show nearly all orders COMPLETED, it walks the newest-first index and
+        // filters, reading the whole table to list the few PENDING ones.
+        conditions.push(format!("status = '{}'", status.as_str()));
     }
     if let Some(customer_id) = &filter.customer_id {
         values.push(customer_id.clone().into());

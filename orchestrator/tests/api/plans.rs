@@ -22,7 +22,11 @@ async fn plan_of(url: &str, prepared: &str, arguments: &str) -> String {
     let rows = txn
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            format!("EXPLAIN EXECUTE planned({arguments})"),
+            if arguments.is_empty() {
+                "EXPLAIN EXECUTE planned".to_owned()
+            } else {
+                format!("EXPLAIN EXECUTE planned({arguments})")
+            },
         ))
         .await
         .unwrap();
@@ -89,4 +93,39 @@ async fn statements_on_empty_tables_get_one_generic_plan_that_walks_their_index(
         "{listing}"
     );
     assert!(!listing.contains("Seq Scan"), "{listing}");
+
+    // The newest payments: the primary key (UUIDv7, time-ordered) read backwards, no scan and
+    // no sort of the whole table.
+    let payments = plan_of(
+        &fleet.payment.db_url,
+        "SELECT payment_id FROM payments ORDER BY payment_id DESC LIMIT 100",
+        "",
+    )
+    .await;
+    assert!(
+        payments.contains("Index Scan Backward using payments_pkey")
+            || payments.contains("Index Only Scan Backward using payments_pkey"),
+        "{payments}"
+    );
+    assert!(
+        !payments.contains("Seq Scan") && !payments.contains("Sort"),
+        "{payments}"
+    );
+}
+
+#[tokio::test]
+async fn pooled_connections_never_compile_statements_with_jit() {
+    let fleet = spawn_fleet().await;
+    let mut settings = DatabaseSettings::for_database("unused");
+    settings.url = fleet.orchestrator.db_url.clone();
+    let db = saga_common::db::connect(&settings).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('jit') AS jit",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "jit").unwrap(), "off");
 }

@@ -160,8 +160,10 @@ pub async fn list(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
             [Value::from(order_id)],
         ),
+        // Payment ids are UUIDv7, ordered by creation time: the primary key is the index of
+        // the newest (there is none on `created_at`).
         None => stmt(
-            &format!("SELECT {COLUMNS} FROM payments ORDER BY created_at DESC LIMIT 100"),
+            &format!("SELECT {COLUMNS} FROM payments ORDER BY payment_id DESC LIMIT 100"),
             [],
         ),
     };
