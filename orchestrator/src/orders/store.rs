@@ -233,6 +233,12 @@ pub struct ListFilter {
 
 /// Newest first. Returns at most `limit` orders.
 pub async fn list(db: &impl ConnectionTrait, filter: &ListFilter) -> Result<Vec<Order>, DbErr> {
+    let (sql, values) = list_statement(filter);
+    query(db, &sql, values).await
+}
+
+/// The statement [`list`] runs for `filter`, and its values.
+pub fn list_statement(filter: &ListFilter) -> (String, Vec<Value>) {
     // Only the filters given go into the statement: each combination is its own prepared
     // statement, whose generic plan walks the one index that serves it (see `db::connect`).
     let mut conditions = Vec::new();
@@ -267,7 +273,7 @@ pub async fn list(db: &impl ConnectionTrait, filter: &ListFilter) -> Result<Vec<
         "SELECT {COLUMNS} FROM orders {filters}ORDER BY created_at DESC, order_id DESC LIMIT ${}",
         values.len()
     );
-    query(db, &sql, values).await
+    (sql, values)
 }
 
 /// A saga step as it is written: the new state and what the timeout worker needs.

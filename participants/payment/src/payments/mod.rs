@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -153,9 +153,16 @@ pub async fn list(
     db: &impl ConnectionTrait,
     order_id: Option<Uuid>,
 ) -> Result<Vec<Payment>, DbErr> {
+    Payment::find_by_statement(list_statement(order_id))
+        .all(db)
+        .await
+}
+
+/// The statement [`list`] runs.
+pub fn list_statement(order_id: Option<Uuid>) -> Statement {
     // Two statements rather than an optional filter, each with a plan of its own
     // (`saga_common::db::connect`).
-    let statement = match order_id {
+    match order_id {
         Some(order_id) => stmt(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
             [Value::from(order_id)],
@@ -166,8 +173,7 @@ pub async fn list(
             &format!("SELECT {COLUMNS} FROM payments ORDER BY payment_id DESC LIMIT 100"),
             [],
         ),
-    };
-    Payment::find_by_statement(statement).all(db).await
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
