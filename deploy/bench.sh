@@ -135,6 +135,9 @@ machine_ticks() {
     echo "$busy $((busy + idle + iowait))"
 }
 
+# The database server's current WAL position; empty when it cannot be read.
+wal_lsn() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT pg_current_wal_lsn()' 2>/dev/null || true; }
+
 # snapshot LOADGEN-PID: one "name ticks" line per accounted process group.
 snapshot() {
     local svc pg m
@@ -199,7 +202,7 @@ backlog_sampler() {
         rows=''
         for svc in "${SERVICES[@]}"; do
             rows+=$'\t'"$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
-                'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo '?')"
+                'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?')"
         done
         printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
         sleep 5
@@ -504,7 +507,7 @@ wait_marker() {
 # phase NAME LOADGEN-ARGS...: one measured loadgen run. CPU is accounted between the markers
 # loadgen writes when its load starts and ends, so seeding and the final checks are left out.
 phase() {
-    local name=$1 before after lg t0 t1
+    local name=$1 before after lg t0 t1 wal0 wal1
     shift
     log "phase $name: loadgen $*"
     echo "uptime before $name: $(uptime)" >>"$OUT/machine.txt"
@@ -525,11 +528,13 @@ phase() {
     fi
     wait_marker "$OUT/$name.started" "$lg"
     statements_snapshot "$OUT/statements-$name.before"
+    wal0="$(wal_lsn)"
     before="$(snapshot "$lg")"
     t0=$EPOCHREALTIME
     wait_marker "$OUT/$name.ended" "$lg"
     after="$(snapshot "$lg")"
     t1=$EPOCHREALTIME
+    wal1="$(wal_lsn)"
     statements_snapshot "$OUT/statements-$name.after"
     kill "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
@@ -541,6 +546,14 @@ phase() {
     local finished_s
     finished_s="$(awk -v r="$(result_field "$name" finished_per_s)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", r * (b - a) }')"
     if [ "${finished_s:-0}" -gt 0 ]; then statements_report "$name" "$finished_s"; fi
+    # PostgreSQL's WAL over the load window, all databases: what the fleet's writes cost the
+    # database, a figure that does not move with the machine's speed as CPU does.
+    # The range is kept too, for `pg_waldump --start "$wal0" --end "$wal1"` while the segments last.
+    echo "$wal0 $wal1" >"$OUT/wal-$name.lsn"
+    if [ -n "$wal0" ] && [ -n "$wal1" ] && [ "${finished_s:-0}" -gt 0 ]; then
+        psql "$DEPLOY_PG_URL" -Atqc "SELECT round(pg_wal_lsn_diff('$wal1', '$wal0') / $finished_s / 1024.0, 2)" \
+            >"$OUT/wal-$name.txt" 2>/dev/null || rm -f "$OUT/wal-$name.txt"
+    fi
     echo "uptime after $name: $(uptime)" >>"$OUT/machine.txt"
     # CPU per group over the load window, in cores (ticks / CLK_TCK / wall seconds).
     paste <(echo "$before") <(echo "$after") |
@@ -552,7 +565,7 @@ phase() {
         "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=name,messages" >"$OUT/queues-$name.json" || true
     for svc in "${SERVICES[@]}"; do
         printf '%s\t%s\n' "$svc" "$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
-            'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo '?')"
+            'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?')"
     done >"$OUT/outbox-$name.tsv"
 }
 
@@ -630,6 +643,11 @@ early_late() {
         awk -v rate="$(result_field "$name" finished_per_s)" \
             '$2 != "machine_total" && $2 != "postgres_all" && rate > 0 { printf " %s=%.3f", $2, $3 / rate * 1000 }' "$OUT/cpu-$name.tsv"
         echo
+    done
+    echo
+    echo "PostgreSQL WAL per finished saga, KiB (pg_current_wal_lsn over the load window, all databases)"
+    for name in "${REPORTED[@]}"; do
+        printf '%-8s %s\n' "$name" "$(cat "$OUT/wal-$name.txt" 2>/dev/null || echo '?')"
     done
     echo
     echo "Resident memory, MiB: early / late / max (second and last tenth of the phase; PostgreSQL: anonymous memory of all its processes)"

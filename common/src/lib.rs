@@ -3,7 +3,8 @@
 //! - [`configuration`]: typed, layered settings (defaults, optional TOML file, `APP__` variables).
 //! - [`telemetry`]: the JSON (bunyan) tracing subscriber, built once per process.
 //! - [`db`]: PostgreSQL connection pool and error helpers.
-//! - [`migration`]: the outbox and inbox tables every service database carries.
+//! - [`migration`]: the outbox (with its pending rows) and inbox tables every service database
+//!   carries.
 //! - [`contracts`]: message types and payloads exchanged over RabbitMQ: the one place both sides agree on.
 //! - [`messaging`]: envelope, topology, broker supervisor, consumer loop (retries through delay
 //!   queues, dead letters), transactional outbox and inbox, dead-letter administration.

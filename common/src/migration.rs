@@ -1,5 +1,6 @@
 //! Schema shared by every service database: the outbox and the inbox. Each service's migrator
-//! lists these before its own migrations.
+//! lists [`CreateOutbox`] and [`CreateInbox`] before its own migrations and the later shared
+//! ones ([`SplitOutboxPending`]) after them, in the order they were written.
 
 use sea_orm_migration::prelude::*;
 
@@ -77,6 +78,74 @@ impl MigrationTrait for CreateInbox {
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE inbox")
+            .await?;
+        Ok(())
+    }
+}
+
+/// What is still to be published moves out of the outbox's rows into `outbox_pending`, a row of
+/// an id and a time per message, deleted once the broker confirmed it. Marking a message sent
+/// used to be an update of its outbox row (`published_at`): a second copy of the whole row, and,
+/// as the column is in the partial index's predicate, never a HOT update, so a new entry in each
+/// of its other indexes (the key, and in the orchestrator `outbox_by_message_id`). A pending row
+/// costs a narrow insert and one key entry when written, and its delete writes a few bytes of WAL
+/// and no index entry; the outbox's rows are written once and never change (docs/benchmarks.md).
+///
+/// The pending rows are written by a trigger, once per statement, from the rows it inserted:
+/// whoever writes to the outbox (a service, a resend, an instance still running the code from
+/// before this migration during an upgrade, an operator by hand), the row is pending until a
+/// relay publishes it. Had the writers to add them, a writer that forgot, or an old one, would
+/// leave a message nobody ever sends.
+pub struct SplitOutboxPending;
+
+impl MigrationName for SplitOutboxPending {
+    fn name(&self) -> &str {
+        "m20261201_000003_split_outbox_pending"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for SplitOutboxPending {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE outbox_pending (
+                    -- an outbox row's id, written in the same statement as the row; no foreign
+                    -- key, whose check would lock the outbox row it has just written
+                    id         BIGINT      PRIMARY KEY,
+                    -- the outbox row's created_at, so the orphan scan need not read the row
+                    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );
+                CREATE FUNCTION outbox_written() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO outbox_pending (id, created_at) SELECT id, created_at FROM written;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER outbox_written AFTER INSERT ON outbox
+                    REFERENCING NEW TABLE AS written
+                    FOR EACH STATEMENT EXECUTE FUNCTION outbox_written();
+                INSERT INTO outbox_pending (id, created_at)
+                    SELECT id, created_at FROM outbox WHERE published_at IS NULL;
+                DROP INDEX outbox_unpublished;
+                ALTER TABLE outbox DROP COLUMN published_at;",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE outbox ADD COLUMN published_at TIMESTAMPTZ;
+                UPDATE outbox SET published_at = now()
+                    WHERE id NOT IN (SELECT id FROM outbox_pending);
+                CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+                DROP TRIGGER outbox_written ON outbox;
+                DROP FUNCTION outbox_written();
+                DROP TABLE outbox_pending;",
+            )
             .await?;
         Ok(())
     }

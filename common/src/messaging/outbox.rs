@@ -1,10 +1,14 @@
 //! Transactional outbox.
 //!
 //! A service writes the messages a state change causes with [`insert_part`] (or
-//! [`enqueue_all`]), on the same transaction as the change. The relay ([`Relay`]) publishes
-//! committed rows with publisher confirms, all confirms of a batch in flight at once, and marks
-//! the rows sent only after the broker confirmed every one. A crash between publish and mark
-//! republishes the batch; consumers' inboxes make that harmless.
+//! [`enqueue_all`]), on the same transaction as the change: a row in `outbox`, the message as
+//! published, written once and never changed. The database adds a row in `outbox_pending`, its
+//! id and time, for every outbox row written, whoever writes it (a trigger, see
+//! `migration::SplitOutboxPending`). The relay ([`Relay`]) publishes committed rows with
+//! publisher confirms, all confirms of a batch in flight at once, and marks the rows sent, by
+//! deleting their pending rows, only after the broker confirmed every one. A crash between
+//! publish and mark republishes the batch; consumers' inboxes make that harmless. (Why two
+//! tables: marking by an update of the outbox row copied the whole row and its index entries.)
 //!
 //! How the relay finds its rows. Whoever commits outbox rows hands their ids to the relay
 //! ([`RelayWakeup::committed`]); the relay reads exactly those rows by primary key, publishes
@@ -21,9 +25,10 @@
 //! stalled past the orphan age), when a batch is republished after a nack or a confirm timeout,
 //! or when marking fails after the publish; the consumers' inboxes absorb the copy.
 //!
-//! Why the scan is not the fast path: the partial index of unpublished rows keeps an entry for
-//! every published row until a vacuum removes it, and a scan from the oldest id reads them all,
-//! a cost that grew with every message ever sent where autovacuum is off (docs/benchmarks.md).
+//! Why the scan is not the fast path: the key of `outbox_pending` keeps an entry for every
+//! deleted row until a vacuum removes it (a scan that finds one dead only marks it so), and a
+//! scan from the oldest id reads them all: where autovacuum is off, a cost that grows with every
+//! message sent since the last vacuum (docs/benchmarks.md).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -276,6 +281,25 @@ enum Scan {
     All,
 }
 
+/// The fast path's read: marks the rows `$1` published (the batch before) and reads the rows
+/// among `$2` still to be published: the outbox rows by key, each checked against its pending
+/// row by key. Public so the plan test plans this very statement.
+pub const READ_IDS: &str = "WITH marked AS (DELETE FROM outbox_pending WHERE id = ANY($1)) \
+     SELECT o.id, o.exchange, o.routing_key, o.body FROM outbox o \
+     WHERE o.id = ANY($2) AND EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
+     ORDER BY o.id";
+
+/// The scan: the oldest `$1` rows still to be published that are older than `$2` seconds, but
+/// not those among `$3`, claimed until the transaction ends. The pending rows are taken in a
+/// subquery of their own, so the join starts from them: as a plain join, planned on empty
+/// tables, it walked the whole outbox in id order and looked each row up among the pending ones
+/// (every message ever sent, twice a second; found by a profile). Public for the plan test.
+pub const SCAN: &str = "SELECT o.id, o.exchange, o.routing_key, o.body \
+     FROM (SELECT id FROM outbox_pending \
+           WHERE created_at < now() - make_interval(secs => $2) AND id <> ALL($3) \
+           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) p \
+     JOIN outbox o ON o.id = p.id ORDER BY p.id";
+
 #[derive(Debug, FromQueryResult)]
 struct PendingRow {
     id: i64,
@@ -397,10 +421,11 @@ impl Relay {
     /// left in `unmarked` for the next one: under load, one round trip per batch.
     async fn publish_ids(&self, channel: &Channel, ids: &[i64]) -> Result<usize, RelayError> {
         let rows = PendingRow::find_by_statement(stmt(
-            "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1) RETURNING 1) \
-             SELECT id, exchange, routing_key, body FROM outbox \
-             WHERE id = ANY($2) AND published_at IS NULL ORDER BY id",
-            [Value::from(self.wakeup.unmarked()), Value::from(ids.to_vec())],
+            READ_IDS,
+            [
+                Value::from(self.wakeup.unmarked()),
+                Value::from(ids.to_vec()),
+            ],
         ))
         .all(&self.db)
         .await?;
@@ -424,9 +449,7 @@ impl Relay {
         };
         let txn = self.db.begin().await?;
         let rows = PendingRow::find_by_statement(stmt(
-            "SELECT id, exchange, routing_key, body FROM outbox WHERE published_at IS NULL \
-             AND created_at < now() - make_interval(secs => $2) AND id <> ALL($3) \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            SCAN,
             [
                 Value::from(i64::from(self.settings.batch_size.max(1))),
                 Value::from(age),
@@ -481,7 +504,7 @@ impl Relay {
 /// Marks the rows `ids` published, once the broker confirmed them.
 async fn mark(db: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
     db.execute_raw(stmt(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        "DELETE FROM outbox_pending WHERE id = ANY($1)",
         [Value::from(ids.to_vec())],
     ))
     .await?;

@@ -126,6 +126,7 @@ impl MigratorTrait for SharedTables {
         vec![
             Box::new(saga_common::migration::CreateOutbox),
             Box::new(saga_common::migration::CreateInbox),
+            Box::new(saga_common::migration::SplitOutboxPending),
         ]
     }
 }

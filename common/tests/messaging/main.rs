@@ -11,3 +11,4 @@ mod dead_letters;
 mod poison;
 mod relay;
 mod retries;
+mod schema;

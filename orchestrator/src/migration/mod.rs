@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(saga_common::migration::CreateInbox),
             Box::new(m20261122_000301_create_orders_and_transitions::Migration),
             Box::new(m20261122_000302_add_saga_deadlines::Migration),
+            Box::new(saga_common::migration::SplitOutboxPending),
         ]
     }
 }

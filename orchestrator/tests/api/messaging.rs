@@ -44,15 +44,20 @@ async fn a_lost_reply_is_recovered_by_resending_the_command() {
 
     let order_id = fleet.place(&order_body("kim", "desk", 1, 4_000)).await;
     let payment_db = database(&fleet.payment.db_url).await;
-    eventually("the charge reply to be published (and lost)", PATIENCE, || async {
-        let sent = query_one(
-            &payment_db,
-            "SELECT to_json(count(*)) AS row FROM outbox WHERE saga_id = $1 AND published_at IS NOT NULL",
-            vec![order_id.into()],
-        )
-        .await;
-        (sent.as_i64() == Some(1)).then_some(())
-    })
+    eventually(
+        "the charge reply to be published (and lost)",
+        PATIENCE,
+        || async {
+            let sent = query_one(
+                &payment_db,
+                "SELECT to_json(count(*)) AS row FROM outbox o WHERE saga_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)",
+                vec![order_id.into()],
+            )
+            .await;
+            (sent.as_i64() == Some(1)).then_some(())
+        },
+    )
     .await;
     assert_eq!(fleet.balance("kim").await, 6_000, "the charge happened");
     assert_eq!(

@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use orchestrator::orders::model::OrderStatus;
 use orchestrator::orders::store::{self, ListFilter};
 use saga_common::configuration::DatabaseSettings;
+use saga_common::messaging::outbox;
 
 use crate::helpers::spawn_fleet;
 
@@ -108,6 +109,53 @@ async fn statements_on_empty_tables_get_one_generic_plan_that_walks_their_index(
         !payments.contains("Seq Scan") && !payments.contains("Sort"),
         "{payments}"
     );
+
+    // The relay's two reads. The outbox keeps every message ever sent, so it is only ever read
+    // by key: an index walked end to end (a node without an `Index Cond`) would read them all.
+    // The first version of the scan, a plain join planned on these empty tables, did exactly
+    // that, walking the outbox in id order and looking each row up among the pending ones.
+    let by_id = plan_of(url, outbox::READ_IDS, "ARRAY[1::bigint], ARRAY[2::bigint]").await;
+    let scan = plan_of(url, outbox::SCAN, "10, 5.0, ARRAY[1::bigint]").await;
+    for plan in [&by_id, &scan] {
+        let outbox_reads = conditions_of(plan, "outbox_pkey");
+        assert!(
+            !outbox_reads.is_empty() && outbox_reads.iter().all(|c| c.contains("id")),
+            "the outbox is read by key: {plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Bitmap"),
+            "{plan}"
+        );
+    }
+    // The handed-over ids: their pending rows by key too, and no sort.
+    let pending_reads = conditions_of(&by_id, "outbox_pending_pkey");
+    assert!(
+        !pending_reads.is_empty() && pending_reads.iter().all(|c| c.contains("id")),
+        "{by_id}"
+    );
+    assert!(!by_id.contains("Sort"), "{by_id}");
+    // The scan: the oldest pending rows, in key order (what it sorts is the batch it took).
+    assert!(scan.contains("outbox_pending_pkey"), "{scan}");
+}
+
+/// The `Index Cond` lines of the plan nodes that scan `index`, one per node; an empty string for
+/// a node without one (the index walked end to end).
+fn conditions_of(plan: &str, index: &str) -> Vec<String> {
+    let lines: Vec<&str> = plan.lines().collect();
+    let scan = format!("using {index} ");
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.contains(&scan))
+        .map(|(i, _)| {
+            lines[i + 1..]
+                .iter()
+                .take_while(|line| !line.contains("->"))
+                .find(|line| line.contains("Index Cond"))
+                .map(|line| line.trim().to_owned())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 #[tokio::test]

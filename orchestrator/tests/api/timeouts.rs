@@ -233,7 +233,7 @@ async fn a_participant_down_past_the_deadline_is_compensated_and_late_replies_ch
     eventually("every payment reply to be consumed", PATIENCE, || async {
         let pending = query_one(
             &payment_db,
-            "SELECT to_json(count(*)) AS row FROM outbox WHERE published_at IS NULL",
+            "SELECT to_json(count(*)) AS row FROM outbox_pending",
             vec![],
         )
         .await;

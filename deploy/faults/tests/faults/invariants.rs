@@ -249,7 +249,7 @@ async fn unpublished(database_url: &str) -> Result<i64, String> {
         let db = connect(database_url).await.map_err(|e| e.to_string())?;
         let row = db
             .query_one_raw(saga_common::db::stmt(
-                "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL",
+                "SELECT count(*) AS n FROM outbox_pending",
                 [],
             ))
             .await

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(saga_common::migration::CreateOutbox),
             Box::new(saga_common::migration::CreateInbox),
             Box::new(m20261122_000201_create_products_and_reservations::Migration),
+            Box::new(saga_common::migration::SplitOutboxPending),
         ]
     }
 }

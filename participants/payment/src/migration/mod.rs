@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(saga_common::migration::CreateOutbox),
             Box::new(saga_common::migration::CreateInbox),
             Box::new(m20261122_000101_create_accounts_and_payments::Migration),
+            Box::new(saga_common::migration::SplitOutboxPending),
         ]
     }
 }
