@@ -138,6 +138,12 @@ machine_ticks() {
 # The database server's current WAL position; empty when it cannot be read.
 wal_lsn() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT pg_current_wal_lsn()' 2>/dev/null || true; }
 
+# unpublished SERVICE: the service's outbox rows still to be published; '?' when unreadable.
+unpublished() {
+    psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$1" -Atqc \
+        'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?'
+}
+
 # snapshot LOADGEN-PID: one "name ticks" line per accounted process group.
 snapshot() {
     local svc pg m
@@ -201,8 +207,7 @@ backlog_sampler() {
             grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || queued='?'
         rows=''
         for svc in "${SERVICES[@]}"; do
-            rows+=$'\t'"$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
-                'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?')"
+            rows+=$'\t'"$(unpublished "$svc")"
         done
         printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
         sleep 5
@@ -564,8 +569,7 @@ phase() {
     curl -s -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
         "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=name,messages" >"$OUT/queues-$name.json" || true
     for svc in "${SERVICES[@]}"; do
-        printf '%s\t%s\n' "$svc" "$(psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atqc \
-            'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?')"
+        printf '%s\t%s\n' "$svc" "$(unpublished "$svc")"
     done >"$OUT/outbox-$name.tsv"
 }
 
