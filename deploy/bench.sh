@@ -138,6 +138,11 @@ machine_ticks() {
 # The database server's current WAL position; empty when it cannot be read.
 wal_lsn() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT pg_current_wal_lsn()' 2>/dev/null || true; }
 
+# How many times the server has flushed its WAL to disk (fdatasync), all processes; empty when
+# it cannot be read. Backends report it at most once a second, so a window of a minute is
+# counted within a few percent.
+wal_syncs() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT wal_sync FROM pg_stat_wal' 2>/dev/null || true; }
+
 # unpublished SERVICE: the service's outbox rows still to be published; '?' when unreadable.
 unpublished() {
     psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$1" -Atqc \
@@ -512,7 +517,7 @@ wait_marker() {
 # phase NAME LOADGEN-ARGS...: one measured loadgen run. CPU is accounted between the markers
 # loadgen writes when its load starts and ends, so seeding and the final checks are left out.
 phase() {
-    local name=$1 before after lg t0 t1 wal0 wal1
+    local name=$1 before after lg t0 t1 wal0 wal1 sync0 sync1
     shift
     log "phase $name: loadgen $*"
     echo "uptime before $name: $(uptime)" >>"$OUT/machine.txt"
@@ -534,12 +539,14 @@ phase() {
     wait_marker "$OUT/$name.started" "$lg"
     statements_snapshot "$OUT/statements-$name.before"
     wal0="$(wal_lsn)"
+    sync0="$(wal_syncs)"
     before="$(snapshot "$lg")"
     t0=$EPOCHREALTIME
     wait_marker "$OUT/$name.ended" "$lg"
     after="$(snapshot "$lg")"
     t1=$EPOCHREALTIME
     wal1="$(wal_lsn)"
+    sync1="$(wal_syncs)"
     statements_snapshot "$OUT/statements-$name.after"
     kill "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
@@ -558,6 +565,11 @@ phase() {
     if [ -n "$wal0" ] && [ -n "$wal1" ] && [ "${finished_s:-0}" -gt 0 ]; then
         psql "$DEPLOY_PG_URL" -Atqc "SELECT round(pg_wal_lsn_diff('$wal1', '$wal0') / $finished_s / 1024.0, 2)" \
             >"$OUT/wal-$name.txt" 2>/dev/null || rm -f "$OUT/wal-$name.txt"
+    fi
+    # ... and how many WAL flushes: every synchronous commit waits for one (several commits
+    # share one when they arrive together).
+    if [ -n "$sync0" ] && [ -n "$sync1" ] && [ "${finished_s:-0}" -gt 0 ]; then
+        awk -v a="$sync0" -v b="$sync1" -v n="$finished_s" 'BEGIN { printf "%.2f\n", (b - a) / n }' >"$OUT/flushes-$name.txt"
     fi
     echo "uptime after $name: $(uptime)" >>"$OUT/machine.txt"
     # CPU per group over the load window, in cores (ticks / CLK_TCK / wall seconds).
@@ -649,9 +661,10 @@ early_late() {
         echo
     done
     echo
-    echo "PostgreSQL WAL per finished saga, KiB (pg_current_wal_lsn over the load window, all databases)"
+    echo "PostgreSQL WAL per finished saga: KiB written (pg_current_wal_lsn) and flushes (pg_stat_wal.wal_sync), over the load window, all databases"
     for name in "${REPORTED[@]}"; do
-        printf '%-8s %s\n' "$name" "$(cat "$OUT/wal-$name.txt" 2>/dev/null || echo '?')"
+        printf '%-8s %s KiB, %s flushes\n' "$name" "$(cat "$OUT/wal-$name.txt" 2>/dev/null || echo '?')" \
+            "$(cat "$OUT/flushes-$name.txt" 2>/dev/null || echo '?')"
     done
     echo
     echo "Resident memory, MiB: early / late / max (second and last tenth of the phase; PostgreSQL: anonymous memory of all its processes)"

@@ -7,8 +7,9 @@
 //! `migration::SplitOutboxPending`). The relay ([`Relay`]) publishes committed rows with
 //! publisher confirms, all confirms of a batch in flight at once, and marks the rows sent, by
 //! deleting their pending rows, only after the broker confirmed every one. A crash between
-//! publish and mark republishes the batch; consumers' inboxes make that harmless. (Why two
-//! tables: marking by an update of the outbox row copied the whole row and its index entries.)
+//! publish and mark republishes the batch; consumers' inboxes make that harmless, which is also
+//! why a mark does not wait for the WAL flush (`MARK`). (Why two tables: marking by an update
+//! of the outbox row copied the whole row and its index entries.)
 //!
 //! How the relay finds its rows. Whoever commits outbox rows hands their ids to the relay
 //! ([`RelayWakeup::committed`]); the relay reads exactly those rows by primary key, publishes
@@ -281,13 +282,32 @@ enum Scan {
     All,
 }
 
-/// The fast path's read: marks the rows `$1` published (the batch before) and reads the rows
-/// among `$2` still to be published: the outbox rows by key, each checked against its pending
-/// row by key. Public so the plan test plans this very statement.
-pub const READ_IDS: &str = "WITH marked AS (DELETE FROM outbox_pending WHERE id = ANY($1)) \
-     SELECT o.id, o.exchange, o.routing_key, o.body FROM outbox o \
+/// Deletes the pending rows `$1`: the rows are sent. Its commit does not wait for the WAL flush
+/// (`set_config(..., true)` is `SET LOCAL synchronous_commit = off`, for this statement's
+/// transaction alone, taken only when there is a row to delete). A mark lost in a database
+/// crash is a row published again, which the receivers' inboxes absorb, as after any crash
+/// between publish and mark; waiting for the flush would hold every outbox batch behind a disk
+/// write that guarantees nothing. Everything else stays synchronous: the rows the mark deletes
+/// were committed, flushed, before they were published, and a later synchronous commit flushes
+/// the mark with it.
+macro_rules! mark_sql {
+    () => {
+        "DELETE FROM outbox_pending \
+         WHERE id = ANY($1) AND set_config('synchronous_commit', 'off', true) = 'off'"
+    };
+}
+const MARK: &str = mark_sql!();
+
+/// The fast path's read: marks the rows `$1` published (the batch before, see [`MARK`]) and
+/// reads the rows among `$2` still to be published: the outbox rows by key, each checked
+/// against its pending row by key. Public so the plan test plans this very statement.
+pub const READ_IDS: &str = concat!(
+    "WITH marked AS (",
+    mark_sql!(),
+    ") SELECT o.id, o.exchange, o.routing_key, o.body FROM outbox o \
      WHERE o.id = ANY($2) AND EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
-     ORDER BY o.id";
+     ORDER BY o.id"
+);
 
 /// The scan: the oldest `$1` rows still to be published that are older than `$2` seconds, but
 /// not those among `$3`, claimed until the transaction ends. The pending rows are taken in a
@@ -503,10 +523,7 @@ impl Relay {
 
 /// Marks the rows `ids` published, once the broker confirmed them.
 async fn mark(db: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "DELETE FROM outbox_pending WHERE id = ANY($1)",
-        [Value::from(ids.to_vec())],
-    ))
-    .await?;
+    db.execute_raw(stmt(MARK, [Value::from(ids.to_vec())]))
+        .await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use saga_common::db::stmt;
 use saga_common::messaging::outbox;
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::testing::{PATIENCE, eventually};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::helpers::{Harness, start_relaying};
 
@@ -138,5 +138,68 @@ async fn rows_nobody_hands_over_are_found_by_the_poll_once_they_are_orphans() {
     assert!(
         young_and_pending.get() > 0,
         "the row was seen unpublished while young, with the poll running"
+    );
+}
+
+async fn synchronous_commit(db: &impl ConnectionTrait) -> String {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT current_setting('synchronous_commit') AS s",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "s").unwrap()
+}
+
+/// A mark does not wait for the WAL flush (a lost one is a message sent again, which inboxes
+/// absorb), and only a mark: the setting is its own transaction's, taken only when there is a
+/// row to mark, and the connection's own stays as it was.
+#[tokio::test]
+async fn a_mark_commits_without_waiting_for_the_flush_and_nothing_else_does() {
+    let harness = start_relaying(no_polling(), &[]).await;
+    // Written on the test's own transaction, never committed: no relay ever sees it.
+    let txn = harness.db.begin().await.unwrap();
+    let ids = outbox::enqueue_all(&txn, &[reserve()]).await.unwrap().0;
+    let nothing: Vec<i64> = Vec::new();
+    let read = txn
+        .query_all_raw(stmt(
+            outbox::READ_IDS,
+            [nothing.clone().into(), ids.clone().into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1, "the row is read");
+    assert_eq!(synchronous_commit(&txn).await, "on", "nothing marked yet");
+
+    txn.query_all_raw(stmt(outbox::READ_IDS, [ids.clone().into(), nothing.into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        synchronous_commit(&txn).await,
+        "off",
+        "a mark relaxes its commit"
+    );
+    let pending = txn
+        .query_one_raw(stmt(
+            "SELECT count(*) AS n FROM outbox_pending WHERE id = ANY($1)",
+            [ids.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pending.try_get::<i64>("", "n").unwrap(),
+        0,
+        "the mark deleted the pending row"
+    );
+    txn.rollback().await.unwrap();
+
+    let after = harness.db.begin().await.unwrap();
+    assert_eq!(
+        synchronous_commit(&after).await,
+        "on",
+        "the connection's own setting"
     );
 }
