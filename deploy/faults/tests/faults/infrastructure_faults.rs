@@ -29,9 +29,11 @@ async fn orders_end_and_balance_when_rabbitmq_is_stopped_or_killed_mid_stream_an
     let mut scenario =
         Scenario::begin("rabbitmq stopped and killed", FleetOptions::default()).await;
     // Long enough that both outages fall in the middle of it: orders keep being accepted
-    // during each (about ten seconds of a restart).
+    // during each, and the first (a stop, a start and the whole fleet ready again) took more
+    // than the 18 s a stream of 150 orders lasts on a loaded machine, which left the crash
+    // waiting for orders the stream had already finished placing. 48 s of orders.
     let mut stream = scenario.stream(StreamPlan {
-        orders: 150,
+        orders: 400,
         ..StreamPlan::default()
     });
 
