@@ -25,6 +25,11 @@
 #   BENCH_OPEN_FRACTION [0.8]  BENCH_COMPLETE_DURATION [60] (0: no complete phase)
 #   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the open80
 #                       phase and summarise it by process and by code (perf-summary.txt)
+#   BENCH_STALL []      SERVICE:AT:FOR, e.g. payment:60:15: AT seconds into the open80 phase,
+#                       freeze SERVICE (SIGSTOP) for FOR seconds, then let it go on, and measure
+#                       how long the fleet takes to work off the backlog the pause left
+#                       (stall.txt): what a long GC pause, a stalled disk or a VM's stolen
+#                       time does to a fleet running at 80 % of its peak
 # Where the server has pg_stat_statements loaded, each phase's database time is also broken down
 # by statement (statements-PHASE.tsv); nothing is reset, the counters are diffed.
 #   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory on BASE, BASE+1, BASE+2
@@ -59,6 +64,13 @@ STEADY_DURATION="${BENCH_STEADY_DURATION:-600}"
 PROFILE="${BENCH_PROFILE:-0}"
 CLIENTS="${BENCH_CLIENTS:-128}"
 OPEN_FRACTION="${BENCH_OPEN_FRACTION:-0.8}"
+STALL_SERVICE='' STALL_AT=0 STALL_FOR=0
+if [ -n "${BENCH_STALL:-}" ]; then
+    IFS=: read -r STALL_SERVICE STALL_AT STALL_FOR <<<"$BENCH_STALL"
+    case "$STALL_SERVICE" in orchestrator | payment | inventory) ;; *) STALL_SERVICE='?' ;; esac
+    [[ $STALL_SERVICE != '?' && $STALL_AT =~ ^[0-9]+$ && $STALL_FOR =~ ^[0-9]+$ ]] ||
+        die "BENCH_STALL must be SERVICE:AT:FOR (orchestrator, payment or inventory; whole seconds), not '$BENCH_STALL'"
+fi
 PORT_BASE="${BENCH_PORT_BASE:-3100}"
 VHOST="${BENCH_VHOST:-saga-bench}"
 DB_PREFIX="${BENCH_DB_PREFIX:-saga_bench_}"
@@ -199,6 +211,15 @@ rss_sampler() {
     done
 }
 
+# The messages in the vhost's queues, ready and unacknowledged; '?' when the API does not answer.
+queued_messages() {
+    local n
+    n="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+        "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=messages" |
+        grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || n='?'
+    echo "$n"
+}
+
 # backlog_sampler PHASE: every 5 s, the messages in the vhost's queues (ready and unacknowledged,
 # as the management API counts them; its figures lag by up to its 5 s stats interval) and the
 # unpublished outbox rows of each service, into $OUT/backlog-PHASE.tsv until killed. Growth over a
@@ -207,9 +228,7 @@ backlog_sampler() {
     local phase=$1 start=$SECONDS queued svc rows
     printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
     while :; do
-        queued="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
-            "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=messages" |
-            grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || queued='?'
+        queued="$(queued_messages)"
         rows=''
         for svc in "${SERVICES[@]}"; do
             rows+=$'\t'"$(unpublished "$svc")"
@@ -256,6 +275,47 @@ statements_report() {
     rm -f "$OUT/.statements-total"
 }
 
+# stall LOADGEN-PID: with BENCH_STALL, freezes the service STALL_AT seconds into the phase for
+# STALL_FOR seconds, then polls the queues every second until they are back under twice what
+# they held when it froze (plus 100), and writes what it saw to $OUT/stall.txt. A stopped
+# process neither reads nor acks: its queue fills while the rest of the fleet goes on.
+stall() {
+    [ -n "$STALL_SERVICE" ] || return 0
+    local lg=$1 pid=${SPID[$STALL_SERVICE]} before most q t_cont waited=0
+    wait_marker "$OUT/open80.started" "$lg"
+    while [ "$waited" -lt "$STALL_AT" ] && kill -0 "$lg" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
+    kill -0 "$lg" 2>/dev/null || return 0
+    before="$(queued_messages)"
+    [ "$before" != '?' ] || before=0
+    trap 'kill -CONT "$pid" 2>/dev/null; exit 0' TERM
+    log "stall: freezing $STALL_SERVICE (pid $pid) for ${STALL_FOR}s; $before messages queued"
+    kill -STOP "$pid"
+    sleep "$STALL_FOR"
+    kill -CONT "$pid"
+    t_cont=$SECONDS
+    most=$before
+    local bound=$((2 * before + 100)) recovered=''
+    while kill -0 "$lg" 2>/dev/null; do
+        q="$(queued_messages)"
+        if [ "$q" != '?' ]; then
+            [ "$q" -le "$most" ] || most=$q
+            if [ "$q" -le "$bound" ] && [ $((SECONDS - t_cont)) -gt 5 ]; then
+                recovered=$((SECONDS - t_cont))
+                break
+            fi
+        fi
+        sleep 1
+    done
+    {
+        echo "stall: $STALL_SERVICE frozen ${STALL_AT}s into the phase for ${STALL_FOR}s; $before messages queued when it froze, at most $most after"
+        if [ -n "$recovered" ]; then
+            echo "stall: the queues were back under $bound messages ${recovered}s after it went on (the management API's counts lag by up to 5 s)"
+        else
+            echo "stall: the queues were not back under $bound messages when the phase ended, $((SECONDS - t_cont))s after it went on"
+        fi
+    } | tee "$OUT/stall.txt" >&2
+}
+
 # profile PHASE LOADGEN-PID: with BENCH_PROFILE=1, 20 s of `perf record` over the whole machine
 # from 30 s into the phase, summarised by process and by code into $OUT/perf-summary.txt.
 profile() {
@@ -297,6 +357,8 @@ SAMPLER_PID=''
 BACKLOG_PID=''
 cleanup() {
     trap '' INT TERM
+    # A frozen service would never see the SIGTERM that stops the fleet.
+    [ -z "$STALL_SERVICE" ] || [ -z "${SPID[$STALL_SERVICE]:-}" ] || kill -CONT "${SPID[$STALL_SERVICE]}" 2>/dev/null || true
     [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
     [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
     if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
@@ -532,9 +594,12 @@ phase() {
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
+    local staller=''
     if [ "$name" = open80 ]; then
         profile "$name" "$lg" &
         profiler=$!
+        stall "$lg" &
+        staller=$!
     fi
     wait_marker "$OUT/$name.started" "$lg"
     statements_snapshot "$OUT/statements-$name.before"
@@ -553,6 +618,7 @@ phase() {
     SAMPLER_PID=''
     BACKLOG_PID=''
     [ -z "$profiler" ] || wait "$profiler" 2>/dev/null || true
+    [ -z "$staller" ] || wait "$staller" 2>/dev/null || true
     wait "$lg" || log "phase $name: loadgen reported a failure (see above)"
     sleep 0.2 # let tee flush the RESULT line
     local finished_s
@@ -699,6 +765,7 @@ early_late() {
             cat "$OUT/statements-$name.tsv"
         done
     fi
+    [ ! -e "$OUT/stall.txt" ] || cat "$OUT/stall.txt"
     [ ! -e "$OUT/perf-summary.txt" ] || echo "profile: $OUT/perf-summary.txt"
     echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
 } | tee "$OUT/summary.txt"

@@ -95,13 +95,17 @@ pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
     pub url: String,
     /// Unacknowledged deliveries the broker may push to each consuming channel. Sized to the
-    /// pipeline: a batch being applied and the next one already waiting, so a channel never
-    /// idles between batches.
+    /// pipeline: a batch being applied and the next one already waiting (twice `batch_size`),
+    /// so a channel never idles between batches.
     pub prefetch: u16,
     /// Consuming channels, each applying one batch at a time on its own database connection.
     pub concurrency: usize,
     /// Most deliveries applied on one database transaction. A batch takes only what has
-    /// already arrived, so a quiet consumer handles each delivery at once, alone.
+    /// already arrived, so a quiet consumer handles each delivery at once, alone. The cap
+    /// matters when a backlog has built up (after a pause, a restart, a burst): one channel
+    /// drains at most this many deliveries per batch's commit, and a full batch costs less per
+    /// delivery than a small one. 128 worked a backlog off twice as fast as 32 at 80 % of the
+    /// peak (docs/benchmarks.md, "Working off a backlog"); 256 was no faster.
     pub batch_size: usize,
     /// Upper bound of the reconnect backoff.
     pub max_reconnect_delay_ms: u64,
@@ -111,9 +115,9 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            prefetch: 64,
+            prefetch: 256,
             concurrency: 1,
-            batch_size: 32,
+            batch_size: 128,
             max_reconnect_delay_ms: 10_000,
         }
     }
