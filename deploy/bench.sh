@@ -68,8 +68,10 @@ STALL_SERVICE='' STALL_AT=0 STALL_FOR=0
 if [ -n "${BENCH_STALL:-}" ]; then
     IFS=: read -r STALL_SERVICE STALL_AT STALL_FOR <<<"$BENCH_STALL"
     case "$STALL_SERVICE" in orchestrator | payment | inventory) ;; *) STALL_SERVICE='?' ;; esac
-    [[ $STALL_SERVICE != '?' && $STALL_AT =~ ^[0-9]+$ && $STALL_FOR =~ ^[0-9]+$ ]] ||
+    [[ $STALL_SERVICE != '?' && $STALL_AT =~ ^[0-9]{1,6}$ && $STALL_FOR =~ ^[0-9]{1,6}$ ]] ||
         die "BENCH_STALL must be SERVICE:AT:FOR (orchestrator, payment or inventory; whole seconds), not '$BENCH_STALL'"
+    [ $((10#$STALL_AT + 10#$STALL_FOR)) -lt "$STEADY_DURATION" ] ||
+        die "BENCH_STALL: AT + FOR ($STALL_AT + $STALL_FOR s) must end inside the open80 phase (BENCH_STEADY_DURATION=$STEADY_DURATION)"
 fi
 PORT_BASE="${BENCH_PORT_BASE:-3100}"
 VHOST="${BENCH_VHOST:-saga-bench}"
@@ -281,24 +283,31 @@ statements_report() {
 # process neither reads nor acks: its queue fills while the rest of the fleet goes on.
 stall() {
     [ -n "$STALL_SERVICE" ] || return 0
-    local lg=$1 pid=${SPID[$STALL_SERVICE]} before most q t_cont waited=0
+    local lg=$1 pid=${SPID[$STALL_SERVICE]} before='?' most=0 q t_cont waited=0 tries=0 unanswered=0
     wait_marker "$OUT/open80.started" "$lg"
     while [ "$waited" -lt "$STALL_AT" ] && kill -0 "$lg" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
-    kill -0 "$lg" 2>/dev/null || return 0
-    before="$(queued_messages)"
-    [ "$before" != '?' ] || before=0
-    trap 'kill -CONT "$pid" 2>/dev/null; exit 0' TERM
-    log "stall: freezing $STALL_SERVICE (pid $pid) for ${STALL_FOR}s; $before messages queued"
-    kill -STOP "$pid"
-    sleep "$STALL_FOR"
-    kill -CONT "$pid"
+    kill -0 "$lg" 2>/dev/null || { log "stall: the phase ended before ${STALL_AT}s; no stall"; return 0; }
+    while [ "$before" = '?' ] && [ "$tries" -lt 3 ]; do before="$(queued_messages)"; tries=$((tries + 1)); done
+    # The service goes on whatever ends this process (the fleet's stop, Ctrl-C, a failure);
+    # sleeping in the background lets the trap run at once.
+    trap 'kill -CONT "$pid" 2>/dev/null; exit 0' TERM HUP INT
+    kill -STOP "$pid" 2>/dev/null || { log "stall: $STALL_SERVICE (pid $pid) is gone; no stall"; return 0; }
+    log "stall: froze $STALL_SERVICE (pid $pid) for ${STALL_FOR}s; $before messages queued"
+    sleep "$STALL_FOR" &
+    wait $! || true
+    kill -CONT "$pid" 2>/dev/null || log "stall: $STALL_SERVICE (pid $pid) is gone"
+    trap - TERM HUP INT
     t_cont=$SECONDS
-    most=$before
-    local bound=$((2 * before + 100)) recovered=''
+    # Without a count from before the freeze, "drained" is taken as 500 messages or fewer.
+    local bound=500 recovered=''
+    [ "$before" = '?' ] || { bound=$((2 * before + 100)); most=$before; }
     while kill -0 "$lg" 2>/dev/null; do
         q="$(queued_messages)"
-        if [ "$q" != '?' ]; then
+        if [ "$q" = '?' ]; then
+            unanswered=$((unanswered + 1))
+        else
             [ "$q" -le "$most" ] || most=$q
+            # The API's counts lag by up to 5 s: the first samples may predate the restart.
             if [ "$q" -le "$bound" ] && [ $((SECONDS - t_cont)) -gt 5 ]; then
                 recovered=$((SECONDS - t_cont))
                 break
@@ -309,10 +318,11 @@ stall() {
     {
         echo "stall: $STALL_SERVICE frozen ${STALL_AT}s into the phase for ${STALL_FOR}s; $before messages queued when it froze, at most $most after"
         if [ -n "$recovered" ]; then
-            echo "stall: the queues were back under $bound messages ${recovered}s after it went on (the management API's counts lag by up to 5 s)"
+            echo "stall: the queues were back under $bound messages ${recovered}s after it went on (the management API's counts lag by up to 5 s; 6 s is the least this reports)"
         else
             echo "stall: the queues were not back under $bound messages when the phase ended, $((SECONDS - t_cont))s after it went on"
         fi
+        [ "$unanswered" = 0 ] || echo "stall: the management API did not answer $unanswered of the samples"
     } | tee "$OUT/stall.txt" >&2
 }
 
@@ -354,10 +364,16 @@ profile() {
 
 RUN_PID=''
 SAMPLER_PID=''
+STALL_PID=''
+LOADGEN_PID=''
 BACKLOG_PID=''
 cleanup() {
     trap '' INT TERM
-    # A frozen service would never see the SIGTERM that stops the fleet.
+    # A frozen service would never see the SIGTERM that stops the fleet; the staller goes
+    # first, so that it cannot freeze the service again while the fleet stops.
+    [ -z "$STALL_PID" ] || kill "$STALL_PID" 2>/dev/null || true
+    # An interrupted phase's load generator would go on sending to a fleet that is stopping.
+    [ -z "$LOADGEN_PID" ] || kill "$LOADGEN_PID" 2>/dev/null || true
     [ -z "$STALL_SERVICE" ] || [ -z "${SPID[$STALL_SERVICE]:-}" ] || kill -CONT "${SPID[$STALL_SERVICE]}" 2>/dev/null || true
     [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
     [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
@@ -589,17 +605,17 @@ phase() {
     [ "$name" != complete ] || extra=()
     "${LG[@]}" --run-id "$RUN_ID-$name" --label "$name" "$@" "${extra[@]}" > >(tee "$OUT/$name.txt") &
     lg=$!
+    LOADGEN_PID=$lg
     rss_sampler "$name" "$lg" &
     SAMPLER_PID=$!
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
-    local staller=''
     if [ "$name" = open80 ]; then
         profile "$name" "$lg" &
         profiler=$!
         stall "$lg" &
-        staller=$!
+        STALL_PID=$!
     fi
     wait_marker "$OUT/$name.started" "$lg"
     statements_snapshot "$OUT/statements-$name.before"
@@ -618,8 +634,10 @@ phase() {
     SAMPLER_PID=''
     BACKLOG_PID=''
     [ -z "$profiler" ] || wait "$profiler" 2>/dev/null || true
-    [ -z "$staller" ] || wait "$staller" 2>/dev/null || true
+    [ -z "$STALL_PID" ] || wait "$STALL_PID" 2>/dev/null || true
+    STALL_PID=''
     wait "$lg" || log "phase $name: loadgen reported a failure (see above)"
+    LOADGEN_PID=''
     sleep 0.2 # let tee flush the RESULT line
     local finished_s
     finished_s="$(awk -v r="$(result_field "$name" finished_per_s)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", r * (b - a) }')"
@@ -694,7 +712,9 @@ early_late() {
     echo
     durations="peak ${DURATION}s"
     [ "$COMPLETE_DURATION" = 0 ] || durations+=", complete ${COMPLETE_DURATION}s"
-    echo "== bench $RUN_ID on $(nproc) cores: $durations, open80 ${STEADY_DURATION}s (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
+    durations+=", open80 ${STEADY_DURATION}s"
+    [ -z "$STALL_SERVICE" ] || durations+=" with $STALL_SERVICE frozen for ${STALL_FOR}s at ${STALL_AT}s"
+    echo "== bench $RUN_ID on $(nproc) cores: $durations (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     echo "$CALIBRATION"
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in "${REPORTED[@]}"; do
