@@ -61,22 +61,31 @@ pub async fn drop_database(url: &str) {
 /// Makes a test database refuse (or accept again) connections, and ends the ones it has: a
 /// database outage that a test can start and end at will, without touching the server.
 pub async fn set_database_reachable(url: &str, reachable: bool) {
-    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-    let admin = Database::connect(&admin_database_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {reachable}"
-        ))
-        .await
-        .unwrap();
+    as_admin(url, |name| {
+        format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {reachable}")
+    })
+    .await;
     if !reachable {
-        admin
-            .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ))
-            .await
-            .unwrap();
+        end_database_connections(url).await;
     }
+}
+
+/// Ends every connection to a test database, as a server restart would, and waits until they
+/// are gone; new ones are accepted.
+pub async fn end_database_connections(url: &str) {
+    as_admin(url, |name| {
+        format!(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+    })
+    .await;
+}
+
+/// Runs, as the administrator, the statement `sql` makes of the test database's name.
+async fn as_admin(url: &str, sql: impl FnOnce(&str) -> String) {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    let admin = Database::connect(&admin_database_url()).await.unwrap();
+    admin.execute_unprepared(&sql(name)).await.unwrap();
     let _ = admin.close().await;
 }
 

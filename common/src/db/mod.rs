@@ -12,7 +12,8 @@ pub use writes::{Part, Writes};
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlxError, Statement,
+    Value,
 };
 use serde::Serialize;
 
@@ -25,6 +26,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(settings.min_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // sqlx pings a connection before handing it out unless told otherwise: a round trip per
+        // transaction (and per relay mark), on top of the one it always makes when the
+        // connection comes back. Only connections idle for a while are checked now; a dead one
+        // used sooner fails its statement as `is_unavailable`.
+        .test_before_acquire_if_idle_for(Duration::from_millis(settings.check_idle_after_ms))
         // sqlx logs every statement at info; that is noise in JSON logs.
         .sqlx_logging(false)
         // Every statement is prepared once per connection and planned once: its generic plan
@@ -68,6 +74,32 @@ pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
     keys.sort_unstable();
     keys.dedup();
     keys
+}
+
+/// True when `error` says the database is out of reach rather than that the statement was
+/// wrong: no connection could be had, or the one used was lost (the server shut down or
+/// restarted, SQLSTATE class 08 but 08P01, or 57P01–57P03, or the socket failed). The caller may
+/// try again later; the HTTP API answers 503. A write whose connection failed may or may not
+/// have committed, as with any lost connection: `POST /api/orders` takes an `Idempotency-Key`
+/// so that a client can retry it safely.
+pub fn is_unavailable(error: &DbErr) -> bool {
+    match error {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            SqlxError::Io(_)
+            | SqlxError::PoolTimedOut
+            | SqlxError::PoolClosed
+            | SqlxError::WorkerCrashed => true,
+            // Class 08 but a protocol violation (08P01): a bug, not an outage.
+            SqlxError::Database(database) => database.code().is_some_and(|code| {
+                (code.starts_with("08") && code != "08P01")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// True when `error` is a unique violation of the named constraint (or any, when `None`).

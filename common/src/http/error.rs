@@ -172,14 +172,14 @@ impl ApiError {
     }
 }
 
-/// Database errors: a connection problem is a 503 (retry), anything else a 500.
+/// Database errors: the database out of reach is a 503 (retry, `db::is_unavailable`),
+/// anything else a 500.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match error {
-            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
-                Self::unavailable(&error)
-            }
-            _ => Self::internal(&error),
+        if crate::db::is_unavailable(&error) {
+            Self::unavailable(&error)
+        } else {
+            Self::internal(&error)
         }
     }
 }

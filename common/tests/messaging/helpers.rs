@@ -217,6 +217,7 @@ async fn consume(
         max_connections: 4,
         min_connections: 1,
         acquire_timeout_ms: 1_000,
+        check_idle_after_ms: 1_000,
     };
     let db = saga_common::db::connect(&settings).await.unwrap();
     SharedTables::up(&db, None).await.unwrap();

@@ -7,4 +7,5 @@ mod helpers;
 mod accounts;
 mod admin;
 mod commands;
+mod database;
 mod docs;
