@@ -20,6 +20,8 @@ pub struct Part {
     pub(super) values: Vec<Value>,
     /// Whether [`Writes::execute`] collects the `id` column this part returns.
     ids: bool,
+    /// Whether it also collects the `message_id` column, in the same order.
+    message_ids: bool,
 }
 
 impl Part {
@@ -28,12 +30,21 @@ impl Part {
             sql: sql.into(),
             values,
             ids: false,
+            message_ids: false,
         }
     }
 
     /// Has [`Writes::execute`] collect the `BIGINT` column `id` this part returns.
     pub fn collecting_ids(mut self) -> Self {
         self.ids = true;
+        self
+    }
+
+    /// Has [`Writes::execute`] collect the `id` column and the `UUID` column `message_id` this
+    /// part returns, both in the order of `id`.
+    pub fn collecting_message_ids(mut self) -> Self {
+        self.ids = true;
+        self.message_ids = true;
         self
     }
 
@@ -57,6 +68,7 @@ pub struct Writes {
 pub struct Counts {
     rows: HashMap<String, i64>,
     ids: HashMap<String, Vec<i64>>,
+    message_ids: HashMap<String, Vec<uuid::Uuid>>,
 }
 
 impl Counts {
@@ -68,6 +80,12 @@ impl Counts {
     /// The ids `name` returned (see [`Part::collecting_ids`]), in ascending order.
     pub fn take_ids(&mut self, name: &str) -> Vec<i64> {
         self.ids.remove(name).unwrap_or_default()
+    }
+
+    /// The message ids `name` returned (see [`Part::collecting_message_ids`]), in the order of
+    /// its ids.
+    pub fn take_message_ids(&mut self, name: &str) -> Vec<uuid::Uuid> {
+        self.message_ids.remove(name).unwrap_or_default()
     }
 }
 
@@ -94,17 +112,21 @@ impl Writes {
         if self.parts.is_empty() {
             return Ok(Counts::default());
         }
-        let names: Vec<(&'static str, bool)> = self
+        let names: Vec<(&'static str, bool, bool)> = self
             .parts
             .iter()
-            .map(|(name, part)| (*name, part.ids))
+            .map(|(name, part)| (*name, part.ids, part.message_ids))
             .collect();
         let mut columns = Vec::new();
-        for (name, ids) in &names {
+        for (name, ids, message_ids) in &names {
             columns.push(format!("(SELECT count(*) FROM {name}) AS {name}"));
             if *ids {
+                columns.push(format!("{} AS {name}_ids", ids_of(name, "id")));
+            }
+            if *message_ids {
                 columns.push(format!(
-                    "(SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM {name}) AS {name}_ids"
+                    "{} AS {name}_message_ids",
+                    ids_of(name, "message_id")
                 ));
             }
         }
@@ -114,7 +136,7 @@ impl Writes {
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("the counts of a write".into()))?;
         let mut counts = Counts::default();
-        for (name, ids) in names {
+        for (name, ids, message_ids) in names {
             counts
                 .rows
                 .insert(name.to_owned(), row.try_get::<i64>("", name)?);
@@ -122,6 +144,12 @@ impl Writes {
                 counts.ids.insert(
                     name.to_owned(),
                     row.try_get::<Vec<i64>>("", &format!("{name}_ids"))?,
+                );
+            }
+            if message_ids {
+                counts.message_ids.insert(
+                    name.to_owned(),
+                    row.try_get::<Vec<uuid::Uuid>>("", &format!("{name}_message_ids"))?,
                 );
             }
         }
@@ -154,6 +182,11 @@ impl Writes {
         sql.push_str(select);
         super::stmt(&sql, values)
     }
+}
+
+/// The `column` of every row the part `name` returned, as an array in the order of its `id`s.
+pub fn ids_of(name: &str, column: &str) -> String {
+    format!("(SELECT coalesce(array_agg({column} ORDER BY id), '{{}}') FROM {name})")
 }
 
 /// `sql` with every placeholder `$n` shifted to `$(n + offset)`. The statements written here

@@ -57,6 +57,19 @@ impl Envelope {
         )
     }
 
+    /// This envelope without its payload: the ids and type its AMQP properties carry.
+    pub fn header(&self) -> Self {
+        Self {
+            message_id: self.message_id,
+            message_type: self.message_type.clone(),
+            saga_id: self.saga_id,
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id,
+            occurred_at: self.occurred_at,
+            payload: serde_json::Value::Null,
+        }
+    }
+
     pub fn payload<P: DeserializeOwned>(&self) -> Result<P, serde_json::Error> {
         P::deserialize(&self.payload)
     }

@@ -164,8 +164,9 @@ async fn finish<C>(
             reply: Some(reply),
         })
         .collect();
+    let mut outbox = outbox::Insert::new(&outgoing, None)?;
     writes
-        .add("outbox", outbox::insert_part(&outgoing, None)?)
+        .add("outbox", outbox.part())
         .add("inbox", inbox::record_part(consumer, &handled)?);
     let mut counts = writes.execute(txn).await?;
     if counts.get("inbox") != handled.len() as i64 {
@@ -173,5 +174,5 @@ async fn finish<C>(
             "another delivery of a command in this batch was handled at the same time".into(),
         ));
     }
-    Ok(Enqueued(counts.take_ids("outbox")))
+    Ok(outbox.written_in(&mut counts, "outbox"))
 }

@@ -1,3 +1,9 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -5,7 +11,7 @@ use saga_common::configuration::OutboxSettings;
 use saga_common::db::stmt;
 use saga_common::messaging::outbox;
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
-use saga_common::testing::{PATIENCE, eventually};
+use saga_common::testing::{PATIENCE, Tap, eventually};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::helpers::{Harness, start_relaying};
@@ -45,6 +51,14 @@ async fn until_published(harness: &Harness, message: &OutgoingMessage) {
     .await;
 }
 
+/// Writes `message` to the outbox and hands its row to the relay, as a committing writer does.
+async fn commit(harness: &Harness, message: &OutgoingMessage) {
+    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(message))
+        .await
+        .unwrap();
+    harness.wakeup.committed(enqueued);
+}
+
 /// No poll within the test: whatever is published after the start-up scan was handed over. The
 /// scan takes rows of any age.
 fn no_polling() -> OutboxSettings {
@@ -70,7 +84,7 @@ async fn rows_handed_over_after_commit_are_published_at_once_and_others_wait_for
     let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&announced))
         .await
         .unwrap();
-    assert_eq!(enqueued.0.len(), 1);
+    assert_eq!(enqueued.len(), 1);
     harness.wakeup.committed(enqueued);
 
     until_published(&harness, &announced).await;
@@ -161,7 +175,7 @@ async fn a_mark_commits_without_waiting_for_the_flush_and_nothing_else_does() {
     let harness = start_relaying(no_polling(), &[]).await;
     // Written on the test's own transaction, never committed: no relay ever sees it.
     let txn = harness.db.begin().await.unwrap();
-    let ids = outbox::enqueue_all(&txn, &[reserve()]).await.unwrap().0;
+    let ids = outbox::enqueue_all(&txn, &[reserve()]).await.unwrap().ids();
     let nothing: Vec<i64> = Vec::new();
     let read = txn
         .query_all_raw(stmt(
@@ -202,4 +216,158 @@ async fn a_mark_commits_without_waiting_for_the_flush_and_nothing_else_does() {
         "on",
         "the connection's own setting"
     );
+}
+
+/// Replaces the body of `message`'s outbox row with the same envelope carrying `payload`: what
+/// the relay publishes then tells whether it read the row back.
+async fn rewrite_payload(harness: &Harness, message: &OutgoingMessage, payload: serde_json::Value) {
+    let mut envelope = message.envelope.clone();
+    envelope.payload = payload;
+    harness
+        .db
+        .execute_raw(stmt(
+            "UPDATE outbox SET body = $2 WHERE message_id = $1",
+            [
+                message.envelope.message_id.into(),
+                serde_json::to_string(&envelope).unwrap().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+}
+
+/// A row handed over with its content is published as written, with no read of the table; one
+/// known by its id alone (a resend) is read back by key. Both are marked.
+#[tokio::test]
+async fn rows_handed_over_with_their_content_are_published_without_reading_them_back() {
+    // Once the start-up scan has published this row it is over, and cannot read the rows below.
+    let left_behind = reserve();
+    let harness = start_relaying(no_polling(), std::slice::from_ref(&left_behind)).await;
+    until_published(&harness, &left_behind).await;
+    let mut tap = Tap::bind(
+        &harness.vhost.amqp_url,
+        topology::COMMANDS_EXCHANGE,
+        &[saga_common::contracts::command::RESERVE_STOCK],
+    )
+    .await;
+
+    let carried = reserve();
+    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&carried))
+        .await
+        .unwrap();
+    rewrite_payload(&harness, &carried, json!({"read_back": true})).await;
+    harness.wakeup.committed(enqueued);
+    let sent = tap.next().await;
+    assert_eq!(sent.message_id, carried.envelope.message_id);
+    assert_eq!(sent.payload, json!({}), "published as handed over");
+    until_published(&harness, &carried).await;
+
+    let by_id = reserve();
+    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&by_id))
+        .await
+        .unwrap();
+    rewrite_payload(&harness, &by_id, json!({"read_back": true})).await;
+    harness
+        .wakeup
+        .committed(outbox::Enqueued::by_id(enqueued.ids()));
+    let sent = tap.next().await;
+    assert_eq!(sent.message_id, by_id.envelope.message_id);
+    assert_eq!(sent.payload, json!({"read_back": true}), "read by key");
+    until_published(&harness, &by_id).await;
+}
+
+/// The marks of rows published from a steady stream are made within a few milliseconds, even
+/// though the relay is woken again before it ever waits that long.
+#[tokio::test]
+async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
+    let left_behind = reserve();
+    let harness = start_relaying(no_polling(), std::slice::from_ref(&left_behind)).await;
+    until_published(&harness, &left_behind).await;
+    let first = reserve();
+    commit(&harness, &first).await;
+
+    let streaming = Arc::new(AtomicBool::new(true));
+    let stream = {
+        let (db, wakeup, streaming) = (
+            harness.db.clone(),
+            harness.wakeup.clone(),
+            streaming.clone(),
+        );
+        tokio::spawn(async move {
+            // Bounded: at most PATIENCE of messages, every 2 ms.
+            let until = tokio::time::Instant::now() + PATIENCE;
+            while streaming.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
+                let enqueued = outbox::enqueue_all(&db, &[reserve()]).await.unwrap();
+                wakeup.committed(enqueued);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::Instant::now() < until
+        })
+    };
+    until_published(&harness, &first).await;
+    streaming.store(false, Ordering::Relaxed);
+    assert!(
+        stream.await.unwrap(),
+        "the first row was marked while the stream still ran"
+    );
+}
+
+/// A batch the broker refuses (nacks) is never marked, whichever batches were in flight beside
+/// it: the session ends, and the next one publishes the row again until the broker takes it.
+#[tokio::test]
+async fn a_refused_message_stays_unpublished_until_the_broker_takes_it() {
+    let harness = start_relaying(no_polling(), &[]).await;
+    // A second queue for the same routing key that refuses every message: the broker routes
+    // the message to both and nacks the publish.
+    let connection = lapin::Connection::connect(
+        &harness.vhost.amqp_url,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut refusing = FieldTable::default();
+    refusing.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    refusing.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare("refuses".into(), QueueDeclareOptions::default(), refusing)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            "refuses".into(),
+            topology::COMMANDS_EXCHANGE.into(),
+            saga_common::contracts::command::RESERVE_STOCK.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let refused = reserve();
+    commit(&harness, &refused).await;
+    // Sent, refused, and sent again by the next session (the work queue takes every copy).
+    eventually("the message to be sent twice", PATIENCE, || async {
+        (harness
+            .vhost
+            .message_count(topology::INVENTORY_COMMANDS)
+            .await
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !published(&harness, &refused).await,
+        "a refused batch is not marked"
+    );
+
+    channel
+        .queue_delete("refuses".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    until_published(&harness, &refused).await;
+    let _ = connection.close(200, "done".into()).await;
 }

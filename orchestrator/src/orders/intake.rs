@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use saga_common::db::Writes;
+use saga_common::db::{Writes, writes};
 use saga_common::messaging::OutgoingMessage;
 use saga_common::messaging::outbox::{self, Enqueued, RelayWakeup};
 
@@ -239,6 +239,7 @@ async fn write_all(
         .flat_map(|p| p.messages.iter().cloned())
         .collect();
     const PLACED: &str = "SELECT order_id FROM placed";
+    let mut outbox = outbox::Insert::new(&messages, Some(PLACED))?;
     let mut writes = Writes::new();
     writes
         .add("placed", store::insert_part(&orders)?)
@@ -246,18 +247,29 @@ async fn write_all(
             "timeline",
             store::transitions_part(&transitions, Some(PLACED))?,
         )
-        .add("outbox", outbox::insert_part(&messages, Some(PLACED))?);
-    let rows = writes
-        .query(
-            db,
-            "SELECT (SELECT coalesce(array_agg(order_id), '{}') FROM placed) AS placed, \
-             (SELECT coalesce(array_agg(id), '{}') FROM outbox) AS outbox",
+        .add("outbox", outbox.part());
+    // Without messages there is no `outbox` part, and `FROM outbox` would read the table.
+    let (ids, message_ids) = if messages.is_empty() {
+        ("'{}'::bigint[]".to_owned(), "'{}'::uuid[]".to_owned())
+    } else {
+        (
+            writes::ids_of("outbox", "id"),
+            writes::ids_of("outbox", "message_id"),
         )
-        .await?;
+    };
+    let select = format!(
+        "SELECT (SELECT coalesce(array_agg(order_id), '{{}}') FROM placed) AS placed, \
+         {ids} AS outbox, {message_ids} AS message_ids"
+    );
+    let rows = writes.query(db, &select).await?;
     let row = rows
         .first()
         .ok_or_else(|| DbErr::RecordNotFound("the result of placing orders".into()))?;
     let placed: Vec<Uuid> = row.try_get("", "placed")?;
-    let outbox: Vec<i64> = row.try_get("", "outbox")?;
-    Ok((placed.into_iter().collect(), Enqueued(outbox)))
+    let ids: Vec<i64> = row.try_get("", "outbox")?;
+    let message_ids: Vec<Uuid> = row.try_get("", "message_ids")?;
+    Ok((
+        placed.into_iter().collect(),
+        outbox.written(ids, message_ids),
+    ))
 }

@@ -212,16 +212,17 @@ pub async fn write(
         });
         messages.extend(plan.messages.iter().cloned());
     }
+    let mut outbox = outbox::Insert::new(&messages, None)?;
     let mut writes = Writes::new();
     writes
         .add("sagas", store::advance_part(&advances)?)
         .add("timeline", store::transitions_part(&transitions, None)?)
-        .add("outbox", outbox::insert_part(&messages, None)?);
+        .add("outbox", outbox.part());
     let mut counts = writes.execute(db).await?;
     if counts.get("sagas") != advances.len() as i64 {
         return Ok(None);
     }
-    enqueued.extend(Enqueued(counts.take_ids("outbox")));
+    enqueued.extend(outbox.written_in(&mut counts, "outbox"));
     Ok(Some(enqueued))
 }
 
