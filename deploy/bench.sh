@@ -157,6 +157,14 @@ wal_lsn() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT pg_current_wal_lsn()' 2>/dev/nul
 # counted within a few percent.
 wal_syncs() { psql "$DEPLOY_PG_URL" -Atqc 'SELECT wal_sync FROM pg_stat_wal' 2>/dev/null || true; }
 
+# Transactions the fleet's databases have ended (committed or rolled back); empty when they
+# cannot be read. A statement outside BEGIN/COMMIT is a transaction of its own, so this counts
+# the relay's reads and marks as well as the batches. Reported, like wal_sync, within a second.
+xacts() {
+    psql "$DEPLOY_PG_URL" -Atqc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database WHERE datname LIKE '${DB_PREFIX}%'" \
+        2>/dev/null || true
+}
+
 # unpublished SERVICE: the service's outbox rows still to be published; '?' when unreadable.
 unpublished() {
     psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$1" -Atqc \
@@ -621,6 +629,7 @@ phase() {
     statements_snapshot "$OUT/statements-$name.before"
     wal0="$(wal_lsn)"
     sync0="$(wal_syncs)"
+    xact0="$(xacts)"
     before="$(snapshot "$lg")"
     t0=$EPOCHREALTIME
     wait_marker "$OUT/$name.ended" "$lg"
@@ -628,6 +637,7 @@ phase() {
     t1=$EPOCHREALTIME
     wal1="$(wal_lsn)"
     sync1="$(wal_syncs)"
+    xact1="$(xacts)"
     statements_snapshot "$OUT/statements-$name.after"
     kill "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
@@ -654,6 +664,10 @@ phase() {
     # share one when they arrive together).
     if [ -n "$sync0" ] && [ -n "$sync1" ] && [ "${finished_s:-0}" -gt 0 ]; then
         awk -v a="$sync0" -v b="$sync1" -v n="$finished_s" 'BEGIN { printf "%.2f\n", (b - a) / n }' >"$OUT/flushes-$name.txt"
+    fi
+    # ... and how many transactions the fleet's databases ran for it.
+    if [ -n "$xact0" ] && [ -n "$xact1" ] && [ "${finished_s:-0}" -gt 0 ]; then
+        awk -v a="$xact0" -v b="$xact1" -v n="$finished_s" 'BEGIN { printf "%.2f\n", (b - a) / n }' >"$OUT/xacts-$name.txt"
     fi
     echo "uptime after $name: $(uptime)" >>"$OUT/machine.txt"
     # CPU per group over the load window, in cores (ticks / CLK_TCK / wall seconds).
@@ -747,10 +761,10 @@ early_late() {
         echo
     done
     echo
-    echo "PostgreSQL WAL per finished saga: KiB written (pg_current_wal_lsn) and flushes (pg_stat_wal.wal_sync), over the load window, all databases"
+    echo "PostgreSQL per finished saga: WAL KiB written (pg_current_wal_lsn) and flushes (pg_stat_wal.wal_sync), all databases; transactions of the fleet's databases (pg_stat_database), over the load window"
     for name in "${REPORTED[@]}"; do
-        printf '%-8s %s KiB, %s flushes\n' "$name" "$(cat "$OUT/wal-$name.txt" 2>/dev/null || echo '?')" \
-            "$(cat "$OUT/flushes-$name.txt" 2>/dev/null || echo '?')"
+        printf '%-8s %s KiB, %s flushes, %s transactions\n' "$name" "$(cat "$OUT/wal-$name.txt" 2>/dev/null || echo '?')" \
+            "$(cat "$OUT/flushes-$name.txt" 2>/dev/null || echo '?')" "$(cat "$OUT/xacts-$name.txt" 2>/dev/null || echo '?')"
     done
     echo
     echo "Resident memory, MiB: early / late / max (second and last tenth of the phase; PostgreSQL: anonymous memory of all its processes)"
