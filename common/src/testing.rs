@@ -49,13 +49,10 @@ pub async fn create_database(label: &str) -> String {
 
 /// Drops a test database, terminating its connections.
 pub async fn drop_database(url: &str) {
-    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-    let admin = Database::connect(&admin_database_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
-    let _ = admin.close().await;
+    as_admin(url, |name| {
+        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+    })
+    .await;
 }
 
 /// Makes a test database refuse (or accept again) connections, and ends the ones it has: a

@@ -83,23 +83,23 @@ pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
 /// have committed, as with any lost connection: `POST /api/orders` takes an `Idempotency-Key`
 /// so that a client can retry it safely.
 pub fn is_unavailable(error: &DbErr) -> bool {
-    match error {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            SqlxError::Io(_)
-            | SqlxError::PoolTimedOut
-            | SqlxError::PoolClosed
-            | SqlxError::WorkerCrashed => true,
-            // Class 08 but a protocol violation (08P01): a bug, not an outage.
-            SqlxError::Database(database) => database.code().is_some_and(|code| {
-                (code.starts_with("08") && code != "08P01")
-                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-            }),
-            _ => false,
-        },
-        _ => false,
+    if matches!(error, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
+        return true;
     }
+    // Class 08 but a protocol violation (08P01): a bug, not an outage.
+    if let Some(code) = sql_error_code(error) {
+        return (code.starts_with("08") && code != "08P01")
+            || matches!(code.as_str(), "57P01" | "57P02" | "57P03");
+    }
+    matches!(
+        driver_error(error),
+        Some(
+            SqlxError::Io(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed
+        )
+    )
 }
 
 /// True when `error` is a unique violation of the named constraint (or any, when `None`).
@@ -114,11 +114,17 @@ pub fn is_check_violation(error: &DbErr) -> bool {
 }
 
 fn sql_error_code(error: &DbErr) -> Option<String> {
+    driver_error(error)?
+        .as_database_error()?
+        .code()
+        .map(|code| code.into_owned())
+}
+
+/// The driver's error behind a failed statement.
+fn driver_error(error: &DbErr) -> Option<&SqlxError> {
     match error {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code().map(|c| c.into_owned())),
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
         _ => None,
     }
 }

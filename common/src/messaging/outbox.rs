@@ -334,8 +334,8 @@ struct Work {
 }
 
 impl Work {
-    fn add(&mut self, rows: impl IntoIterator<Item = Written>, count: usize) {
-        if self.rows.len() + count > MAX_WAITING_ROWS {
+    fn add(&mut self, rows: impl ExactSizeIterator<Item = Written>) {
+        if self.rows.len() + rows.len() > MAX_WAITING_ROWS {
             self.rows.clear();
             self.carried = 0;
             self.scan = true;
@@ -361,8 +361,7 @@ impl RelayWakeup {
             return;
         }
         if let Ok(mut work) = self.0.work.lock() {
-            let count = enqueued.0.len();
-            work.add(enqueued.0, count);
+            work.add(enqueued.0.into_iter());
         }
         self.0.notify.notify_one();
     }
@@ -387,7 +386,7 @@ impl RelayWakeup {
     /// schedule, not in a tight loop while the database or the broker fails.
     fn restore(&self, rows: &[Written]) {
         if let Ok(mut work) = self.0.work.lock() {
-            work.add(rows.iter().cloned(), rows.len());
+            work.add(rows.iter().cloned());
         }
     }
 

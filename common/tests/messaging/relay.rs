@@ -69,12 +69,19 @@ fn no_polling() -> OutboxSettings {
     }
 }
 
-#[tokio::test]
-async fn rows_handed_over_after_commit_are_published_at_once_and_others_wait_for_a_scan() {
+/// The relay, once its start-up scan is over (it published the row an earlier instance left):
+/// from then on it publishes only what it is handed.
+async fn relaying_after_its_first_scan() -> Harness {
     let left_behind = reserve();
     let harness = start_relaying(no_polling(), std::slice::from_ref(&left_behind)).await;
-    // The start-up scan publishes what an earlier instance left.
     until_published(&harness, &left_behind).await;
+    harness
+}
+
+#[tokio::test]
+async fn rows_handed_over_after_commit_are_published_at_once_and_others_wait_for_a_scan() {
+    // The start-up scan publishes what an earlier instance left (one message).
+    let harness = relaying_after_its_first_scan().await;
 
     let unannounced = reserve();
     outbox::enqueue_all(&harness.db, std::slice::from_ref(&unannounced))
@@ -240,10 +247,8 @@ async fn rewrite_payload(harness: &Harness, message: &OutgoingMessage, payload: 
 /// known by its id alone (a resend) is read back by key. Both are marked.
 #[tokio::test]
 async fn rows_handed_over_with_their_content_are_published_without_reading_them_back() {
-    // Once the start-up scan has published this row it is over, and cannot read the rows below.
-    let left_behind = reserve();
-    let harness = start_relaying(no_polling(), std::slice::from_ref(&left_behind)).await;
-    until_published(&harness, &left_behind).await;
+    // The start-up scan, over, cannot read the rows below.
+    let harness = relaying_after_its_first_scan().await;
     let mut tap = Tap::bind(
         &harness.vhost.amqp_url,
         topology::COMMANDS_EXCHANGE,
@@ -280,9 +285,7 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
 /// though the relay is woken again before it ever waits that long.
 #[tokio::test]
 async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
-    let left_behind = reserve();
-    let harness = start_relaying(no_polling(), std::slice::from_ref(&left_behind)).await;
-    until_published(&harness, &left_behind).await;
+    let harness = relaying_after_its_first_scan().await;
     let first = reserve();
     commit(&harness, &first).await;
 
