@@ -281,13 +281,24 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
     until_published(&harness, &by_id).await;
 }
 
-/// The marks of rows published from a steady stream are made within a few milliseconds, even
-/// though the relay is woken again before it ever waits that long.
+/// Rows handed over in a steady stream are published as written, with no read between them,
+/// and marked within a few milliseconds, even though the relay is woken again before it ever
+/// waits that long (it has no read to carry the marks along).
 #[tokio::test]
 async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
     let harness = relaying_after_its_first_scan().await;
+    let mut tap = Tap::bind(
+        &harness.vhost.amqp_url,
+        topology::COMMANDS_EXCHANGE,
+        &[saga_common::contracts::command::RESERVE_STOCK],
+    )
+    .await;
     let first = reserve();
-    commit(&harness, &first).await;
+    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    rewrite_payload(&harness, &first, json!({"read_back": true})).await;
+    harness.wakeup.committed(enqueued);
 
     let streaming = Arc::new(AtomicBool::new(true));
     let stream = {
@@ -313,6 +324,9 @@ async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
         stream.await.unwrap(),
         "the first row was marked while the stream still ran"
     );
+    let sent = tap.next().await;
+    assert_eq!(sent.message_id, first.envelope.message_id);
+    assert_eq!(sent.payload, json!({}), "published as handed over");
 }
 
 /// A batch the broker refuses (nacks) is never marked, whichever batches were in flight beside
