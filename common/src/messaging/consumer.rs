@@ -7,9 +7,11 @@
 //! batch instead of per message, while a quiet one still handles each delivery the moment it
 //! arrives (a batch of one). After the commit the whole batch is acknowledged with one
 //! multiple-ack of its last delivery tag: correct because a channel never has two batches in
-//! flight, so every earlier delivery on it has been settled already. Several channels, rather
-//! than several batches on one channel, are what lets batches overlap (one commits while the
-//! next is read and applied) without a multiple-ack covering a batch that has not committed.
+//! flight, so every earlier delivery on it has been settled already. The channel takes its next
+//! batch without waiting for that ack to be written; the acks are written in order (`AckChain`).
+//! Several channels, rather than several batches on one channel, are what lets batches overlap
+//! (one commits while the next is read and applied) without a multiple-ack covering a batch that
+//! has not committed.
 //!
 //! If a batch fails, it is rolled back as a whole and its deliveries are handled again one by
 //! one, each on its own transaction, so one bad message never takes its neighbours down with it
@@ -154,6 +156,7 @@ pub(crate) async fn consume<H: MessageHandler>(
     // `ready_chunks` takes what has already arrived and never waits for more: batches grow
     // with the backlog and cost no latency when there is none.
     let mut chunks = consumer.ready_chunks(context.batch_size.max(1));
+    let mut acks = AckChain::default();
     while let Some(deliveries) = chunks.next().await {
         let mut batch = Batch::with_capacity(deliveries.len());
         for delivery in deliveries {
@@ -167,8 +170,9 @@ pub(crate) async fn consume<H: MessageHandler>(
                 Err(error) => tracing::warn!(%error, queue = context.queue, "consumer error"),
             }
         }
-        process(batch, &context, handler.as_ref()).await;
+        process(batch, &context, handler.as_ref(), &mut acks).await;
     }
+    acks.written().await;
 }
 
 /// Parsed deliveries, side by side with what the consumer keeps of each.
@@ -186,11 +190,30 @@ impl Batch {
     }
 }
 
-/// A parsed delivery, with the span its log lines go to when it is handled alone.
+/// What the consumer keeps of a parsed delivery besides its envelope.
 struct Received {
     delivery: Delivery,
     history: History,
-    span: Span,
+}
+
+impl Received {
+    /// The span the log lines of `envelope`, this delivery's, go to when it is handled alone.
+    /// Made only then: a span records each of its fields as a JSON value, and a delivery
+    /// handled in a batch logs under the batch's span and its envelope's own.
+    fn span(&self, envelope: &Envelope, context: &ConsumerContext) -> Span {
+        tracing::info_span!(
+            "handle_message",
+            service = %context.service,
+            queue = context.queue,
+            message_type = %envelope.message_type,
+            message_id = %envelope.message_id,
+            correlation_id = %envelope.correlation_id,
+            saga_id = %envelope.saga_id,
+            order_id = %envelope.saga_id,
+            redelivered = self.delivery.redelivered,
+            attempt = self.history.attempt(),
+        )
+    }
 }
 
 /// Parses a delivery; an unparseable one is dead-lettered here and `None` returned.
@@ -209,29 +232,15 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
             return None;
         }
     };
-    let span = tracing::info_span!(
-        "handle_message",
-        service = %context.service,
-        queue = context.queue,
-        message_type = %envelope.message_type,
-        message_id = %envelope.message_id,
-        correlation_id = %envelope.correlation_id,
-        saga_id = %envelope.saga_id,
-        order_id = %envelope.saga_id,
-        redelivered = delivery.redelivered,
-        attempt = history.attempt(),
-    );
-    Some((
-        envelope,
-        Received {
-            delivery,
-            history,
-            span,
-        },
-    ))
+    Some((envelope, Received { delivery, history }))
 }
 
-async fn process<H: MessageHandler>(batch: Batch, context: &ConsumerContext, handler: &H) {
+async fn process<H: MessageHandler>(
+    batch: Batch,
+    context: &ConsumerContext,
+    handler: &H,
+    acks: &mut AckChain,
+) {
     if batch.envelopes.len() > 1 {
         let span = tracing::info_span!(
             "handle_batch",
@@ -245,7 +254,7 @@ async fn process<H: MessageHandler>(batch: Batch, context: &ConsumerContext, han
         {
             Ok(enqueued) => {
                 context.wakeup.committed(enqueued);
-                ack_all(&batch.received, &span).await;
+                acks.ack_all(&batch.received, span);
                 return;
             }
             Err(error) => {
@@ -258,22 +267,54 @@ async fn process<H: MessageHandler>(batch: Batch, context: &ConsumerContext, han
             let outcome = handle_through_outages(envelope, context, handler).await;
             settle(received, context, outcome).await;
         }
-        .instrument(received.span.clone())
+        .instrument(received.span(envelope, context))
         .await;
     }
 }
 
-/// Acknowledges a committed batch with one multiple-ack of its highest delivery tag. Every
-/// earlier delivery on the channel was settled before this batch was taken, so the ack covers
-/// exactly this batch.
-async fn ack_all(received: &[Received], span: &Span) {
-    let Some(last) = received.iter().max_by_key(|r| r.delivery.delivery_tag) else {
-        return;
-    };
-    let multiple = BasicAckOptions { multiple: true };
-    if let Err(error) = last.delivery.acker.ack(multiple).await {
-        // The effects are committed; redeliveries will hit the inbox and change nothing.
-        tracing::warn!(parent: span, %error, "ack failed after commit");
+/// The multiple-acks of committed batches, sent in order without the channel waiting for them.
+///
+/// lapin settles an ack only once its I/O thread has written the frame, through a task of its
+/// own per ack: waiting for that would add two thread crossings to every batch before the
+/// channel takes the next one. But two acks handed to lapin back to back may reach the socket
+/// in either order, and a multiple-ack overtaken by a later one names a tag the broker has
+/// already settled, for which it closes the channel. So each multiple-ack waits for the one
+/// before it, on a task of its own, and the channel goes on at once. Single-delivery settlements
+/// need no place in the chain: they name tags above every multiple-ack sent before them.
+#[derive(Default)]
+struct AckChain {
+    last: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AckChain {
+    /// Acknowledges a committed batch with one multiple-ack of its highest delivery tag. Every
+    /// earlier delivery on the channel was settled, or its multiple-ack sent, before this batch
+    /// was taken, so the ack covers exactly this batch.
+    fn ack_all(&mut self, received: &[Received], span: Span) {
+        let Some(last) = received.iter().max_by_key(|r| r.delivery.delivery_tag) else {
+            return;
+        };
+        let acker = last.delivery.acker.clone();
+        let before = self.last.take();
+        self.last = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                // A failed task has nothing to undo: its ack is logged, or was never needed.
+                let _ = before.await;
+            }
+            let multiple = BasicAckOptions { multiple: true };
+            if let Err(error) = acker.ack(multiple).await {
+                // The effects are committed; redeliveries will hit the inbox and change nothing.
+                tracing::warn!(parent: &span, %error, "ack failed after commit");
+            }
+        }));
+    }
+
+    /// Waits until every multiple-ack sent is written, so none is cut off when the consumer
+    /// stops and its connection closes.
+    async fn written(self) {
+        if let Some(last) = self.last {
+            let _ = last.await;
+        }
     }
 }
 

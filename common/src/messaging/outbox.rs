@@ -745,26 +745,31 @@ impl Relay {
         confirmed(self.send(channel, messages).await?).await
     }
 
-    /// Publishes `messages`, without waiting for their confirms.
+    /// Publishes `messages`, without waiting for their confirms. lapin resolves a publish only
+    /// once its I/O thread has written the frames: awaited one after another, a batch of n
+    /// messages would cross to that thread and back n times, each crossing a wake-up on a
+    /// busy machine. Polled together, each publish queues its frames on its first poll, in
+    /// order, and the I/O thread writes them all on one wake-up.
     async fn send(
         &self,
         channel: &Channel,
         messages: &[Publication<'_>],
     ) -> Result<Vec<(uuid::Uuid, PublisherConfirm)>, RelayError> {
-        let mut confirms = Vec::with_capacity(messages.len());
-        for message in messages {
-            let confirm = channel
-                .basic_publish(
-                    message.exchange.into(),
-                    message.routing_key.into(),
-                    BasicPublishOptions::default(),
-                    message.body.as_bytes(),
-                    envelope::properties(&message.header, &self.app_id),
-                )
-                .await?;
-            confirms.push((message.header.message_id, confirm));
-        }
-        Ok(confirms)
+        let publishes = messages.iter().map(|message| {
+            channel.basic_publish(
+                message.exchange.into(),
+                message.routing_key.into(),
+                BasicPublishOptions::default(),
+                message.body.as_bytes(),
+                envelope::properties(&message.header, &self.app_id),
+            )
+        });
+        let confirms = futures_util::future::try_join_all(publishes).await?;
+        Ok(messages
+            .iter()
+            .map(|message| message.header.message_id)
+            .zip(confirms)
+            .collect())
     }
 }
 

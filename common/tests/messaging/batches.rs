@@ -2,7 +2,7 @@ use saga_common::configuration::AmqpSettings;
 use saga_common::messaging::{Envelope, topology};
 use saga_common::testing::{PATIENCE, eventually};
 
-use crate::helpers::{Harness, OK, PERMANENT, QUEUE, SLOW, retry, start_with_backlog};
+use crate::helpers::{Harness, OK, PERMANENT, QUEUE, SLOW, retry, start_with, start_with_backlog};
 
 /// One consuming channel: the messages behind the slow first one all wait for it, and arrive
 /// in the meantime, so the next batch is all of them.
@@ -43,6 +43,45 @@ async fn deliveries_that_pile_up_are_applied_as_one_batch_and_all_acknowledged()
     }
     // Whatever the consumer had left unacknowledged would be back in the queue now.
     harness.stop().await;
+    assert_eq!(
+        harness.vhost.message_count(QUEUE).await,
+        0,
+        "all acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn batches_acknowledged_back_to_back_keep_the_channel_and_none_comes_back() {
+    // Messages that trickle in make many small batches, each acknowledged with a multiple-ack
+    // the consumer does not wait for. Every one of those acks must reach the broker, in order
+    // (one overtaken by a later one names a settled tag, and the broker closes the channel
+    // over it): otherwise deliveries come back, handled twice, or stay in the queue. lapin
+    // writes two acks sent back to back in order nearly always, so this cannot force the
+    // overtaking the chain rules out; it checks that chained acks all arrive and keep the
+    // channel open.
+    let mut harness = start_with(retry(3, 100), one_channel()).await;
+    let sent = harness.trickle(OK, 100, 5).await;
+
+    all_committed(&harness, &sent.iter().collect::<Vec<_>>()).await;
+    harness.stop().await;
+    // Each call of a batch of n is a 1/n-th of that batch.
+    let multiple_acks: f64 = harness
+        .all_calls()
+        .iter()
+        .filter(|c| c.batch > 1)
+        .map(|c| 1.0 / c.batch as f64)
+        .sum();
+    assert!(
+        multiple_acks >= 10.0,
+        "the stream came in many batches, each with its multiple-ack: {multiple_acks:.1}"
+    );
+    for message in &sent {
+        assert_eq!(
+            harness.calls(message.message_id).len(),
+            1,
+            "no delivery came back after its commit"
+        );
+    }
     assert_eq!(
         harness.vhost.message_count(QUEUE).await,
         0,

@@ -267,6 +267,50 @@ impl Harness {
         send_to(&self.vhost, message_type).await
     }
 
+    /// Publishes `bursts` × `burst` messages of `message_type` over one channel, a burst at a
+    /// time, each burst confirmed before the next is sent: a stream that a running consumer
+    /// takes in many small batches.
+    pub async fn trickle(&self, message_type: &str, bursts: usize, burst: usize) -> Vec<Envelope> {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        let connection = lapin::Connection::connect(
+            &self.vhost.amqp_url,
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let mut sent = Vec::with_capacity(bursts * burst);
+        for _ in 0..bursts {
+            let mut confirms = Vec::with_capacity(burst);
+            for _ in 0..burst {
+                let envelope =
+                    Envelope::new(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
+                let confirm = channel
+                    .basic_publish(
+                        topology::COMMANDS_EXCHANGE.into(),
+                        saga_common::contracts::command::CHARGE_PAYMENT.into(),
+                        BasicPublishOptions::default(),
+                        &serde_json::to_vec(&envelope).unwrap(),
+                        saga_common::messaging::envelope::properties(&envelope, "test")
+                            .with_delivery_mode(2),
+                    )
+                    .await
+                    .unwrap();
+                confirms.push(confirm);
+                sent.push(envelope);
+            }
+            for confirm in confirms {
+                assert!(confirm.await.unwrap().is_ack());
+            }
+        }
+        let _ = connection.close(200, "sent".into()).await;
+        sent
+    }
+
     /// Stops the consumer and waits until its connection is closed: whatever it had not
     /// acknowledged is back in the queue then.
     pub async fn stop(&mut self) {

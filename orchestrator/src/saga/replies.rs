@@ -114,10 +114,11 @@ impl MessageHandler for SagaReplies {
         let mut plans = Vec::new();
         let mut applied = HashSet::with_capacity(batch.len());
         for (envelope, event) in batch.iter().zip(events) {
-            let _entered = envelope.span().entered();
             // A second copy of one message in the batch is a duplicate like any other.
             if !first.contains(&envelope.message_id) || !applied.insert(envelope.message_id) {
-                tracing::info!("duplicate reply; already applied");
+                envelope
+                    .span()
+                    .in_scope(|| tracing::info!("duplicate reply; already applied"));
                 continue;
             }
             let Some(order) = orders.get_mut(&envelope.saga_id) else {
@@ -133,10 +134,18 @@ impl MessageHandler for SagaReplies {
             };
             match engine::plan(order, event, &trigger, &self.settings, now)? {
                 None => {
-                    tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
+                    envelope.span().in_scope(|| {
+                        tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");
+                    });
                 }
                 Some(plan) => {
-                    tracing::debug!(from = %order.state, to = %plan.step.to, "saga advanced");
+                    // The span records its fields whether or not a line is written: made only
+                    // when one is.
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        envelope.span().in_scope(|| {
+                            tracing::debug!(from = %order.state, to = %plan.step.to, "saga advanced");
+                        });
+                    }
                     plan.advance(order);
                     plans.push(plan);
                 }
