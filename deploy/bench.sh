@@ -230,21 +230,45 @@ queued_messages() {
     echo "$n"
 }
 
+# last_count FILE: sets COUNT to the last line of FILE ('?' when there is none), without a fork.
+last_count() {
+    local line
+    COUNT='?'
+    while IFS= read -r line; do
+        [ -z "$line" ] || COUNT=$line
+    done 2>/dev/null <"$1"
+}
+
 # backlog_sampler PHASE: every 5 s, the messages in the vhost's queues (ready and unacknowledged,
 # as the management API counts them; its figures lag by up to its 5 s stats interval) and the
 # unpublished outbox rows of each service, into $OUT/backlog-PHASE.tsv until killed. Growth over a
-# long run means the fleet falls behind.
+# long run means the fleet falls behind. Each service's rows are counted by one psql session
+# kept for the whole phase (`\watch 5`): a psql started for every sample (a perl wrapper, then a
+# backend forked and warmed up, three times) made the fleet's end-to-end latency jump every
+# 5 s, on a machine with no idle time (docs/benchmarks.md, "The benchmark's own samplers").
 backlog_sampler() {
-    local phase=$1 start=$SECONDS queued svc rows
+    local phase=$1 start=$SECONDS queued svc rows watchers=()
+    for svc in "${SERVICES[@]}"; do
+        printf '%s\n' 'SELECT count(*) FROM outbox_pending' '\watch 5' |
+            psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atq \
+                >"$OUT/.outbox-$phase-$svc" 2>/dev/null &
+        watchers+=("$!")
+    done
+    # `sleep & wait` below, so that the trap runs at once rather than after the sleep.
+    trap 'kill "${watchers[@]}" 2>/dev/null; rm -f "$OUT"/.outbox-"$phase"-*; exit 0' TERM
     printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
     while :; do
         queued="$(queued_messages)"
         rows=''
         for svc in "${SERVICES[@]}"; do
-            rows+=$'\t'"$(unpublished "$svc")"
+            last_count "$OUT/.outbox-$phase-$svc"
+            # The sessions answer a moment after they start: the first sample asks once.
+            [ "$COUNT" != '?' ] || COUNT="$(unpublished "$svc")"
+            rows+=$'\t'"$COUNT"
         done
         printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
-        sleep 5
+        sleep 5 &
+        wait "$!"
     done
 }
 
