@@ -373,8 +373,11 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
     let c = &shared.counters;
     let seq = shared.seq.fetch_add(1, Relaxed);
     let sent_s = due.saturating_duration_since(shared.start).as_secs_f64();
-    let due_wall =
-        shared.start_wall + chrono::Duration::from_std(due - shared.start).unwrap_or_default();
+    // When the order was due on the wall clock, which the orchestrator stamps the saga's end
+    // with: mapped from the monotonic clock now rather than once at the start, so that a step
+    // of the wall clock during a run (NTP, a paused VM) shifts only the orders in flight across
+    // it, not every later one.
+    let due_wall = Utc::now() - chrono::Duration::from_std(due.elapsed()).unwrap_or_default();
     let mut record = Record {
         seq,
         kind,
