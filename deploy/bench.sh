@@ -167,7 +167,7 @@ xacts() {
 
 # unpublished SERVICE: the service's outbox rows still to be published; '?' when unreadable.
 unpublished() {
-    psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$1" -Atqc \
+    psql -X "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$1" -Atqc \
         'SELECT count(*) FROM outbox_pending' 2>/dev/null || echo '?'
 }
 
@@ -247,26 +247,36 @@ last_count() {
 # backend forked and warmed up, three times) made the fleet's end-to-end latency jump every
 # 5 s, on a machine with no idle time (docs/benchmarks.md, "The benchmark's own samplers").
 backlog_sampler() {
-    local phase=$1 start=$SECONDS queued svc rows watchers=()
+    local phase=$1 start=$SECONDS queued svc rows i watchers=()
+    # Set before the sessions start, and on EXIT too: a `\watch` left behind would never stop
+    # (its input is already at its end) and would go on querying through later phases.
+    trap 'kill "${watchers[@]}" 2>/dev/null; rm -f "$OUT"/.outbox-"$phase"-*' EXIT
+    trap 'exit 0' TERM
     for svc in "${SERVICES[@]}"; do
         printf '%s\n' 'SELECT count(*) FROM outbox_pending' '\watch 5' |
-            psql "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atq \
+            psql -X "postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}$svc" -Atq \
                 >"$OUT/.outbox-$phase-$svc" 2>/dev/null &
         watchers+=("$!")
     done
-    # `sleep & wait` below, so that the trap runs at once rather than after the sleep.
-    trap 'kill "${watchers[@]}" 2>/dev/null; rm -f "$OUT"/.outbox-"$phase"-*; exit 0' TERM
     printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
     while :; do
         queued="$(queued_messages)"
         rows=''
+        i=0
         for svc in "${SERVICES[@]}"; do
-            last_count "$OUT/.outbox-$phase-$svc"
-            # The sessions answer a moment after they start: the first sample asks once.
+            # A session that ended (its query failed) leaves its last count in the file: only a
+            # live one's is current. The sessions also answer a moment after they start.
+            if kill -0 "${watchers[$i]}" 2>/dev/null; then
+                last_count "$OUT/.outbox-$phase-$svc"
+            else
+                COUNT='?'
+            fi
             [ "$COUNT" != '?' ] || COUNT="$(unpublished "$svc")"
             rows+=$'\t'"$COUNT"
+            i=$((i + 1))
         done
         printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
+        # In the background, so that the TERM trap runs at once rather than after the sleep.
         sleep 5 &
         wait "$!"
     done

@@ -302,15 +302,22 @@ impl AckChain {
                 let _ = before.await;
             }
             let multiple = BasicAckOptions { multiple: true };
-            if let Err(error) = acker.ack(multiple).await {
-                // The effects are committed; redeliveries will hit the inbox and change nothing.
-                tracing::warn!(parent: &span, %error, "ack failed after commit");
+            // Either way the effects are committed; redeliveries will hit the inbox and change
+            // nothing.
+            match acker.ack(multiple).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(parent: &span, "ack not sent: the channel closed after commit");
+                }
+                Err(error) => tracing::warn!(parent: &span, %error, "ack failed after commit"),
             }
         }));
     }
 
     /// Waits until every multiple-ack sent is written, so none is cut off when the consumer
-    /// stops and its connection closes.
+    /// stops and its connection closes. A consumer dropped instead (past the shutdown grace,
+    /// or when its session fails) leaves its last acks to their tasks, which race the
+    /// connection's end; an ack lost there is a redelivery, which the inbox absorbs.
     async fn written(self) {
         if let Some(last) = self.last {
             let _ = last.await;
