@@ -225,11 +225,15 @@ async fn a_mark_commits_without_waiting_for_the_flush_and_nothing_else_does() {
     );
 }
 
-/// Replaces the body of `message`'s outbox row with the same envelope carrying `payload`: what
-/// the relay publishes then tells whether it read the row back.
-async fn rewrite_payload(harness: &Harness, message: &OutgoingMessage, payload: serde_json::Value) {
+/// A reserve command written to the outbox, whose stored body then says `{"read_back": true}`
+/// in place of its payload: what the relay publishes tells whether it read the row back.
+async fn written_then_rewritten(harness: &Harness) -> (OutgoingMessage, outbox::Enqueued) {
+    let message = reserve();
+    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&message))
+        .await
+        .unwrap();
     let mut envelope = message.envelope.clone();
-    envelope.payload = payload;
+    envelope.payload = json!({"read_back": true});
     harness
         .db
         .execute_raw(stmt(
@@ -241,6 +245,17 @@ async fn rewrite_payload(harness: &Harness, message: &OutgoingMessage, payload: 
         ))
         .await
         .unwrap();
+    (message, enqueued)
+}
+
+/// A tap on the reserve-stock commands of `harness`'s vhost.
+async fn reserve_tap(harness: &Harness) -> Tap {
+    Tap::bind(
+        &harness.vhost.amqp_url,
+        topology::COMMANDS_EXCHANGE,
+        &[saga_common::contracts::command::RESERVE_STOCK],
+    )
+    .await
 }
 
 /// A row handed over with its content is published as written, with no read of the table; one
@@ -249,29 +264,16 @@ async fn rewrite_payload(harness: &Harness, message: &OutgoingMessage, payload: 
 async fn rows_handed_over_with_their_content_are_published_without_reading_them_back() {
     // The start-up scan, over, cannot read the rows below.
     let harness = relaying_after_its_first_scan().await;
-    let mut tap = Tap::bind(
-        &harness.vhost.amqp_url,
-        topology::COMMANDS_EXCHANGE,
-        &[saga_common::contracts::command::RESERVE_STOCK],
-    )
-    .await;
+    let mut tap = reserve_tap(&harness).await;
 
-    let carried = reserve();
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&carried))
-        .await
-        .unwrap();
-    rewrite_payload(&harness, &carried, json!({"read_back": true})).await;
+    let (carried, enqueued) = written_then_rewritten(&harness).await;
     harness.wakeup.committed(enqueued);
     let sent = tap.next().await;
     assert_eq!(sent.message_id, carried.envelope.message_id);
     assert_eq!(sent.payload, json!({}), "published as handed over");
     until_published(&harness, &carried).await;
 
-    let by_id = reserve();
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&by_id))
-        .await
-        .unwrap();
-    rewrite_payload(&harness, &by_id, json!({"read_back": true})).await;
+    let (by_id, enqueued) = written_then_rewritten(&harness).await;
     harness
         .wakeup
         .committed(outbox::Enqueued::by_id(enqueued.ids()));
@@ -287,17 +289,8 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
 #[tokio::test]
 async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
     let harness = relaying_after_its_first_scan().await;
-    let mut tap = Tap::bind(
-        &harness.vhost.amqp_url,
-        topology::COMMANDS_EXCHANGE,
-        &[saga_common::contracts::command::RESERVE_STOCK],
-    )
-    .await;
-    let first = reserve();
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&first))
-        .await
-        .unwrap();
-    rewrite_payload(&harness, &first, json!({"read_back": true})).await;
+    let mut tap = reserve_tap(&harness).await;
+    let (first, enqueued) = written_then_rewritten(&harness).await;
     harness.wakeup.committed(enqueued);
 
     let streaming = Arc::new(AtomicBool::new(true));
