@@ -154,6 +154,7 @@ impl<H: MessageHandler> Messaging<H> {
             publisher: publisher.clone(),
             wakeup: self.wakeup.clone(),
             batch_size: self.amqp.batch_size,
+            batch_linger: Duration::from_millis(self.amqp.batch_linger_ms),
             retry: self.retry.clone(),
             db: self.db.clone(),
         });

@@ -5,7 +5,9 @@
 //! `amqp.batch_size`) goes to the handler at once, on one database transaction, committed once.
 //! A busy consumer so pays one `BEGIN`/`COMMIT`, one WAL flush and a handful of statements per
 //! batch instead of per message, while a quiet one still handles each delivery the moment it
-//! arrives (a batch of one). After the commit the whole batch is acknowledged with one
+//! arrives (a batch of one). A busy channel (its last batch held more than one delivery) also
+//! lets a batch wait up to `amqp.batch_linger_ms` for more (`Deliveries`). After the commit the
+//! whole batch is acknowledged with one
 //! multiple-ack of its last delivery tag: correct because a channel never has two batches in
 //! flight, so every earlier delivery on it has been settled already. The channel takes its next
 //! batch without waiting for that ack to be written; the acks are written in order (`AckChain`).
@@ -35,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -142,6 +144,8 @@ pub(crate) struct ConsumerContext {
     pub wakeup: RelayWakeup,
     /// Most deliveries applied on one transaction.
     pub batch_size: usize,
+    /// How long a busy channel's batch waits to fill (`amqp.batch_linger_ms`).
+    pub batch_linger: Duration,
     pub retry: RetrySettings,
     /// Pinged after a transient failure to tell a database outage from a failing message.
     pub db: DatabaseConnection,
@@ -153,11 +157,9 @@ pub(crate) async fn consume<H: MessageHandler>(
     context: Arc<ConsumerContext>,
     handler: Arc<H>,
 ) {
-    // `ready_chunks` takes what has already arrived and never waits for more: batches grow
-    // with the backlog and cost no latency when there is none.
-    let mut chunks = consumer.ready_chunks(context.batch_size.max(1));
+    let mut deliveries = Deliveries::new(consumer, context.batch_size, context.batch_linger);
     let mut acks = AckChain::default();
-    while let Some(deliveries) = chunks.next().await {
+    while let Some(deliveries) = deliveries.next_batch().await {
         let mut batch = Batch::with_capacity(deliveries.len());
         for delivery in deliveries {
             match delivery {
@@ -173,6 +175,80 @@ pub(crate) async fn consume<H: MessageHandler>(
         process(batch, &context, handler.as_ref(), &mut acks).await;
     }
     acks.written().await;
+}
+
+/// A channel's deliveries, taken a batch at a time.
+///
+/// A batch is whatever has already arrived, up to `size`: batches grow with the backlog, and a
+/// quiet consumer handles each delivery the moment it arrives. Under load (the last batch held
+/// more than one delivery) a batch also waits up to `linger` for more. A batch's fixed costs
+/// (`BEGIN`, its statements, `COMMIT` and its WAL flush, the relay's wake-up and publish, the
+/// multiple-ack) are most of what a small batch costs, and at 80 % of the peak the machine spends
+/// a quarter more CPU per saga than at the peak only because its batches are smaller
+/// (docs/benchmarks.md, "The consumers' linger").
+struct Deliveries {
+    consumer: lapin::Consumer,
+    size: usize,
+    linger: Duration,
+    /// The size of the last batch: more than one means the channel is busy.
+    last: usize,
+    /// The consumer's stream ended while a batch was being filled: no more batches.
+    ended: bool,
+}
+
+impl Deliveries {
+    fn new(consumer: lapin::Consumer, size: usize, linger: Duration) -> Self {
+        Self {
+            consumer,
+            size: size.max(1),
+            linger,
+            last: 0,
+            ended: false,
+        }
+    }
+
+    /// The next batch, `None` once the consumer is cancelled or its channel closed.
+    async fn next_batch(&mut self) -> Option<Vec<lapin::Result<Delivery>>> {
+        if self.ended {
+            return None;
+        }
+        let first = self.consumer.next().await?;
+        let mut batch = Vec::with_capacity(self.size);
+        batch.push(first);
+        self.take_ready(&mut batch);
+        if self.last > 1 && !self.linger.is_zero() {
+            let until = tokio::time::Instant::now() + self.linger;
+            while batch.len() < self.size {
+                match tokio::time::timeout_at(until, self.consumer.next()).await {
+                    Ok(Some(delivery)) => {
+                        batch.push(delivery);
+                        self.take_ready(&mut batch);
+                    }
+                    Ok(None) => {
+                        self.ended = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.last = batch.len();
+        Some(batch)
+    }
+
+    /// Adds what has already arrived, without waiting, up to the batch's size.
+    fn take_ready(&mut self, batch: &mut Vec<lapin::Result<Delivery>>) {
+        while batch.len() < self.size {
+            match self.consumer.next().now_or_never() {
+                Some(Some(delivery)) => batch.push(delivery),
+                Some(None) => {
+                    self.ended = true;
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
 }
 
 /// Parsed deliveries, side by side with what the consumer keeps of each.

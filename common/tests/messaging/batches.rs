@@ -59,7 +59,8 @@ async fn batches_acknowledged_back_to_back_keep_the_channel_and_none_comes_back(
     // writes two acks sent back to back in order nearly always, so this cannot force the
     // overtaking the chain rules out; it checks that chained acks all arrive and keep the
     // channel open.
-    let mut harness = start_with(retry(3, 100), one_channel()).await;
+    // No linger: it would merge bursts, and this wants as many small batches as it can get.
+    let mut harness = start_with(retry(3, 100), lingering(0)).await;
     let sent = harness.trickle(OK, 100, 5).await;
 
     all_committed(&harness, &sent.iter().collect::<Vec<_>>()).await;
@@ -130,4 +131,58 @@ async fn a_poison_message_in_a_batch_is_dead_lettered_alone_and_its_neighbours_c
             .await,
         1
     );
+}
+
+/// One consuming channel whose busy batches wait `linger_ms` to fill.
+fn lingering(linger_ms: u64) -> AmqpSettings {
+    AmqpSettings {
+        batch_linger_ms: linger_ms,
+        ..one_channel()
+    }
+}
+
+#[tokio::test]
+async fn a_busy_channel_waits_its_linger_and_applies_a_trickle_as_one_batch() {
+    // The backlog behind the slow message makes a batch of twenty: the channel is busy.
+    let backlog: Vec<&str> = std::iter::once(SLOW).chain([OK; 20]).collect();
+    let (mut harness, backlog) =
+        start_with_backlog(retry(3, 100), lingering(5_000), &backlog).await;
+    all_committed(&harness, &backlog.iter().collect::<Vec<_>>()).await;
+
+    // Three messages a tenth of a second apart: without the linger each would be a batch of
+    // its own, the consumer being idle when it arrives.
+    let mut trickle = Vec::new();
+    for _ in 0..3 {
+        trickle.push(harness.send(OK).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    all_committed(&harness, &trickle.iter().collect::<Vec<_>>()).await;
+
+    for message in &trickle {
+        let calls = harness.calls(message.message_id);
+        assert_eq!(calls.len(), 1, "applied once");
+        assert_eq!(
+            calls[0].batch, 3,
+            "the trickle waited for itself: {calls:?}"
+        );
+    }
+    harness.stop().await;
+    assert_eq!(
+        harness.vhost.message_count(QUEUE).await,
+        0,
+        "all acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_channel_applies_each_delivery_at_once_whatever_its_linger() {
+    // A linger far longer than the test's patience: a quiet channel that waited for it would
+    // never commit in time.
+    let mut harness = start_with(retry(3, 100), lingering(600_000)).await;
+    for _ in 0..3 {
+        let message = harness.send(OK).await;
+        all_committed(&harness, &[&message]).await;
+        assert_eq!(harness.calls(message.message_id)[0].batch, 1);
+    }
+    harness.stop().await;
 }
