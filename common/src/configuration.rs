@@ -117,8 +117,9 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Consuming channels, each applying one batch at a time on its own database connection.
     pub concurrency: usize,
-    /// Most deliveries applied on one database transaction. A batch takes only what has
-    /// already arrived, so a quiet consumer handles each delivery at once, alone. The cap
+    /// Most deliveries applied on one database transaction. A batch takes what has already
+    /// arrived (and, on a busy channel, what arrives within `batch_linger_ms`), so a quiet
+    /// consumer handles each delivery at once, alone. The cap
     /// matters when a backlog has built up (after a pause, a restart, a burst): one channel
     /// drains at most this many deliveries per batch's commit, and a full batch costs less per
     /// delivery than a small one. 128 worked a backlog off twice as fast as 32 at 80 % of the
