@@ -126,8 +126,10 @@ pub struct AmqpSettings {
     /// peak (docs/benchmarks.md, "Working off a backlog"); 256 was no faster.
     pub batch_size: usize,
     /// Under load (the channel's last batch held more than one delivery), how long a batch
-    /// waits for more deliveries before it is applied; 0 never waits. A quiet channel never
-    /// waits. 2 ms cut the CPU per saga by a fifth at 80 % of the peak and the end-to-end p99
+    /// waits for more deliveries before it is applied; 0 never waits. A quiet channel does not
+    /// wait (after a busy spell, one delivery may wait once). The broker pushes no more than
+    /// `prefetch` unacknowledged deliveries, so a `prefetch` at or under `batch_size` leaves a
+    /// batch waiting for deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at 80 % of the peak and the end-to-end p99
     /// with it; 5 ms batched more but added more wait than it saved (docs/benchmarks.md, "The
     /// consumers' linger").
     #[serde(default = "default_batch_linger_ms")]

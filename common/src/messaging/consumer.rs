@@ -7,8 +7,8 @@
 //! batch instead of per message, while a quiet one still handles each delivery the moment it
 //! arrives (a batch of one). A busy channel (its last batch held more than one delivery) also
 //! lets a batch wait up to `amqp.batch_linger_ms` for more (`Deliveries`). After the commit the
-//! whole batch is acknowledged with one
-//! multiple-ack of its last delivery tag: correct because a channel never has two batches in
+//! whole batch is acknowledged with one multiple-ack of its last delivery tag: correct because a
+//! channel never has two batches in
 //! flight, so every earlier delivery on it has been settled already. The channel takes its next
 //! batch without waiting for that ack to be written; the acks are written in order (`AckChain`).
 //! Several channels, rather than several batches on one channel, are what lets batches overlap
@@ -218,9 +218,10 @@ impl Deliveries {
         let mut batch = Vec::with_capacity(self.size);
         batch.push(first);
         self.take_ready(&mut batch);
-        if self.last > 1 && !self.linger.is_zero() {
+        // An ended stream is not polled again: lapin's answers `None` once, then never again.
+        if !self.ended && self.last > 1 && !self.linger.is_zero() {
             let until = tokio::time::Instant::now() + self.linger;
-            while batch.len() < self.size {
+            while !self.ended && batch.len() < self.size {
                 match tokio::time::timeout_at(until, self.consumer.next()).await {
                     Ok(Some(delivery)) => {
                         batch.push(delivery);

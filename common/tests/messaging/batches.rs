@@ -143,11 +143,25 @@ fn lingering(linger_ms: u64) -> AmqpSettings {
 
 #[tokio::test]
 async fn a_busy_channel_waits_its_linger_and_applies_a_trickle_as_one_batch() {
-    // The backlog behind the slow message makes a batch of twenty: the channel is busy.
+    // The backlog behind the slow message makes a batch of many: the channel is busy. (Should
+    // the first batch take all but one of it, the last batch is of one: bursts of four, each
+    // sent at once, make the channel busy again.)
     let backlog: Vec<&str> = std::iter::once(SLOW).chain([OK; 20]).collect();
     let (mut harness, backlog) =
         start_with_backlog(retry(3, 100), lingering(5_000), &backlog).await;
     all_committed(&harness, &backlog.iter().collect::<Vec<_>>()).await;
+    for _ in 0..5 {
+        if harness.all_calls().last().is_some_and(|c| c.batch > 1) {
+            break;
+        }
+        let burst = harness.trickle(OK, 1, 4).await;
+        all_committed(&harness, &burst.iter().collect::<Vec<_>>()).await;
+    }
+    let last = harness.all_calls().last().map(|c| c.batch);
+    assert!(
+        last > Some(1),
+        "the channel is busy before the trickle: {last:?}"
+    );
 
     // Three messages a tenth of a second apart: without the linger each would be a batch of
     // its own, the consumer being idle when it arrives.
