@@ -13,9 +13,10 @@ fn one_channel() -> AmqpSettings {
     }
 }
 
-async fn all_committed(harness: &Harness, messages: &[&Envelope]) {
+async fn all_committed<'a>(harness: &Harness, messages: impl IntoIterator<Item = &'a Envelope>) {
+    let messages: Vec<&Envelope> = messages.into_iter().collect();
     eventually("every message to be committed", PATIENCE, || async {
-        for message in messages {
+        for message in &messages {
             if harness.committed(message.message_id).await == 0 {
                 return None;
             }
@@ -30,7 +31,7 @@ async fn deliveries_that_pile_up_are_applied_as_one_batch_and_all_acknowledged()
     let backlog: Vec<&str> = std::iter::once(SLOW).chain([OK; 20]).collect();
     let (mut harness, sent) = start_with_backlog(retry(3, 100), one_channel(), &backlog).await;
 
-    all_committed(&harness, &sent.iter().collect::<Vec<_>>()).await;
+    all_committed(&harness, &sent).await;
 
     let largest = harness.all_calls().iter().map(|c| c.batch).max().unwrap();
     assert!(
@@ -63,7 +64,7 @@ async fn batches_acknowledged_back_to_back_keep_the_channel_and_none_comes_back(
     let mut harness = start_with(retry(3, 100), lingering(0)).await;
     let sent = harness.trickle(OK, 100, 5).await;
 
-    all_committed(&harness, &sent.iter().collect::<Vec<_>>()).await;
+    all_committed(&harness, &sent).await;
     harness.stop().await;
     // Each call of a batch of n is a 1/n-th of that batch.
     let multiple_acks: f64 = harness
@@ -105,7 +106,7 @@ async fn a_poison_message_in_a_batch_is_dead_lettered_alone_and_its_neighbours_c
         .collect();
 
     harness.dead_letters(1).await;
-    all_committed(&harness, &good).await;
+    all_committed(&harness, good.iter().copied()).await;
 
     let poisoned_batch = harness
         .calls(poison.message_id)
@@ -149,13 +150,13 @@ async fn a_busy_channel_waits_its_linger_and_applies_a_trickle_as_one_batch() {
     let backlog: Vec<&str> = std::iter::once(SLOW).chain([OK; 20]).collect();
     let (mut harness, backlog) =
         start_with_backlog(retry(3, 100), lingering(5_000), &backlog).await;
-    all_committed(&harness, &backlog.iter().collect::<Vec<_>>()).await;
+    all_committed(&harness, &backlog).await;
     for _ in 0..5 {
         if harness.all_calls().last().is_some_and(|c| c.batch > 1) {
             break;
         }
         let burst = harness.trickle(OK, 1, 4).await;
-        all_committed(&harness, &burst.iter().collect::<Vec<_>>()).await;
+        all_committed(&harness, &burst).await;
     }
     let last = harness.all_calls().last().map(|c| c.batch);
     assert!(
@@ -170,7 +171,7 @@ async fn a_busy_channel_waits_its_linger_and_applies_a_trickle_as_one_batch() {
         trickle.push(harness.send(OK).await);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    all_committed(&harness, &trickle.iter().collect::<Vec<_>>()).await;
+    all_committed(&harness, &trickle).await;
 
     for message in &trickle {
         let calls = harness.calls(message.message_id);
@@ -195,7 +196,7 @@ async fn a_quiet_channel_applies_each_delivery_at_once_whatever_its_linger() {
     let mut harness = start_with(retry(3, 100), lingering(600_000)).await;
     for _ in 0..3 {
         let message = harness.send(OK).await;
-        all_committed(&harness, &[&message]).await;
+        all_committed(&harness, [&message]).await;
         assert_eq!(harness.calls(message.message_id)[0].batch, 1);
     }
     harness.stop().await;
