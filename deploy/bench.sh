@@ -16,7 +16,10 @@
 #                queues, outbox or memory grow over a long run (the issue's targets are there).
 # Before the fleet starts, a 15 s pgbench calibration (the issue's yardstick: 3-insert
 # transactions at 16 connections) records how fast this machine's PostgreSQL is, so results from
-# machines of different speed can be compared.
+# machines of different speed can be compared; a one-second CPU probe (a fixed bash loop, timed
+# by its own CPU time) before the fleet and after every phase tells whether the machine's cores
+# ran slower than usual during the run (a slow hour of the host), which pgbench does not show.
+# A phase longer than a minute is also reported minute by minute (orders by when they were sent).
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
@@ -571,6 +574,23 @@ log "calibrating: pgbench, 3-insert transactions, 16 connections, 15 s"
 CALIBRATION="$(calibrate)"
 log "$CALIBRATION"
 
+# cpu_probe: how fast one core runs a fixed piece of plain CPU work right now, in thousands of
+# iterations of a bash loop per second of the loop's own CPU time (user + system, so another
+# process on the other core does not count). pgbench's figure above is bound by the disk's
+# flushes and barely moved while this machine's processes all took a third longer per saga
+# (docs/benchmarks.md); this one is taken before the fleet starts and after every phase, while
+# the fleet idles, so a run in a slow hour says so. About a second of one core.
+cpu_probe() {
+    local TIMEFORMAT='%3U %3S' t
+    t="$({ time (
+        i=0
+        while ((i < 400000)); do ((i++)); done
+    ); } 2>&1)"
+    awk -v t="$t" 'BEGIN { split(t, a, " "); s = a[1] + a[2]; if (s > 0) printf "%.0f\n", 400 / s; else print "?" }'
+}
+PROBE_BEFORE="$(cpu_probe)"
+log "cpu probe: $PROBE_BEFORE thousand loop iterations per CPU second"
+
 log "building the load generator (release)"
 cargo build --release -p loadgen
 [ -x "$BIN_DIR/loadgen" ] || die "$BIN_DIR/loadgen was not built"
@@ -619,6 +639,7 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
         echo "rabbitmq node: the one on port $RABBITMQ_PORT (BENCH_RABBITMQ_PORT), its own settings"
     fi
     echo "$CALIBRATION"
+    echo "cpu probe before the fleet: $PROBE_BEFORE thousand bash loop iterations per CPU second"
     echo "uptime before: $(uptime)"
 } | tee "$OUT/machine.txt" >&2
 
@@ -682,6 +703,7 @@ phase() {
     STALL_PID=''
     wait "$lg" || log "phase $name: loadgen reported a failure (see above)"
     LOADGEN_PID=''
+    cpu_probe >"$OUT/probe-$name.txt"
     sleep 0.2 # let tee flush the RESULT line
     local finished_s
     finished_s="$(awk -v r="$(result_field "$name" finished_per_s)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", r * (b - a) }')"
@@ -764,6 +786,9 @@ early_late() {
     [ -z "$STALL_SERVICE" ] || durations+=" with $STALL_SERVICE frozen for ${STALL_FOR}s at ${STALL_AT}s"
     echo "== bench $RUN_ID on $(nproc) cores: $durations (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     echo "$CALIBRATION"
+    printf 'cpu probe, thousand bash loop iterations per CPU second (higher is faster): before the fleet %s' "$PROBE_BEFORE"
+    for name in "${REPORTED[@]}"; do printf ', after %s %s' "$name" "$(cat "$OUT/probe-$name.txt" 2>/dev/null || echo '?')"; done
+    echo
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in "${REPORTED[@]}"; do
         line="$(grep '^RESULT' "$OUT/$name.txt" || true)"
@@ -775,6 +800,12 @@ early_late() {
             "$(grep -o '"e2e_ms":{[^}]*}' "$js" | grep -o '"p50":[0-9.]*' | cut -d: -f2)" \
             "$(result_field "$name" e2e_p99_ms)" \
             "$(grep -o 'invariants=[a-z]*' <<<"$line" | cut -d= -f2)"
+    done
+    # Which minutes a phase's p99 came from: a slow spell of the machine or the fleet shows
+    # as one or two minutes far above the rest.
+    for name in "${REPORTED[@]}"; do
+        awk -v phase="$name" '/^by minute sent/ { print phase " " $0; on = 1; next }
+            on && /^ +[0-9]+-/ { print; next } { on = 0 }' "$OUT/$name.txt"
     done
     echo
     echo "CPU (cores used on average; 'postgres_all' and 'machine_busy' include other users of this machine)"

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::{Load, Settings};
 use crate::drive::{Error, Record, Tracking};
 use crate::invariants::Mismatch;
-use crate::stats::{self, Latency, Point, Second};
+use crate::stats::{self, Latency, Point, Second, Window};
 
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
@@ -49,6 +49,8 @@ pub struct Report {
     pub mismatches: Vec<Mismatch>,
     pub payment_errors: Vec<String>,
     pub series: Vec<Second>,
+    /// The load window by minute, orders placed by when they were sent.
+    pub minutes: Vec<Window>,
     pub records: Vec<Record>,
 }
 
@@ -79,6 +81,7 @@ pub fn build(
         .collect();
     let series = stats::series(&points);
     let window = settings.duration.as_secs_f64().round() as usize;
+    let minutes = stats::windows(&points, window, 60);
     let accepted: Vec<&Record> = records.iter().filter(|r| r.order_id.is_some()).collect();
     let summary = Summary {
         sent: records.len(),
@@ -124,6 +127,7 @@ pub fn build(
         mismatches,
         payment_errors,
         series,
+        minutes,
         records,
     }
 }
@@ -170,6 +174,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(t, "latency (ms)       p50      p95      p99      max");
     let _ = writeln!(t, "  accept      {}", lat(&s.accept_ms));
     let _ = writeln!(t, "  end-to-end  {}", lat(&s.e2e_ms));
+    t.push_str(&minutes_table(&r.minutes));
     if r.settings.amqp.is_some() {
         let _ = writeln!(
             t,
@@ -205,6 +210,35 @@ pub fn table(r: &Report) -> String {
     t
 }
 
+/// The by-minute lines of the table; nothing for a run of one minute or less, whose line would
+/// repeat the whole run's.
+fn minutes_table(minutes: &[Window]) -> String {
+    let mut t = String::new();
+    if minutes.len() < 2 {
+        return t;
+    }
+    let _ = writeln!(
+        t,
+        "by minute sent  sent/s  end-to-end p50 / p95 / p99 / max (ms)  unfinished"
+    );
+    for m in minutes {
+        let l = &m.e2e_ms;
+        let _ = writeln!(
+            t,
+            "  {:>4}-{:<4}s {:>7.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>11}",
+            m.from_s,
+            m.from_s + m.seconds,
+            m.sent_per_s,
+            l.p50,
+            l.p95,
+            l.p99,
+            l.max,
+            m.unfinished
+        );
+    }
+    t
+}
+
 pub fn print(r: &Report) {
     print!("{}", table(r));
     // One machine-readable line for deploy/bench.sh.
@@ -233,4 +267,46 @@ pub fn write(settings: &Settings, r: &Report) -> Result<(), Error> {
     std::fs::write(&svg, crate::chart::render(&title, &r.series))?;
     eprintln!("loadgen: wrote {} and {}", json.display(), svg.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(from_s: usize, p99: f64) -> Window {
+        Window {
+            from_s,
+            seconds: 60,
+            sent_per_s: 1000.0,
+            e2e_ms: Latency {
+                count: 60_000,
+                p50: 90.0,
+                p95: 150.0,
+                p99,
+                max: 400.0,
+                mean: 95.0,
+            },
+            unfinished: 0,
+        }
+    }
+
+    #[test]
+    fn a_line_per_minute_shows_which_minute_was_slow() {
+        let t = minutes_table(&[minute(0, 210.0), minute(60, 3664.0)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(
+            lines[1].contains("0-60") && lines[1].contains("210.0"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("60-120") && lines[2].contains("3664.0"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_run_of_one_minute_gets_no_minute_lines() {
+        assert_eq!(minutes_table(&[minute(0, 210.0)]), "");
+    }
 }

@@ -1,4 +1,5 @@
-//! Latency percentiles and the per-second series behind the chart.
+//! Latency percentiles, the per-second series behind the chart and the per-minute windows of
+//! the report.
 
 /// Percentiles of one set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -102,6 +103,57 @@ pub fn series(points: &[Point]) -> Vec<Second> {
     seconds
 }
 
+/// A stretch of the run (a minute in the report): the orders sent in it and what their sagas
+/// took end to end. A whole phase's p99 cannot tell a fleet that is slow throughout from one
+/// slow spell (a stalled disk, a busy neighbour); the windows can.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Window {
+    /// Seconds since the load started, at the window's start.
+    pub from_s: usize,
+    /// Its length; the last window of a run is shorter when the duration is not a multiple.
+    pub seconds: usize,
+    /// Orders sent in it (accepted or not), per second.
+    pub sent_per_s: f64,
+    /// End-to-end latency of those of its orders whose saga ended.
+    pub e2e_ms: Latency,
+    /// Accepted orders sent in it whose saga had not ended when tracking gave up.
+    pub unfinished: usize,
+}
+
+/// Cuts the points sent within `duration_s` into windows of `width_s` seconds, by send time.
+pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Window> {
+    let width = width_s.max(1);
+    let count = duration_s.div_ceil(width);
+    let mut e2e: Vec<Vec<f64>> = vec![Vec::new(); count];
+    let mut sent = vec![0_usize; count];
+    let mut unfinished = vec![0_usize; count];
+    for p in points {
+        if p.sent_s >= duration_s as f64 {
+            continue;
+        }
+        let i = p.sent_s.max(0.0).floor() as usize / width;
+        sent[i] += 1;
+        match p.e2e_ms {
+            Some(ms) => e2e[i].push(ms),
+            None if p.accepted => unfinished[i] += 1,
+            None => {}
+        }
+    }
+    (0..count)
+        .map(|i| {
+            let from_s = i * width;
+            let seconds = width.min(duration_s - from_s);
+            Window {
+                from_s,
+                seconds,
+                sent_per_s: sent[i] as f64 / seconds as f64,
+                e2e_ms: latency(&e2e[i]),
+                unfinished: unfinished[i],
+            }
+        })
+        .collect()
+}
+
 /// Sustained rate: sagas ended (completed + failed, or only completed) per second over the
 /// load window, excluding the first and last second, which are partial by construction.
 pub fn sustained(series: &[Second], window_s: usize, pick: impl Fn(&Second) -> usize) -> f64 {
@@ -148,6 +200,35 @@ mod tests {
         assert_eq!(s.iter().map(|x| x.completed).collect::<Vec<_>>(), [1, 1, 0]);
         assert_eq!(s[2].failed, 1);
         assert_eq!(s[2].p99_e2e_ms, 1000.0);
+    }
+
+    #[test]
+    fn windows_split_by_send_time_and_keep_a_short_last_one() {
+        let p = |sent_s: f64, e2e_ms: Option<f64>| Point {
+            sent_s,
+            accepted: true,
+            ended_s: e2e_ms.map(|ms| sent_s + ms / 1000.0),
+            completed: true,
+            e2e_ms,
+        };
+        // An order sent at 59.9 s that ends at 62 s belongs to the first minute: it was sent
+        // there. One sent after the duration (a late tick) belongs to none.
+        let points = [
+            p(0.5, Some(10.0)),
+            p(59.9, Some(2100.0)),
+            p(60.0, Some(30.0)),
+            p(61.0, None),
+            p(90.0, Some(5.0)),
+        ];
+        let w = windows(&points, 90, 60);
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0].from_s, w[0].seconds, w[1].from_s, w[1].seconds),
+            (0, 60, 60, 30)
+        );
+        assert_eq!((w[0].e2e_ms.count, w[0].e2e_ms.max), (2, 2100.0));
+        assert_eq!((w[1].e2e_ms.count, w[1].unfinished), (1, 1));
+        assert_eq!(w[1].sent_per_s, 2.0 / 30.0);
     }
 
     #[test]
