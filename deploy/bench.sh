@@ -16,9 +16,10 @@
 #                queues, outbox or memory grow over a long run (the issue's targets are there).
 # Before the fleet starts, a 15 s pgbench calibration (the issue's yardstick: 3-insert
 # transactions at 16 connections) records how fast this machine's PostgreSQL is, so results from
-# machines of different speed can be compared; a one-second CPU probe (a fixed bash loop, timed
-# by its own CPU time) before the fleet and after every phase tells whether the machine's cores
-# ran slower than usual during the run (a slow hour of the host), which pgbench does not show.
+# machines of different speed can be compared; a CPU probe of about a second (a fixed bash loop,
+# timed by its own CPU time, best of three) before the fleet and after every phase tells whether
+# the machine's cores ran slower than usual during the run (a slow hour of the host), which
+# pgbench does not show. Context switches per saga (the whole machine) are counted as well.
 # A phase longer than a minute is also reported minute by minute (orders by when they were sent).
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
@@ -594,13 +595,14 @@ log "$CALIBRATION"
 # (docs/benchmarks.md); this one is taken before the fleet starts and after every phase, while
 # the fleet idles, so a run in a slow hour says so. The best of three tries of about 0.4 s each:
 # the two vCPUs may share a physical core, and whatever still runs on the other one (a
-# checkpoint, the broker's housekeeping after a phase) slows a single try.
+# checkpoint, the broker's housekeeping after a phase) slows a single try. LC_ALL=C: `time`
+# prints seconds in the locale's format, and awk reads only a decimal point.
 cpu_probe() {
-    local TIMEFORMAT='%3U %3S' t times=''
+    local TIMEFORMAT='%3U %3S' LC_ALL=C t times=''
     for _ in 1 2 3; do
         t="$({ time (
             i=0
-            while ((i < 400000)); do ((i++)); done
+            while ((i < 400000)); do ((++i)); done
         ); } 2>&1)"
         times+="$t "
     done
@@ -820,12 +822,13 @@ early_late() {
     printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' phase "done/s" "COMPL/s" "acc p50" "acc p99" "e2e p50" "e2e p99" invariants
     for name in "${REPORTED[@]}"; do
         line="$(grep '^RESULT' "$OUT/$name.txt" || true)"
-        js="$OUT/$name.json"
-        printf '%-8s %10s %10s %9.1f %9s %9.1f %9s %s\n' "$name" \
+        # Strings as loadgen formatted them: a missing figure prints blank instead of stopping
+        # the summary (printf fails on a number it cannot read).
+        printf '%-8s %10s %10s %9s %9s %9s %9s %s\n' "$name" \
             "$(result_field "$name" finished_per_s)" "$(result_field "$name" completed_per_s)" \
-            "$(grep -o '"accept_ms":{[^}]*}' "$js" | head -n1 | grep -o '"p50":[0-9.]*' | cut -d: -f2)" \
+            "$(result_field "$name" accept_p50_ms)" \
             "$(result_field "$name" accept_p99_ms)" \
-            "$(grep -o '"e2e_ms":{[^}]*}' "$js" | head -n1 | grep -o '"p50":[0-9.]*' | cut -d: -f2)" \
+            "$(result_field "$name" e2e_p50_ms)" \
             "$(result_field "$name" e2e_p99_ms)" \
             "$(grep -o 'invariants=[a-z]*' <<<"$line" | cut -d= -f2)"
     done

@@ -211,7 +211,8 @@ pub fn table(r: &Report) -> String {
 }
 
 /// The by-minute lines of the table; nothing for a run of one minute or less, whose line would
-/// repeat the whole run's.
+/// repeat the whole run's. deploy/bench.sh copies them into its summary by their header's first
+/// words and the rows' leading "FROM-TO s": keep both.
 fn minutes_table(minutes: &[Window]) -> String {
     let mut t = String::new();
     if minutes.len() < 2 {
@@ -219,15 +220,14 @@ fn minutes_table(minutes: &[Window]) -> String {
     }
     let _ = writeln!(
         t,
-        "by minute sent  sent/s  end-to-end p50 / p95 / p99 / max (ms)  unfinished"
+        "by minute sent  sent/s  end-to-end (ms) p50      p95      p99      max  unfinished"
     );
     for m in minutes {
         let l = &m.e2e_ms;
         let _ = writeln!(
             t,
-            "  {:>4}-{:<4}s {:>7.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>11}",
-            m.from_s,
-            m.from_s + m.seconds,
+            "   {:>11} {:>7.1} {:>20.1} {:>8.1} {:>8.1} {:>8.1} {:>11}",
+            format!("{}-{} s", m.from_s, m.from_s + m.seconds),
             m.sent_per_s,
             l.p50,
             l.p95,
@@ -244,11 +244,13 @@ pub fn print(r: &Report) {
     // One machine-readable line for deploy/bench.sh.
     let s = &r.summary;
     println!(
-        "RESULT label={} completed_per_s={:.1} finished_per_s={:.1} accept_p99_ms={:.1} e2e_p99_ms={:.1} invariants={}",
+        "RESULT label={} completed_per_s={:.1} finished_per_s={:.1} accept_p50_ms={:.1} accept_p99_ms={:.1} e2e_p50_ms={:.1} e2e_p99_ms={:.1} invariants={}",
         r.settings.label,
         s.completed_per_s,
         s.finished_per_s,
+        s.accept_ms.p50,
         s.accept_ms.p99,
+        s.e2e_ms.p50,
         s.e2e_ms.p99,
         if r.invariants_hold {
             "hold"
@@ -296,13 +298,24 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(
-            lines[1].contains("0-60") && lines[1].contains("210.0"),
+            lines[1].contains("0-60 s") && lines[1].contains("210.0"),
             "{t}"
         );
         assert!(
-            lines[2].contains("60-120") && lines[2].contains("3664.0"),
+            lines[2].contains("60-120 s") && lines[2].contains("3664.0"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_lines_follow_their_header_column_for_column() {
+        let t = minutes_table(&[minute(0, 210.0), minute(60, 3664.0)]);
+        let lines: Vec<&str> = t.lines().collect();
+        // Each figure ends where its heading does.
+        for (heading, figure) in [("sent/s", "1000.0"), ("p99", "3664.0"), ("max", "400.0")] {
+            let end = lines[0].find(heading).map(|i| i + heading.len());
+            assert_eq!(end, lines[2].find(figure).map(|i| i + figure.len()), "{t}");
+        }
     }
 
     #[test]

@@ -219,6 +219,11 @@ mod tests {
             p(60.0, Some(30.0)),
             p(61.0, None),
             p(90.0, Some(5.0)),
+            // Refused (no order id): sent, but neither finished nor unfinished.
+            Point {
+                accepted: false,
+                ..p(70.0, None)
+            },
         ];
         let w = windows(&points, 90, 60);
         assert_eq!(w.len(), 2);
@@ -228,7 +233,7 @@ mod tests {
         );
         assert_eq!((w[0].e2e_ms.count, w[0].e2e_ms.max), (2, 2100.0));
         assert_eq!((w[1].e2e_ms.count, w[1].unfinished), (1, 1));
-        assert_eq!(w[1].sent_per_s, 2.0 / 30.0);
+        assert_eq!(w[1].sent_per_s, 3.0 / 30.0);
     }
 
     #[test]
