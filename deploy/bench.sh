@@ -835,7 +835,7 @@ early_late() {
     # Which minutes a phase's p99 came from: a slow spell of the machine or the fleet shows
     # as one or two minutes far above the rest.
     for name in "${REPORTED[@]}"; do
-        awk -v phase="$name" '/^by minute sent/ { print phase " " $0; on = 1; next }
+        awk -v phase="$name" '/^by minute sent/ { print phase ":"; print; on = 1; next }
             on && /^ +[0-9]+-/ { print; next } { on = 0 }' "$OUT/$name.txt"
     done
     echo

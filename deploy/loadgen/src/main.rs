@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
+// One thread: the load generator shares the machine with what it measures, and on a pool of
+// two workers it cost 0.121-0.125 ms of CPU per saga in the open loop against 0.107 on one
+// (docs/benchmarks.md, "The benchmark's own samplers"); it needs a tenth of a core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let settings = match loadgen::cli::parse(&args) {
