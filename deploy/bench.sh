@@ -27,8 +27,10 @@
 # Settings (defaults in brackets):
 #   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]
 #   BENCH_OPEN_FRACTION [0.8]  BENCH_COMPLETE_DURATION [60] (0: no complete phase)
-#   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the open80
-#                       phase and summarise it by process and by code (perf-summary.txt)
+#   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the peak and
+#                       of the open80 phase, from 10 s after each one's load starts, and
+#                       summarise each by process and by code (perf-summary-PHASE.txt): a
+#                       saga costs more CPU at 80 % than at peak, and the pair shows where
 #   BENCH_STALL []      SERVICE:AT:FOR, e.g. payment:60:15: AT seconds into the open80 phase,
 #                       freeze SERVICE (SIGSTOP) for FOR seconds, then let it go on, and measure
 #                       how long the fleet takes to work off the backlog the pause left
@@ -386,7 +388,8 @@ stall() {
 }
 
 # profile PHASE LOADGEN-PID: with BENCH_PROFILE=1, 20 s of `perf record` over the whole machine
-# from 30 s into the phase, summarised by process and by code into $OUT/perf-summary.txt.
+# from 10 s after the phase's load started (seeding excluded), summarised by process and by code
+# into $OUT/perf-summary-PHASE.txt.
 profile() {
     [ "$PROFILE" = 1 ] || return 0
     if ! command -v perf >/dev/null 2>&1; then
@@ -396,26 +399,30 @@ profile() {
         log "BENCH_PROFILE=1 but perf is not available; no profile"
         return 0
     fi
-    local waited=0
-    while [ "$waited" -lt 30 ] && kill -0 "$2" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
+    local data="$OUT/perf-$1.data" waited=0
+    wait_marker "$OUT/$1.started" "$2"
+    while [ "$waited" -lt 10 ] && kill -0 "$2" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
     kill -0 "$2" 2>/dev/null || return 0
-    log "recording a 20 s profile of the whole machine ($OUT/perf.data)"
-    perf record -F 499 -a -g -o "$OUT/perf.data" -- sleep 20 >/dev/null 2>&1 || {
+    log "recording a 20 s profile of the whole machine during $1 ($data)"
+    perf record -F 499 -a -g -o "$data" -- sleep 20 >/dev/null 2>&1 || {
         log "perf record failed; no profile"
         return 0
     }
     {
         echo "== share of all samples by process (comm) =="
-        perf report -i "$OUT/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+        perf report -i "$data" --no-children --sort comm -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
         echo
         echo "== share of all samples by binary (kernel, postgres, beam.smp, the services) =="
-        perf report -i "$OUT/perf.data" --no-children --sort dso -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+        perf report -i "$data" --no-children --sort dso -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+        echo
+        echo "== the 60 functions with the most samples of their own, whole machine =="
+        perf report -i "$data" --no-children --sort dso,sym -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
         echo
         echo "== PostgreSQL: where its time goes (inclusive, by function) =="
-        perf report -i "$OUT/perf.data" --children --comm postgres --sort sym -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' |
+        perf report -i "$data" --children --comm postgres --sort sym -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' |
             grep -E 'exec_simple|PortalRun|pg_plan_queries|GetCachedPlan|ExecutorRun|standard_ExecutorRun|XLogInsert|XLogFlush|CommitTransaction|__x64_sys_sendto|__x64_sys_recvfrom|__x64_sys_fdatasync|__x64_sys_epoll_wait|do_syscall_64|ExecInsert|ExecUpdate|ExecIndexScan|heap_insert|btinsert' | head -25
-    } >"$OUT/perf-summary.txt"
-    log "profile summary in $OUT/perf-summary.txt"
+    } >"$OUT/perf-summary-$1.txt"
+    log "profile summary in $OUT/perf-summary-$1.txt"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -698,9 +705,11 @@ phase() {
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
-    if [ "$name" = open80 ]; then
+    if [ "$name" = peak ] || [ "$name" = open80 ]; then
         profile "$name" "$lg" &
         profiler=$!
+    fi
+    if [ "$name" = open80 ]; then
         stall "$lg" &
         STALL_PID=$!
     fi
@@ -900,6 +909,8 @@ early_late() {
         done
     fi
     [ ! -e "$OUT/stall.txt" ] || cat "$OUT/stall.txt"
-    [ ! -e "$OUT/perf-summary.txt" ] || echo "profile: $OUT/perf-summary.txt"
+    for name in "${REPORTED[@]}"; do
+        [ ! -e "$OUT/perf-summary-$name.txt" ] || echo "profile of $name: $OUT/perf-summary-$name.txt"
+    done
     echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
 } | tee "$OUT/summary.txt"
