@@ -8,11 +8,12 @@
 //!   its terminal status (by its lifecycle event with `--amqp`, by polling otherwise).
 //! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
 //!   to the orders waiting for them.
-//! - [`stats`]: percentiles and the per-second series.
+//! - [`stats`]: percentiles, the per-second series and the per-minute windows.
 //! - [`invariants`]: expected balances and stock from the COMPLETED orders, and the comparison
 //!   with what the participants report.
 //! - [`chart`]: the SVG chart, written by hand.
-//! - [`report`]: the summary table and the JSON document.
+//! - [`report`]: the summary table (with a line per minute of a longer run) and the JSON
+//!   document.
 
 pub mod chart;
 pub mod cli;
