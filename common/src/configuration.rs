@@ -119,19 +119,19 @@ pub struct AmqpSettings {
     pub concurrency: usize,
     /// Most deliveries applied on one database transaction. A batch takes what has already
     /// arrived (and, on a busy channel, what arrives within `batch_linger_ms`), so a quiet
-    /// consumer handles each delivery at once, alone. The cap
-    /// matters when a backlog has built up (after a pause, a restart, a burst): one channel
-    /// drains at most this many deliveries per batch's commit, and a full batch costs less per
-    /// delivery than a small one. 128 worked a backlog off twice as fast as 32 at 80 % of the
-    /// peak (docs/benchmarks.md, "Working off a backlog"); 256 was no faster.
+    /// consumer handles each delivery at once, alone. The cap matters when a backlog has built
+    /// up (after a pause, a restart, a burst): one channel drains at most this many deliveries
+    /// per batch's commit, and a full batch costs less per delivery than a small one. 128
+    /// worked a backlog off twice as fast as 32 at 80 % of the peak (docs/benchmarks.md,
+    /// "Working off a backlog"); 256 was no faster.
     pub batch_size: usize,
     /// Under load (the channel's last batch held more than one delivery), how long a batch
     /// waits for more deliveries before it is applied; 0 never waits. A quiet channel does not
     /// wait (after a busy spell, one delivery may wait once). The broker pushes no more than
     /// `prefetch` unacknowledged deliveries, so a `prefetch` at or under `batch_size` leaves a
-    /// batch waiting for deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at 80 % of the peak and the end-to-end p99
-    /// with it; 5 ms batched more but added more wait than it saved (docs/benchmarks.md, "The
-    /// consumers' linger").
+    /// batch waiting for deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at
+    /// 80 % of the peak and the end-to-end p99 with it; 5 ms batched more but added more wait
+    /// than it saved (docs/benchmarks.md, "The consumers' linger").
     #[serde(default = "default_batch_linger_ms")]
     pub batch_linger_ms: u64,
     /// Upper bound of the reconnect backoff.

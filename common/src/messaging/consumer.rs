@@ -8,8 +8,8 @@
 //! arrives (a batch of one). A busy channel (its last batch held more than one delivery) also
 //! lets a batch wait up to `amqp.batch_linger_ms` for more (`Deliveries`). After the commit the
 //! whole batch is acknowledged with one multiple-ack of its last delivery tag: correct because a
-//! channel never has two batches in
-//! flight, so every earlier delivery on it has been settled already. The channel takes its next
+//! channel never has two batches in flight, so every earlier delivery on it has been settled
+//! already. The channel takes its next
 //! batch without waiting for that ack to be written; the acks are written in order (`AckChain`).
 //! Several channels, rather than several batches on one channel, are what lets batches overlap
 //! (one commits while the next is read and applied) without a multiple-ack covering a batch that

@@ -10,8 +10,8 @@
 //! ones (docs/benchmarks.md, "The intake linger": in a pair of short runs at 80 % of peak, the
 //! end-to-end p99 halved). A request that finds the intake busy may wait up to
 //! `intake.linger_ms` more to join a batch; one that finds it idle goes straight through (a
-//! batch of one). The wait holds the
-//! writer, so with `intake.concurrency` 1 the database gets nothing from the intake meanwhile.
+//! batch of one). The wait holds the writer, so with `intake.concurrency` 1 the database gets
+//! nothing from the intake meanwhile.
 //! A request is answered only after its order is committed, exactly as if it had written it
 //! itself.
 //!
