@@ -127,9 +127,11 @@ pub struct AmqpSettings {
     pub batch_size: usize,
     /// Under load (the channel's last batch held more than one delivery), how long a batch
     /// waits for more deliveries before it is applied; 0 never waits. A quiet channel does not
-    /// wait (after a busy spell, one delivery may wait once). The broker pushes no more than
-    /// `prefetch` unacknowledged deliveries, so a `prefetch` at or under `batch_size` leaves a
-    /// batch waiting for deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at
+    /// wait (after a busy spell, one delivery may wait once), and a batch already full does not;
+    /// any other waits the whole linger, woken once by its timer rather than by each delivery
+    /// (`crate::batching`). The broker pushes no more than `prefetch` unacknowledged
+    /// deliveries, so a `prefetch` at or under `batch_size` leaves a batch waiting for
+    /// deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at
     /// 80 % of the peak and the end-to-end p99 with it; 5 ms batched more but added more wait
     /// than it saved (docs/benchmarks.md, "The consumers' linger").
     #[serde(default = "default_batch_linger_ms")]

@@ -12,8 +12,11 @@
 //!   UI, and the token-guarded admin routes.
 //! - [`service`]: the shared start-up (database, migrations, port) and run-until-stopped sequence.
 //! - [`shutdown`]: the stop signal handed to every long-running task.
+//! - [`batching`]: batches taken from a stream, with a linger when busy (the consumers and the
+//!   order intake).
 //! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.
 
+pub mod batching;
 pub mod configuration;
 pub mod contracts;
 pub mod db;

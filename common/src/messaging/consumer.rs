@@ -6,7 +6,7 @@
 //! A busy consumer so pays one `BEGIN`/`COMMIT`, one WAL flush and a handful of statements per
 //! batch instead of per message, while a quiet one still handles each delivery the moment it
 //! arrives (a batch of one). A busy channel (its last batch held more than one delivery) also
-//! lets a batch wait up to `amqp.batch_linger_ms` for more (`Deliveries`). After the commit the
+//! lets a batch wait `amqp.batch_linger_ms` for more (`crate::batching`). After the commit the
 //! whole batch is acknowledged with one multiple-ack of its last delivery tag: correct because a
 //! channel never has two batches in flight, so every earlier delivery on it has been settled
 //! already. The channel takes its next
@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -49,6 +48,7 @@ use super::envelope::{Envelope, long_string};
 use super::headers;
 use super::outbox::{Enqueued, RelayWakeup};
 use super::topology;
+use crate::batching::Batches;
 use crate::configuration::RetrySettings;
 
 /// Why a message could not be handled.
@@ -157,7 +157,10 @@ pub(crate) async fn consume<H: MessageHandler>(
     context: Arc<ConsumerContext>,
     handler: Arc<H>,
 ) {
-    let mut deliveries = Deliveries::new(consumer, context.batch_size, context.batch_linger);
+    // A batch's fixed costs are most of what a small one costs, so a busy channel's batch
+    // waits `amqp.batch_linger_ms` to fill (`Batches`): without it a saga cost a quarter more
+    // CPU at 80 % of the peak than at the peak (docs/benchmarks.md, "The consumers' linger").
+    let mut deliveries = Batches::new(consumer, context.batch_size, context.batch_linger);
     let mut acks = AckChain::default();
     while let Some(deliveries) = deliveries.next_batch().await {
         let mut batch = Batch::with_capacity(deliveries.len());
@@ -175,83 +178,6 @@ pub(crate) async fn consume<H: MessageHandler>(
         process(batch, &context, handler.as_ref(), &mut acks).await;
     }
     acks.written().await;
-}
-
-/// A channel's deliveries, taken a batch at a time.
-///
-/// A batch is whatever has already arrived, up to `size`: batches grow with the backlog, and a
-/// quiet consumer handles each delivery the moment it arrives. Under load (the last batch held
-/// more than one delivery) a batch also waits up to `linger` for more. Why: a batch's fixed
-/// costs (`BEGIN`, its statements, `COMMIT` and its WAL flush, the relay's wake-up and publish,
-/// the multiple-ack, a wake-up of every process on the way) are most of what a small batch
-/// costs. Without the wait a saga cost a quarter more CPU at 80 % of the peak than at the peak;
-/// 2 ms took a fifth off it at both, and the machine's spare time showed as shorter queues at
-/// every hop (docs/benchmarks.md, "The consumers' linger"). The first delivery after a busy
-/// spell may wait once: if nothing joins it, the channel counts as quiet again.
-struct Deliveries {
-    consumer: lapin::Consumer,
-    size: usize,
-    linger: Duration,
-    /// The size of the last batch: more than one means the channel is busy.
-    last: usize,
-    /// The consumer's stream ended while a batch was being filled: no more batches.
-    ended: bool,
-}
-
-impl Deliveries {
-    fn new(consumer: lapin::Consumer, size: usize, linger: Duration) -> Self {
-        Self {
-            consumer,
-            size: size.max(1),
-            linger,
-            last: 0,
-            ended: false,
-        }
-    }
-
-    /// The next batch, `None` once the consumer is cancelled or its channel closed.
-    async fn next_batch(&mut self) -> Option<Vec<lapin::Result<Delivery>>> {
-        if self.ended {
-            return None;
-        }
-        let first = self.consumer.next().await?;
-        let mut batch = Vec::with_capacity(self.size);
-        batch.push(first);
-        self.take_ready(&mut batch);
-        // An ended stream is not polled again: lapin's answers `None` once, then never again.
-        if !self.ended && self.last > 1 && !self.linger.is_zero() {
-            let until = tokio::time::Instant::now() + self.linger;
-            while !self.ended && batch.len() < self.size {
-                match tokio::time::timeout_at(until, self.consumer.next()).await {
-                    Ok(Some(delivery)) => {
-                        batch.push(delivery);
-                        self.take_ready(&mut batch);
-                    }
-                    Ok(None) => {
-                        self.ended = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        self.last = batch.len();
-        Some(batch)
-    }
-
-    /// Adds what has already arrived, without waiting, up to the batch's size.
-    fn take_ready(&mut self, batch: &mut Vec<lapin::Result<Delivery>>) {
-        while batch.len() < self.size {
-            match self.consumer.next().now_or_never() {
-                Some(Some(delivery)) => batch.push(delivery),
-                Some(None) => {
-                    self.ended = true;
-                    return;
-                }
-                None => return,
-            }
-        }
-    }
 }
 
 /// Parsed deliveries, side by side with what the consumer keeps of each.

@@ -4,14 +4,15 @@
 //! the intake and waits for the answer. The intake writes whatever requests are waiting as one
 //! statement (orders, timeline and outbox rows, one commit) for all of them, up to
 //! `intake.batch_size` orders, with up to `intake.concurrency` such statements at once. Under
-//! load (the last batch held more than one order) a batch also waits up to `intake.linger_ms`
-//! for more: each statement costs the database about as much to plan and start as to write a
-//! few orders, so this turns a thousand small commits a second into a couple of hundred larger
-//! ones (docs/benchmarks.md, "The intake linger": in a pair of short runs at 80 % of peak, the
-//! end-to-end p99 halved). A request that finds the intake busy may wait up to
-//! `intake.linger_ms` more to join a batch; one that finds it idle goes straight through (a
-//! batch of one). The wait holds the writer, so with `intake.concurrency` 1 the database gets
-//! nothing from the intake meanwhile.
+//! load (the last batch held more than one order) a batch not yet full also waits
+//! `intake.linger_ms` for more: each statement costs the database about as much to plan and
+//! start as to write a few orders, so this turns a thousand small commits a second into a
+//! couple of hundred larger ones (docs/benchmarks.md, "The intake linger": in a pair of short
+//! runs at 80 % of peak, the end-to-end p99 halved). A request that finds the intake busy may
+//! wait up to `intake.linger_ms` more to join a batch; one that finds it idle goes straight
+//! through (a batch of one). The batching is shared with the consumers
+//! (`saga_common::batching`). The wait holds the writer, so with `intake.concurrency` 1 the
+//! database gets nothing from the intake meanwhile.
 //! A request is answered only after its order is committed, exactly as if it had written it
 //! itself.
 //!
@@ -25,9 +26,9 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
 use uuid::Uuid;
 
+use saga_common::batching::Batches;
 use saga_common::db::{Writes, writes};
 use saga_common::messaging::OutgoingMessage;
 use saga_common::messaging::outbox::{self, Enqueued, RelayWakeup};
@@ -136,56 +137,35 @@ struct Batching {
 }
 
 async fn run(
-    mut receiver: mpsc::Receiver<Request>,
+    receiver: mpsc::Receiver<Request>,
     db: DatabaseConnection,
     wakeup: RelayWakeup,
     batching: Batching,
 ) {
     let writers = Arc::new(Semaphore::new(batching.concurrency));
-    let mut last = 0;
+    let requests = Box::pin(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async {
+            let request = receiver.recv().await?;
+            Some((request, receiver))
+        },
+    ));
+    let mut requests = Batches::new(requests, batching.size, batching.linger);
     loop {
         // A writer first, then the requests: whatever arrives while all writers are busy joins
         // the next batch instead of waiting behind it.
         let Ok(writer) = writers.clone().acquire_owned().await else {
             return;
         };
-        let batch = gather(&mut receiver, batching.size, batching.linger, last > 1).await;
-        if batch.is_empty() {
+        let Some(batch) = requests.next_batch().await else {
             return;
-        }
-        last = batch.len();
+        };
         let (db, wakeup) = (db.clone(), wakeup.clone());
         tokio::spawn(async move {
             write(&db, &wakeup, batch).await;
             drop(writer);
         });
     }
-}
-
-/// The next batch: whatever is waiting (at least one, up to `size`), and, when `busy`, what else
-/// arrives within `linger`. Empty only when every sender is gone and nothing is left.
-async fn gather<T>(
-    receiver: &mut mpsc::Receiver<T>,
-    size: usize,
-    linger: Duration,
-    busy: bool,
-) -> Vec<T> {
-    let mut batch = Vec::with_capacity(size);
-    if receiver.recv_many(&mut batch, size).await == 0 {
-        return batch;
-    }
-    // Under load, a moment's wait fills the batch (see the module docs).
-    if busy && !linger.is_zero() {
-        let until = Instant::now() + linger;
-        while batch.len() < size {
-            let room = size - batch.len();
-            match tokio::time::timeout_at(until, receiver.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    }
-    batch
 }
 
 /// Writes a batch, hands its outbox rows to the relay and answers each request; on failure,
@@ -290,78 +270,4 @@ async fn write_all(
         placed.into_iter().collect(),
         outbox.written(ids, message_ids),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Far longer than any test waits: a test that reaches it has failed.
-    const BOUND: Duration = Duration::from_secs(30);
-
-    #[tokio::test]
-    async fn a_busy_intake_waits_its_linger_for_orders_that_trickle_in() {
-        let (sender, mut receiver) = mpsc::channel(16);
-        let first = sender.send(1).await;
-        assert!(first.is_ok());
-        // Two more, 50 ms apart: after the first was already taken.
-        tokio::spawn(async move {
-            for n in [2, 3] {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if sender.send(n).await.is_err() {
-                    return;
-                }
-            }
-            // Held open: only the linger or a full batch may end the wait.
-            std::future::pending::<()>().await;
-        });
-        let batch = tokio::time::timeout(BOUND, gather(&mut receiver, 3, BOUND * 2, true)).await;
-        assert_eq!(batch.ok(), Some(vec![1, 2, 3]));
-    }
-
-    #[tokio::test]
-    async fn a_busy_intake_writes_what_it_has_when_its_linger_runs_out() {
-        let (sender, mut receiver) = mpsc::channel(16);
-        assert!(sender.send(1).await.is_ok());
-        let linger = Duration::from_millis(20);
-        let started = Instant::now();
-        // Room for 64 and the sender open: only the linger's end returns the batch.
-        let batch = tokio::time::timeout(BOUND, gather(&mut receiver, 64, linger, true)).await;
-        assert_eq!(batch.ok(), Some(vec![1]));
-        assert!(
-            started.elapsed() >= linger,
-            "returned before its linger ran out"
-        );
-        drop(sender);
-    }
-
-    #[tokio::test]
-    async fn an_idle_intake_writes_a_lone_order_at_once_whatever_its_linger() {
-        let (sender, mut receiver) = mpsc::channel(16);
-        assert!(sender.send(1).await.is_ok());
-        // The sender stays open, and the linger is ten minutes: only "not busy" ends this.
-        let batch = tokio::time::timeout(
-            BOUND,
-            gather(&mut receiver, 64, Duration::from_secs(600), false),
-        )
-        .await;
-        assert_eq!(batch.ok(), Some(vec![1]));
-        drop(sender);
-    }
-
-    #[tokio::test]
-    async fn a_busy_intake_stops_lingering_when_its_senders_are_gone() {
-        let (sender, mut receiver) = mpsc::channel(16);
-        assert!(sender.send(1).await.is_ok());
-        assert!(sender.send(2).await.is_ok());
-        drop(sender);
-        let batch = tokio::time::timeout(
-            BOUND,
-            gather(&mut receiver, 64, Duration::from_secs(600), true),
-        )
-        .await;
-        assert_eq!(batch.ok(), Some(vec![1, 2]));
-        let rest = tokio::time::timeout(BOUND, gather(&mut receiver, 64, BOUND, true)).await;
-        assert_eq!(rest.ok(), Some(Vec::new()));
-    }
 }
