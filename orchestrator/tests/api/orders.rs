@@ -39,7 +39,18 @@ async fn the_same_idempotency_key_and_body_return_the_same_order() {
     assert_eq!(second.status(), StatusCode::ACCEPTED);
     let second: Value = second.json().await.unwrap();
 
-    assert_eq!(first, second);
+    // The same order as it is now: its saga may have moved on between the two requests (frank
+    // cannot pay: his charge is declined at once), which changes its status fields and nothing
+    // else.
+    let without_status = |mut order: Value| {
+        if let Some(fields) = order.as_object_mut() {
+            for moving in ["status", "failure_reason", "updated_at"] {
+                fields.remove(moving);
+            }
+        }
+        order
+    };
+    assert_eq!(without_status(first), without_status(second));
     let page: Value = fleet
         .get(format!(
             "{}/api/orders?customer_id=frank",
