@@ -21,6 +21,9 @@
 # the machine's cores ran slower than usual during the run (a slow hour of the host), which
 # pgbench does not show. Context switches per saga (the whole machine) are counted as well.
 # A phase longer than a minute is also reported minute by minute (orders by when they were sent).
+# A flush probe (a 4 KiB write and fsync every 100 ms) times the disk during each phase, whole
+# phase and minute by minute: the end-to-end tail follows the host's storage, which the
+# calibration sees only before the fleet starts.
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
@@ -240,6 +243,51 @@ rss_sampler() {
     done
 }
 
+# flush_sampler PHASE: how long the disk takes to flush, every 100 ms until killed, into
+# $OUT/flush-PHASE.tsv (epoch seconds, ms): a 4 KiB write and fsync of one file in $OUT (its file
+# system; on this machine the same device as PostgreSQL's and the broker's data). Why: every hop
+# of a saga waits for two flushes (PostgreSQL's commit, the quorum queue's log before its
+# confirm), so the end-to-end tail follows the host's storage, which pgbench's calibration sees
+# only before the fleet starts. Ten small flushes a second are little beside the fleet's own.
+# Run it in the background only: it becomes the perl process, so that killing it stops the probe.
+flush_sampler() {
+    exec perl -MTime::HiRes=time,sleep -MIO::Handle -e '
+        my ($file) = @ARGV;
+        open(my $fh, "+>", $file) or die "flush probe: $file: $!\n";
+        my $block = "x" x 4096;
+        $| = 1;
+        while (1) {
+            my $start = time;
+            seek($fh, 0, 0);
+            print $fh $block;
+            $fh->flush;
+            $fh->sync or die "flush probe: fsync: $!\n";
+            printf "%.3f\t%.3f\n", $start, (time - $start) * 1000;
+            sleep 0.1;
+        }' "$OUT/.flush-probe" >"$OUT/flush-$1.tsv"
+}
+
+# flush_stats: "p50 p99 max count" (ms) of the numbers on stdin, one per line.
+flush_stats() {
+    sort -g | awk '{ v[++n] = $1 }
+        END { if (n) printf "%8.1f %8.1f %8.1f %6d\n", v[int((n - 1) * 0.5) + 1], v[int((n - 1) * 0.99) + 1], v[n], n }'
+}
+
+# flush_report PHASE: the flush probe's figures over the phase's load window, and minute by
+# minute (from the load's start, as loadgen counts its minutes) when it lasted more than one.
+flush_report() {
+    local t0 t1 minutes m
+    read -r t0 t1 <"$OUT/$1.window" 2>/dev/null || return 0
+    [ -s "$OUT/flush-$1.tsv" ] || return 0
+    printf '%-14s %s\n' "$1" "$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b { print $2 }' "$OUT/flush-$1.tsv" | flush_stats)"
+    minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 }')"
+    [ "$minutes" -gt 1 ] || return 0
+    for ((m = 0; m < minutes; m++)); do
+        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" \
+            "$(awk -v a="$t0" -v m="$m" '$1 >= a + m * 60 && $1 < a + m * 60 + 60 { print $2 }' "$OUT/flush-$1.tsv" | flush_stats)"
+    done
+}
+
 # The messages in the vhost's queues, ready and unacknowledged; '?' when the API does not answer.
 queued_messages() {
     local n
@@ -433,6 +481,7 @@ SAMPLER_PID=''
 STALL_PID=''
 LOADGEN_PID=''
 BACKLOG_PID=''
+FLUSH_PID=''
 cleanup() {
     trap '' INT TERM
     # A frozen service would never see the SIGTERM that stops the fleet; the staller goes
@@ -443,6 +492,7 @@ cleanup() {
     [ -z "$STALL_SERVICE" ] || [ -z "${SPID[$STALL_SERVICE]:-}" ] || kill -CONT "${SPID[$STALL_SERVICE]}" 2>/dev/null || true
     [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
     [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
+    [ -z "$FLUSH_PID" ] || kill "$FLUSH_PID" 2>/dev/null || true
     if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
         # run.sh started with & from a script ignores SIGINT; SIGTERM makes it stop the fleet.
         log "stopping the fleet (SIGTERM to run.sh, pid $RUN_PID)"
@@ -702,6 +752,8 @@ phase() {
     LOADGEN_PID=$lg
     rss_sampler "$name" "$lg" &
     SAMPLER_PID=$!
+    flush_sampler "$name" &
+    FLUSH_PID=$!
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
@@ -729,10 +781,12 @@ phase() {
     xact1="$(xacts)"
     ctxt1="$(context_switches)"
     statements_snapshot "$OUT/statements-$name.after"
-    kill "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" "$BACKLOG_PID" 2>/dev/null || true
+    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" 2>/dev/null || true
     SAMPLER_PID=''
     BACKLOG_PID=''
+    FLUSH_PID=''
+    echo "$t0 $t1" >"$OUT/$name.window"
     [ -z "$profiler" ] || wait "$profiler" 2>/dev/null || true
     [ -z "$STALL_PID" ] || wait "$STALL_PID" 2>/dev/null || true
     STALL_PID=''
@@ -792,6 +846,7 @@ if [ "$COMPLETE_DURATION" != 0 ]; then
 fi
 phase open80 --rate "$rate" --duration "$STEADY_DURATION"
 REPORTED+=(open80)
+rm -f "$OUT/.flush-probe"
 echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
 
 # ---------------------------------------------------------------------------------------
@@ -847,6 +902,10 @@ early_late() {
         awk -v phase="$name" '/^by minute sent/ { print phase ":"; print; on = 1; next }
             on && /^ +[0-9]+-/ { print; next } { on = 0 }' "$OUT/$name.txt"
     done
+    echo
+    echo "Disk flushes (flush probe: a 4 KiB write and fsync every 100 ms in $OUT), ms over the load window"
+    printf '%-14s %8s %8s %8s %6s\n' phase p50 p99 max count
+    for name in "${REPORTED[@]}"; do flush_report "$name"; done
     echo
     echo "CPU (cores used on average; 'postgres_all' and 'machine_busy' include other users of this machine)"
     printf '%-8s' phase
@@ -912,5 +971,5 @@ early_late() {
     for name in "${REPORTED[@]}"; do
         [ ! -e "$OUT/perf-summary-$name.txt" ] || echo "profile of $name: $OUT/perf-summary-$name.txt"
     done
-    echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog}-*.tsv"
+    echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog,flush}-*.tsv"
 } | tee "$OUT/summary.txt"
