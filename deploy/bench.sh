@@ -22,8 +22,8 @@
 # pgbench does not show. Context switches per saga (the whole machine) are counted as well.
 # A phase longer than a minute is also reported minute by minute (orders by when they were sent).
 # A flush probe (a 4 KiB write and fsync every 100 ms) times the disk during each phase, whole
-# phase and minute by minute: the end-to-end tail follows the host's storage, which the
-# calibration sees only before the fleet starts.
+# phase and minute by minute: every hop of a saga waits for two flushes, and the calibration
+# sees the disk only before the fleet starts.
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
@@ -247,8 +247,10 @@ rss_sampler() {
 # $OUT/flush-PHASE.tsv (epoch seconds, ms): a 4 KiB write and fsync of one file in $OUT (its file
 # system; on this machine the same device as PostgreSQL's and the broker's data). Why: every hop
 # of a saga waits for two flushes (PostgreSQL's commit, the quorum queue's log before its
-# confirm), so the end-to-end tail follows the host's storage, which pgbench's calibration sees
-# only before the fleet starts. Ten small flushes a second are little beside the fleet's own.
+# confirm), so the end-to-end tail may follow the host's storage, which pgbench's calibration
+# sees only before the fleet starts. Ten small flushes a second are little beside the fleet's
+# own. It shares the cores too: on a busy machine its wake-up after a flush waits for one, so a
+# slow minute is the disk, the load, or both.
 # Run it in the background only: it becomes the perl process, so that killing it stops the probe.
 flush_sampler() {
     exec perl -MTime::HiRes=time,sleep -MIO::Handle -e '
@@ -280,7 +282,8 @@ flush_report() {
     read -r t0 t1 <"$OUT/$1.window" 2>/dev/null || return 0
     [ -s "$OUT/flush-$1.tsv" ] || return 0
     printf '%-14s %s\n' "$1" "$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b { print $2 }' "$OUT/flush-$1.tsv" | flush_stats)"
-    minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 }')"
+    # Rounded: the window starts a moment after loadgen's own start, so 600 s read as 599.8.
+    minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 + 0.5 }')"
     [ "$minutes" -gt 1 ] || return 0
     for ((m = 0; m < minutes; m++)); do
         printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" \
