@@ -128,6 +128,21 @@ mod tests {
         assert_eq!(batches.next_batch().await, Some(vec![100, 101]));
     }
 
+    /// A busy stream with `linger`, one item (1) waiting, and the moment its batch was asked for.
+    async fn busy_with_one_waiting(
+        linger: Duration,
+    ) -> (
+        Batches<impl Stream<Item = u32> + Unpin>,
+        mpsc::Sender<u32>,
+        Instant,
+    ) {
+        let (sender, receiver) = mpsc::channel(16);
+        let mut batches = Batches::new(receiving(receiver), 64, linger);
+        busy(&mut batches, &sender).await;
+        assert!(sender.send(1).await.is_ok());
+        (batches, sender, Instant::now())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_quiet_stream_hands_over_its_item_at_once_whatever_the_linger() {
         let (sender, receiver) = mpsc::channel(16);
@@ -141,12 +156,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_stream_waits_its_linger_and_takes_what_arrived_meanwhile() {
-        let (sender, receiver) = mpsc::channel(16);
         let linger = Duration::from_millis(100);
-        let mut batches = Batches::new(receiving(receiver), 64, linger);
-        busy(&mut batches, &sender).await;
-        assert!(sender.send(1).await.is_ok());
-        let started = Instant::now();
+        let (mut batches, sender, started) = busy_with_one_waiting(linger).await;
         let late = sender.clone();
         tokio::spawn(async move {
             for (at, item) in [(10, 2), (60, 3), (150, 4)] {
@@ -216,12 +227,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_that_ends_during_the_linger_hands_over_its_batch_then_ends() {
-        let (sender, receiver) = mpsc::channel(16);
         let linger = Duration::from_millis(100);
-        let mut batches = Batches::new(receiving(receiver), 64, linger);
-        busy(&mut batches, &sender).await;
-        assert!(sender.send(1).await.is_ok());
-        let started = Instant::now();
+        let (mut batches, sender, started) = busy_with_one_waiting(linger).await;
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let _ = sender.send(2).await;
