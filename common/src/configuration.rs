@@ -131,9 +131,9 @@ pub struct AmqpSettings {
     /// any other waits the whole linger, woken once by its timer rather than by each delivery
     /// (`crate::batching`). The broker pushes no more than `prefetch` unacknowledged
     /// deliveries, so a `prefetch` at or under `batch_size` leaves a batch waiting for
-    /// deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at
-    /// 80 % of the peak and the end-to-end p99 with it; 5 ms batched more but added more wait
-    /// than it saved (docs/benchmarks.md, "The consumers' linger").
+    /// deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at 80 % of the peak
+    /// and the end-to-end p99 with it; 5 ms batched more but added more wait than it saved
+    /// (docs/benchmarks.md, "The consumers' linger").
     #[serde(default = "default_batch_linger_ms")]
     pub batch_linger_ms: u64,
     /// Upper bound of the reconnect backoff.
