@@ -207,39 +207,68 @@ snapshot() {
     echo "machine_total ${m[1]}"
 }
 
-# rss_kb PID [FIELD]: VmRSS by default; RssAnon for PostgreSQL, whose shared buffers would
-# otherwise be counted once per backend.
-rss_kb() {
-    local key value _unit want="${2:-VmRSS}:"
-    while read -r key value _unit; do
-        if [ "$key" = "$want" ]; then
-            echo "$value"
-            return
-        fi
-    done 2>/dev/null <"/proc/$1/status"
-    echo 0
+# open_pause NAME: opens PAUSE_FD on a FIFO that no one writes to, for `pause`. Opened
+# read-write, so the open does not wait for a writer; removed at once, the descriptor stays.
+open_pause() {
+    local fifo="$OUT/.pause-$1"
+    rm -f "$fifo" && mkfifo "$fifo" && exec {PAUSE_FD}<>"$fifo" && rm -f "$fifo"
 }
 
-# One pgrep, one cat and one awk a second rather than a subshell per backend (the samplers'
-# processes took 7 % of the machine's CPU samples in a profile while they forked for each).
+# pause SECONDS: waits without starting a process (`sleep` is one each time), as a read that
+# times out. A trapped signal (the samplers' TERM) ends it at once.
+pause() { read -r -t "$1" -u "$PAUSE_FD" _ || true; }
+
+# rss_kb PID [FIELD]: sets KB to the process's VmRSS by default, RssAnon for PostgreSQL (whose
+# shared buffers would otherwise be counted once per backend); 0 when it is gone. It sets a
+# variable rather than printing, so that callers need no `$(...)`, which forks a subshell. It
+# always succeeds: under `set -e` a backend that exits between being listed and being read
+# would otherwise end the sampler (it did, 40 s into a 10-minute phase).
+rss_kb() {
+    local key value _unit want="${2:-VmRSS}:"
+    KB=0
+    while read -r key value _unit; do
+        if [ "$key" = "$want" ]; then
+            KB=$value
+            return 0
+        fi
+    done 2>/dev/null <"/proc/$1/status" || true
+}
+
+# pg_rss_kb: sets KB to the RssAnon of the postmaster and its children, from the postmaster's
+# list of children in /proc (no pgrep, no cat, no awk). A backend that exits meanwhile counts 0.
 pg_rss_kb() {
-    local p files=("/proc/$PG_PID/status")
-    for p in $(pgrep -P "$PG_PID"); do files+=("/proc/$p/status"); done
-    # cat skips a backend that exited meanwhile; awk sees only what could be read.
-    cat "${files[@]}" 2>/dev/null | awk '$1 == "RssAnon:" { total += $2 } END { print total + 0 }'
+    local children=() p total
+    rss_kb "$PG_PID" RssAnon
+    total=$KB
+    read -r -a children 2>/dev/null <"/proc/$PG_PID/task/$PG_PID/children" || true
+    for p in "${children[@]}"; do
+        rss_kb "$p" RssAnon
+        total=$((total + KB))
+    done
+    KB=$total
 }
 
 # rss_sampler PHASE LOADGEN-PID: resident memory every second into $OUT/rss-PHASE.tsv until killed.
+# It forks nothing while it samples (builtins read /proc; `pause` is no process): on a 2-core
+# machine with no idle time, the pgrep, cat, awk, sleep and subshells it started every second
+# were part of the load it measured (docs/benchmarks.md, "The benchmark's own samplers").
 rss_sampler() {
     local phase=$1 loadgen=$2 svc
+    open_pause "rss-$phase" || return 1
     while :; do
         {
-            for svc in "${SERVICES[@]}"; do printf '%s\t%s\n' "$svc" "$(rss_kb "${SPID[$svc]}")"; done
-            printf 'rabbitmq\t%s\n' "$(rss_kb "$RABBIT_PID")"
-            printf 'postgres_anon\t%s\n' "$(pg_rss_kb)"
-            printf 'loadgen\t%s\n' "$(rss_kb "$loadgen")"
+            for svc in "${SERVICES[@]}"; do
+                rss_kb "${SPID[$svc]}"
+                printf '%s\t%s\n' "$svc" "$KB"
+            done
+            rss_kb "$RABBIT_PID"
+            printf 'rabbitmq\t%s\n' "$KB"
+            pg_rss_kb
+            printf 'postgres_anon\t%s\n' "$KB"
+            rss_kb "$loadgen"
+            printf 'loadgen\t%s\n' "$KB"
         } >>"$OUT/rss-$phase.tsv"
-        sleep 1
+        pause 1
     done
 }
 
@@ -328,6 +357,7 @@ backlog_sampler() {
                 >"$OUT/.outbox-$phase-$svc" 2>/dev/null &
         watchers+=("$!")
     done
+    open_pause "backlog-$phase" || return 1
     printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
     while :; do
         queued="$(queued_messages)"
@@ -346,9 +376,7 @@ backlog_sampler() {
             i=$((i + 1))
         done
         printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
-        # In the background, so that the TERM trap runs at once rather than after the sleep.
-        sleep 5 &
-        wait "$!"
+        pause 5
     done
 }
 
