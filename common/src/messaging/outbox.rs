@@ -17,9 +17,9 @@
 //! and does not wait for a batch's confirms before it sends the next (up to
 //! `MAX_BATCHES_IN_FLIGHT` batches): a message committed while a batch waits for the broker's
 //! disk goes out at once. Confirmed rows are marked with one statement for all that were
-//! confirmed in the last 20 ms (`MARK_DELAY`): under load one statement per 20 ms rather than
-//! one per batch, no transaction held across the publish, and a cost that does not grow with the
-//! table. Rows known by id alone (a resend, or past `MAX_CARRIED` while the relay is behind) are
+//! confirmed in the last `outbox.mark_delay_ms` (100 ms): under load one statement per 100 ms
+//! rather than one per batch, no transaction held across the publish, and a cost that does not
+//! grow with the table. Rows known by id alone (a resend, or past `MAX_CARRIED` while the relay is behind) are
 //! read by primary key, once the batches in flight are confirmed, and that read marks what was
 //! published before it. A scan of the unpublished rows runs as well ([`Scan`]): every
 //! `outbox.poll_interval_ms` it takes rows older than `outbox.orphan_age_ms` (younger ones are
@@ -76,10 +76,6 @@ pub enum RelayError {
     #[error("the broker did not confirm a batch within {0:?}")]
     ConfirmTimeout(Duration),
 }
-
-/// How long published rows wait to be marked along with the next batch's read before they are
-/// marked on their own: short, so a quiet relay still marks at once.
-const MARK_DELAY: Duration = Duration::from_millis(20);
 
 /// How long a batch may wait for its confirms. A broker that accepts a publish but never
 /// confirms it (an unresponsive queue) must not hold the relay, and the rows' locks, forever: the
@@ -304,9 +300,9 @@ const MAX_WAITING_ROWS: usize = 100_000;
 /// batch, not memory. In the steady state a few batches wait at most.
 const MAX_CARRIED: usize = 10_000;
 
-/// Most rows published and confirmed but not yet marked. They are marked within `MARK_DELAY`
-/// while the database takes writes; while it refuses them, the relay sends no more handed-over
-/// rows past this many.
+/// Most rows published and confirmed but not yet marked. They are marked within
+/// `outbox.mark_delay_ms` while the database takes writes; while it refuses them, the relay
+/// sends no more handed-over rows past this many.
 const MAX_UNMARKED: usize = MAX_CARRIED;
 
 /// Tells the relay what was committed, so it publishes at once.
@@ -525,11 +521,11 @@ impl Relay {
         poll.tick().await;
         let mut scan = Some(Scan::All);
         // Set when marking on its own failed: no retry before the next poll, so a database that
-        // refuses writes is not hit every MARK_DELAY.
+        // refuses writes is not hit every mark delay.
         let mut mark_failed = false;
         // When the rows published and not yet marked are to be marked on their own, at the
-        // latest: MARK_DELAY after the first of them, however busy the relay stays meanwhile.
-        let mut mark_by = Instant::now() + MARK_DELAY;
+        // latest: the mark delay after the first of them, however busy the relay stays meanwhile.
+        let mut mark_by = Instant::now() + self.mark_delay();
         // Batches of handed-over rows sent and awaiting their confirms, oldest first.
         let mut in_flight = InFlight::default();
         loop {
@@ -578,7 +574,7 @@ impl Relay {
                     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
                     match self.publish_ids(channel, &ids).await {
                         // Its read marked what was waiting; what it published waits now.
-                        Ok(_) => mark_by = Instant::now() + MARK_DELAY,
+                        Ok(_) => mark_by = Instant::now() + self.mark_delay(),
                         Err(error) => {
                             // Not published: kept for the next round.
                             self.wakeup.restore(&bare[i * batch_size..]);
@@ -637,10 +633,16 @@ impl Relay {
         }
     }
 
+    /// How long confirmed rows wait to be marked along with the next batch's read before they
+    /// are marked on their own (`outbox.mark_delay_ms`).
+    fn mark_delay(&self) -> Duration {
+        Duration::from_millis(self.settings.mark_delay_ms)
+    }
+
     /// `ids` were published and confirmed: they wait to be marked, by `mark_by` at the latest.
     fn published(&self, ids: impl IntoIterator<Item = i64>, mark_by: &mut Instant) {
         if !self.wakeup.has_unmarked() {
-            *mark_by = Instant::now() + MARK_DELAY;
+            *mark_by = Instant::now() + self.mark_delay();
         }
         self.wakeup.add_unmarked(ids);
     }

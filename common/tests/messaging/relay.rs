@@ -322,6 +322,37 @@ async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
     assert_eq!(sent.payload, json!({}), "published as handed over");
 }
 
+/// Confirmed rows wait `outbox.mark_delay_ms` to be marked together: with an hour's delay, rows
+/// handed over are published at once, one after another, and none is marked meanwhile.
+#[tokio::test]
+async fn confirmed_rows_wait_for_the_mark_delay() {
+    let left_behind = reserve();
+    let settings = OutboxSettings {
+        mark_delay_ms: 3_600_000,
+        ..no_polling()
+    };
+    let harness = start_relaying(settings, std::slice::from_ref(&left_behind)).await;
+    // The start-up scan marks what it publishes on its own transaction, whatever the delay.
+    until_published(&harness, &left_behind).await;
+    let mut tap = reserve_tap(&harness).await;
+
+    let first = reserve();
+    commit(&harness, &first).await;
+    assert_eq!(tap.next().await.message_id, first.envelope.message_id);
+    // Longer than any delay a relay ignoring the setting could use (20 ms before it existed,
+    // 100 ms by default), and then a second round of the relay: such a relay would have marked
+    // the first row by now. The wait decides only whether that mistake is caught; with the
+    // setting honoured nothing is marked however long it takes, so it cannot make the test fail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = reserve();
+    commit(&harness, &second).await;
+    assert_eq!(tap.next().await.message_id, second.envelope.message_id);
+    assert!(
+        !published(&harness, &first).await && !published(&harness, &second).await,
+        "sent, and left to be marked together once the delay has passed"
+    );
+}
+
 /// A batch the broker refuses (nacks) is never marked, whichever batches were in flight beside
 /// it: the session ends, and the next one publishes the row again until the broker takes it.
 #[tokio::test]
