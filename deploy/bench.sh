@@ -211,38 +211,57 @@ snapshot() {
 # read-write, so the open does not wait for a writer; removed at once, the descriptor stays.
 open_pause() {
     local fifo="$OUT/.pause-$1"
-    rm -f "$fifo" && mkfifo "$fifo" && exec {PAUSE_FD}<>"$fifo" && rm -f "$fifo"
+    rm -f "$fifo" && mkfifo "$fifo" && exec {PAUSE_FD}<>"$fifo" && rm -f "$fifo" || {
+        log "bench: no FIFO for $1's pauses in $OUT"
+        return 1
+    }
 }
 
 # pause SECONDS: waits without starting a process (`sleep` is one each time), as a read that
-# times out. A trapped signal (the samplers' TERM) ends it at once.
+# times out. A signal the shell traps (the backlog sampler's TERM) ends it at once.
 pause() { read -r -t "$1" -u "$PAUSE_FD" _ || true; }
 
-# rss_kb PID [FIELD]: sets KB to the process's VmRSS by default, RssAnon for PostgreSQL (whose
-# shared buffers would otherwise be counted once per backend); 0 when it is gone. It sets a
-# variable rather than printing, so that callers need no `$(...)`, which forks a subshell. It
-# always succeeds: under `set -e` a backend that exits between being listed and being read
-# would otherwise end the sampler (it did, 40 s into a 10-minute phase).
+# For `pause` in this shell (wait_marker); the samplers open their own.
+open_pause main
+
+# Resident memory is read from /proc/PID/statm, one line in pages. Not from /proc/PID/status:
+# bash's `read` takes one line, then seeks back to its end, so each line of a loop comes from a
+# newly generated file, and when an earlier line changed length meanwhile (`State: R
+# (running)` against `S (sleeping)`) the lines shift and the wanted one is skipped: running
+# services were recorded at 0 MiB a few times in a run.
+PAGE_KB=$(($(getconf PAGESIZE 2>/dev/null || echo 4096) / 1024))
+
+# rss_kb PID [anon]: sets KB to the process's resident memory, or with `anon` to its anonymous
+# part (statm's resident minus shared, i.e. RssAnon: for PostgreSQL, whose shared buffers would
+# otherwise be counted once per backend); 0 when it is gone. It sets a variable rather than
+# printing, so that callers need no `$(...)`, which forks a subshell. It always succeeds: under
+# `set -e` a backend that exits between being listed and being read would otherwise end the
+# sampler (the first version of this sampler died so, 40 s into a 10-minute phase).
 rss_kb() {
-    local key value _unit want="${2:-VmRSS}:"
+    local _size resident shared _rest
     KB=0
-    while read -r key value _unit; do
-        if [ "$key" = "$want" ]; then
-            KB=$value
-            return 0
-        fi
-    done 2>/dev/null <"/proc/$1/status" || true
+    read -r _size resident shared _rest 2>/dev/null <"/proc/$1/statm" || return 0
+    if [ "${2:-}" = anon ]; then
+        KB=$(((resident - shared) * PAGE_KB))
+    else
+        KB=$((resident * PAGE_KB))
+    fi
 }
 
-# pg_rss_kb: sets KB to the RssAnon of the postmaster and its children, from the postmaster's
-# list of children in /proc (no pgrep, no cat, no awk). A backend that exits meanwhile counts 0.
+# pg_rss_kb: sets KB to the anonymous memory of the postmaster and its children, from the
+# postmaster's list of children in /proc (no pgrep, no cat, no awk), or from pgrep where the
+# kernel has no such list (CONFIG_PROC_CHILDREN). A backend that exits meanwhile counts 0.
 pg_rss_kb() {
-    local children=() p total
-    rss_kb "$PG_PID" RssAnon
+    local children=() p total list="/proc/$PG_PID/task/$PG_PID/children"
+    rss_kb "$PG_PID" anon
     total=$KB
-    read -r -a children 2>/dev/null <"/proc/$PG_PID/task/$PG_PID/children" || true
+    if [ -r "$list" ]; then
+        read -r -a children 2>/dev/null <"$list" || true
+    else
+        mapfile -t children < <(pgrep -P "$PG_PID" || true)
+    fi
     for p in "${children[@]}"; do
-        rss_kb "$p" RssAnon
+        rss_kb "$p" anon
         total=$((total + KB))
     done
     KB=$total
@@ -762,9 +781,10 @@ LG=("$BIN_DIR/loadgen" --orchestrator "http://127.0.0.1:${PORT[orchestrator]}"
     --payment "http://127.0.0.1:${PORT[payment]}" --inventory "http://127.0.0.1:${PORT[inventory]}"
     --amqp "${AMQP_URL}/$(urlencode "$VHOST")" --out "$OUT")
 
-# wait_marker FILE PID: waits until loadgen (PID) writes FILE, or exits.
+# wait_marker FILE PID: waits until loadgen (PID) writes FILE, or exits. It polls for the whole
+# load, so with `pause` rather than `sleep`, which would be ten processes a second.
 wait_marker() {
-    while [ ! -e "$1" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done
+    while [ ! -e "$1" ] && kill -0 "$2" 2>/dev/null; do pause 0.1; done
 }
 
 # phase NAME LOADGEN-ARGS...: one measured loadgen run. CPU is accounted between the markers

@@ -164,15 +164,16 @@ pub struct OutboxSettings {
     /// instance that wrote them, which publishes them itself.
     pub orphan_age_ms: u64,
     /// How long rows the broker confirmed wait to be marked sent, so that one statement marks
-    /// all that were confirmed meanwhile. Longer costs fewer statements; what a crash leaves
-    /// unmarked is published again (and absorbed by the receivers' inboxes), so it is at most
-    /// this long's worth of messages sent twice.
+    /// all that were confirmed meanwhile (at most a minute; sooner when 5,000 wait). Longer
+    /// costs fewer statements; what a crash leaves unmarked is published again (and absorbed by
+    /// the receivers' inboxes), so about this long's worth of messages is sent twice.
     #[serde(default = "default_mark_delay_ms")]
     pub mark_delay_ms: u64,
 }
 
-/// 100 ms: a mark is a transaction of its own; at 20 ms they were a third of the fleet's
-/// transactions at 80 % of its peak (docs/benchmarks.md, "The relay's marks, every 100 ms").
+/// 100 ms: a mark is a transaction of its own; at 20 ms they were a fifth or more of the
+/// fleet's transactions at 80 % of its peak (docs/benchmarks.md, "The relays' marks, every
+/// 100 ms").
 fn default_mark_delay_ms() -> u64 {
     100
 }

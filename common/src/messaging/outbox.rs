@@ -19,9 +19,9 @@
 //! disk goes out at once. Confirmed rows are marked with one statement for all that were
 //! confirmed in the last `outbox.mark_delay_ms` (100 ms): under load one statement per 100 ms
 //! rather than one per batch, no transaction held across the publish, and a cost that does not
-//! grow with the table. Rows known by id alone (a resend, or past `MAX_CARRIED` while the relay is behind) are
-//! read by primary key, once the batches in flight are confirmed, and that read marks what was
-//! published before it. A scan of the unpublished rows runs as well ([`Scan`]): every
+//! grow with the table. Rows known by id alone (a resend, or past `MAX_CARRIED` while the relay
+//! is behind) are read by primary key, once the batches in flight are confirmed, and that read
+//! marks what was published before it. A scan of the unpublished rows runs as well ([`Scan`]): every
 //! `outbox.poll_interval_ms` it takes rows older than `outbox.orphan_age_ms` (younger ones are
 //! their writer's to publish); when a session starts, when it ends (the shutdown flush) and when
 //! a writer cannot name its rows, it takes every unpublished row. It waits for the batches in
@@ -304,6 +304,13 @@ const MAX_CARRIED: usize = 10_000;
 /// `outbox.mark_delay_ms` while the database takes writes; while it refuses them, the relay
 /// sends no more handed-over rows past this many.
 const MAX_UNMARKED: usize = MAX_CARRIED;
+
+/// Confirmed rows marked at once, however young, once this many wait (see MAX_UNMARKED).
+const MARK_AT_ONCE: usize = MAX_UNMARKED / 2;
+
+/// The longest `outbox.mark_delay_ms` taken as given: beyond a minute a delay only widens what
+/// a crash sends again (and a huge one would overflow the relay's deadline arithmetic).
+const MAX_MARK_DELAY_MS: u64 = 60_000;
 
 /// Tells the relay what was committed, so it publishes at once.
 #[derive(Clone, Default, Debug)]
@@ -610,8 +617,11 @@ impl Relay {
             }
             let marks_waiting = healthy && !mark_failed && self.wakeup.has_unmarked();
             // Under a steady stream the relay never waits long enough for the timer below: the
-            // marks are made here instead, once due.
-            if marks_waiting && Instant::now() >= mark_by {
+            // marks are made here instead, once due, or sooner once many wait, so that a long
+            // `mark_delay_ms` at a high rate never reaches MAX_UNMARKED, which stops sending.
+            if marks_waiting
+                && (Instant::now() >= mark_by || self.wakeup.unmarked_count() >= MARK_AT_ONCE)
+            {
                 mark_failed = !self.mark_unmarked().await;
                 continue;
             }
@@ -634,9 +644,9 @@ impl Relay {
     }
 
     /// How long confirmed rows wait to be marked along with the next batch's read before they
-    /// are marked on their own (`outbox.mark_delay_ms`).
+    /// are marked on their own (`outbox.mark_delay_ms`, at most a minute).
     fn mark_delay(&self) -> Duration {
-        Duration::from_millis(self.settings.mark_delay_ms)
+        Duration::from_millis(self.settings.mark_delay_ms.min(MAX_MARK_DELAY_MS))
     }
 
     /// `ids` were published and confirmed: they wait to be marked, by `mark_by` at the latest.

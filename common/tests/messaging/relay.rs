@@ -284,8 +284,8 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
 }
 
 /// Rows handed over in a steady stream are published as written, with no read between them,
-/// and marked within a few milliseconds, even though the relay is woken again before it ever
-/// waits that long (it has no read to carry the marks along).
+/// and marked within `outbox.mark_delay_ms`, even though the relay is woken again before it
+/// ever waits that long (it has no read to carry the marks along).
 #[tokio::test]
 async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
     let harness = relaying_after_its_first_scan().await;
