@@ -12,28 +12,27 @@
 //! and its index entries.)
 //!
 //! How the relay finds its rows. Whoever commits outbox rows hands them to the relay
-//! ([`RelayWakeup::committed`]) with what it wrote ([`Insert`] serialises each body once, for
-//! the row and for the relay). The relay publishes them as they are, without reading them back,
-//! and does not wait for a batch's confirms before it sends the next (up to
-//! `MAX_BATCHES_IN_FLIGHT` batches): a message committed while a batch waits for the broker's
-//! disk goes out at once. Confirmed rows are marked with one statement for all that were
-//! confirmed in the last `outbox.mark_delay_ms` (100 ms): under load one statement per 100 ms
-//! rather than one per batch, no transaction held across the publish, and a cost that does not
-//! grow with the table. Rows known by id alone (a resend, or past `MAX_CARRIED` while the relay
-//! is behind) are read by primary key, once the batches in flight are confirmed, and that read
-//! marks what was published before it. A scan of the unpublished rows runs as well ([`Scan`]): every
-//! `outbox.poll_interval_ms` it takes rows older than `outbox.orphan_age_ms` (younger ones are
-//! their writer's to publish); when a session starts, when it ends (the shutdown flush) and when
-//! a writer cannot name its rows, it takes every unpublished row. It waits for the batches in
-//! flight, so it never takes theirs; oldest first, claimed `FOR UPDATE SKIP LOCKED` on a
-//! transaction held until they are marked, so two instances' scans never publish a row twice at
-//! once. It finds what another instance, or this one before a crash or a reconnect, left
-//! behind. A nack or a confirm timeout ends the session, with every batch in flight unmarked;
-//! the next session's first scan publishes them again. A row can be published twice: when a
-//! scan takes a row its writer is publishing at that moment (a full scan at a session's start
-//! or end, or a writer stalled past the orphan age), when rows are republished after a nack or
-//! a confirm timeout, or when marking fails after the publish; the consumers' inboxes absorb
-//! the copy.
+//! ([`RelayWakeup::committed`]) with what it wrote ([`Insert`] serialises each body once, for the
+//! row and for the relay). The relay publishes them as they are, without reading them back, and
+//! does not wait for a batch's confirms before it sends the next (up to `MAX_BATCHES_IN_FLIGHT`
+//! batches): a message committed while a batch waits for the broker's disk goes out at once.
+//! Confirmed rows are marked with one statement for all that were confirmed in the last
+//! `outbox.mark_delay_ms` (100 ms): under load one statement per 100 ms rather than one per batch,
+//! no transaction held across the publish, and a cost that does not grow with the table. Rows known
+//! by id alone (a resend, or past `MAX_CARRIED` while the relay is behind) are read by primary key,
+//! once the batches in flight are confirmed, and that read marks what was published before it. A
+//! scan of the unpublished rows runs as well ([`Scan`]): every `outbox.poll_interval_ms` it takes
+//! rows older than `outbox.orphan_age_ms` (younger ones are their writer's to publish); when a
+//! session starts, when it ends (the shutdown flush) and when a writer cannot name its rows, it
+//! takes every unpublished row. It waits for the batches in flight, so it never takes theirs;
+//! oldest first, claimed `FOR UPDATE SKIP LOCKED` on a transaction held until they are marked, so
+//! two instances' scans never publish a row twice at once. It finds what another instance, or this
+//! one before a crash or a reconnect, left behind. A nack or a confirm timeout ends the session,
+//! with every batch in flight unmarked; the next session's first scan publishes them again. A row
+//! can be published twice: when a scan takes a row its writer is publishing at that moment (a full
+//! scan at a session's start or end, or a writer stalled past the orphan age), when rows are
+//! republished after a nack or a confirm timeout, or when marking fails after the publish; the
+//! consumers' inboxes absorb the copy.
 //!
 //! Why the scan is not the fast path: the key of `outbox_pending` keeps an entry for every
 //! deleted row until a vacuum removes it (a scan that finds one dead only marks it so), and a
@@ -615,13 +614,13 @@ impl Relay {
             if stop.is_triggered() {
                 return in_flight.drain(self, &mut mark_by).await;
             }
-            let marks_waiting = healthy && !mark_failed && self.wakeup.has_unmarked();
+            // One look at the waiting rows (a lock) serves both questions below.
+            let unmarked = self.wakeup.unmarked_count();
+            let marks_waiting = healthy && !mark_failed && unmarked > 0;
             // Under a steady stream the relay never waits long enough for the timer below: the
             // marks are made here instead, once due, or sooner once many wait, so that a long
             // `mark_delay_ms` at a high rate never reaches MAX_UNMARKED, which stops sending.
-            if marks_waiting
-                && (Instant::now() >= mark_by || self.wakeup.unmarked_count() >= MARK_AT_ONCE)
-            {
+            if marks_waiting && (Instant::now() >= mark_by || unmarked >= MARK_AT_ONCE) {
                 mark_failed = !self.mark_unmarked().await;
                 continue;
             }
