@@ -23,13 +23,18 @@
 # A phase longer than a minute is also reported minute by minute (orders by when they were sent).
 # A flush probe (a 4 KiB write and fsync every 100 ms) times the disk during each phase, whole
 # phase and minute by minute: every hop of a saga waits for two flushes, and the calibration
-# sees the disk only before the fleet starts.
+# sees the disk only before the fleet starts. The kernel's pressure stall figures (PSI) tell,
+# whole phase and minute by minute, how much of the time some task waited for a core and how
+# much some task waited for I/O: what the latencies are made of besides work.
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #
 # Settings (defaults in brackets):
 #   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]
 #   BENCH_OPEN_FRACTION [0.8]  BENCH_COMPLETE_DURATION [60] (0: no complete phase)
+#   BENCH_OPEN_RATE []  the open80 phase at this many orders per second instead of a fraction of
+#                       the peak: to compare two settings at the same load, where their peaks,
+#                       and so their 80 %, differ
 #   BENCH_PROFILE [0]   1: record a CPU profile (perf, whole machine) for 20 s of the peak and
 #                       of the open80 phase, from 10 s after each one's load starts, and
 #                       summarise each by process and by code (perf-summary-PHASE.txt): a
@@ -49,6 +54,10 @@
 #   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
 #                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
+#   BENCH_HALT_POLL_NS []  for this run only, how long an idle vCPU polls for work before it
+#                       halts (the haltpoll cpuidle driver's guest_halt_poll_ns, restored at the
+#                       end; a setting of the machine, not of the fleet: the standard benchmark
+#                       leaves it as the machine has it, and says what it was)
 # The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
 # fresh data directory (removed at the end) and one setting changed: the quorum-queue write-ahead
 # log rolls over at 64 MiB instead of 512 MiB. With the default, each rollover stalls every queue
@@ -73,6 +82,9 @@ STEADY_DURATION="${BENCH_STEADY_DURATION:-600}"
 PROFILE="${BENCH_PROFILE:-0}"
 CLIENTS="${BENCH_CLIENTS:-128}"
 OPEN_FRACTION="${BENCH_OPEN_FRACTION:-0.8}"
+OPEN_RATE="${BENCH_OPEN_RATE:-}"
+[ -z "$OPEN_RATE" ] || [[ $OPEN_RATE =~ ^[1-9][0-9]{0,5}$ ]] ||
+    die "BENCH_OPEN_RATE must be whole orders per second, not '$OPEN_RATE'"
 STALL_SERVICE='' STALL_AT=0 STALL_FOR=0
 if [ -n "${BENCH_STALL:-}" ]; then
     IFS=: read -r STALL_SERVICE STALL_AT STALL_FOR <<<"$BENCH_STALL"
@@ -106,6 +118,13 @@ fi
 RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-67108864}"
 RABBITMQ_ERL_ARGS="${BENCH_RABBITMQ_ERL_ARGS:-}"
 AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT"
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_NS="${BENCH_HALT_POLL_NS:-}"
+HALT_POLL_BEFORE=''
+if [ -n "$HALT_POLL_NS" ]; then
+    [[ $HALT_POLL_NS =~ ^[0-9]{1,9}$ ]] || die "BENCH_HALT_POLL_NS must be nanoseconds, not '$HALT_POLL_NS'"
+    [ -w "$HALT_POLL" ] || die "BENCH_HALT_POLL_NS: $HALT_POLL is not writable (no haltpoll driver, or not root)"
+fi
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------------------------------
@@ -317,6 +336,75 @@ flush_sampler() {
         }' "$OUT/.flush-probe" >"$OUT/flush-$1.tsv"
 }
 
+# psi_totals: sets PSI_CPU, PSI_IO_SOME and PSI_IO_FULL to the kernel's pressure stall totals
+# (PSI), microseconds since boot: the time at least one runnable task waited for a core (cpu
+# "some"), at least one waited for I/O (io "some"), and every non-idle task did (io "full").
+# Each file is read whole in one `read` (to its end: no NUL comes, so `read` fails, which `set
+# -e` must not see), so its two lines come from one generation of it (see PAGE_KB on reading
+# /proc line by line).
+psi_totals() {
+    local buf t
+    PSI_CPU='' PSI_IO_SOME='' PSI_IO_FULL=''
+    IFS= read -r -d '' buf </proc/pressure/cpu || true
+    t=${buf#*total=}
+    PSI_CPU=${t%%[!0-9]*}
+    IFS= read -r -d '' buf </proc/pressure/io || true
+    t=${buf#*total=}
+    PSI_IO_SOME=${t%%[!0-9]*}
+    t=${buf#*full }
+    t=${t#*total=}
+    PSI_IO_FULL=${t%%[!0-9]*}
+}
+
+# pressure_sampler PHASE: the PSI totals (psi_totals) every second into $OUT/pressure-PHASE.tsv
+# until killed; nothing on a kernel without PSI. Why: CPU time per saga says how much work a saga
+# is, not what it waits for. The end-to-end tail at 80 % of the peak is made of waits: for a core
+# (cpu some) or for the disk (a commit's flush, the quorum queue's fsync: io some), and these
+# tell them apart, minute by minute, for the whole machine. Without a fork, like the others.
+pressure_sampler() {
+    [ -r /proc/pressure/cpu ] && [ -r /proc/pressure/io ] || return 0
+    open_pause "pressure-$1" || return 1
+    printf 't\tcpu_some_us\tio_some_us\tio_full_us\n' >"$OUT/pressure-$1.tsv"
+    while :; do
+        psi_totals
+        printf '%s\t%s\t%s\t%s\n' "$EPOCHREALTIME" "$PSI_CPU" "$PSI_IO_SOME" "$PSI_IO_FULL" \
+            >>"$OUT/pressure-$1.tsv"
+        pause 1
+    done
+}
+
+# pressure_stats FILE FROM TO: "cpu-some io-some io-full", each the percentage of the time
+# between the first and the last sample of FILE in [FROM, TO) (epoch seconds); '?' without two.
+pressure_stats() {
+    awk -F'\t' -v a="$2" -v b="$3" '
+        NR > 1 && $1 >= a && $1 < b && $2 != "" {
+            if (!n++) { t0 = $1; c0 = $2; s0 = $3; f0 = $4 }
+            t1 = $1; c1 = $2; s1 = $3; f1 = $4
+        }
+        END {
+            if (n > 1 && t1 > t0) {
+                d = (t1 - t0) * 1e6
+                printf "%8.1f %8.1f %8.1f\n", 100 * (c1 - c0) / d, 100 * (s1 - s0) / d, 100 * (f1 - f0) / d
+            } else printf "%8s %8s %8s\n", "?", "?", "?"
+        }' "$1"
+}
+
+# pressure_report PHASE: pressure_stats over the phase's load window, and minute by minute (as
+# flush_report) when it lasted more than one.
+pressure_report() {
+    local t0 t1 minutes m file="$OUT/pressure-$1.tsv"
+    read -r t0 t1 <"$OUT/$1.window" 2>/dev/null || return 0
+    [ -s "$file" ] || return 0
+    printf '%-14s %s\n' "$1" "$(pressure_stats "$file" "$t0" "$t1")"
+    minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 + 0.5 }')"
+    [ "$minutes" -gt 1 ] || return 0
+    for ((m = 0; m < minutes; m++)); do
+        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" \
+            "$(pressure_stats "$file" "$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 }')" \
+                "$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 + 61 }')")"
+    done
+}
+
 # flush_stats: "p50 p99 max count" (ms) of the numbers on stdin, one per line.
 flush_stats() {
     sort -g | awk '{ v[++n] = $1 }
@@ -339,13 +427,42 @@ flush_report() {
     done
 }
 
-# The messages in the vhost's queues, ready and unacknowledged; '?' when the API does not answer.
+# The management API's queue listing for the vhost, asked by `queued_messages` over bash's own
+# /dev/tcp: curl, grep and awk every 5 s were the last processes a sampler started while a phase
+# ran. The path and the basic-auth header are computed once.
+QUEUES_PATH="/api/queues/$(urlencode "$VHOST")?columns=messages"
+QUEUES_AUTH="$(printf '%s:%s' "$DEPLOY_RABBITMQ_USER" "$DEPLOY_RABBITMQ_PASSWORD" | base64 -w0)"
+
+# queued_messages: sets QUEUED to the messages in the vhost's queues, ready and unacknowledged;
+# '?' when the API does not answer within 4 s or answers anything but 200. Without a fork: an
+# HTTP/1.0 request on /dev/tcp (the connection closes after the answer, so reading to its end
+# reads it all), the counts summed with bash's own pattern matching. The API is
+# `http://HOST:PORT` as this script builds it; any other form falls back to curl.
 queued_messages() {
-    local n
-    n="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
-        "$RABBITMQ_API/api/queues/$(urlencode "$VHOST")?columns=messages" |
-        grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || n='?'
-    echo "$n"
+    local hostport=${RABBITMQ_API#http://} body='' rest fd rc n=0
+    local re='"messages":([0-9]+)(.*)'
+    QUEUED='?'
+    if [[ $RABBITMQ_API != http://* || $hostport != *:* || $hostport == */* ]]; then
+        QUEUED="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
+            "${RABBITMQ_API%/}$QUEUES_PATH" |
+            grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || QUEUED='?'
+        return 0
+    fi
+    exec {fd}<>"/dev/tcp/${hostport%:*}/${hostport##*:}" 2>/dev/null || return 0
+    printf 'GET %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n' \
+        "$QUEUES_PATH" "$hostport" "$QUEUES_AUTH" >&"$fd" 2>/dev/null || true
+    # Reads up to a NUL that never comes: the end of the answer ends it (status 1), a silent
+    # API the timeout (status above 128). Under `set -e`, as this script runs, only with `||`.
+    rc=0
+    IFS= read -r -d '' -t 4 -u "$fd" body || rc=$?
+    exec {fd}<&-
+    [ "$rc" -eq 1 ] && [[ $body == "HTTP/1."?" 200"* ]] || return 0
+    rest=$body
+    while [[ $rest =~ $re ]]; do
+        n=$((n + BASH_REMATCH[1]))
+        rest=${BASH_REMATCH[2]}
+    done
+    QUEUED=$n
 }
 
 # last_count FILE: sets COUNT to the last line of FILE ('?' when there is none), without a fork.
@@ -365,7 +482,7 @@ last_count() {
 # backend forked and warmed up, three times) made the fleet's end-to-end latency jump every
 # 5 s, on a machine with no idle time (docs/benchmarks.md, "The benchmark's own samplers").
 backlog_sampler() {
-    local phase=$1 start=$SECONDS queued svc rows i watchers=()
+    local phase=$1 start=$SECONDS svc rows i watchers=()
     # Set before the sessions start, and on EXIT too: a `\watch` left behind would never stop
     # (its input is already at its end) and would go on querying through later phases.
     trap 'kill "${watchers[@]}" 2>/dev/null; rm -f "$OUT"/.outbox-"$phase"-*' EXIT
@@ -379,7 +496,7 @@ backlog_sampler() {
     open_pause "backlog-$phase" || return 1
     printf 't_s\tqueued\toutbox_orchestrator\toutbox_payment\toutbox_inventory\n' >"$OUT/backlog-$phase.tsv"
     while :; do
-        queued="$(queued_messages)"
+        queued_messages
         rows=''
         i=0
         for svc in "${SERVICES[@]}"; do
@@ -394,7 +511,7 @@ backlog_sampler() {
             rows+=$'\t'"$COUNT"
             i=$((i + 1))
         done
-        printf '%s\t%s%s\n' "$((SECONDS - start))" "$queued" "$rows" >>"$OUT/backlog-$phase.tsv"
+        printf '%s\t%s%s\n' "$((SECONDS - start))" "$QUEUED" "$rows" >>"$OUT/backlog-$phase.tsv"
         pause 5
     done
 }
@@ -446,7 +563,11 @@ stall() {
     wait_marker "$OUT/open80.started" "$lg"
     while [ "$waited" -lt "$STALL_AT" ] && kill -0 "$lg" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
     kill -0 "$lg" 2>/dev/null || { log "stall: the phase ended before ${STALL_AT}s; no stall"; return 0; }
-    while [ "$before" = '?' ] && [ "$tries" -lt 3 ]; do before="$(queued_messages)"; tries=$((tries + 1)); done
+    while [ "$before" = '?' ] && [ "$tries" -lt 3 ]; do
+        queued_messages
+        before=$QUEUED
+        tries=$((tries + 1))
+    done
     # The service goes on whatever ends this process (the fleet's stop, Ctrl-C, a failure);
     # sleeping in the background lets the trap run at once.
     trap 'kill -CONT "$pid" 2>/dev/null; exit 0' TERM HUP INT
@@ -461,7 +582,8 @@ stall() {
     local bound=500 recovered=''
     [ "$before" = '?' ] || { bound=$((2 * before + 100)); most=$before; }
     while kill -0 "$lg" 2>/dev/null; do
-        q="$(queued_messages)"
+        queued_messages
+        q=$QUEUED
         if [ "$q" = '?' ]; then
             unanswered=$((unanswered + 1))
         else
@@ -532,6 +654,7 @@ STALL_PID=''
 LOADGEN_PID=''
 BACKLOG_PID=''
 FLUSH_PID=''
+PRESSURE_PID=''
 cleanup() {
     trap '' INT TERM
     # A frozen service would never see the SIGTERM that stops the fleet; the staller goes
@@ -543,6 +666,7 @@ cleanup() {
     [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
     [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
     [ -z "$FLUSH_PID" ] || kill "$FLUSH_PID" 2>/dev/null || true
+    [ -z "$PRESSURE_PID" ] || kill "$PRESSURE_PID" 2>/dev/null || true
     if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
         # run.sh started with & from a script ignores SIGINT; SIGTERM makes it stop the fleet.
         log "stopping the fleet (SIGTERM to run.sh, pid $RUN_PID)"
@@ -550,6 +674,8 @@ cleanup() {
         wait "$RUN_PID" 2>/dev/null || true
     fi
     stop_broker
+    [ -z "$HALT_POLL_BEFORE" ] || echo "$HALT_POLL_BEFORE" >"$HALT_POLL" 2>/dev/null ||
+        log "could not restore $HALT_POLL to $HALT_POLL_BEFORE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -719,6 +845,19 @@ cpu_probe() {
         if (best > 0) printf "%.0f\n", best; else print "?"
     }'
 }
+# How the vCPUs idle: a guest that halts at once pays a wake-up through the host for every
+# idle gap (docs/benchmarks.md, "Peak against 80 %"). Set here, after `cleanup` is in place.
+IDLE_NOTE="cpuidle: $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo '?')"
+if [ -r "$HALT_POLL" ]; then
+    if [ -n "$HALT_POLL_NS" ]; then
+        HALT_POLL_BEFORE="$(cat "$HALT_POLL")"
+        echo "$HALT_POLL_NS" >"$HALT_POLL" || die "could not write $HALT_POLL"
+        IDLE_NOTE+=", guest_halt_poll_ns $HALT_POLL_NS for this run (BENCH_HALT_POLL_NS; the machine's: $HALT_POLL_BEFORE)"
+    else
+        IDLE_NOTE+=", guest_halt_poll_ns $(cat "$HALT_POLL") (the machine's)"
+    fi
+fi
+log "$IDLE_NOTE"
 PROBE_BEFORE="$(cpu_probe)"
 log "cpu probe: $PROBE_BEFORE thousand loop iterations per CPU second"
 
@@ -771,6 +910,7 @@ log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, 
     fi
     echo "$CALIBRATION"
     echo "cpu probe before the fleet: $PROBE_BEFORE thousand bash loop iterations per CPU second"
+    echo "$IDLE_NOTE"
     echo "uptime before: $(uptime)"
 } | tee "$OUT/machine.txt" >&2
 
@@ -805,6 +945,8 @@ phase() {
     SAMPLER_PID=$!
     flush_sampler "$name" &
     FLUSH_PID=$!
+    pressure_sampler "$name" &
+    PRESSURE_PID=$!
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
@@ -832,11 +974,12 @@ phase() {
     xact1="$(xacts)"
     ctxt1="$(context_switches)"
     statements_snapshot "$OUT/statements-$name.after"
-    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" 2>/dev/null || true
+    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" 2>/dev/null || true
     SAMPLER_PID=''
     BACKLOG_PID=''
     FLUSH_PID=''
+    PRESSURE_PID=''
     echo "$t0 $t1" >"$OUT/$name.window"
     [ -z "$profiler" ] || wait "$profiler" 2>/dev/null || true
     [ -z "$STALL_PID" ] || wait "$STALL_PID" 2>/dev/null || true
@@ -890,6 +1033,7 @@ phase peak --closed "$CLIENTS" --duration "$DURATION"
 peak="$(result_field peak finished_per_s)"
 [ -n "$peak" ] || die "no result from the peak phase"
 rate="$(awk -v p="$peak" -v f="$OPEN_FRACTION" 'BEGIN { r = p * f; if (r < 1) r = 1; printf "%.0f", r }')"
+[ -z "$OPEN_RATE" ] || rate=$OPEN_RATE
 REPORTED=(peak)
 if [ "$COMPLETE_DURATION" != 0 ]; then
     phase complete --closed "$CLIENTS" --duration "$COMPLETE_DURATION" --declined 0 --out-of-stock 0
@@ -928,9 +1072,11 @@ early_late() {
     durations="peak ${DURATION}s"
     [ "$COMPLETE_DURATION" = 0 ] || durations+=", complete ${COMPLETE_DURATION}s"
     durations+=", open80 ${STEADY_DURATION}s"
+    [ -z "$OPEN_RATE" ] || durations+=" at a fixed ${OPEN_RATE}/s (BENCH_OPEN_RATE)"
     [ -z "$STALL_SERVICE" ] || durations+=" with $STALL_SERVICE frozen for ${STALL_FOR}s at ${STALL_AT}s"
     echo "== bench $RUN_ID on $(nproc) cores: $durations (load average after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
     echo "$CALIBRATION"
+    echo "$IDLE_NOTE"
     printf 'cpu probe, thousand bash loop iterations per CPU second (higher is faster): before the fleet %s' "$PROBE_BEFORE"
     for name in "${REPORTED[@]}"; do printf ', after %s %s' "$name" "$(cat "$OUT/probe-$name.txt" 2>/dev/null || echo '?')"; done
     echo
@@ -957,6 +1103,10 @@ early_late() {
     echo "Disk flushes (flush probe: a 4 KiB write and fsync every 100 ms in $OUT), ms over the load window"
     printf '%-14s %8s %8s %8s %6s\n' phase p50 p99 max count
     for name in "${REPORTED[@]}"; do flush_report "$name"; done
+    echo
+    echo "Pressure stalls (PSI, whole machine): % of the load window during which at least one task waited for a core (cpu some), for I/O (io some), or every task waited for I/O (io full)"
+    printf '%-14s %8s %8s %8s\n' phase "cpu some" "io some" "io full"
+    for name in "${REPORTED[@]}"; do pressure_report "$name"; done
     echo
     echo "CPU (cores used on average; 'postgres_all' and 'machine_busy' include other users of this machine)"
     printf '%-8s' phase
