@@ -54,10 +54,11 @@
 #   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
 #                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
-#   BENCH_HALT_POLL_NS []  for this run only, how long an idle vCPU polls for work before it
-#                       halts (the haltpoll cpuidle driver's guest_halt_poll_ns, restored at the
-#                       end; a setting of the machine, not of the fleet: the standard benchmark
-#                       leaves it as the machine has it, and says what it was)
+#   BENCH_HALT_POLL_NS []  for this run only (after the calibration), the longest an idle vCPU
+#                       polls for work before it halts (the haltpoll cpuidle driver's adaptive
+#                       window, guest_halt_poll_ns; restored at the end); a setting of the
+#                       machine, not of the fleet: the standard benchmark leaves it as the
+#                       machine has it, and says what it was
 # The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
 # fresh data directory (removed at the end) and one setting changed: the quorum-queue write-ahead
 # log rolls over at 64 MiB instead of 512 MiB. With the default, each rollover stalls every queue
@@ -122,8 +123,12 @@ HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_NS="${BENCH_HALT_POLL_NS:-}"
 HALT_POLL_BEFORE=''
 if [ -n "$HALT_POLL_NS" ]; then
-    [[ $HALT_POLL_NS =~ ^[0-9]{1,9}$ ]] || die "BENCH_HALT_POLL_NS must be nanoseconds, not '$HALT_POLL_NS'"
-    [ -w "$HALT_POLL" ] || die "BENCH_HALT_POLL_NS: $HALT_POLL is not writable (no haltpoll driver, or not root)"
+    # No leading zeros: the kernel reads the value in base 0 (0200000 would be octal).
+    [[ $HALT_POLL_NS =~ ^(0|[1-9][0-9]{0,8})$ ]] ||
+        die "BENCH_HALT_POLL_NS must be nanoseconds, not '$HALT_POLL_NS'"
+    [ "$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null)" = haltpoll ] ||
+        die "BENCH_HALT_POLL_NS: the cpuidle driver is not haltpoll, so the setting would do nothing"
+    [ -w "$HALT_POLL" ] || die "BENCH_HALT_POLL_NS: $HALT_POLL is not writable (not root?)"
 fi
 mkdir -p "$OUT"
 
@@ -351,9 +356,11 @@ psi_totals() {
     IFS= read -r -d '' buf </proc/pressure/io || true
     t=${buf#*total=}
     PSI_IO_SOME=${t%%[!0-9]*}
-    t=${buf#*full }
-    t=${t#*total=}
-    PSI_IO_FULL=${t%%[!0-9]*}
+    if [[ $buf == *"full "* ]]; then
+        t=${buf#*full }
+        t=${t#*total=}
+        PSI_IO_FULL=${t%%[!0-9]*}
+    fi
 }
 
 # pressure_sampler PHASE: the PSI totals (psi_totals) every second into $OUT/pressure-PHASE.tsv
@@ -384,7 +391,8 @@ pressure_stats() {
         END {
             if (n > 1 && t1 > t0) {
                 d = (t1 - t0) * 1e6
-                printf "%8.1f %8.1f %8.1f\n", 100 * (c1 - c0) / d, 100 * (s1 - s0) / d, 100 * (f1 - f0) / d
+                printf "%8.1f %8.1f %8.1f\n",
+                    100 * (c1 - c0) / d, 100 * (s1 - s0) / d, 100 * (f1 - f0) / d
             } else printf "%8s %8s %8s\n", "?", "?", "?"
         }' "$1"
 }
@@ -392,16 +400,17 @@ pressure_stats() {
 # pressure_report PHASE: pressure_stats over the phase's load window, and minute by minute (as
 # flush_report) when it lasted more than one.
 pressure_report() {
-    local t0 t1 minutes m file="$OUT/pressure-$1.tsv"
-    read -r t0 t1 <"$OUT/$1.window" 2>/dev/null || return 0
+    local t0 t1 minutes m from to file="$OUT/pressure-$1.tsv"
+    { read -r t0 t1 <"$OUT/$1.window"; } 2>/dev/null || return 0
     [ -s "$file" ] || return 0
     printf '%-14s %s\n' "$1" "$(pressure_stats "$file" "$t0" "$t1")"
     minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 + 0.5 }')"
     [ "$minutes" -gt 1 ] || return 0
     for ((m = 0; m < minutes; m++)); do
-        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" \
-            "$(pressure_stats "$file" "$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 }')" \
-                "$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 + 61 }')")"
+        # To a second past the minute's end: the sample at its end closes it.
+        from="$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 }')"
+        to="$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 + 61 }')"
+        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" "$(pressure_stats "$file" "$from" "$to")"
     done
 }
 
@@ -436,19 +445,22 @@ QUEUES_AUTH="$(printf '%s:%s' "$DEPLOY_RABBITMQ_USER" "$DEPLOY_RABBITMQ_PASSWORD
 # queued_messages: sets QUEUED to the messages in the vhost's queues, ready and unacknowledged;
 # '?' when the API does not answer within 4 s or answers anything but 200. Without a fork: an
 # HTTP/1.0 request on /dev/tcp (the connection closes after the answer, so reading to its end
-# reads it all), the counts summed with bash's own pattern matching. The API is
-# `http://HOST:PORT` as this script builds it; any other form falls back to curl.
+# reads it all), the counts summed with bash's own pattern matching. Only for an API on
+# loopback, `http://127.0.0.1:PORT` or `http://localhost:PORT` as this script builds it: a
+# connect on /dev/tcp has no timeout of its own, and a remote host that drops packets would hold
+# it for minutes. Any other address goes through curl, with its 4 s limit.
 queued_messages() {
     local hostport=${RABBITMQ_API#http://} body='' rest fd rc n=0
     local re='"messages":([0-9]+)(.*)'
     QUEUED='?'
-    if [[ $RABBITMQ_API != http://* || $hostport != *:* || $hostport == */* ]]; then
+    if [[ $RABBITMQ_API != http://* || ! $hostport =~ ^(127\.0\.0\.1|localhost):[0-9]+$ ]]; then
         QUEUED="$(curl -s --max-time 4 -u "$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD" \
             "${RABBITMQ_API%/}$QUEUES_PATH" |
             grep -o '"messages":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')" || QUEUED='?'
         return 0
     fi
-    exec {fd}<>"/dev/tcp/${hostport%:*}/${hostport##*:}" 2>/dev/null || return 0
+    # In braces: a bare `exec` would keep the 2>/dev/null for the rest of the sampler.
+    { exec {fd}<>"/dev/tcp/${hostport%:*}/${hostport##*:}"; } 2>/dev/null || return 0
     printf 'GET %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n' \
         "$QUEUES_PATH" "$hostport" "$QUEUES_AUTH" >&"$fd" 2>/dev/null || true
     # Reads up to a NUL that never comes: the end of the answer ends it (status 1), a silent
@@ -657,6 +669,9 @@ FLUSH_PID=''
 PRESSURE_PID=''
 cleanup() {
     trap '' INT TERM
+    # The machine's setting first: what follows may wait a minute (the broker's stop) or fail.
+    [ -z "$HALT_POLL_BEFORE" ] || echo "$HALT_POLL_BEFORE" >"$HALT_POLL" 2>/dev/null ||
+        log "could not restore $HALT_POLL to $HALT_POLL_BEFORE"
     # A frozen service would never see the SIGTERM that stops the fleet; the staller goes
     # first, so that it cannot freeze the service again while the fleet stops.
     [ -z "$STALL_PID" ] || kill "$STALL_PID" 2>/dev/null || true
@@ -674,8 +689,6 @@ cleanup() {
         wait "$RUN_PID" 2>/dev/null || true
     fi
     stop_broker
-    [ -z "$HALT_POLL_BEFORE" ] || echo "$HALT_POLL_BEFORE" >"$HALT_POLL" 2>/dev/null ||
-        log "could not restore $HALT_POLL to $HALT_POLL_BEFORE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -852,7 +865,8 @@ if [ -r "$HALT_POLL" ]; then
     if [ -n "$HALT_POLL_NS" ]; then
         HALT_POLL_BEFORE="$(cat "$HALT_POLL")"
         echo "$HALT_POLL_NS" >"$HALT_POLL" || die "could not write $HALT_POLL"
-        IDLE_NOTE+=", guest_halt_poll_ns $HALT_POLL_NS for this run (BENCH_HALT_POLL_NS; the machine's: $HALT_POLL_BEFORE)"
+        IDLE_NOTE+=", guest_halt_poll_ns $HALT_POLL_NS for this run"
+        IDLE_NOTE+=" (BENCH_HALT_POLL_NS; the machine's: $HALT_POLL_BEFORE)"
     else
         IDLE_NOTE+=", guest_halt_poll_ns $(cat "$HALT_POLL") (the machine's)"
     fi
@@ -1104,7 +1118,8 @@ early_late() {
     printf '%-14s %8s %8s %8s %6s\n' phase p50 p99 max count
     for name in "${REPORTED[@]}"; do flush_report "$name"; done
     echo
-    echo "Pressure stalls (PSI, whole machine): % of the load window during which at least one task waited for a core (cpu some), for I/O (io some), or every task waited for I/O (io full)"
+    echo "Pressure stalls (PSI, whole machine): % of the load window during which at least one task" \
+        "waited for a core (cpu some), for I/O (io some), or every non-idle task waited for I/O (io full)"
     printf '%-14s %8s %8s %8s\n' phase "cpu some" "io some" "io full"
     for name in "${REPORTED[@]}"; do pressure_report "$name"; done
     echo
@@ -1172,5 +1187,5 @@ early_late() {
     for name in "${REPORTED[@]}"; do
         [ ! -e "$OUT/perf-summary-$name.txt" ] || echo "profile of $name: $OUT/perf-summary-$name.txt"
     done
-    echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog,flush}-*.tsv"
+    echo "charts: $(for name in "${REPORTED[@]}"; do printf "%s " "$OUT/$name.svg"; done); raw results: $OUT/*.json; samples: $OUT/{cpu,rss,backlog,flush,pressure}-*.tsv"
 } | tee "$OUT/summary.txt"
