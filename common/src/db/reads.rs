@@ -66,15 +66,20 @@ impl Reads {
         if self.writes.is_empty() && self.reads.is_empty() {
             return Ok(Loaded::default());
         }
+        let Self { writes, reads } = self;
         let mut sql = String::new();
         let mut values = Vec::new();
-        for (i, (name, part)) in self.writes.iter().enumerate() {
+        let mut write_names = Vec::with_capacity(writes.len());
+        // The parts' values are moved, not cloned: a part's rows travel as one `jsonb` value,
+        // a whole tree of maps and strings (`db::rows`).
+        for (i, (name, part)) in writes.into_iter().enumerate() {
             sql.push_str(if i == 0 { "WITH " } else { ", " });
             sql.push_str(name);
             sql.push_str(" AS (");
             sql.push_str(&renumber(&part.sql, values.len()));
             sql.push(')');
-            values.extend(part.values.iter().cloned());
+            values.extend(part.values);
+            write_names.push(name);
         }
         sql.push_str(if sql.is_empty() {
             "SELECT "
@@ -84,7 +89,7 @@ impl Reads {
         let mut names = Vec::new();
         let mut first = true;
         let json = |query: &str| format!("(SELECT coalesce(json_agg(r), '[]') FROM ({query}) r)");
-        for (name, _) in &self.writes {
+        for name in write_names {
             if !first {
                 sql.push_str(", ");
             }
@@ -92,9 +97,9 @@ impl Reads {
             sql.push_str(&json(&format!("SELECT * FROM {name}")));
             sql.push_str(" AS ");
             sql.push_str(name);
-            names.push(*name);
+            names.push(name);
         }
-        for (name, part) in &self.reads {
+        for (name, part) in reads {
             if !first {
                 sql.push_str(", ");
             }
@@ -102,8 +107,8 @@ impl Reads {
             sql.push_str(&json(&renumber(&part.sql, values.len())));
             sql.push_str(" AS ");
             sql.push_str(name);
-            values.extend(part.values.iter().cloned());
-            names.push(*name);
+            values.extend(part.values);
+            names.push(name);
         }
         let row = db
             .query_one_raw(super::stmt(&sql, values))
