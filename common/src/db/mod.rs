@@ -137,15 +137,19 @@ where
     Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
 
-/// Rows as one `jsonb` parameter, read in SQL with `jsonb_to_recordset($n) AS r(column type, ...)`.
+/// Rows as one JSON text parameter, read in SQL with
+/// `jsonb_to_recordset($n::jsonb) AS r(column type, ...)` (the cast is required: the parameter
+/// is text).
 ///
 /// This is how every batch is written: one statement, and one prepared plan, for any number of
 /// rows, where a `VALUES` list would be a new statement (and a new plan) for every batch size.
 /// Typed arrays with `unnest` were the alternative; sea-query panics on an array holding a NULL,
 /// and many of the columns written this way are nullable. Id lists, which never hold NULL, go as
-/// arrays (`= ANY($n)`).
+/// arrays (`= ANY($n)`). Text rather than a `jsonb` value: sea-orm's JSON value is a
+/// `serde_json::Value` tree, which would be built from the rows and then written out as text
+/// anyway; PostgreSQL parses the same text either way.
 pub fn rows<T: Serialize>(rows: &[T]) -> Result<Value, DbErr> {
-    serde_json::to_value(rows)
+    serde_json::to_string(rows)
         .map(Value::from)
         .map_err(|e| DbErr::Custom(format!("cannot serialise rows: {e}")))
 }

@@ -3,7 +3,7 @@
 //! A batch needs several sets of rows (the inbox's record of its messages, the rows it will
 //! change, locked), each depending only on the batch's ids. They go to PostgreSQL as the scalar
 //! subqueries of one `SELECT`, each turning its rows into a JSON array:
-//! `SELECT (SELECT coalesce(json_agg(r), '[]') FROM (<query>) r) AS a, ...`, one round trip
+//! `SELECT (SELECT coalesce(json_agg(r), '[]')::text FROM (<query>) r) AS a, ...`, one round trip
 //! instead of one per set. The subqueries run in the order added, so the row locks they take
 //! (`FOR NO KEY UPDATE` inside a query) are taken in that order; every batch of a service adds
 //! them in the same order and locks in key order within each, so batches never wait on each
@@ -23,16 +23,18 @@ pub struct Reads {
     reads: Vec<(&'static str, Part)>,
 }
 
-/// The rows each part returned, by name.
+/// The rows each part returned, by name, as the JSON text PostgreSQL wrote: deserialized
+/// straight into the caller's rows, without a `serde_json::Value` tree in between (a map and
+/// a string per column of every row, built and dropped for each batch).
 #[derive(Debug, Default)]
-pub struct Loaded(HashMap<String, serde_json::Value>);
+pub struct Loaded(HashMap<String, String>);
 
 impl Loaded {
     /// The rows `name` returned, each deserialized from its columns (by name); none for a part
     /// that was not added.
     pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<Vec<T>, DbErr> {
         match self.0.remove(name) {
-            Some(rows) => serde_json::from_value(rows)
+            Some(rows) => serde_json::from_str(&rows)
                 .map_err(|e| DbErr::Custom(format!("unreadable rows of `{name}`: {e}"))),
             None => Ok(Vec::new()),
         }
@@ -88,7 +90,8 @@ impl Reads {
         });
         let mut names = Vec::new();
         let mut first = true;
-        let json = |query: &str| format!("(SELECT coalesce(json_agg(r), '[]') FROM ({query}) r)");
+        let json =
+            |query: &str| format!("(SELECT coalesce(json_agg(r), '[]')::text FROM ({query}) r)");
         for name in write_names {
             if !first {
                 sql.push_str(", ");
@@ -116,7 +119,7 @@ impl Reads {
             .ok_or_else(|| DbErr::RecordNotFound("the rows of a batch".into()))?;
         let mut loaded = HashMap::with_capacity(names.len());
         for name in names {
-            loaded.insert(name.to_owned(), row.try_get::<serde_json::Value>("", name)?);
+            loaded.insert(name.to_owned(), row.try_get::<String>("", name)?);
         }
         Ok(Loaded(loaded))
     }

@@ -44,7 +44,7 @@ pub fn claim_part(consumer: &str, envelopes: &[Envelope]) -> Result<Option<Part>
     Ok(Some(Part::new(
         "INSERT INTO inbox (consumer, message_id, message_type) \
          SELECT DISTINCT ON (m.message_id) $1, m.message_id, m.message_type \
-         FROM jsonb_to_recordset($2) AS m(message_id uuid, message_type text) \
+         FROM jsonb_to_recordset($2::jsonb) AS m(message_id uuid, message_type text) \
          ORDER BY m.message_id \
          ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
         vec![consumer.into(), db::rows(&rows)?],
@@ -109,7 +109,7 @@ pub fn record_part(consumer: &str, handled: &[Handled<'_>]) -> Result<Option<Par
     Ok(Some(Part::new(
         "INSERT INTO inbox (consumer, message_id, message_type, reply) \
          SELECT $1, m.message_id, m.message_type, m.reply \
-         FROM jsonb_to_recordset($2) AS m(message_id uuid, message_type text, reply jsonb) \
+         FROM jsonb_to_recordset($2::jsonb) AS m(message_id uuid, message_type text, reply jsonb) \
          ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
         vec![consumer.into(), db::rows(&rows)?],
     )))

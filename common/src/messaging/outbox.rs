@@ -208,7 +208,7 @@ impl Insert {
             format!(
                 "INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body) \
                  SELECT m.message_id, m.exchange, m.routing_key, m.message_type, m.saga_id, m.body \
-                 FROM ROWS FROM (jsonb_to_recordset($1) AS (message_id uuid, exchange text, \
+                 FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (message_id uuid, exchange text, \
                    routing_key text, message_type text, saga_id uuid, body text)) WITH ORDINALITY \
                    AS m(message_id, exchange, routing_key, message_type, saga_id, body, ordinality) \
                  {filter}ORDER BY m.ordinality RETURNING id, message_id"

@@ -133,7 +133,7 @@ pub fn insert_part(orders: &[&Order]) -> Result<Option<Part>, DbErr> {
              SELECT o.order_id, o.customer_id, o.items, o.total_cents, o.saga_state, \
              o.failure_reason, o.version, o.correlation_id, o.idempotency_key, o.created_at, \
              o.updated_at, o.deadline_at, o.resends, o.pending_message_id \
-             FROM jsonb_to_recordset($1) AS o(order_id uuid, customer_id text, items jsonb, \
+             FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, customer_id text, items jsonb, \
                total_cents bigint, saga_state text, failure_reason text, version int, \
                correlation_id text, idempotency_key text, created_at timestamptz, \
                updated_at timestamptz, deadline_at timestamptz, resends int, \
@@ -332,7 +332,7 @@ pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
         "UPDATE orders o SET saga_state = a.saga_state, failure_reason = a.failure_reason, \
          version = a.version, deadline_at = a.deadline_at, resends = a.resends, \
          pending_message_id = a.pending_message_id, updated_at = now() \
-         FROM jsonb_to_recordset($1) AS a(order_id uuid, expected_version int, version int, \
+         FROM jsonb_to_recordset($1::jsonb) AS a(order_id uuid, expected_version int, version int, \
            saga_state text, failure_reason text, deadline_at timestamptz, resends int, \
            pending_message_id uuid) \
          WHERE o.order_id = a.order_id AND o.version = a.expected_version RETURNING 1",
@@ -429,7 +429,7 @@ pub fn transitions_part(
         format!(
             "INSERT INTO saga_transitions (order_id, from_state, to_state, trigger, message_id, commands) \
              SELECT t.order_id, t.from_state, t.to_state, t.trigger, t.message_id, t.commands \
-             FROM ROWS FROM (jsonb_to_recordset($1) AS (order_id uuid, from_state text, \
+             FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (order_id uuid, from_state text, \
                to_state text, trigger text, message_id uuid, commands text[])) WITH ORDINALITY \
                AS t(order_id, from_state, to_state, trigger, message_id, commands, ordinality) \
              {filter}ORDER BY t.ordinality RETURNING 1"

@@ -241,7 +241,7 @@ pub fn adjust_part(deltas: &[(String, i32, i32)]) -> Result<Option<Part>, DbErr>
     Ok(Some(Part::new(
         "UPDATE products p SET available = p.available + d.available, \
          reserved = p.reserved + d.reserved, updated_at = now() \
-         FROM jsonb_to_recordset($1) AS d(product_id text, available int, reserved int) \
+         FROM jsonb_to_recordset($1::jsonb) AS d(product_id text, available int, reserved int) \
          WHERE p.product_id = d.product_id RETURNING 1",
         vec![saga_common::db::rows(&rows)?],
     )))

@@ -268,7 +268,8 @@ fn insert_parts(
     let reservations_part = Part::new(
         "INSERT INTO reservations (order_id, status, reason) \
          SELECT r.order_id, r.status, r.reason \
-         FROM jsonb_to_recordset($1) AS r(order_id uuid, status text, reason text) RETURNING 1",
+         FROM jsonb_to_recordset($1::jsonb) AS r(order_id uuid, status text, reason text) \
+         RETURNING 1",
         vec![db::rows(&rows)?],
     );
     let lines: Vec<NewLine> = reservations
@@ -287,7 +288,7 @@ fn insert_parts(
         Some(Part::new(
             "INSERT INTO reservation_lines (order_id, product_id, quantity) \
              SELECT l.order_id, l.product_id, l.quantity \
-             FROM jsonb_to_recordset($1) AS l(order_id uuid, product_id text, quantity int) \
+             FROM jsonb_to_recordset($1::jsonb) AS l(order_id uuid, product_id text, quantity int) \
              RETURNING 1",
             vec![db::rows(&lines)?],
         ))

@@ -174,7 +174,7 @@ pub fn adjust_part(deltas: &[(String, i64)]) -> Result<Option<Part>, DbErr> {
         .collect();
     Ok(Some(Part::new(
         "UPDATE accounts a SET balance_cents = a.balance_cents + d.delta, updated_at = now() \
-         FROM jsonb_to_recordset($1) AS d(customer_id text, delta bigint) \
+         FROM jsonb_to_recordset($1::jsonb) AS d(customer_id text, delta bigint) \
          WHERE a.customer_id = d.customer_id RETURNING 1",
         vec![saga_common::db::rows(&rows)?],
     )))

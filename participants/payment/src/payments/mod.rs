@@ -131,7 +131,7 @@ fn insert_part(payments: &[PaymentRow]) -> Result<Option<Part>, DbErr> {
     Ok(Some(Part::new(
         "INSERT INTO payments (payment_id, order_id, customer_id, amount_cents, status, decline_reason) \
          SELECT p.payment_id, p.order_id, p.customer_id, p.amount_cents, p.status, p.decline_reason \
-         FROM jsonb_to_recordset($1) AS p(payment_id uuid, order_id uuid, customer_id text, \
+         FROM jsonb_to_recordset($1::jsonb) AS p(payment_id uuid, order_id uuid, customer_id text, \
            amount_cents bigint, status text, decline_reason text) RETURNING 1",
         vec![db::rows(&rows)?],
     )))
