@@ -397,22 +397,9 @@ pressure_stats() {
         }' "$1"
 }
 
-# pressure_report PHASE: pressure_stats over the phase's load window, and minute by minute (as
-# flush_report) when it lasted more than one.
-pressure_report() {
-    local t0 t1 minutes m from to file="$OUT/pressure-$1.tsv"
-    { read -r t0 t1 <"$OUT/$1.window"; } 2>/dev/null || return 0
-    [ -s "$file" ] || return 0
-    printf '%-14s %s\n' "$1" "$(pressure_stats "$file" "$t0" "$t1")"
-    minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 + 0.5 }')"
-    [ "$minutes" -gt 1 ] || return 0
-    for ((m = 0; m < minutes; m++)); do
-        # To a second past the minute's end: the sample at its end closes it.
-        from="$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 }')"
-        to="$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.3f", a + m * 60 + 61 }')"
-        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" "$(pressure_stats "$file" "$from" "$to")"
-    done
-}
+# pressure_report PHASE: pressure_stats over the phase's load window, and minute by minute, each
+# minute's window a second longer: the sample at its end closes it.
+pressure_report() { report_by_minute "$1" "$OUT/pressure-$1.tsv" pressure_stats 1; }
 
 # flush_stats: "p50 p99 max count" (ms) of the numbers on stdin, one per line.
 flush_stats() {
@@ -420,21 +407,32 @@ flush_stats() {
         END { if (n) printf "%8.1f %8.1f %8.1f %6d\n", v[int((n - 1) * 0.5) + 1], v[int((n - 1) * 0.99) + 1], v[n], n }'
 }
 
-# flush_report PHASE: the flush probe's figures over the phase's load window, and minute by
-# minute (from the load's start, as loadgen counts its minutes) when it lasted more than one.
-flush_report() {
-    local t0 t1 minutes m
-    read -r t0 t1 <"$OUT/$1.window" 2>/dev/null || return 0
-    [ -s "$OUT/flush-$1.tsv" ] || return 0
-    printf '%-14s %s\n' "$1" "$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b { print $2 }' "$OUT/flush-$1.tsv" | flush_stats)"
+# report_by_minute PHASE FILE STATS [SLACK]: one line of STATS over the phase's load window, then,
+# when it lasted more than one minute, one per minute from the load's start (as loadgen counts
+# its minutes), each window SLACK seconds longer (0 by default). STATS FILE FROM TO prints the
+# figures of FILE's samples in [FROM, TO) (epoch seconds). The flush probe's and the pressure
+# sampler's reports share it.
+report_by_minute() {
+    local phase=$1 file=$2 stats=$3 slack=${4:-0} t0 t1 minutes m from to
+    { read -r t0 t1 <"$OUT/$phase.window"; } 2>/dev/null || return 0
+    [ -s "$file" ] || return 0
+    printf '%-14s %s\n' "$phase" "$("$stats" "$file" "$t0" "$t1")"
     # Rounded: the window starts a moment after loadgen's own start, so 600 s read as 599.8.
     minutes="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) / 60 + 0.5 }')"
     [ "$minutes" -gt 1 ] || return 0
     for ((m = 0; m < minutes; m++)); do
-        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" \
-            "$(awk -v a="$t0" -v m="$m" '$1 >= a + m * 60 && $1 < a + m * 60 + 60 { print $2 }' "$OUT/flush-$1.tsv" | flush_stats)"
+        from="$(awk -v a="$t0" -v m="$m" 'BEGIN { printf "%.6f", a + m * 60 }')"
+        to="$(awk -v a="$t0" -v m="$m" -v s="$slack" 'BEGIN { printf "%.6f", a + m * 60 + 60 + s }')"
+        printf '%14s %s\n' "$((m * 60))-$((m * 60 + 60)) s" "$("$stats" "$file" "$from" "$to")"
     done
 }
+
+# flush_window FILE FROM TO: flush_stats of the flush probe's samples in [FROM, TO].
+flush_window() { awk -v a="$2" -v b="$3" '$1 >= a && $1 <= b { print $2 }' "$1" | flush_stats; }
+
+# flush_report PHASE: the flush probe's figures over the phase's load window, and minute by
+# minute.
+flush_report() { report_by_minute "$1" "$OUT/flush-$1.tsv" flush_window; }
 
 # The management API's queue listing for the vhost, asked by `queued_messages` over bash's own
 # /dev/tcp: curl, grep and awk every 5 s were the last processes a sampler started while a phase
