@@ -50,7 +50,10 @@
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
 #   BENCH_BROKER_PORT [5673]  the benchmark's own RabbitMQ node (see below) listens there for
 #                       AMQP and on BENCH_BROKER_PORT + 10000 for its management API
-#   BENCH_RABBITMQ_WAL_BYTES [67108864]  that node's raft.wal_max_size_bytes
+#   BENCH_RABBITMQ_WAL_BYTES [8388608]  that node's raft.wal_max_size_bytes: each rollover holds
+#                       the node's queues up for a moment, longer the larger the log; at 8 MiB
+#                       the moments are short enough to stay out of the tail (docs/benchmarks.md,
+#                       "The broker's rollovers"; 64 MiB until the eighth session)
 #   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
 #                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
@@ -116,7 +119,7 @@ if [ -n "${BENCH_RABBITMQ_PORT:-}" ]; then
     RABBITMQ_PORT="$BENCH_RABBITMQ_PORT"
     RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
 fi
-RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-67108864}"
+RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-8388608}"
 RABBITMQ_ERL_ARGS="${BENCH_RABBITMQ_ERL_ARGS:-}"
 AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT"
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
@@ -377,6 +380,31 @@ pressure_sampler() {
         printf '%s\t%s\t%s\t%s\n' "$EPOCHREALTIME" "$PSI_CPU" "$PSI_IO_SOME" "$PSI_IO_FULL" \
             >>"$OUT/pressure-$1.tsv"
         pause 1
+    done
+}
+
+# rollover_sampler PHASE: the moments the benchmark's RabbitMQ node rolls its quorum queues'
+# write-ahead log over to a new file (a new *.wal in its quorum directory), in epoch seconds,
+# into $OUT/rollovers-PHASE.txt until killed; loadgen reads them when its load ends (--marks)
+# and reports the orders sent around one apart from the rest. Why: a rollover holds every queue
+# of the node up for a moment, and those moments made most of the end-to-end tail at 80 % of
+# the peak (docs/benchmarks.md, "The broker's rollovers"). A glob of one directory every 50 ms,
+# without a fork; only with the benchmark's own node, whose directory is known.
+rollover_sampler() {
+    local file="$OUT/rollovers-$1.txt" f
+    local -A seen=()
+    : >"$file"
+    open_pause "rollovers-$1" || return 1
+    shopt -s nullglob
+    for f in "$BROKER_DIR"/mnesia/*/quorum/*/*.wal; do seen[$f]=1; done
+    while :; do
+        for f in "$BROKER_DIR"/mnesia/*/quorum/*/*.wal; do
+            [ -z "${seen[$f]:-}" ] || continue
+            seen[$f]=1
+            # awk and loadgen read a decimal point, whatever the locale writes.
+            echo "${EPOCHREALTIME/,/.}" >>"$file"
+        done
+        pause 0.05
     done
 }
 
@@ -665,6 +693,7 @@ LOADGEN_PID=''
 BACKLOG_PID=''
 FLUSH_PID=''
 PRESSURE_PID=''
+ROLLOVER_PID=''
 cleanup() {
     trap '' INT TERM
     # The machine's setting first: what follows may wait a minute (the broker's stop) or fail.
@@ -680,6 +709,7 @@ cleanup() {
     [ -z "$BACKLOG_PID" ] || kill "$BACKLOG_PID" 2>/dev/null || true
     [ -z "$FLUSH_PID" ] || kill "$FLUSH_PID" 2>/dev/null || true
     [ -z "$PRESSURE_PID" ] || kill "$PRESSURE_PID" 2>/dev/null || true
+    [ -z "$ROLLOVER_PID" ] || kill "$ROLLOVER_PID" 2>/dev/null || true
     if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
         # run.sh started with & from a script ignores SIGINT; SIGTERM makes it stop the fleet.
         log "stopping the fleet (SIGTERM to run.sh, pid $RUN_PID)"
@@ -950,6 +980,7 @@ phase() {
     local -a extra=("${EXTRA_ARGS[@]}")
     # The complete phase sets the mix itself; loadgen takes each option once.
     [ "$name" != complete ] || extra=()
+    [ -z "$BROKER_DIR" ] || extra+=(--marks "$OUT/rollovers-$name.txt")
     "${LG[@]}" --run-id "$RUN_ID-$name" --label "$name" "$@" "${extra[@]}" > >(tee "$OUT/$name.txt") &
     lg=$!
     LOADGEN_PID=$lg
@@ -959,6 +990,10 @@ phase() {
     FLUSH_PID=$!
     pressure_sampler "$name" &
     PRESSURE_PID=$!
+    if [ -n "$BROKER_DIR" ]; then
+        rollover_sampler "$name" &
+        ROLLOVER_PID=$!
+    fi
     backlog_sampler "$name" &
     BACKLOG_PID=$!
     local profiler=''
@@ -986,9 +1021,10 @@ phase() {
     xact1="$(xacts)"
     ctxt1="$(context_switches)"
     statements_snapshot "$OUT/statements-$name.after"
-    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" 2>/dev/null || true
+    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID 2>/dev/null || true
+    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID 2>/dev/null || true
     SAMPLER_PID=''
+    ROLLOVER_PID=''
     BACKLOG_PID=''
     FLUSH_PID=''
     PRESSURE_PID=''
@@ -1110,6 +1146,12 @@ early_late() {
     for name in "${REPORTED[@]}"; do
         awk -v phase="$name" '/^by minute sent/ { print phase ":"; print; on = 1; next }
             on && /^ +[0-9]+-/ { print; next } { on = 0 }' "$OUT/$name.txt"
+    done
+    # Whether the broker's write-ahead-log rollovers made the tail (loadgen --marks, with the
+    # benchmark's own node): the orders sent around one against the rest.
+    for name in "${REPORTED[@]}"; do
+        awk -v phase="$name" '/^around marks:/ { print phase ", rollovers of the broker'"'"'s WAL, " substr($0, 15); on = 1; next }
+            on && /^  (end-to-end|sent)/ { print; next } { on = 0 }' "$OUT/$name.txt"
     done
     echo
     echo "Disk flushes (flush probe: a 4 KiB write and fsync every 100 ms in $OUT), ms over the load window"

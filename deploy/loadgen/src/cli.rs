@@ -42,6 +42,11 @@ Tracking and checks:
                          flight; the per-order backoff stretches to respect it (default 400)
   --payment-checks N     orders whose payments are checked, 0 = all (default 2000)
   --skip-checks          do not check the invariants
+  --marks FILE           moments that may hold the fleet up, one per line in Unix epoch
+                         seconds (e.g. the broker's write-ahead-log rollovers, appended while
+                         the load runs; read when it ends): the report gives the end-to-end
+                         latency of the orders sent from 0.5 s before to 1 s after one apart
+                         from that of the rest
 Output:
   --out DIR              raw JSON and SVG chart go here (default target/bench)
   --label NAME           file name stem (default: the run id)
@@ -85,6 +90,8 @@ pub struct Settings {
     pub poll_budget: f64,
     pub payment_checks: usize,
     pub skip_checks: bool,
+    /// `--marks`: a file of epoch seconds, read when the load ends.
+    pub marks: Option<PathBuf>,
     pub out: PathBuf,
     pub label: String,
     pub quiet: bool,
@@ -145,6 +152,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         poll_budget: 400.0,
         payment_checks: 2000,
         skip_checks: false,
+        marks: None,
         out: PathBuf::from("target/bench"),
         label: String::new(),
         quiet: false,
@@ -195,6 +203,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "--payment-checks" => s.payment_checks = number(flag, value()?)?,
             "--skip-checks" => s.skip_checks = true,
+            "--marks" => s.marks = Some(PathBuf::from(value()?)),
             "--out" => s.out = PathBuf::from(value()?),
             "--label" => s.label = value()?.to_string(),
             "--quiet" => s.quiet = true,

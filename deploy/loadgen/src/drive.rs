@@ -224,6 +224,14 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         eprintln!("loadgen: checking balances, stock and payments");
         check(&shared, &records).await?
     };
+    // A mark file that cannot be read costs its split, not the run that was measured.
+    let marks_s = settings.marks.as_ref().and_then(|path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| marks_since(&text, shared.start_wall))
+            .map_err(|e| eprintln!("loadgen: --marks {}: {e}; no split", path.display()))
+            .ok()
+    });
     let report = report::build(
         &settings,
         shared.start_wall,
@@ -233,12 +241,31 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         mismatches,
         payment_errors,
         checked_payments,
+        marks_s.as_deref(),
     );
     report::print(&report);
     report::write(&settings, &report)?;
     Ok(RunOutcome {
         invariants_hold: report.invariants_hold,
     })
+}
+
+/// The `--marks` file's moments (Unix epoch seconds, one per line, blank lines skipped) as
+/// seconds since `start`, the load's start.
+fn marks_since(text: &str, start: DateTime<Utc>) -> Result<Vec<f64>, String> {
+    let start_s = start.timestamp_micros() as f64 / 1e6;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            line.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(|s| s - start_s)
+                .ok_or_else(|| format!("line {}: {line:?} is not epoch seconds", i + 1))
+        })
+        .collect()
 }
 
 /// Writes `<out>/<label>.<what>` (empty). Best effort: a run without an output directory still
@@ -751,6 +778,14 @@ async fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn marks_are_read_as_seconds_since_the_load_started() {
+        let start = DateTime::<Utc>::from_timestamp(1_796_487_917, 500_000_000).unwrap();
+        let marks = marks_since("1796487930.000\n\n1796487942.5\n", start).unwrap();
+        assert_eq!(marks, [12.5, 25.0]);
+        let err = marks_since("1796487930\n17964879x\n", start).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("17964879x"), "{err}");
+    }
 
     fn at(elapsed_s: u64) -> Progress {
         Progress {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::{Load, Settings};
 use crate::drive::{Error, Record, Tracking};
 use crate::invariants::Mismatch;
-use crate::stats::{self, Latency, Point, Second, Window};
+use crate::stats::{self, AroundMarks, Latency, Point, Second, Window};
 
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
@@ -51,6 +51,8 @@ pub struct Report {
     pub series: Vec<Second>,
     /// The load window by minute, orders placed by when they were sent.
     pub minutes: Vec<Window>,
+    /// With `--marks`: the orders sent near a mark against the rest.
+    pub around_marks: Option<AroundMarks>,
     pub records: Vec<Record>,
 }
 
@@ -64,6 +66,7 @@ pub fn build(
     mismatches: Vec<Mismatch>,
     payment_errors: Vec<String>,
     payments_checked: usize,
+    marks_s: Option<&[f64]>,
 ) -> Report {
     let count = |f: &dyn Fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
     let reason = |r: &Record, want: &str| {
@@ -82,6 +85,7 @@ pub fn build(
     let series = stats::series(&points);
     let window = settings.duration.as_secs_f64().round() as usize;
     let minutes = stats::windows(&points, window, 60);
+    let around_marks = marks_s.map(|marks| stats::around_marks(&points, marks, load_seconds));
     let accepted: Vec<&Record> = records.iter().filter(|r| r.order_id.is_some()).collect();
     let summary = Summary {
         sent: records.len(),
@@ -128,6 +132,7 @@ pub fn build(
         payment_errors,
         series,
         minutes,
+        around_marks,
         records,
     }
 }
@@ -175,6 +180,9 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(t, "  accept      {}", lat(&s.accept_ms));
     let _ = writeln!(t, "  end-to-end  {}", lat(&s.e2e_ms));
     t.push_str(&minutes_table(&r.minutes));
+    if let Some(a) = &r.around_marks {
+        t.push_str(&marks_table(a));
+    }
     if r.settings.amqp.is_some() {
         let _ = writeln!(
             t,
@@ -234,6 +242,37 @@ fn minutes_table(minutes: &[Window]) -> String {
             l.p99,
             l.max,
             m.unfinished
+        );
+    }
+    t
+}
+
+/// The orders sent near a `--marks` mark against the rest. deploy/bench.sh copies these lines
+/// into its summary by the first line's first words and the rows' leading "sent": keep both.
+fn marks_table(a: &AroundMarks) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "around marks: {} in the load window, every {:.1} s",
+        a.marks, a.every_s
+    );
+    let _ = writeln!(
+        t,
+        "  end-to-end (ms) of the orders          count      p50      p99      max"
+    );
+    let near = format!(
+        "sent {} s before to {} s after one",
+        stats::NEAR_BEFORE_S,
+        stats::NEAR_AFTER_S
+    );
+    for (label, l) in [
+        (near.as_str(), &a.near),
+        ("sent at any other time", &a.elsewhere),
+    ] {
+        let _ = writeln!(
+            t,
+            "  {label:<34} {:>9} {:>8.1} {:>8.1} {:>8.1}",
+            l.count, l.p50, l.p99, l.max
         );
     }
     t
@@ -315,6 +354,48 @@ mod tests {
         for (heading, figure) in [("sent/s", "1000.0"), ("p99", "3664.0"), ("max", "400.0")] {
             let end = lines[0].find(heading).map(|i| i + heading.len());
             assert_eq!(end, lines[2].find(figure).map(|i| i + figure.len()), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_marks_lines_follow_their_header() {
+        let l = |count, p99| Latency {
+            count,
+            p50: 70.0,
+            p95: 120.0,
+            p99,
+            max: 480.5,
+            mean: 75.0,
+        };
+        let t = marks_table(&AroundMarks {
+            marks: 48,
+            every_s: 12.49,
+            near: l(19_007, 318.4),
+            elsewhere: l(683_582, 161.2),
+        });
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(
+            lines[0],
+            "around marks: 48 in the load window, every 12.5 s"
+        );
+        assert!(
+            lines[2].contains("sent 0.5 s before to 1 s after one"),
+            "{t}"
+        );
+        for (heading, row, figure) in [
+            ("count", 2, "19007"),
+            ("p99", 2, "318.4"),
+            ("count", 3, "683582"),
+            ("p99", 3, "161.2"),
+            ("max", 3, "480.5"),
+        ] {
+            let end = lines[1].find(heading).map(|i| i + heading.len());
+            assert_eq!(
+                end,
+                lines[row].find(figure).map(|i| i + figure.len()),
+                "{t}"
+            );
         }
     }
 

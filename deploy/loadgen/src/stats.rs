@@ -154,6 +154,59 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
         .collect()
 }
 
+/// How far around a mark an order counts as sent near it: from `NEAR_BEFORE_S` before to
+/// `NEAR_AFTER_S` after. Measured on the broker's write-ahead-log rollovers
+/// (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of a second
+/// before one to half a second after took longest, so the window holds them with some margin.
+pub const NEAR_BEFORE_S: f64 = 0.5;
+pub const NEAR_AFTER_S: f64 = 1.0;
+
+/// The end-to-end latency of the orders sent near a mark (an event of the fleet's machine that
+/// may hold every saga up, such as the broker's write-ahead log rolling over) against that of
+/// the rest: whether a periodic event makes the tail, which a whole phase's p99 cannot say.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AroundMarks {
+    /// Marks inside the load window.
+    pub marks: usize,
+    /// Mean seconds between consecutive marks inside the load window; 0 with fewer than two.
+    pub every_s: f64,
+    pub near: Latency,
+    pub elsewhere: Latency,
+}
+
+/// Splits the ended orders by whether they were sent within `NEAR_BEFORE_S` before to
+/// `NEAR_AFTER_S` after a mark. `marks_s` are seconds since the load started, in any order.
+pub fn around_marks(points: &[Point], marks_s: &[f64], load_s: f64) -> AroundMarks {
+    let mut marks: Vec<f64> = marks_s.iter().copied().filter(|m| m.is_finite()).collect();
+    marks.sort_by(f64::total_cmp);
+    let (mut near, mut elsewhere) = (Vec::new(), Vec::new());
+    for p in points {
+        let Some(ms) = p.e2e_ms else { continue };
+        // The first mark after `sent - NEAR_AFTER_S`: near when it is at most NEAR_BEFORE_S
+        // after the send.
+        let i = marks.partition_point(|&m| m <= p.sent_s - NEAR_AFTER_S);
+        if marks.get(i).is_some_and(|&m| m <= p.sent_s + NEAR_BEFORE_S) {
+            near.push(ms);
+        } else {
+            elsewhere.push(ms);
+        }
+    }
+    let inside: Vec<f64> = marks
+        .into_iter()
+        .filter(|&m| (0.0..load_s).contains(&m))
+        .collect();
+    let every_s = match inside.as_slice() {
+        [first, .., last] => (last - first) / (inside.len() - 1) as f64,
+        _ => 0.0,
+    };
+    AroundMarks {
+        marks: inside.len(),
+        every_s,
+        near: latency(&near),
+        elsewhere: latency(&elsewhere),
+    }
+}
+
 /// Sustained rate: sagas ended (completed + failed, or only completed) per second over the
 /// load window, excluding the first and last second, which are partial by construction.
 pub fn sustained(series: &[Second], window_s: usize, pick: impl Fn(&Second) -> usize) -> f64 {
@@ -234,6 +287,34 @@ mod tests {
         assert_eq!((w[0].e2e_ms.count, w[0].e2e_ms.max), (2, 2100.0));
         assert_eq!((w[1].e2e_ms.count, w[1].unfinished), (1, 1));
         assert_eq!(w[1].sent_per_s, 3.0 / 30.0);
+    }
+
+    #[test]
+    fn orders_sent_from_half_a_second_before_to_a_second_after_a_mark_are_near_it() {
+        let p = |sent_s: f64, e2e_ms: Option<f64>| Point {
+            sent_s,
+            accepted: true,
+            ended_s: e2e_ms.map(|ms| sent_s + ms / 1000.0),
+            completed: true,
+            e2e_ms,
+        };
+        let points = [
+            p(9.4, Some(1.0)),   // 0.6 s before the mark at 10: elsewhere
+            p(9.5, Some(2.0)),   // 0.5 s before: near
+            p(10.99, Some(3.0)), // 0.99 s after: near
+            p(11.0, Some(4.0)),  // 1 s after: elsewhere
+            p(10.2, None),       // near, but never ended: in neither
+            p(29.8, Some(5.0)),  // before the mark at 30 (given out of order): near
+            p(20.0, Some(6.0)),
+        ];
+        let a = around_marks(&points, &[30.0, 10.0, 45.0, f64::NAN], 40.0);
+        assert_eq!((a.near.count, a.near.max, a.near.p50), (3, 5.0, 3.0));
+        assert_eq!((a.elsewhere.count, a.elsewhere.max), (3, 6.0));
+        // 45 is after the load window and NaN is no time: two marks, 20 s apart.
+        assert_eq!((a.marks, a.every_s), (2, 20.0));
+        let none = around_marks(&points, &[], 40.0);
+        assert_eq!((none.marks, none.every_s, none.near.count), (0, 0.0, 0));
+        assert_eq!(none.elsewhere.count, 6);
     }
 
     #[test]
