@@ -64,9 +64,11 @@
 #                       machine has it, and says what it was
 # The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
 # fresh data directory (removed at the end) and one setting changed: the quorum-queue write-ahead
-# log rolls over at 64 MiB instead of 512 MiB. With the default, each rollover stalls every queue
-# of the node for 1.5-3 s (docs/benchmarks.md); smaller rollovers do not show. A fresh node also
-# keeps other runs' and tests' queue data out of the measurement.
+# log rolls over at 8 MiB instead of 512 MiB (BENCH_RABBITMQ_WAL_BYTES). Each rollover holds every
+# queue of the node up for a moment: 1.5-3 s at the default, up to about 100 ms at 64 MiB, about
+# 15 ms at 8 MiB (docs/benchmarks.md, "The broker's rollovers"); the summary shows, per phase,
+# the orders by when they were sent against the nearest rollover. A fresh node also keeps other
+# runs' and tests' queue data out of the measurement.
 #   BENCH_OUT [target/bench/<run id>]  raw JSON, SVG charts, samples and the summary
 #   BENCH_START_TIMEOUT [1800] seconds for run.sh to build and start the fleet (the shared cargo
 #                       target directory may be locked by other builds)
@@ -386,9 +388,10 @@ pressure_sampler() {
 # rollover_sampler PHASE: the moments the benchmark's RabbitMQ node rolls its quorum queues'
 # write-ahead log over to a new file (a new *.wal in its quorum directory), in epoch seconds,
 # into $OUT/rollovers-PHASE.txt until killed; loadgen reads them when its load ends (--marks)
-# and reports the orders sent around one apart from the rest. Why: a rollover holds every queue
-# of the node up for a moment, and those moments made most of the end-to-end tail at 80 % of
-# the peak (docs/benchmarks.md, "The broker's rollovers"). A glob of one directory every 50 ms,
+# and profiles the orders' end-to-end latency by when they were sent against the nearest one.
+# Why: a rollover holds every queue of the node up for a moment, and at 64 MiB those moments
+# made most of the end-to-end tail at 80 % of the peak (docs/benchmarks.md, "The broker's
+# rollovers"). A glob of one directory every 50 ms,
 # without a fork; only with the benchmark's own node, whose directory is known.
 rollover_sampler() {
     local file="$OUT/rollovers-$1.txt" f
@@ -1147,11 +1150,11 @@ early_late() {
         awk -v phase="$name" '/^by minute sent/ { print phase ":"; print; on = 1; next }
             on && /^ +[0-9]+-/ { print; next } { on = 0 }' "$OUT/$name.txt"
     done
-    # Whether the broker's write-ahead-log rollovers made the tail (loadgen --marks, with the
-    # benchmark's own node): the orders sent around one against the rest.
+    # Whether the broker's write-ahead-log rollovers make the tail (loadgen --marks, with the
+    # benchmark's own node): the orders by when they were sent against the nearest one.
     for name in "${REPORTED[@]}"; do
-        awk -v phase="$name" '/^around marks:/ { print phase ", rollovers of the broker'"'"'s WAL, " substr($0, 15); on = 1; next }
-            on && /^  (end-to-end|sent)/ { print; next } { on = 0 }' "$OUT/$name.txt"
+        awk -v phase="$name" '/^around marks:/ { print phase ", rollovers of the broker'"'"'s WAL: " substr($0, 15); on = 1; next }
+            on && /^  / { print; next } { on = 0 }' "$OUT/$name.txt"
     done
     echo
     echo "Disk flushes (flush probe: a 4 KiB write and fsync every 100 ms in $OUT), ms over the load window"

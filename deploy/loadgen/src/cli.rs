@@ -44,9 +44,9 @@ Tracking and checks:
   --skip-checks          do not check the invariants
   --marks FILE           moments that may hold the fleet up, one per line in Unix epoch
                          seconds (e.g. the broker's write-ahead-log rollovers, appended while
-                         the load runs; read when it ends): the report gives the end-to-end
-                         latency of the orders sent from 0.5 s before to 1 s after one apart
-                         from that of the rest
+                         the load runs; read when it ends): the report profiles the end-to-end
+                         latency of the orders by when they were sent against the nearest one,
+                         from 1 s before to 2 s after, in quarter seconds
 Output:
   --out DIR              raw JSON and SVG chart go here (default target/bench)
   --label NAME           file name stem (default: the run id)

@@ -224,12 +224,12 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         eprintln!("loadgen: checking balances, stock and payments");
         check(&shared, &records).await?
     };
-    // A mark file that cannot be read costs its split, not the run that was measured.
+    // A mark file that cannot be read costs its profile, not the run that was measured.
     let marks_s = settings.marks.as_ref().and_then(|path| {
         std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|text| marks_since(&text, shared.start_wall))
-            .map_err(|e| eprintln!("loadgen: --marks {}: {e}; no split", path.display()))
+            .map_err(|e| eprintln!("loadgen: --marks {}: {e}; no profile", path.display()))
             .ok()
     });
     let report = report::build(

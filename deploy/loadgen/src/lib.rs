@@ -8,7 +8,8 @@
 //!   its terminal status (by its lifecycle event with `--amqp`, by polling otherwise).
 //! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
 //!   to the orders waiting for them.
-//! - [`stats`]: percentiles, the per-second series and the per-minute windows.
+//! - [`stats`]: percentiles, the per-second series, the per-minute windows and the profile
+//!   around `--marks` (the broker's rollovers, from deploy/bench.sh).
 //! - [`invariants`]: expected balances and stock from the COMPLETED orders, and the comparison
 //!   with what the participants report.
 //! - [`chart`]: the SVG chart, written by hand.

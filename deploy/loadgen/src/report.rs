@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::{Load, Settings};
 use crate::drive::{Error, Record, Tracking};
 use crate::invariants::Mismatch;
-use crate::stats::{self, AroundMarks, Latency, Point, Second, Window};
+use crate::stats::{self, AroundMarks, Latency, MarkBin, Point, Second, Window};
 
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
@@ -247,34 +247,38 @@ fn minutes_table(minutes: &[Window]) -> String {
     t
 }
 
-/// The orders sent near a `--marks` mark against the rest. deploy/bench.sh copies these lines
-/// into its summary by the first line's first words and the rows' leading "sent": keep both.
+/// The orders by when they were sent against their nearest `--marks` mark. deploy/bench.sh
+/// copies these lines into its summary by the first line's first words and the rows' two
+/// leading spaces: keep both.
 fn marks_table(a: &AroundMarks) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "around marks: {} in the load window, every {:.1} s",
+        "around marks: {} in the load window, every {:.1} s; end-to-end (ms) of the orders sent \
+         this long after the nearest one",
         a.marks, a.every_s
     );
-    let _ = writeln!(
-        t,
-        "  end-to-end (ms) of the orders          count      p50      p99      max"
-    );
-    let near = format!(
-        "sent {} s before to {} s after one",
-        stats::NEAR_BEFORE_S,
-        stats::NEAR_AFTER_S
-    );
-    for (label, l) in [
-        (near.as_str(), &a.near),
-        ("sent at any other time", &a.elsewhere),
-    ] {
-        let _ = writeln!(
-            t,
-            "  {label:<34} {:>9} {:>8.1} {:>8.1} {:>8.1}",
-            l.count, l.p50, l.p99, l.max
-        );
-    }
+    let mut row = |label: &str, cell: &dyn Fn(&MarkBin) -> String| {
+        let _ = write!(t, "  {label:<9}");
+        for b in &a.bins {
+            let _ = write!(t, "{:>7}", cell(b));
+        }
+        t.push('\n');
+    };
+    // An empty bin has no latency to show.
+    let figure = |f: fn(&Latency) -> String| {
+        move |b: &MarkBin| {
+            if b.e2e_ms.count == 0 {
+                "-".to_string()
+            } else {
+                f(&b.e2e_ms)
+            }
+        }
+    };
+    row("from (s)", &|b| format!("{:.2}", b.from_s));
+    row("orders", &|b| b.e2e_ms.count.to_string());
+    row("mean", &figure(|l| format!("{:.1}", l.mean)));
+    row("p99", &figure(|l| format!("{:.1}", l.p99)));
     t
 }
 
@@ -358,45 +362,46 @@ mod tests {
     }
 
     #[test]
-    fn the_marks_lines_follow_their_header() {
-        let l = |count, p99| Latency {
-            count,
-            p50: 70.0,
-            p95: 120.0,
-            p99,
-            max: 480.5,
-            mean: 75.0,
+    fn the_marks_profile_lines_up_under_its_offsets() {
+        let bin = |from_s: f64, count: usize, p99: f64| MarkBin {
+            from_s,
+            e2e_ms: Latency {
+                count,
+                p50: 70.0,
+                p95: 120.0,
+                p99,
+                max: 480.5,
+                mean: 166.0,
+            },
         };
         let t = marks_table(&AroundMarks {
             marks: 48,
             every_s: 12.49,
-            near: l(19_007, 318.4),
-            elsewhere: l(683_582, 161.2),
+            bins: vec![
+                bin(-0.25, 3170, 282.2),
+                bin(0.0, 3168, 286.7),
+                bin(0.25, 0, 0.0),
+            ],
         });
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
-        assert_eq!(
-            lines[0],
-            "around marks: 48 in the load window, every 12.5 s"
-        );
-        assert!(
-            lines[2].contains("sent 0.5 s before to 1 s after one"),
-            "{t}"
-        );
-        for (heading, row, figure) in [
-            ("count", 2, "19007"),
-            ("p99", 2, "318.4"),
-            ("count", 3, "683582"),
-            ("p99", 3, "161.2"),
-            ("max", 3, "480.5"),
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(lines[0].starts_with("around marks: 48 in the load window, every 12.5 s;"));
+        // Each figure ends where its offset does; an empty bin shows a dash, not a zero.
+        for (offset, row, figure) in [
+            ("-0.25", 2, "3170"),
+            ("0.00", 3, "166.0"),
+            ("0.00", 4, "286.7"),
+            ("0.25", 2, "0"),
+            ("0.25", 4, "-"),
         ] {
-            let end = lines[1].find(heading).map(|i| i + heading.len());
+            let end = lines[1].rfind(offset).map(|i| i + offset.len());
             assert_eq!(
                 end,
-                lines[row].find(figure).map(|i| i + figure.len()),
+                lines[row].rfind(figure).map(|i| i + figure.len()),
                 "{t}"
             );
         }
+        assert!(lines[4].starts_with("  p99"), "{t}");
     }
 
     #[test]

@@ -154,41 +154,58 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
         .collect()
 }
 
-/// How far around a mark an order counts as sent near it: from `NEAR_BEFORE_S` before to
-/// `NEAR_AFTER_S` after. Measured on the broker's write-ahead-log rollovers
-/// (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of a second
-/// before one to half a second after took longest, so the window holds them with some margin.
-pub const NEAR_BEFORE_S: f64 = 0.5;
-pub const NEAR_AFTER_S: f64 = 1.0;
+/// The profile around marks covers orders sent from `MARK_FROM_S` before their nearest mark to
+/// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. Measured on the broker's write-ahead-log
+/// rollovers (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of
+/// a second before one to half a second after took longest, so the range shows them with the
+/// level before and after.
+pub const MARK_FROM_S: f64 = -1.0;
+pub const MARK_TO_S: f64 = 2.0;
+pub const MARK_BIN_S: f64 = 0.25;
 
-/// The end-to-end latency of the orders sent near a mark (an event of the fleet's machine that
-/// may hold every saga up, such as the broker's write-ahead log rolling over) against that of
-/// the rest: whether a periodic event makes the tail, which a whole phase's p99 cannot say.
+/// The end-to-end latency of the orders by when they were sent against the nearest mark (an
+/// event of the fleet's machine that may hold every saga up, such as the broker's write-ahead
+/// log rolling over): whether a periodic event makes the tail, which a whole phase's p99 cannot
+/// say.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct AroundMarks {
     /// Marks inside the load window.
     pub marks: usize,
     /// Mean seconds between consecutive marks inside the load window; 0 with fewer than two.
     pub every_s: f64,
-    pub near: Latency,
-    pub elsewhere: Latency,
+    /// From `MARK_FROM_S` to `MARK_TO_S`: the ended orders sent that long after their nearest
+    /// mark (negative: before it), a bin of `MARK_BIN_S` each.
+    pub bins: Vec<MarkBin>,
 }
 
-/// Splits the ended orders by whether they were sent within `NEAR_BEFORE_S` before to
-/// `NEAR_AFTER_S` after a mark. `marks_s` are seconds since the load started, in any order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct MarkBin {
+    /// Seconds from the nearest mark to the start of the bin.
+    pub from_s: f64,
+    pub e2e_ms: Latency,
+}
+
+/// Places each ended order by the time from its nearest mark to its sending. `marks_s` are
+/// seconds since the load started, in any order; marks outside the load window count as
+/// nearest marks, not in `marks`.
 pub fn around_marks(points: &[Point], marks_s: &[f64], load_s: f64) -> AroundMarks {
     let mut marks: Vec<f64> = marks_s.iter().copied().filter(|m| m.is_finite()).collect();
     marks.sort_by(f64::total_cmp);
-    let (mut near, mut elsewhere) = (Vec::new(), Vec::new());
+    let count = ((MARK_TO_S - MARK_FROM_S) / MARK_BIN_S).round() as usize;
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); count];
     for p in points {
         let Some(ms) = p.e2e_ms else { continue };
-        // The first mark after `sent - NEAR_AFTER_S`: near when it is at most NEAR_BEFORE_S
-        // after the send.
-        let i = marks.partition_point(|&m| m <= p.sent_s - NEAR_AFTER_S);
-        if marks.get(i).is_some_and(|&m| m <= p.sent_s + NEAR_BEFORE_S) {
-            near.push(ms);
-        } else {
-            elsewhere.push(ms);
+        let i = marks.partition_point(|&m| m <= p.sent_s);
+        let nearest = [i.checked_sub(1), Some(i)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| marks.get(j))
+            .map(|&m| p.sent_s - m)
+            .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+        let Some(offset) = nearest else { continue };
+        let bin = ((offset - MARK_FROM_S) / MARK_BIN_S).floor();
+        if bin >= 0.0 && (bin as usize) < count {
+            values[bin as usize].push(ms);
         }
     }
     let inside: Vec<f64> = marks
@@ -202,8 +219,14 @@ pub fn around_marks(points: &[Point], marks_s: &[f64], load_s: f64) -> AroundMar
     AroundMarks {
         marks: inside.len(),
         every_s,
-        near: latency(&near),
-        elsewhere: latency(&elsewhere),
+        bins: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| MarkBin {
+                from_s: MARK_FROM_S + i as f64 * MARK_BIN_S,
+                e2e_ms: latency(v),
+            })
+            .collect(),
     }
 }
 
@@ -290,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn orders_sent_from_half_a_second_before_to_a_second_after_a_mark_are_near_it() {
+    fn orders_are_placed_by_their_offset_from_the_nearest_mark() {
         let p = |sent_s: f64, e2e_ms: Option<f64>| Point {
             sent_s,
             accepted: true,
@@ -299,22 +322,33 @@ mod tests {
             e2e_ms,
         };
         let points = [
-            p(9.4, Some(1.0)),   // 0.6 s before the mark at 10: elsewhere
-            p(9.5, Some(2.0)),   // 0.5 s before: near
-            p(10.99, Some(3.0)), // 0.99 s after: near
-            p(11.0, Some(4.0)),  // 1 s after: elsewhere
-            p(10.2, None),       // near, but never ended: in neither
-            p(29.8, Some(5.0)),  // before the mark at 30 (given out of order): near
-            p(20.0, Some(6.0)),
+            p(9.9, Some(1.0)),   // 0.1 s before the mark at 10: the bin from -0.25 s
+            p(10.0, Some(2.0)),  // at it: the bin from 0
+            p(10.3, Some(3.0)),  // from 0.25
+            p(10.2, None),       // never ended: nowhere
+            p(11.9, Some(4.0)),  // 1.9 s after 10, 8.1 s before 20: from 1.75
+            p(15.0, Some(5.0)),  // 5 s from either: outside the profile
+            p(18.99, Some(6.0)), // 1.01 s before 20 (given out of order): outside
+            p(19.0, Some(7.0)),  // 1 s before 20: the first bin
         ];
-        let a = around_marks(&points, &[30.0, 10.0, 45.0, f64::NAN], 40.0);
-        assert_eq!((a.near.count, a.near.max, a.near.p50), (3, 5.0, 3.0));
-        assert_eq!((a.elsewhere.count, a.elsewhere.max), (3, 6.0));
-        // 45 is after the load window and NaN is no time: two marks, 20 s apart.
-        assert_eq!((a.marks, a.every_s), (2, 20.0));
+        let a = around_marks(&points, &[20.0, 10.0, 45.0, f64::NAN], 40.0);
+        // 45 is after the load window and NaN is no time: two marks, 10 s apart.
+        assert_eq!((a.marks, a.every_s), (2, 10.0));
+        assert_eq!(a.bins.len(), 12);
+        let at = |from: f64| {
+            let b = a.bins.iter().find(|b| b.from_s == from).unwrap();
+            (b.e2e_ms.count, b.e2e_ms.max)
+        };
+        assert_eq!(at(-1.0), (1, 7.0));
+        assert_eq!(at(-0.25), (1, 1.0));
+        assert_eq!(at(0.0), (1, 2.0));
+        assert_eq!(at(0.25), (1, 3.0));
+        assert_eq!(at(1.75), (1, 4.0));
+        let placed: usize = a.bins.iter().map(|b| b.e2e_ms.count).sum();
+        assert_eq!(placed, 5);
         let none = around_marks(&points, &[], 40.0);
-        assert_eq!((none.marks, none.every_s, none.near.count), (0, 0.0, 0));
-        assert_eq!(none.elsewhere.count, 6);
+        assert_eq!((none.marks, none.every_s), (0, 0.0));
+        assert!(none.bins.iter().all(|b| b.e2e_ms.count == 0));
     }
 
     #[test]
