@@ -52,8 +52,8 @@
 #                       AMQP and on BENCH_BROKER_PORT + 10000 for its management API
 #   BENCH_RABBITMQ_WAL_BYTES [8388608]  that node's raft.wal_max_size_bytes: each rollover holds
 #                       the node's queues up for a moment, longer the larger the log; at 8 MiB
-#                       the moments are short enough to stay out of the tail (docs/benchmarks.md,
-#                       "The broker's rollovers"; 64 MiB until the eighth session)
+#                       the tail owes them much less than at 64 (docs/benchmarks.md, "The
+#                       broker's rollovers"; 64 MiB until the eighth session)
 #   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  run against an already running RabbitMQ node
 #                       instead (guest/guest; e.g. 5672 and http://127.0.0.1:15672, the machine's)
@@ -65,9 +65,10 @@
 # The benchmark starts a RabbitMQ node of its own, from the installed rabbitmq-server, with a
 # fresh data directory (removed at the end) and one setting changed: the quorum-queue write-ahead
 # log rolls over at 8 MiB instead of 512 MiB (BENCH_RABBITMQ_WAL_BYTES). Each rollover holds every
-# queue of the node up for a moment: 1.5-3 s at the default, up to about 100 ms at 64 MiB, about
-# 15 ms at 8 MiB (docs/benchmarks.md, "The broker's rollovers"); the summary shows, per phase,
-# the orders by when they were sent against the nearest rollover. A fresh node also keeps other
+# queue of the node up for a moment: for 1.5-3 s at the default; at 64 MiB the orders sent around
+# one took up to 90-115 ms longer on average, at 8 MiB 14-20 ms (docs/benchmarks.md, "The
+# broker's rollovers"); the summary shows, per phase, the orders by when they were sent against
+# the nearest rollover. A fresh node also keeps other
 # runs' and tests' queue data out of the measurement.
 #   BENCH_OUT [target/bench/<run id>]  raw JSON, SVG charts, samples and the summary
 #   BENCH_START_TIMEOUT [1800] seconds for run.sh to build and start the fleet (the shared cargo
@@ -390,14 +391,17 @@ pressure_sampler() {
 # into $OUT/rollovers-PHASE.txt until killed; loadgen reads them when its load ends (--marks)
 # and profiles the orders' end-to-end latency by when they were sent against the nearest one.
 # Why: a rollover holds every queue of the node up for a moment, and at 64 MiB those moments
-# made most of the end-to-end tail at 80 % of the peak (docs/benchmarks.md, "The broker's
-# rollovers"). A glob of one directory every 50 ms,
-# without a fork; only with the benchmark's own node, whose directory is known.
+# made a large part of the end-to-end tail at 80 % of the peak (docs/benchmarks.md, "The
+# broker's rollovers"). A glob of the node's quorum directory every 50 ms, without a fork; a
+# moment is when the sampler saw the file, up to 50 ms late and more on a busy machine. Only with
+# the benchmark's own node, whose directory is known. The file is created only once the sampler
+# can run, so that loadgen reports a sampler that could not start as a missing file, not as a
+# phase without rollovers. Runs in the background only (its nullglob stays in its subshell).
 rollover_sampler() {
     local file="$OUT/rollovers-$1.txt" f
     local -A seen=()
-    : >"$file"
     open_pause "rollovers-$1" || return 1
+    : >"$file"
     shopt -s nullglob
     for f in "$BROKER_DIR"/mnesia/*/quorum/*/*.wal; do seen[$f]=1; done
     while :; do
@@ -1024,8 +1028,11 @@ phase() {
     xact1="$(xacts)"
     ctxt1="$(context_switches)"
     statements_snapshot "$OUT/statements-$name.after"
-    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID 2>/dev/null || true
-    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID 2>/dev/null || true
+    # ROLLOVER_PID unquoted: empty (no sampler without the benchmark's own node), it is no word.
+    kill "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID \
+        2>/dev/null || true
+    wait "$SAMPLER_PID" "$BACKLOG_PID" "$FLUSH_PID" "$PRESSURE_PID" $ROLLOVER_PID \
+        2>/dev/null || true
     SAMPLER_PID=''
     ROLLOVER_PID=''
     BACKLOG_PID=''
@@ -1153,7 +1160,8 @@ early_late() {
     # Whether the broker's write-ahead-log rollovers make the tail (loadgen --marks, with the
     # benchmark's own node): the orders by when they were sent against the nearest one.
     for name in "${REPORTED[@]}"; do
-        awk -v phase="$name" '/^around marks:/ { print phase ", rollovers of the broker'"'"'s WAL: " substr($0, 15); on = 1; next }
+        awk -v phase="$name" -v what="rollovers of the broker's WAL: " \
+            '/^around marks:/ { print phase ", " what substr($0, 15); on = 1; next }
             on && /^  / { print; next } { on = 0 }' "$OUT/$name.txt"
     done
     echo

@@ -303,6 +303,19 @@ mod tests {
     }
 
     #[test]
+    fn a_marks_file_is_taken_and_none_by_default() {
+        let Ok(Command::Run(s)) = parse(&args(&["--marks", "target/bench/r/rollovers.txt"])) else {
+            panic!("parse failed");
+        };
+        assert_eq!(s.marks, Some(PathBuf::from("target/bench/r/rollovers.txt")));
+        let Ok(Command::Run(s)) = parse(&args(&[])) else {
+            panic!("parse failed");
+        };
+        assert_eq!(s.marks, None);
+        assert!(parse(&args(&["--marks"])).is_err());
+    }
+
+    #[test]
     fn an_amqp_url_is_taken_and_reported_without_its_password() {
         let url = "amqp://guest:s3cret@127.0.0.1:5672/saga-bench";
         let Ok(Command::Run(s)) = parse(&args(&["--amqp", url])) else {

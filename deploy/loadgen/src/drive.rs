@@ -251,7 +251,9 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
 }
 
 /// The `--marks` file's moments (Unix epoch seconds, one per line, blank lines skipped) as
-/// seconds since `start`, the load's start.
+/// seconds since `start`, the load's start. The orders' times are on the monotonic clock from
+/// that start, the marks on the wall clock: they agree unless the wall clock is stepped during
+/// the run, which would shift the marks by the step (a profile off by it, nothing else).
 fn marks_since(text: &str, start: DateTime<Utc>) -> Result<Vec<f64>, String> {
     let start_s = start.timestamp_micros() as f64 / 1e6;
     text.lines()

@@ -51,7 +51,8 @@ pub struct Report {
     pub series: Vec<Second>,
     /// The load window by minute, orders placed by when they were sent.
     pub minutes: Vec<Window>,
-    /// With `--marks`: the orders sent near a mark against the rest.
+    /// With `--marks`: the orders' end-to-end latency by when they were sent against the
+    /// nearest mark.
     pub around_marks: Option<AroundMarks>,
     pub records: Vec<Record>,
 }
@@ -247,9 +248,10 @@ fn minutes_table(minutes: &[Window]) -> String {
     t
 }
 
-/// The orders by when they were sent against their nearest `--marks` mark. deploy/bench.sh
-/// copies these lines into its summary by the first line's first words and the rows' two
-/// leading spaces: keep both.
+/// The orders by when they were sent against their nearest `--marks` mark, the bins from the
+/// first to the last that holds any (with marks a second apart, the outer ones cannot).
+/// deploy/bench.sh copies these lines into its summary by the first line's first words and the
+/// rows' two leading spaces: keep both.
 fn marks_table(a: &AroundMarks) -> String {
     let mut t = String::new();
     let _ = writeln!(
@@ -258,9 +260,18 @@ fn marks_table(a: &AroundMarks) -> String {
          this long after the nearest one",
         a.marks, a.every_s
     );
+    let filled = |b: &MarkBin| b.e2e_ms.count > 0;
+    let (Some(first), Some(last)) = (
+        a.bins.iter().position(filled),
+        a.bins.iter().rposition(filled),
+    ) else {
+        t.push_str("  no ended order was sent between two marks\n");
+        return t;
+    };
+    let bins = &a.bins[first..=last];
     let mut row = |label: &str, cell: &dyn Fn(&MarkBin) -> String| {
         let _ = write!(t, "  {label:<9}");
-        for b in &a.bins {
+        for b in bins {
             let _ = write!(t, "{:>7}", cell(b));
         }
         t.push('\n');
@@ -379,8 +390,8 @@ mod tests {
             every_s: 12.49,
             bins: vec![
                 bin(-0.25, 3170, 282.2),
-                bin(0.0, 3168, 286.7),
-                bin(0.25, 0, 0.0),
+                bin(0.0, 0, 0.0),
+                bin(0.25, 3168, 286.7),
             ],
         });
         let lines: Vec<&str> = t.lines().collect();
@@ -389,10 +400,10 @@ mod tests {
         // Each figure ends where its offset does; an empty bin shows a dash, not a zero.
         for (offset, row, figure) in [
             ("-0.25", 2, "3170"),
-            ("0.00", 3, "166.0"),
-            ("0.00", 4, "286.7"),
-            ("0.25", 2, "0"),
-            ("0.25", 4, "-"),
+            ("0.25", 3, "166.0"),
+            ("0.25", 4, "286.7"),
+            ("0.00", 2, "0"),
+            ("0.00", 4, "-"),
         ] {
             let end = lines[1].rfind(offset).map(|i| i + offset.len());
             assert_eq!(
@@ -402,6 +413,77 @@ mod tests {
             );
         }
         assert!(lines[4].starts_with("  p99"), "{t}");
+
+        // Empty bins at either end are left out; with none filled, a line says so.
+        let trimmed = marks_table(&AroundMarks {
+            marks: 300,
+            every_s: 1.5,
+            bins: vec![bin(-1.0, 0, 0.0), bin(-0.75, 10, 150.0), bin(-0.5, 0, 0.0)],
+        });
+        assert_eq!(
+            trimmed.lines().nth(1).map(str::trim),
+            Some("from (s)   -0.75")
+        );
+        let empty = marks_table(&AroundMarks {
+            marks: 1,
+            every_s: 0.0,
+            bins: vec![bin(0.0, 0, 0.0)],
+        });
+        assert_eq!(empty.lines().count(), 2, "{empty}");
+        assert!(
+            empty
+                .lines()
+                .all(|l| l.starts_with("around") || l.starts_with("  "))
+        );
+    }
+
+    #[test]
+    fn the_marks_reach_the_report_and_its_table() {
+        let record = |seq: u64, sent_s: f64| Record {
+            seq,
+            kind: crate::mix::Kind::Complete,
+            customer_id: "c".into(),
+            total_cents: 100,
+            lines: vec![("p".into(), 1)],
+            sent_s,
+            accept_ms: Some(5.0),
+            http_status: Some(202),
+            error: None,
+            order_id: Some(uuid::Uuid::nil()),
+            status: Some("COMPLETED".into()),
+            failure_reason: None,
+            e2e_ms: Some(70.0),
+            polls: 0,
+            tracked_by: Some(Tracking::Event),
+        };
+        let Ok(crate::cli::Command::Run(settings)) = crate::cli::parse(&[]) else {
+            panic!("parse failed");
+        };
+        let records = vec![record(0, 1.0), record(1, 2.1), record(2, 3.0)];
+        let build = |marks: Option<&[f64]>| {
+            build(
+                &settings,
+                Utc::now(),
+                4.0,
+                0,
+                records.clone(),
+                vec![],
+                vec![],
+                0,
+                marks,
+            )
+        };
+        let with = build(Some(&[0.5, 2.0, 3.5]));
+        let profile = with.around_marks.as_ref().expect("a profile with --marks");
+        assert_eq!(profile.marks, 3);
+        assert_eq!(
+            profile.bins.iter().map(|b| b.e2e_ms.count).sum::<usize>(),
+            3
+        );
+        assert!(table(&with).contains("around marks: 3 in the load window"));
+        let without = build(None);
+        assert_eq!(without.around_marks, None);
+        assert!(!table(&without).contains("around marks"));
     }
 
     #[test]

@@ -157,8 +157,9 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
 /// The profile around marks covers orders sent from `MARK_FROM_S` before their nearest mark to
 /// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. Measured on the broker's write-ahead-log
 /// rollovers (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of
-/// a second before one to half a second after took longest, so the range shows them with the
-/// level before and after.
+/// a second before one to half a second after took longest, so with rollovers seconds apart
+/// the range shows them with the level before and after. With marks closer together, an
+/// order's nearest mark is at most half the gap away, so only the middle bins fill.
 pub const MARK_FROM_S: f64 = -1.0;
 pub const MARK_TO_S: f64 = 2.0;
 pub const MARK_BIN_S: f64 = 0.25;
@@ -174,7 +175,8 @@ pub struct AroundMarks {
     /// Mean seconds between consecutive marks inside the load window; 0 with fewer than two.
     pub every_s: f64,
     /// From `MARK_FROM_S` to `MARK_TO_S`: the ended orders sent that long after their nearest
-    /// mark (negative: before it), a bin of `MARK_BIN_S` each.
+    /// mark (negative: before it), a bin of `MARK_BIN_S` each. Only orders sent between two
+    /// marks count: before the first or after the last, the nearest one is not known.
     pub bins: Vec<MarkBin>,
 }
 
@@ -185,9 +187,9 @@ pub struct MarkBin {
     pub e2e_ms: Latency,
 }
 
-/// Places each ended order by the time from its nearest mark to its sending. `marks_s` are
-/// seconds since the load started, in any order; marks outside the load window count as
-/// nearest marks, not in `marks`.
+/// Places each ended order sent between two marks by the time from the nearer of them to its
+/// sending. `marks_s` are seconds since the load started, in any order; marks outside the load
+/// window count as nearest marks, not in `marks`.
 pub fn around_marks(points: &[Point], marks_s: &[f64], load_s: f64) -> AroundMarks {
     let mut marks: Vec<f64> = marks_s.iter().copied().filter(|m| m.is_finite()).collect();
     marks.sort_by(f64::total_cmp);
@@ -195,14 +197,20 @@ pub fn around_marks(points: &[Point], marks_s: &[f64], load_s: f64) -> AroundMar
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); count];
     for p in points {
         let Some(ms) = p.e2e_ms else { continue };
+        // The marks on either side; an order before the first or after the last would be
+        // placed against a mark that may be far from its true nearest (a phase's first
+        // moments, before the first rollover was seen), so it is left out.
         let i = marks.partition_point(|&m| m <= p.sent_s);
-        let nearest = [i.checked_sub(1), Some(i)]
-            .into_iter()
-            .flatten()
-            .filter_map(|j| marks.get(j))
-            .map(|&m| p.sent_s - m)
-            .min_by(|a, b| a.abs().total_cmp(&b.abs()));
-        let Some(offset) = nearest else { continue };
+        let (Some(&before), Some(&after)) =
+            (i.checked_sub(1).and_then(|j| marks.get(j)), marks.get(i))
+        else {
+            continue;
+        };
+        let offset = if p.sent_s - before <= after - p.sent_s {
+            p.sent_s - before
+        } else {
+            p.sent_s - after
+        };
         let bin = ((offset - MARK_FROM_S) / MARK_BIN_S).floor();
         if bin >= 0.0 && (bin as usize) < count {
             values[bin as usize].push(ms);
@@ -326,26 +334,30 @@ mod tests {
             p(10.0, Some(2.0)),  // at it: the bin from 0
             p(10.3, Some(3.0)),  // from 0.25
             p(10.2, None),       // never ended: nowhere
-            p(11.9, Some(4.0)),  // 1.9 s after 10, 8.1 s before 20: from 1.75
+            p(11.99, Some(4.0)), // 1.99 s after 10, 8.01 s before 20: the last bin, from 1.75
+            p(12.0, Some(8.0)),  // 2 s after 10: past the last bin
             p(15.0, Some(5.0)),  // 5 s from either: outside the profile
             p(18.99, Some(6.0)), // 1.01 s before 20 (given out of order): outside
             p(19.0, Some(7.0)),  // 1 s before 20: the first bin
+            p(44.9, Some(9.0)),  // 0.1 s before 45, a mark after the load window: from -0.25
+            p(2.0, Some(10.0)),  // before the first mark: its nearest is not known
+            p(50.0, Some(11.0)), // after the last: neither
         ];
-        let a = around_marks(&points, &[20.0, 10.0, 45.0, f64::NAN], 40.0);
-        // 45 is after the load window and NaN is no time: two marks, 10 s apart.
-        assert_eq!((a.marks, a.every_s), (2, 10.0));
+        let a = around_marks(&points, &[20.0, 10.0, 45.0, 5.0, f64::NAN], 40.0);
+        // 45 is after the load window and NaN is no time: three marks, 7.5 s apart on average.
+        assert_eq!((a.marks, a.every_s), (3, 7.5));
         assert_eq!(a.bins.len(), 12);
         let at = |from: f64| {
             let b = a.bins.iter().find(|b| b.from_s == from).unwrap();
             (b.e2e_ms.count, b.e2e_ms.max)
         };
         assert_eq!(at(-1.0), (1, 7.0));
-        assert_eq!(at(-0.25), (1, 1.0));
+        assert_eq!(at(-0.25), (2, 9.0));
         assert_eq!(at(0.0), (1, 2.0));
         assert_eq!(at(0.25), (1, 3.0));
         assert_eq!(at(1.75), (1, 4.0));
         let placed: usize = a.bins.iter().map(|b| b.e2e_ms.count).sum();
-        assert_eq!(placed, 5);
+        assert_eq!(placed, 6);
         let none = around_marks(&points, &[], 40.0);
         assert_eq!((none.marks, none.every_s), (0, 0.0));
         assert!(none.bins.iter().all(|b| b.e2e_ms.count == 0));
