@@ -253,6 +253,18 @@ pub fn sustained(series: &[Second], window_s: usize, pick: impl Fn(&Second) -> u
 mod tests {
     use super::*;
 
+    /// An accepted, completed order sent at `sent_s` whose saga took `e2e_ms` (`None`: never
+    /// ended).
+    fn p(sent_s: f64, e2e_ms: Option<f64>) -> Point {
+        Point {
+            sent_s,
+            accepted: true,
+            ended_s: e2e_ms.map(|ms| sent_s + ms / 1000.0),
+            completed: true,
+            e2e_ms,
+        }
+    }
+
     #[test]
     fn nearest_rank_percentiles_of_one_to_a_hundred() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
@@ -288,13 +300,6 @@ mod tests {
 
     #[test]
     fn windows_split_by_send_time_and_keep_a_short_last_one() {
-        let p = |sent_s: f64, e2e_ms: Option<f64>| Point {
-            sent_s,
-            accepted: true,
-            ended_s: e2e_ms.map(|ms| sent_s + ms / 1000.0),
-            completed: true,
-            e2e_ms,
-        };
         // An order sent at 59.9 s that ends at 62 s belongs to the first minute: it was sent
         // there. One sent after the duration (a late tick) belongs to none.
         let points = [
@@ -322,13 +327,6 @@ mod tests {
 
     #[test]
     fn orders_are_placed_by_their_offset_from_the_nearest_mark() {
-        let p = |sent_s: f64, e2e_ms: Option<f64>| Point {
-            sent_s,
-            accepted: true,
-            ended_s: e2e_ms.map(|ms| sent_s + ms / 1000.0),
-            completed: true,
-            e2e_ms,
-        };
         let points = [
             p(9.9, Some(1.0)),   // 0.1 s before the mark at 10: the bin from -0.25 s
             p(10.0, Some(2.0)),  // at it: the bin from 0
