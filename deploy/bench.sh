@@ -25,7 +25,9 @@
 # phase and minute by minute: every hop of a saga waits for two flushes, and the calibration
 # sees the disk only before the fleet starts. The kernel's pressure stall figures (PSI) tell,
 # whole phase and minute by minute, how much of the time some task waited for a core and how
-# much some task waited for I/O: what the latencies are made of besides work.
+# much some task waited for I/O: what the latencies are made of besides work. Each rollover of
+# the benchmark's broker's write-ahead log is recorded, and loadgen profiles the orders' latency
+# by when they were sent against the nearest one (a rollover holds every queue up for a moment).
 # Each phase seeds its own customers and products (ids prefixed with a per-run id) and checks the
 # conservation invariants at its end; the databases and the vhost are created fresh per run.
 #

@@ -72,8 +72,8 @@ impl Reads {
         let mut sql = String::new();
         let mut values = Vec::new();
         let mut write_names = Vec::with_capacity(writes.len());
-        // The parts' values are moved, not cloned: a part's rows travel as one `jsonb` value,
-        // a whole tree of maps and strings (`db::rows`).
+        // The parts' values are moved, not cloned: a part's rows travel as one JSON text of
+        // the whole batch (`db::rows`).
         for (i, (name, part)) in writes.into_iter().enumerate() {
             sql.push_str(if i == 0 { "WITH " } else { ", " });
             sql.push_str(name);

@@ -277,19 +277,14 @@ fn marks_table(a: &AroundMarks) -> String {
         t.push('\n');
     };
     // An empty bin has no latency to show.
-    let figure = |f: fn(&Latency) -> String| {
-        move |b: &MarkBin| {
-            if b.e2e_ms.count == 0 {
-                "-".to_string()
-            } else {
-                f(&b.e2e_ms)
-            }
-        }
+    let ms = |b: &MarkBin, pick: fn(&Latency) -> f64| match b.e2e_ms.count {
+        0 => "-".to_string(),
+        _ => format!("{:.1}", pick(&b.e2e_ms)),
     };
     row("from (s)", &|b| format!("{:.2}", b.from_s));
     row("orders", &|b| b.e2e_ms.count.to_string());
-    row("mean", &figure(|l| format!("{:.1}", l.mean)));
-    row("p99", &figure(|l| format!("{:.1}", l.p99)));
+    row("mean", &|b| ms(b, |l| l.mean));
+    row("p99", &|b| ms(b, |l| l.p99));
     t
 }
 
