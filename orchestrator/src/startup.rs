@@ -85,10 +85,14 @@ impl Application {
             shutdown.clone(),
             self.grace,
         );
-        let timeouts =
-            crate::saga::timeouts::start(state.db.clone(), state.saga.clone(), state.wakeup.clone(), shutdown.clone())
-                .await
-                .map_err(std::io::Error::other)?;
+        let timeouts = crate::saga::timeouts::start(
+            state.db.clone(),
+            state.saga.clone(),
+            state.wakeup.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(std::io::Error::other)?;
         // Side by side: the intake ends once the HTTP server has drained (its handles are gone),
         // while the consumers still drain, before the pool closes.
         let (grace, signal) = (self.grace, shutdown.clone());
@@ -98,7 +102,10 @@ impl Application {
                 signal.wait().await;
                 for (name, task) in [("order intake", intake), ("timeout worker", timeouts)] {
                     let stopped = async { task.await.is_ok() };
-                    if !tokio::time::timeout(grace * 2, stopped).await.unwrap_or(false) {
+                    if !tokio::time::timeout(grace * 2, stopped)
+                        .await
+                        .unwrap_or(false)
+                    {
                         tracing::warn!(task = name, "did not stop cleanly within the grace period");
                     }
                 }

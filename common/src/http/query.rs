@@ -219,7 +219,10 @@ mod tests {
         let body = error.body();
         let fields: Vec<_> = body.details.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["stuck", "limit", "offset"]);
-        assert_eq!(body.details[1].message, "must be a whole number from 1 to 100");
+        assert_eq!(
+            body.details[1].message,
+            "must be a whole number from 1 to 100"
+        );
         assert_eq!(
             parse::<Page>(pairs("limit=0")).unwrap_err().body().details[0].field,
             "limit"

@@ -247,7 +247,10 @@ async fn write_all(
     db: &DatabaseConnection,
     placements: &[&Placement],
 ) -> Result<(HashSet<Uuid>, Enqueued), DbErr> {
-    let orders: Vec<_> = placements.iter().map(|p| (&p.order, &p.first.step)).collect();
+    let orders: Vec<_> = placements
+        .iter()
+        .map(|p| (&p.order, &p.first.step))
+        .collect();
     let plans: Vec<Plan> = placements.iter().map(|p| p.first.clone()).collect();
     const PLACED: &str = "SELECT order_id FROM placed";
     let mut writes = Writes::new();

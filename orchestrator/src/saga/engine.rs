@@ -95,11 +95,18 @@ pub fn stage(
                 .cloned()
                 .flatten()
                 .into_iter()
-                .chain(plan.messages.iter().map(|m| m.envelope.message_type.clone()))
+                .chain(
+                    plan.messages
+                        .iter()
+                        .map(|m| m.envelope.message_type.clone()),
+                )
                 .collect(),
         })
         .collect();
-    let messages: Vec<_> = plans.iter().flat_map(|p| p.messages.iter().cloned()).collect();
+    let messages: Vec<_> = plans
+        .iter()
+        .flat_map(|p| p.messages.iter().cloned())
+        .collect();
     let mut outbox = outbox::Insert::new(&messages, sagas)?;
     writes
         .add(SAGAS, store::advance_part(&advances)?)

@@ -79,7 +79,16 @@ pub fn plan(
     if to == saga.state && commands.is_empty() {
         return Ok(None);
     }
-    step(saga, Some(saga.state), to, &commands, trigger, settings, now).map(Some)
+    step(
+        saga,
+        Some(saga.state),
+        to,
+        &commands,
+        trigger,
+        settings,
+        now,
+    )
+    .map(Some)
 }
 
 fn step(
