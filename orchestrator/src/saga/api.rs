@@ -16,8 +16,9 @@ use saga_common::http::extract::parse_uuid;
 use saga_common::http::query::{FromQuery, Limit, Params, QueryFields};
 use saga_common::http::{ApiError, ErrorBody};
 
-use super::engine::{Applied, ApplyError};
+use super::engine::Applied;
 use super::machine::{FailureReason, SagaEvent};
+use super::plan::ApplyError;
 use super::status::{OrderStatus, StateName};
 use super::store::{self, Saga};
 use super::timeouts::act;

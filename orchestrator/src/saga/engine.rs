@@ -15,8 +15,8 @@ use uuid::Uuid;
 use saga_common::db::Writes;
 use saga_common::messaging::outbox::{self, Enqueued};
 
-use super::machine::{InvalidTransition, SagaEvent};
-use super::plan::{Plan, Trigger, plan};
+use super::machine::SagaEvent;
+use super::plan::{ApplyError, Plan, Trigger, plan};
 use super::store::{self, Advance, Saga, Step};
 use super::timeline::{self, TransitionRow};
 use crate::configuration::SagaSettings;
@@ -31,18 +31,6 @@ pub enum Applied {
     /// Another writer changed the saga since it was read. Part of the step may have been
     /// written: the caller rolls back.
     Conflict,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Invalid(#[from] InvalidTransition),
-    #[error("saga {0} has no pending command to resend")]
-    NothingPending(Uuid),
-    #[error("cannot build a message: {0}")]
-    Message(#[from] serde_json::Error),
-    #[error(transparent)]
-    Database(#[from] DbErr),
 }
 
 /// Names of the parts [`stage`] adds.

@@ -3,18 +3,30 @@
 //! the same [`step`], so one rule decides which command a saga waits on.
 
 use chrono::{DateTime, Utc};
+use sea_orm::DbErr;
 use uuid::Uuid;
 
 use saga_common::messaging::{OutgoingMessage, topology};
 
 use super::effects::message_for;
-use super::engine::ApplyError;
-use super::machine::{self, SagaCommand, SagaEvent, SagaState};
+use super::machine::{self, InvalidTransition, SagaCommand, SagaEvent, SagaState};
 use super::store::{Saga, Step};
 use crate::configuration::SagaSettings;
 
 /// What the first timeline entry names as its trigger.
 pub const ORDER_PLACED: &str = "order.placed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidTransition),
+    #[error("saga {0} has no pending command to resend")]
+    NothingPending(Uuid),
+    #[error("cannot build a message: {0}")]
+    Message(#[from] serde_json::Error),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
 
 /// What caused the step, for the timeline and the messages' causation.
 #[derive(Debug, Clone)]

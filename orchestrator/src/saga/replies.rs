@@ -22,9 +22,9 @@ use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
-use super::engine::{self, ApplyError};
+use super::engine;
 use super::machine::SagaEvent;
-use super::plan::{self, Trigger};
+use super::plan::{self, ApplyError, Trigger};
 use super::store::{self, Saga};
 use crate::configuration::SagaSettings;
 

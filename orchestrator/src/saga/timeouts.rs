@@ -20,9 +20,9 @@ use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
-use super::engine::{self, Applied, ApplyError};
+use super::engine::{self, Applied};
 use super::machine::SagaEvent;
-use super::plan::{self, Trigger};
+use super::plan::{self, ApplyError, Trigger};
 use super::store::{self, Saga};
 use crate::configuration::SagaSettings;
 
