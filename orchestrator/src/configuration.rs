@@ -1,13 +1,9 @@
-//! The orchestrator's settings: everything every service has, plus the saga's deadlines.
-
-use std::time::Duration;
+//! The orchestrator's settings: everything every service has, plus the saga's deadlines and
+//! the order intake's batching. A leaf: the features read it, it imports none of them.
 
 use serde::{Deserialize, Serialize};
 
 use saga_common::configuration::ServiceSettings;
-
-use crate::orders::intake::IntakeSettings;
-use crate::saga::SagaState;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -49,18 +45,27 @@ impl Default for SagaSettings {
     }
 }
 
-impl SagaSettings {
-    /// How long the saga may stay in `state` before the worker acts; `None` for final states.
-    pub fn timeout(&self, state: SagaState) -> Option<Duration> {
-        let ms = match state {
-            SagaState::AwaitingPayment => self.awaiting_payment_timeout_ms,
-            SagaState::AwaitingStock => self.awaiting_stock_timeout_ms,
-            SagaState::ReleasingStock(_) | SagaState::RefundingPayment(_) => {
-                self.compensation_timeout_ms
-            }
-            SagaState::Completed | SagaState::Failed(_) => return None,
-        };
-        Some(Duration::from_millis(ms))
+/// How `POST /api/orders` writes (`APP__INTAKE__...`): see `orders::intake`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntakeSettings {
+    /// Most orders written in one transaction.
+    pub batch_size: usize,
+    /// Transactions writing orders at the same time.
+    pub concurrency: usize,
+    /// Under load (the last batch held more than one order), how long a batch waits for more
+    /// orders before it is written. An idle intake never waits.
+    pub linger_ms: u64,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            concurrency: 1,
+            // At a steady rate orders arrive one by one, each small batch paying a whole
+            // transaction: a short wait under load lets them share one.
+            linger_ms: 2,
+        }
     }
 }
 

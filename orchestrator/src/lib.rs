@@ -1,10 +1,12 @@
 //! The order orchestrator: accepts orders over HTTP and drives each one through its saga by
 //! sending commands to the payment and inventory participants over RabbitMQ.
 //!
-//! - [`saga`]: the pure state machine ([`saga::machine`]), command-to-message mapping
-//!   ([`saga::effects`]) and the reply consumer ([`saga::replies`]).
-//! - [`orders`]: the order API (`/api/orders`), request parsing and order storage.
-//! - [`configuration`]: settings: the common ones plus the saga deadlines.
+//! - [`saga`]: the state machine, the planning and the one writer of steps, their storage and
+//!   timeline, the reply consumer and the timeout worker. It imports nothing from `orders`.
+//! - [`orders`]: the order API (`/api/orders`), request parsing, order storage and the intake;
+//!   built on `saga`.
+//! - [`configuration`]: settings: the common ones plus the saga deadlines and the intake.
+//! - [`state`]: what the HTTP handlers share.
 //! - [`startup`]: [`startup::Application`] (build, port, run until stopped).
 //! - [`migration`]: this service's schema (orders with saga state, transitions; outbox, inbox).
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
@@ -15,3 +17,4 @@ pub mod migration;
 pub mod orders;
 pub mod saga;
 pub mod startup;
+pub mod state;

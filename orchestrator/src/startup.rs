@@ -1,33 +1,23 @@
 //! Builds and runs the service.
 
+use std::time::Duration;
+
 use axum::Router;
-use sea_orm::DatabaseConnection;
 use utoipa::OpenApi;
 
-use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::messaging::{Messaging, topology};
 use saga_common::service::{Foundation, StartupError};
 use saga_common::shutdown::Shutdown;
 
-use crate::configuration::{SagaSettings, Settings};
+use crate::configuration::Settings;
 use crate::migration::Migrator;
-use crate::orders::intake::Intake;
+use crate::orders::intake::{self, Intake};
 use crate::saga::replies::SagaReplies;
+use crate::state::AppState;
 
 pub const SERVICE: &str = "orchestrator";
 
 pub use crate::configuration::default_settings;
-
-/// What the HTTP handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    /// Wakes the outbox relay after a commit, so the first command leaves at once.
-    pub wakeup: RelayWakeup,
-    pub saga: SagaSettings,
-    /// Writes new orders, many requests' at a time.
-    pub intake: Intake,
-}
 
 pub struct Application {
     port: u16,
@@ -35,6 +25,8 @@ pub struct Application {
     router: Router,
     messaging: Messaging<SagaReplies>,
     state: AppState,
+    intake: intake::Writer,
+    grace: Duration,
 }
 
 impl Application {
@@ -44,14 +36,10 @@ impl Application {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
             saga: settings.saga.clone(),
-            intake: Intake::start(
-                foundation.db.clone(),
-                foundation.wakeup.clone(),
-                &settings.intake,
-            ),
         };
+        let (intake, writer) = Intake::new(&settings.intake);
         let routes = Router::new()
-            .merge(crate::orders::router(state.clone()))
+            .merge(crate::orders::router(state.clone(), intake))
             // Operator actions on sagas sit behind the same admin token as the dead letters.
             .merge(saga_common::http::admin::protect(
                 crate::saga::api::router(state.clone()),
@@ -78,6 +66,8 @@ impl Application {
             router,
             messaging,
             state,
+            intake: writer,
+            grace: Duration::from_millis(settings.service.shutdown_grace_ms),
         })
     }
 
@@ -85,20 +75,42 @@ impl Application {
         self.port
     }
 
-    /// Serves HTTP and messaging and runs the timeout worker until `shutdown`.
+    /// Serves HTTP and messaging and runs the order intake and the timeout worker until
+    /// `shutdown`; then waits for the intake and the worker, each within the grace period.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let mut scheduler = crate::saga::timeouts::start(
-            self.state.db.clone(),
-            self.state.saga.clone(),
-            self.state.wakeup.clone(),
+        let state = self.state;
+        let intake = self.intake.spawn(
+            state.db.clone(),
+            state.wakeup.clone(),
+            shutdown.clone(),
+            self.grace,
+        );
+        let timeouts = crate::saga::timeouts::start(
+            state.db.clone(),
+            state.saga.clone(),
+            state.wakeup.clone(),
+            shutdown.clone(),
         )
         .await
         .map_err(std::io::Error::other)?;
-        let outcome =
-            saga_common::service::run(self.listener, self.router, self.messaging, shutdown).await;
-        if let Err(error) = scheduler.shutdown().await {
-            tracing::warn!(%error, "timeout worker did not stop cleanly");
-        }
+        // Side by side: the intake ends once the HTTP server has drained (its handles are gone),
+        // while the consumers still drain, before the pool closes.
+        let (grace, signal) = (self.grace, shutdown.clone());
+        let (outcome, ()) = tokio::join!(
+            saga_common::service::run(self.listener, self.router, self.messaging, shutdown),
+            async move {
+                signal.wait().await;
+                for (name, task) in [("order intake", intake), ("timeout worker", timeouts)] {
+                    let stopped = async { task.await.is_ok() };
+                    if !tokio::time::timeout(grace * 2, stopped)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        tracing::warn!(task = name, "did not stop cleanly within the grace period");
+                    }
+                }
+            }
+        );
         outcome
     }
 }

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::{JsonBody, Violations};
+use super::query::{FromQuery, Limit, Offset, Params, QueryFields};
 use crate::configuration::{AdminSettings, ServiceSettings};
 use crate::messaging::dead_letters::{
     DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, ReplayReport, Selection,
@@ -40,8 +41,6 @@ use crate::messaging::dead_letters::{
 /// Name of the bearer security scheme in the OpenAPI documents.
 pub const SECURITY_SCHEME: &str = "admin_token";
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 const MAX_REPLAY_IDS: usize = 1_000;
 const MAX_ID_CHARS: usize = 128;
 
@@ -152,13 +151,24 @@ async fn run<T: Send + 'static>(
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Position of the first message to return (0 = the oldest). Default 0.
-    pub offset: Option<String>,
+    #[param(value_type = Option<u32>)]
+    pub offset: Offset,
     /// Messages per page, 1 to 500. Default 50.
-    pub limit: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub limit: Limit<50, 500>,
+}
+
+impl FromQuery for DeadLetterQuery {
+    fn from_query(fields: &mut QueryFields) -> Self {
+        Self {
+            offset: fields.value("offset"),
+            limit: fields.value("limit"),
+        }
+    }
 }
 
 /// Lists this service's dead letters, oldest first, without consuming them.
@@ -173,50 +183,12 @@ pub struct DeadLetterQuery {
     ))]
 pub async fn list_dead_letters(
     State(state): State<AdminState>,
-    Query(query): Query<DeadLetterQuery>,
+    Params(query): Params<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let mut violations = Violations::default();
-    let offset = number(
-        &mut violations,
-        "offset",
-        query.offset.as_deref(),
-        0,
-        u32::MAX,
-        0,
-    );
-    let limit = number(
-        &mut violations,
-        "limit",
-        query.limit.as_deref(),
-        1,
-        MAX_LIMIT,
-        DEFAULT_LIMIT,
-    );
-    violations.finish(())?;
+    let (offset, limit) = (query.offset.0, query.limit.get());
     let dead_letters = state.dead_letters.clone();
     let page = run(async move { dead_letters.list(offset, limit).await }).await?;
     Ok(Json(page))
-}
-
-/// A query number in `min..=max`, `default` when absent; records a violation otherwise.
-fn number(
-    violations: &mut Violations,
-    field: &str,
-    value: Option<&str>,
-    min: u32,
-    max: u32,
-    default: u32,
-) -> u32 {
-    let Some(value) = value else {
-        return default;
-    };
-    match value.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => n,
-        _ => {
-            violations.add(field, format!("must be a whole number from {min} to {max}"));
-            default
-        }
-    }
 }
 
 /// Which dead letters to replay: give exactly one of the two fields.

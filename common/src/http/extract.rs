@@ -124,14 +124,17 @@ impl Violations {
     }
 }
 
+/// What [`check_id`] asks of an identifier.
+pub const ID_RULE: &str = "must be 1 to 64 characters long";
+
+/// Whether `value` is an identifier: 1 to 64 characters.
+pub fn is_id(value: &str) -> bool {
+    (1..=64).contains(&value.chars().count())
+}
+
 /// An identifier of 1 to 64 characters.
 pub fn check_id(violations: &mut Violations, field: &str, value: &str) {
-    let length = value.chars().count();
-    violations.check(
-        (1..=64).contains(&length),
-        field,
-        "must be 1 to 64 characters long",
-    );
+    violations.check(is_id(value), field, ID_RULE);
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //!   `{"error", "message", "details"}`.
 //! - [`extract`]: a strict JSON body extractor (415, 400, 413, 422 naming the field) and
 //!   parameter parsing helpers.
+//! - [`query`]: typed query strings (`Params<T>`), one 422 naming every bad parameter;
+//!   the shared `Limit` and `Offset`.
 //! - [`correlation`]: `X-Correlation-Id` in, out, and on every log line of the request.
 //! - [`health`]: `/health/live` and `/health/ready`.
 //! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
@@ -14,6 +16,7 @@ pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod query;
 pub mod server;
 
 pub use correlation::CorrelationId;

@@ -1,30 +1,29 @@
 //! Order endpoints.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{SubsecRound, Utc};
 use sea_orm::DbErr;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
+use saga_common::http::query::{FromQuery, Id, Limit, Params, QueryFields, QueryValue};
 use saga_common::http::{ApiError, CorrelationId, ErrorBody, JsonBody};
 
+use super::OrdersState;
 use super::intake::{IntakeError, Placed, Placement};
 use super::model::{Order, OrderStatus, OrderView, PlaceOrder, PlaceOrderRequest};
-use super::store::{self, Cursor, ListFilter, TimelineEntry};
-use crate::saga::effects::message_for;
-use crate::saga::{engine, machine};
-use crate::startup::AppState;
+use super::store::{self, Cursor, ListFilter};
+use crate::saga::machine;
+use crate::saga::plan::{self, ORDER_PLACED, Trigger};
+use crate::saga::timeline::{self, TimelineEntry};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// What the first timeline entry names as its trigger.
-pub const ORDER_PLACED: &str = "order.placed";
 
 /// Places an order and starts its saga.
 ///
@@ -48,7 +47,7 @@ pub const ORDER_PLACED: &str = "order.placed";
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 pub async fn place_order(
-    State(state): State<AppState>,
+    State(state): State<OrdersState>,
     Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<PlaceOrderRequest>,
@@ -58,40 +57,33 @@ pub async fn place_order(
 
     // Microseconds, as PostgreSQL stores them, so a replay answers byte for byte the same.
     let now = Utc::now().trunc_subsecs(6);
-    let (initial, commands) = machine::start();
     let mut order = Order {
         order_id: Uuid::now_v7(),
         total_cents: new_order.total_cents(),
         customer_id: new_order.customer_id.clone(),
         items: new_order.items.clone(),
-        state: initial,
-        version: 0,
-        deadline_at: engine::deadline(&state.saga, initial, now),
-        resends: 0,
-        pending_message_id: None,
+        state: machine::start().0,
         correlation_id: correlation.0.clone(),
         idempotency_key: idempotency_key.clone(),
         created_at: now,
         updated_at: now,
     };
     record_order(order.order_id);
-    // The request itself is the cause of the first commands.
-    let request_id = Uuid::now_v7();
-    let messages = commands
-        .iter()
-        .filter_map(|command| {
-            message_for(*command, &order, &correlation.0, Some(request_id)).transpose()
-        })
-        .collect::<Result<Vec<_>, _>>()
+    // The request itself (by the id it is given here) is the cause of the first commands.
+    let trigger = Trigger {
+        kind: ORDER_PLACED,
+        message_id: Uuid::now_v7(),
+        correlation_id: &correlation.0,
+    };
+    let first = plan::start(&order.new_saga(), &trigger, &state.app.saga, now)
         .map_err(|e| ApiError::internal(&e))?;
-    order.pending_message_id = messages.first().map(|m| m.envelope.message_id);
+    order.state = first.step.to;
 
     // The key is not looked up first: a new key (the common case) costs nothing extra, and a
     // key already used is found by the insert itself, which skips the order.
     let placement = Placement {
         order: order.clone(),
-        request_id,
-        messages,
+        first,
     };
     match state.intake.place(placement).await {
         Ok(Placed::Inserted) => {
@@ -103,7 +95,7 @@ pub async fn place_order(
         }
         Ok(Placed::KeyTaken) => {
             let key = idempotency_key.as_deref().unwrap_or_default();
-            let existing = store::find_by_idempotency_key(&state.db, key)
+            let existing = store::find_by_idempotency_key(&state.app.db, key)
                 .await?
                 .ok_or_else(|| {
                     ApiError::internal(&DbErr::RecordNotFound(
@@ -167,17 +159,17 @@ fn accepted(order: &Order) -> Response {
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn get_order(
-    State(state): State<AppState>,
+    State(state): State<OrdersState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     let order = load(&state, &order_id).await?;
     Ok(Json(OrderView::from(&order)))
 }
 
-async fn load(state: &AppState, order_id: &str) -> Result<Order, ApiError> {
+async fn load(state: &OrdersState, order_id: &str) -> Result<Order, ApiError> {
     let order_id = parse_uuid("order_id", order_id)?;
     record_order(order_id);
-    store::find(&state.db, order_id)
+    store::find(&state.app.db, order_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))
 }
@@ -199,11 +191,11 @@ pub struct Timeline {
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn get_timeline(
-    State(state): State<AppState>,
+    State(state): State<OrdersState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let order = load(&state, &order_id).await?;
-    let transitions = store::timeline(&state.db, order.order_id).await?;
+    let transitions = timeline::timeline(&state.app.db, order.order_id).await?;
     Ok(Json(Timeline {
         order_id: order.order_id,
         status: OrderStatus::of(order.state),
@@ -211,17 +203,44 @@ pub async fn get_timeline(
     }))
 }
 
-/// Query parameters of `GET /api/orders`, taken as text and checked so each mistake is named.
-#[derive(Debug, Deserialize, IntoParams)]
+/// Query parameters of `GET /api/orders`; each mistake is named.
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `PENDING`, `COMPLETED` or `FAILED`.
-    pub status: Option<String>,
-    pub customer_id: Option<String>,
+    #[param(value_type = Option<OrderStatus>)]
+    pub status: Option<OrderStatus>,
+    #[param(value_type = Option<String>)]
+    pub customer_id: Option<Id>,
     /// 1 to 100; default 20.
-    pub limit: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Limit<20, 100>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Cursor>,
+}
+
+impl FromQuery for ListQuery {
+    fn from_query(fields: &mut QueryFields) -> Self {
+        Self {
+            status: fields.optional("status"),
+            limit: fields.value("limit"),
+            cursor: fields.optional("cursor"),
+            customer_id: fields.optional("customer_id"),
+        }
+    }
+}
+
+impl QueryValue for OrderStatus {
+    fn parse_query(text: &str) -> Result<Self, String> {
+        OrderStatus::parse(text).ok_or_else(|| "must be PENDING, COMPLETED or FAILED".into())
+    }
+}
+
+impl QueryValue for Cursor {
+    fn parse_query(text: &str) -> Result<Self, String> {
+        Cursor::decode(text).ok_or_else(|| "is not a cursor this API returned".into())
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -232,9 +251,6 @@ pub struct OrderPage {
     pub next_cursor: Option<String>,
 }
 
-pub const DEFAULT_PAGE: u64 = 20;
-pub const MAX_PAGE: u64 = 100;
-
 /// Lists orders, newest first, cursor-paginated.
 #[utoipa::path(get, path = "/api/orders", tag = "orders", params(ListQuery),
     responses(
@@ -242,54 +258,17 @@ pub const MAX_PAGE: u64 = 100;
         (status = 422, description = "A bad `status`, `limit` or `cursor`", body = ErrorBody),
     ))]
 pub async fn list_orders(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    State(state): State<OrdersState>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let mut violations = saga_common::http::extract::Violations::default();
-    let status = query.status.as_deref().and_then(|s| {
-        let parsed = OrderStatus::parse(s);
-        violations.check(
-            parsed.is_some(),
-            "status",
-            "must be PENDING, COMPLETED or FAILED",
-        );
-        parsed
-    });
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(text) => match text.parse::<u64>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                violations.add(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                );
-                DEFAULT_PAGE
-            }
-        },
-    };
-    let after = query.cursor.as_deref().and_then(|c| {
-        let parsed = Cursor::decode(c);
-        violations.check(
-            parsed.is_some(),
-            "cursor",
-            "is not a cursor this API returned",
-        );
-        parsed
-    });
-    if let Some(customer) = &query.customer_id {
-        saga_common::http::extract::check_id(&mut violations, "customer_id", customer);
-    }
-    violations.finish(())?;
-
+    let limit = u64::from(query.limit.get());
     let filter = ListFilter {
-        status,
-        customer_id: query.customer_id,
-        after,
+        status: query.status,
+        customer_id: query.customer_id.map(|id| id.0),
+        after: query.cursor,
         limit: limit + 1,
     };
-    let mut orders = store::list(&state.db, &filter).await?;
+    let mut orders = store::list(&state.app.db, &filter).await?;
     let next_cursor = if orders.len() as u64 > limit {
         orders.truncate(limit as usize);
         orders.last().map(|o| {

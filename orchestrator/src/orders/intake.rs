@@ -6,9 +6,8 @@
 //! `intake.batch_size` orders, with up to `intake.concurrency` such statements at once. Under
 //! load (the last batch held more than one order) a batch not yet full also waits
 //! `intake.linger_ms` for more: each statement costs the database about as much to plan and
-//! start as to write a few orders, so this turns a thousand small commits a second into a
-//! couple of hundred larger ones (docs/benchmarks.md, "The intake linger": in a pair of short
-//! runs at 80 % of peak, the end-to-end p99 halved). A request that finds the intake busy may
+//! start as to write a few orders, so this turns many small commits into fewer larger ones.
+//! A request that finds the intake busy may
 //! wait up to `intake.linger_ms` more to join a batch; one that finds it idle goes straight
 //! through (a batch of one). The batching is shared with the consumers
 //! (`saga_common::batching`). The wait holds the writer, so with `intake.concurrency` 1 the
@@ -18,56 +17,35 @@
 //!
 //! If a batch fails, each of its orders is written again on its own, so one bad order gets its
 //! own error and takes no other with it.
+//!
+//! The writer stops on the service's shutdown signal: once every request handle is gone (the
+//! HTTP server has drained), or at the latest after the grace period, it takes no more requests,
+//! writes those it accepted and ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use saga_common::batching::Batches;
 use saga_common::db::{Writes, writes};
-use saga_common::messaging::OutgoingMessage;
-use saga_common::messaging::outbox::{self, Enqueued, RelayWakeup};
+use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
+use saga_common::shutdown::Shutdown;
 
-use super::api::ORDER_PLACED;
 use super::model::Order;
-use super::store::{self, TransitionRow};
+use super::store;
+use crate::configuration::IntakeSettings;
+use crate::saga::engine;
+use crate::saga::plan::Plan;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IntakeSettings {
-    /// Most orders written in one transaction.
-    pub batch_size: usize,
-    /// Transactions writing orders at the same time.
-    pub concurrency: usize,
-    /// Under load (the last batch held more than one order), how long a batch waits for more
-    /// orders before it is written. An idle intake never waits.
-    pub linger_ms: u64,
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 64,
-            concurrency: 1,
-            // At 80 % of peak, orders arrive one by one and each small batch paid a whole
-            // transaction; in a pair of short runs at the same rate, 2 ms halved the end-to-end
-            // p99 (docs/benchmarks.md, "The intake linger").
-            linger_ms: 2,
-        }
-    }
-}
-
-/// A new order and what it sends first.
+/// A new order and its saga's first step (`saga::plan::start`).
 pub struct Placement {
     pub order: Order,
-    /// The id the request was given: the trigger of the first timeline entry and the cause of
-    /// the first commands.
-    pub request_id: Uuid,
-    pub messages: Vec<OutgoingMessage>,
+    pub first: Plan,
 }
 
 /// What became of a placement.
@@ -98,24 +76,41 @@ pub struct Intake {
     requests: mpsc::Sender<Request>,
 }
 
+/// The writer side of an [`Intake`], not yet running.
+pub struct Writer {
+    receiver: mpsc::Receiver<Request>,
+    batching: Batching,
+}
+
+impl Writer {
+    /// Starts the writer task. It ends once `stop` is triggered and either every handle is
+    /// dropped or `grace` has passed, having written every request it accepted.
+    pub fn spawn(
+        self,
+        db: DatabaseConnection,
+        wakeup: RelayWakeup,
+        stop: Shutdown,
+        grace: Duration,
+    ) -> JoinHandle<()> {
+        let stopping = Stopping { stop, grace };
+        tokio::spawn(run(self.receiver, db, wakeup, self.batching, stopping))
+    }
+}
+
 impl Intake {
-    /// Starts the writer task; it ends when the last handle is dropped.
-    pub fn start(db: DatabaseConnection, wakeup: RelayWakeup, settings: &IntakeSettings) -> Self {
+    /// The handle requests place orders through, and the writer that serves it once spawned
+    /// (requests queue until then).
+    pub fn new(settings: &IntakeSettings) -> (Self, Writer) {
         let batch_size = settings.batch_size.max(1);
         // Room for a few batches per writer: beyond that, requests wait to be queued, which is
         // the backpressure a client sees as latency rather than as memory growing here.
         let (requests, receiver) = mpsc::channel(batch_size * settings.concurrency.max(1) * 4);
-        tokio::spawn(run(
-            receiver,
-            db,
-            wakeup,
-            Batching {
-                size: batch_size,
-                concurrency: settings.concurrency.max(1),
-                linger: Duration::from_millis(settings.linger_ms),
-            },
-        ));
-        Self { requests }
+        let batching = Batching {
+            size: batch_size,
+            concurrency: settings.concurrency.max(1),
+            linger: Duration::from_millis(settings.linger_ms),
+        };
+        (Self { requests }, Writer { receiver, batching })
     }
 
     /// Writes `placement` and answers once it is committed (or refused).
@@ -136,18 +131,49 @@ struct Batching {
     linger: Duration,
 }
 
+/// When the intake stops taking requests.
+struct Stopping {
+    stop: Shutdown,
+    /// After the signal, how long requests may still arrive (the HTTP server drains meanwhile).
+    grace: Duration,
+}
+
+/// The next request; `None` once every handle is gone, or once `closed` is triggered and the
+/// requests queued by then are taken.
+async fn next(receiver: &mut mpsc::Receiver<Request>, closed: &Shutdown) -> Option<Request> {
+    if !closed.is_triggered() {
+        tokio::select! {
+            request = receiver.recv() => return request,
+            () = closed.wait() => {}
+        }
+    }
+    receiver.close();
+    receiver.recv().await
+}
+
 async fn run(
     receiver: mpsc::Receiver<Request>,
     db: DatabaseConnection,
     wakeup: RelayWakeup,
     batching: Batching,
+    stopping: Stopping,
 ) {
     let writers = Arc::new(Semaphore::new(batching.concurrency));
+    // Triggered `grace` after the signal: from then on no request is taken.
+    let closed = Shutdown::new();
+    let closer = {
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            stopping.stop.wait().await;
+            tokio::time::sleep(stopping.grace).await;
+            closed.trigger();
+        })
+    };
     let requests = Box::pin(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async {
-            let request = receiver.recv().await?;
-            Some((request, receiver))
+        (receiver, closed),
+        |(mut receiver, closed)| async move {
+            let request = next(&mut receiver, &closed).await?;
+            Some((request, (receiver, closed)))
         },
     ));
     let mut requests = Batches::new(requests, batching.size, batching.linger);
@@ -158,7 +184,7 @@ async fn run(
             return;
         };
         let Some(batch) = requests.next_batch().await else {
-            return;
+            break;
         };
         let (db, wakeup) = (db.clone(), wakeup.clone());
         tokio::spawn(async move {
@@ -166,6 +192,11 @@ async fn run(
             drop(writer);
         });
     }
+    // Every batch taken is answered before the task ends: wait for the writers still at work.
+    let all = u32::try_from(batching.concurrency).unwrap_or(u32::MAX);
+    let _ = writers.acquire_many(all).await;
+    closer.abort();
+    tracing::info!("order intake stopped");
 }
 
 /// Writes a batch, hands its outbox rows to the relay and answers each request; on failure,
@@ -209,50 +240,29 @@ async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request
     }
 }
 
-/// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, and the timeline
-/// entries and messages of those inserted (an order whose idempotency key is taken writes
-/// nothing). Returns the ids of the orders inserted and of their outbox rows.
+/// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, and the first
+/// steps (timeline entries and messages) of those inserted (an order whose idempotency key is
+/// taken writes nothing). Returns the ids of the orders inserted and of their outbox rows.
 async fn write_all(
     db: &DatabaseConnection,
     placements: &[&Placement],
 ) -> Result<(HashSet<Uuid>, Enqueued), DbErr> {
-    let orders: Vec<&Order> = placements.iter().map(|p| &p.order).collect();
-    let transitions: Vec<TransitionRow> = placements
+    let orders: Vec<_> = placements
         .iter()
-        .map(|p| TransitionRow {
-            order_id: p.order.order_id,
-            from_state: None,
-            to_state: p.order.state.name(),
-            trigger: ORDER_PLACED,
-            message_id: p.request_id,
-            commands: p
-                .messages
-                .iter()
-                .map(|m| m.envelope.message_type.clone())
-                .collect(),
-        })
+        .map(|p| (&p.order, &p.first.step))
         .collect();
-    let messages: Vec<OutgoingMessage> = placements
-        .iter()
-        .flat_map(|p| p.messages.iter().cloned())
-        .collect();
+    let plans: Vec<Plan> = placements.iter().map(|p| p.first.clone()).collect();
     const PLACED: &str = "SELECT order_id FROM placed";
-    let mut outbox = outbox::Insert::new(&messages, Some(PLACED))?;
     let mut writes = Writes::new();
-    writes
-        .add("placed", store::insert_part(&orders)?)
-        .add(
-            "timeline",
-            store::transitions_part(&transitions, Some(PLACED))?,
-        )
-        .add("outbox", outbox.part());
-    // Without messages there is no `outbox` part, and `FROM outbox` would read the table.
-    let (ids, message_ids) = if messages.is_empty() {
+    writes.add("placed", store::insert_part(&orders)?);
+    let (outbox, _) = engine::stage(&mut writes, &plans, &[], Some(PLACED))?;
+    // Without messages there is no outbox part, and `FROM outbox` would read the table.
+    let (ids, message_ids) = if plans.iter().all(|p| p.messages.is_empty()) {
         ("'{}'::bigint[]".to_owned(), "'{}'::uuid[]".to_owned())
     } else {
         (
-            writes::ids_of("outbox", "id"),
-            writes::ids_of("outbox", "message_id"),
+            writes::ids_of(engine::OUTBOX, "id"),
+            writes::ids_of(engine::OUTBOX, "message_id"),
         )
     };
     let select = format!(

@@ -8,7 +8,9 @@ use uuid::Uuid;
 use saga_common::http::ApiError;
 use saga_common::http::extract::{Violations, check_id};
 
-use crate::saga::SagaState;
+pub use crate::saga::status::OrderStatus;
+use crate::saga::store::{Line, Saga};
+use crate::saga::{FailureReason, SagaState};
 
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
@@ -108,43 +110,7 @@ impl PlaceOrder {
     }
 }
 
-/// Order status as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Pending,
-    Completed,
-    Failed,
-}
-
-impl OrderStatus {
-    pub fn of(state: SagaState) -> Self {
-        match state {
-            SagaState::AwaitingPayment
-            | SagaState::AwaitingStock
-            | SagaState::ReleasingStock(_)
-            | SagaState::RefundingPayment(_) => Self::Pending,
-            SagaState::Completed => Self::Completed,
-            SagaState::Failed(_) => Self::Failed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        [Self::Pending, Self::Completed, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == value)
-    }
-}
-
-/// A stored order with its saga state.
+/// A stored order and where its saga stands (the rest of the saga is `saga::store`'s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub order_id: Uuid,
@@ -152,14 +118,6 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
     pub state: SagaState,
-    /// Optimistic-concurrency version of the saga row.
-    pub version: i32,
-    /// When the timeout worker acts if nothing happened; `None` once final.
-    pub deadline_at: Option<DateTime<Utc>>,
-    /// Times the pending command was resent in the current state.
-    pub resends: i32,
-    /// The command the saga waits on, resent with this same id.
-    pub pending_message_id: Option<Uuid>,
     pub correlation_id: String,
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -171,14 +129,40 @@ pub struct Order {
 pub struct OrderView {
     pub order_id: Uuid,
     pub status: OrderStatus,
-    /// `payment_declined`, `out_of_stock` or `timed_out` once FAILED; null otherwise.
+    /// Set once FAILED; null otherwise.
     #[schema(example = json!(null))]
-    pub failure_reason: Option<String>,
+    pub failure_reason: Option<FailureReason>,
     pub customer_id: String,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// The saga of a new order, before its first step.
+    pub fn new_saga(&self) -> Saga {
+        Saga {
+            order_id: self.order_id,
+            customer_id: self.customer_id.clone(),
+            items: self
+                .items
+                .iter()
+                .map(|item| Line {
+                    product_id: item.product_id.clone(),
+                    quantity: item.quantity,
+                })
+                .collect(),
+            total_cents: self.total_cents,
+            state: self.state,
+            version: 0,
+            deadline_at: None,
+            resends: 0,
+            pending_message_id: None,
+            correlation_id: self.correlation_id.clone(),
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 impl From<&Order> for OrderView {
@@ -188,7 +172,7 @@ impl From<&Order> for OrderView {
             order_id: order.order_id,
             status,
             failure_reason: match order.state {
-                SagaState::Failed(reason) => Some(reason.as_str().to_owned()),
+                SagaState::Failed(reason) => Some(reason),
                 _ => None,
             },
             customer_id: order.customer_id.clone(),

@@ -2,26 +2,27 @@
 //! Both actions are recorded in the saga's timeline (`operator.retry`, `operator.compensate`).
 //! The routes sit behind the admin bearer token (`saga_common::http::admin::protect`).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use saga_common::http::correlation::record_order;
-use saga_common::http::extract::{Violations, parse_uuid};
+use saga_common::http::extract::parse_uuid;
+use saga_common::http::query::{FromQuery, Limit, Params, QueryFields};
 use saga_common::http::{ApiError, ErrorBody};
 
-use super::engine::{Applied, ApplyError};
-use super::machine::SagaEvent;
+use super::engine::Applied;
+use super::machine::{FailureReason, SagaEvent};
+use super::plan::ApplyError;
+use super::status::{OrderStatus, StateName};
+use super::store::{self, Saga};
 use super::timeouts::act;
-use crate::orders::model::{Order, OrderStatus};
-use crate::orders::store;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const OPERATOR_RETRY: &str = "operator.retry";
 pub const OPERATOR_COMPENSATE: &str = "operator.compensate";
@@ -38,11 +39,9 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SagaView {
     pub order_id: Uuid,
-    /// `AWAITING_PAYMENT`, `AWAITING_STOCK`, `RELEASING_STOCK`, `REFUNDING_PAYMENT`, `COMPLETED`, `FAILED`.
-    #[schema(example = "AWAITING_PAYMENT")]
-    pub state: String,
+    pub state: StateName,
     pub status: OrderStatus,
-    pub failure_reason: Option<String>,
+    pub failure_reason: Option<FailureReason>,
     /// When the timeout worker acts next; null once final.
     pub deadline_at: Option<DateTime<Utc>>,
     /// Past its deadline and not yet handled by the worker.
@@ -57,12 +56,12 @@ pub struct SagaView {
 }
 
 impl SagaView {
-    fn of(order: &Order, now: DateTime<Utc>) -> Self {
+    fn of(order: &Saga, now: DateTime<Utc>) -> Self {
         Self {
             order_id: order.order_id,
-            state: order.state.name().to_owned(),
+            state: order.state.into(),
             status: OrderStatus::of(order.state),
-            failure_reason: order.state.failure_reason().map(|r| r.as_str().to_owned()),
+            failure_reason: order.state.failure_reason(),
             deadline_at: order.deadline_at,
             stuck: order.deadline_at.is_some_and(|d| d <= now),
             resends: order.resends,
@@ -74,13 +73,24 @@ impl SagaView {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SagaQuery {
     /// `true`: only sagas past their deadline. Otherwise every saga in progress.
-    pub stuck: Option<String>,
+    #[param(value_type = Option<bool>)]
+    pub stuck: bool,
     /// 1 to 500; default 100.
-    pub limit: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub limit: Limit<100, 500>,
+}
+
+impl FromQuery for SagaQuery {
+    fn from_query(fields: &mut QueryFields) -> Self {
+        Self {
+            stuck: fields.value("stuck"),
+            limit: fields.value("limit"),
+        }
+    }
 }
 
 /// Sagas in progress, the most overdue first.
@@ -94,29 +104,10 @@ pub struct SagaQuery {
     ))]
 pub async fn list_sagas(
     State(state): State<AppState>,
-    query: Result<Query<SagaQuery>, QueryRejection>,
+    Params(query): Params<SagaQuery>,
 ) -> Result<Json<Vec<SagaView>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let mut violations = Violations::default();
-    let stuck = match query.stuck.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            violations.add("stuck", "must be true or false");
-            false
-        }
-    };
-    let limit = match query.limit.as_deref().map(str::parse::<u64>) {
-        None => 100,
-        Some(Ok(n)) if (1..=500).contains(&n) => n,
-        Some(_) => {
-            violations.add("limit", "must be a whole number from 1 to 500");
-            100
-        }
-    };
-    violations.finish(())?;
     let now = Utc::now();
-    let sagas = store::in_progress(&state.db, stuck, limit).await?;
+    let sagas = store::in_progress(&state.db, query.stuck, query.limit.get().into()).await?;
     Ok(Json(sagas.iter().map(|o| SagaView::of(o, now)).collect()))
 }
 

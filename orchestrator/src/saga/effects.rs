@@ -7,14 +7,14 @@ use saga_common::contracts::{self, command, event};
 use saga_common::messaging::{Envelope, OutgoingMessage};
 
 use super::machine::SagaCommand;
-use crate::orders::model::Order;
+use super::store::Saga;
 
 /// The message `command` becomes for `order`. `causation_id` is the reply (or request) that
 /// caused it. `None` for [`SagaCommand::ResendPending`], which sends no new message but the
 /// stored one again (see the engine).
 pub fn message_for(
     command: SagaCommand,
-    order: &Order,
+    order: &Saga,
     correlation_id: &str,
     causation_id: Option<Uuid>,
 ) -> Result<Option<OutgoingMessage>, serde_json::Error> {

@@ -1,11 +1,10 @@
-//! Applying events to stored sagas, inside the caller's transaction. The reply consumer (a batch
-//! of replies at a time), the timeout worker and the operator API all go through here, so a step
-//! is always written the same way: version-checked state, deadline, timeline entry and outbox
-//! messages together.
+//! The one writer of saga steps, inside the caller's transaction. The order intake (first
+//! steps), the reply consumer (a batch of replies at a time), the timeout worker and the
+//! operator API all go through here, so a step is always written the same way: version-checked
+//! state, deadline, timeline entry and outbox messages together.
 //!
-//! Two halves: [`plan`] decides one step in memory (the pure transition, and the messages,
-//! deadline and pending command it implies); [`write`] stores any number of planned steps with
-//! one statement per table. [`apply`] is both, for one saga.
+//! [`plan`](super::plan) decides steps in memory; [`stage`] adds any number of them to a
+//! statement (one part per table); [`write`] runs one of them; [`apply`] plans and writes one.
 
 use std::collections::HashMap;
 
@@ -15,22 +14,12 @@ use uuid::Uuid;
 
 use saga_common::db::Writes;
 use saga_common::messaging::outbox::{self, Enqueued};
-use saga_common::messaging::{OutgoingMessage, topology};
 
-use super::effects::message_for;
-use super::machine::{self, InvalidTransition, SagaEvent, SagaState};
+use super::machine::SagaEvent;
+use super::plan::{ApplyError, Plan, Trigger, plan};
+use super::store::{self, Advance, Saga, Step};
+use super::timeline::{self, TransitionRow};
 use crate::configuration::SagaSettings;
-use crate::orders::model::Order;
-use crate::orders::store::{self, Advance, Step, TransitionRow};
-
-/// What caused the step, for the timeline and the messages' causation.
-#[derive(Debug, Clone)]
-pub struct Trigger<'a> {
-    /// Message type, or `deadline.passed`, `operator.retry`, ...
-    pub kind: &'a str,
-    pub message_id: Uuid,
-    pub correlation_id: &'a str,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
@@ -44,132 +33,26 @@ pub enum Applied {
     Conflict,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Invalid(#[from] InvalidTransition),
-    #[error("saga {0} has no pending command to resend")]
-    NothingPending(Uuid),
-    #[error("cannot build a message: {0}")]
-    Message(#[from] serde_json::Error),
-    #[error(transparent)]
-    Database(#[from] DbErr),
-}
+/// Names of the parts [`stage`] adds.
+const SAGAS: &str = "sagas";
+pub const OUTBOX: &str = "outbox";
 
-/// One step, decided and not yet written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub order_id: Uuid,
-    pub from: SagaState,
-    /// The version the step was decided on: the write only lands on a saga still at it.
-    pub expected_version: i32,
-    pub step: Step,
-    /// Timeline trigger: message type or `deadline.passed`, ...
-    pub trigger: String,
-    pub trigger_message_id: Uuid,
-    /// New messages, in order.
-    pub messages: Vec<OutgoingMessage>,
-    /// The pending command to publish again, by its message id (same id, same body).
-    pub resend: Option<Uuid>,
-}
-
-impl Plan {
-    /// `order` as it is once this step is written: the next event for the same saga in a batch
-    /// is planned on it.
-    pub fn advance(&self, order: &mut Order) {
-        order.state = self.step.to;
-        order.version += 1;
-        order.deadline_at = self.step.deadline_at;
-        order.resends = self.step.resends;
-        order.pending_message_id = self.step.pending_message_id;
-    }
-}
-
-/// Decides what `event` does to `order`; `None` when it changes nothing (a duplicate or late
-/// reply, a stale deadline).
-pub fn plan(
-    order: &Order,
-    event: SagaEvent,
-    trigger: &Trigger<'_>,
-    settings: &SagaSettings,
-    now: DateTime<Utc>,
-) -> Result<Option<Plan>, ApplyError> {
-    let (to, commands) = machine::transition(order.state, event)?;
-    if to == order.state && commands.is_empty() {
-        return Ok(None);
-    }
-
-    let mut messages: Vec<OutgoingMessage> = Vec::new();
-    let mut resend = None;
-    for command in &commands {
-        match message_for(
-            *command,
-            order,
-            trigger.correlation_id,
-            Some(trigger.message_id),
-        )? {
-            Some(message) => messages.push(message),
-            // ResendPending: the stored command again, same id.
-            None => {
-                resend = Some(
-                    order
-                        .pending_message_id
-                        .ok_or(ApplyError::NothingPending(order.order_id))?,
-                );
-            }
-        }
-    }
-
-    // The command the saga now waits on: the newest one sent, or still the old one on a resend.
-    let pending_message_id = if to.is_final() {
-        None
-    } else {
-        messages
-            .iter()
-            .rev()
-            .find(|m| m.exchange == topology::COMMANDS_EXCHANGE)
-            .map(|m| m.envelope.message_id)
-            .or(order.pending_message_id)
-    };
-    let resends = if to != order.state {
-        0
-    } else if resend.is_some() {
-        order.resends + 1
-    } else {
-        order.resends
-    };
-    Ok(Some(Plan {
-        order_id: order.order_id,
-        from: order.state,
-        expected_version: order.version,
-        step: Step {
-            to,
-            deadline_at: deadline(settings, to, now),
-            resends,
-            pending_message_id,
-        },
-        trigger: trigger.kind.to_owned(),
-        trigger_message_id: trigger.message_id,
-        messages,
-        resend,
-    }))
-}
-
-/// Writes `plans` (several may be successive steps of one saga, in order): the sagas, the
-/// timeline and the outbox as one statement (a resent command is copied in the outbox first).
-/// Returns the outbox rows written, or `None` when a saga was no longer at the version its
-/// first step was planned on: the caller must then roll back, as the other writes happened.
-pub async fn write(
-    db: &impl ConnectionTrait,
+/// Adds `plans` (several may be successive steps of one saga, in order) to `writes`: the saga
+/// rows of the steps after a first one (a first step's columns go into its order's insert, see
+/// [`store::StepColumns`]), the timeline and the outbox; with `sagas` (a query of order ids),
+/// only the timeline and messages of those sagas. `resent` names, per plan, the type of the
+/// command it resends, already copied in the outbox. Returns the outbox rows to read back once
+/// the statement ran, and how many saga rows it must have moved.
+pub fn stage(
+    writes: &mut Writes,
     plans: &[Plan],
-) -> Result<Option<Enqueued>, ApplyError> {
-    if plans.is_empty() {
-        return Ok(Some(Enqueued::default()));
-    }
+    resent: &[Option<String>],
+    sagas: Option<&str>,
+) -> Result<(outbox::Insert, usize), DbErr> {
     // One row per saga: the version its first step was planned on, the state of its last.
     let mut advances: Vec<Advance> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for plan in plans {
+    for plan in plans.iter().filter(|p| p.from.is_some()) {
         match index.get(&plan.order_id) {
             Some(&i) => {
                 advances[i].version += 1;
@@ -186,43 +69,71 @@ pub async fn write(
             }
         }
     }
-    let mut transitions = Vec::with_capacity(plans.len());
-    let mut messages = Vec::new();
-    let mut enqueued = Enqueued::default();
-    for plan in plans {
-        let mut sent: Vec<String> = plan
-            .messages
-            .iter()
-            .map(|m| m.envelope.message_type.clone())
-            .collect();
-        if let Some(pending) = plan.resend {
-            let (message_type, resent) = outbox::resend(db, pending)
-                .await?
-                .ok_or(ApplyError::NothingPending(plan.order_id))?;
-            sent.insert(0, message_type);
-            enqueued.extend(resent);
-        }
-        transitions.push(TransitionRow {
+    let transitions: Vec<TransitionRow> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, plan)| TransitionRow {
             order_id: plan.order_id,
-            from_state: Some(plan.from.name()),
+            from_state: plan.from.map(|s| s.name()),
             to_state: plan.step.to.name(),
             trigger: &plan.trigger,
             message_id: plan.trigger_message_id,
-            commands: sent,
-        });
-        messages.extend(plan.messages.iter().cloned());
-    }
-    let mut outbox = outbox::Insert::new(&messages, None)?;
-    let mut writes = Writes::new();
+            commands: resent
+                .get(i)
+                .cloned()
+                .flatten()
+                .into_iter()
+                .chain(
+                    plan.messages
+                        .iter()
+                        .map(|m| m.envelope.message_type.clone()),
+                )
+                .collect(),
+        })
+        .collect();
+    let messages: Vec<_> = plans
+        .iter()
+        .flat_map(|p| p.messages.iter().cloned())
+        .collect();
+    let mut outbox = outbox::Insert::new(&messages, sagas)?;
     writes
-        .add("sagas", store::advance_part(&advances)?)
-        .add("timeline", store::transitions_part(&transitions, None)?)
-        .add("outbox", outbox.part());
+        .add(SAGAS, store::advance_part(&advances)?)
+        .add("timeline", timeline::transitions_part(&transitions, sagas)?)
+        .add(OUTBOX, outbox.part());
+    Ok((outbox, advances.len()))
+}
+
+/// Writes `plans` of stored sagas as one statement (a resent command is copied in the outbox
+/// first). Returns the outbox rows written, or `None` when a saga was no longer at the version
+/// its first step was planned on: the caller must then roll back, as the other writes happened.
+pub async fn write(
+    db: &impl ConnectionTrait,
+    plans: &[Plan],
+) -> Result<Option<Enqueued>, ApplyError> {
+    if plans.is_empty() {
+        return Ok(Some(Enqueued::default()));
+    }
+    let mut enqueued = Enqueued::default();
+    let mut resent = Vec::with_capacity(plans.len());
+    for plan in plans {
+        resent.push(match plan.resend {
+            Some(pending) => {
+                let (message_type, rows) = outbox::resend(db, pending)
+                    .await?
+                    .ok_or(ApplyError::NothingPending(plan.order_id))?;
+                enqueued.extend(rows);
+                Some(message_type)
+            }
+            None => None,
+        });
+    }
+    let mut writes = Writes::new();
+    let (outbox, advanced) = stage(&mut writes, plans, &resent, None)?;
     let mut counts = writes.execute(db).await?;
-    if counts.get("sagas") != advances.len() as i64 {
+    if counts.get(SAGAS) != advanced as i64 {
         return Ok(None);
     }
-    enqueued.extend(outbox.written_in(&mut counts, "outbox"));
+    enqueued.extend(outbox.written_in(&mut counts, OUTBOX));
     Ok(Some(enqueued))
 }
 
@@ -230,29 +141,17 @@ pub async fn write(
 /// expects).
 pub async fn apply(
     db: &impl ConnectionTrait,
-    order: &Order,
+    saga: &Saga,
     event: SagaEvent,
     trigger: &Trigger<'_>,
     settings: &SagaSettings,
     now: DateTime<Utc>,
 ) -> Result<Applied, ApplyError> {
-    let Some(plan) = plan(order, event, trigger, settings, now)? else {
+    let Some(plan) = plan(saga, event, trigger, settings, now)? else {
         return Ok(Applied::Ignored);
     };
     let Some(enqueued) = write(db, std::slice::from_ref(&plan)).await? else {
         return Ok(Applied::Conflict);
     };
     Ok(Applied::Stepped(plan.step, enqueued))
-}
-
-/// When the saga's current state expires.
-pub fn deadline(
-    settings: &SagaSettings,
-    state: machine::SagaState,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    settings
-        .timeout(state)
-        .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
-        .map(|timeout| now + timeout)
 }

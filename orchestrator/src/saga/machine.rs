@@ -12,7 +12,8 @@
 use std::fmt;
 
 /// Why an order failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     PaymentDeclined,
     OutOfStock,

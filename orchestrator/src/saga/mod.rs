@@ -1,18 +1,26 @@
-//! The order saga.
+//! The order saga: the state machine, the planning and writing of its steps, their storage and
+//! the timeline. `orders` builds on it; nothing here imports `orders`.
 //!
-//! - [`api`]: operator endpoints (`/api/sagas`: stuck sagas, retry, compensate).
 //! - [`machine`]: the pure transition function and its table tests. No I/O.
-//! - [`effects`]: turns the machine's commands into outbox messages for one order.
-//! - [`engine`]: applies one event to one stored saga (shared by replies, timeouts, operators).
+//! - [`effects`]: turns the machine's commands into outbox messages for one saga.
+//! - [`plan`]: decides a step in memory, the first one included.
+//! - [`engine`]: the one writer of steps (intake, replies, timeouts, operators).
+//! - [`store`]: the saga's columns of an order's row: reads, locks, the step update.
+//! - [`timeline`]: one row per step, written with it.
+//! - [`status`]: how states read in the API (`OrderStatus`, `StateName`).
+//! - [`replies`]: the `orchestrator.replies` consumer: inbox, lock, plan, write, commit.
 //! - [`timeouts`]: the sweep that resends or compensates sagas past their deadline.
-//! - [`replies`]: the `orchestrator.replies` consumer: inbox, load, transition, persist with a
-//!   version check, outbox, commit.
+//! - [`api`]: operator endpoints (`/api/sagas`: stuck sagas, retry, compensate).
 
 pub mod api;
 pub mod effects;
 pub mod engine;
 pub mod machine;
+pub mod plan;
 pub mod replies;
+pub mod status;
+pub mod store;
+pub mod timeline;
 pub mod timeouts;
 
 pub use machine::{

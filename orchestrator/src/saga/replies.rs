@@ -22,11 +22,11 @@ use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
-use super::engine::{self, ApplyError, Trigger};
+use super::engine;
 use super::machine::SagaEvent;
+use super::plan::{self, ApplyError, Trigger};
+use super::store::{self, Saga};
 use crate::configuration::SagaSettings;
-use crate::orders::model::Order;
-use crate::orders::store;
 
 /// Inbox consumer name.
 pub const CONSUMER: &str = "orchestrator";
@@ -105,7 +105,7 @@ impl MessageHandler for SagaReplies {
             .into_iter()
             .map(|claimed| claimed.message_id)
             .collect();
-        let mut orders: HashMap<Uuid, Order> = store::orders(&mut loaded, SAGAS)?
+        let mut orders: HashMap<Uuid, Saga> = store::sagas(&mut loaded, SAGAS)?
             .into_iter()
             .map(|order| (order.order_id, order))
             .collect();
@@ -132,7 +132,7 @@ impl MessageHandler for SagaReplies {
                 message_id: envelope.message_id,
                 correlation_id: &envelope.correlation_id,
             };
-            match engine::plan(order, event, &trigger, &self.settings, now)? {
+            match plan::plan(order, event, &trigger, &self.settings, now)? {
                 None => {
                     envelope.span().in_scope(|| {
                         tracing::info!(state = %order.state, ?event, "late or duplicate reply ignored");

@@ -17,12 +17,14 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
 use saga_common::messaging::outbox::RelayWakeup;
+use saga_common::shutdown::Shutdown;
+use tokio::task::JoinHandle;
 
-use super::engine::{self, Applied, ApplyError, Trigger};
+use super::engine::{self, Applied};
 use super::machine::SagaEvent;
+use super::plan::{self, ApplyError, Trigger};
+use super::store::{self, Saga};
 use crate::configuration::SagaSettings;
-use crate::orders::model::Order;
-use crate::orders::store;
 
 /// Timeline trigger of a resend after a deadline.
 pub const DEADLINE_PASSED: &str = "deadline.passed";
@@ -80,7 +82,7 @@ pub async fn sweep(
                 message_id: Uuid::now_v7(),
                 correlation_id: &order.correlation_id,
             };
-            match engine::plan(order, event, &trigger, settings, now) {
+            match plan::plan(order, event, &trigger, settings, now) {
                 Ok(Some(plan)) => plans.push(plan),
                 // A saga with a deadline always resends or compensates; logged, not looped on.
                 Ok(None) => saga_span(order).in_scope(
@@ -108,12 +110,12 @@ pub async fn sweep(
             let span =
                 tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);
             let _entered = span.enter();
-            if plan.step.to != plan.from {
+            if Some(plan.step.to) != plan.from {
                 report.compensated += 1;
-                tracing::warn!(from = %plan.from, to = %plan.step.to, "saga past its deadline; compensating");
+                tracing::warn!(from = plan.from.map_or("", |s| s.name()), to = %plan.step.to, "saga past its deadline; compensating");
             } else {
                 report.resent += 1;
-                tracing::warn!(state = %plan.from, resends = plan.step.resends, "saga past its deadline; pending command resent");
+                tracing::warn!(state = %plan.step.to, resends = plan.step.resends, "saga past its deadline; pending command resent");
             }
         }
         if overdue.len() < limit {
@@ -126,7 +128,7 @@ pub async fn sweep(
 /// Applies a deadline or operator event to a saga the caller holds.
 pub async fn act(
     txn: &impl sea_orm::ConnectionTrait,
-    order: &Order,
+    order: &Saga,
     event: SagaEvent,
     kind: &str,
     settings: &SagaSettings,
@@ -139,7 +141,7 @@ pub async fn act(
     engine::apply(txn, order, event, &trigger, settings, Utc::now()).await
 }
 
-pub fn saga_span(order: &Order) -> tracing::Span {
+pub fn saga_span(order: &Saga) -> tracing::Span {
     tracing::info_span!(
         "saga",
         order_id = %order.order_id,
@@ -149,27 +151,35 @@ pub fn saga_span(order: &Order) -> tracing::Span {
 }
 
 /// Starts the sweep on its cron schedule. A sweep still running when the next is due is not
-/// doubled: the next one is skipped.
+/// doubled: the next one is skipped. On `stop` the schedule ends and the task returned waits for
+/// a sweep in progress, then ends.
 pub async fn start(
     db: DatabaseConnection,
     settings: SagaSettings,
     wakeup: RelayWakeup,
-) -> Result<JobScheduler, JobSchedulerError> {
+    stop: Shutdown,
+) -> Result<JoinHandle<()>, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     let running = Arc::new(Mutex::new(()));
     let schedule = settings.sweep_schedule.clone();
     let settings = Arc::new(settings);
+    let job_running = running.clone();
+    let job_stop = stop.clone();
     let job = Job::new_async(schedule.as_str(), move |_, _| {
-        let (db, settings, wakeup, running) = (
+        let (db, settings, wakeup, running, stop) = (
             db.clone(),
             settings.clone(),
             wakeup.clone(),
-            running.clone(),
+            job_running.clone(),
+            job_stop.clone(),
         );
         Box::pin(async move {
             let Ok(_guard) = running.try_lock() else {
                 return;
             };
+            if stop.is_triggered() {
+                return;
+            }
             match sweep(&db, &settings, &wakeup).await {
                 Ok(report) if report != SweepReport::default() => {
                     tracing::info!(
@@ -185,5 +195,14 @@ pub async fn start(
     })?;
     scheduler.add(job).await?;
     scheduler.start().await?;
-    Ok(scheduler)
+    Ok(tokio::spawn(async move {
+        stop.wait().await;
+        let mut scheduler = scheduler;
+        if let Err(error) = scheduler.shutdown().await {
+            tracing::warn!(%error, "timeout scheduler did not stop cleanly");
+        }
+        // The lock is free once no sweep is running, and no new one starts.
+        let _ = running.lock().await;
+        tracing::info!("timeout worker stopped");
+    }))
 }

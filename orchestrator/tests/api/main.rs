@@ -7,6 +7,7 @@ mod helpers;
 
 mod api_validation;
 mod health_and_docs;
+mod lifecycle;
 mod messaging;
 mod operations;
 mod orders;

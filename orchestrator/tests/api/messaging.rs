@@ -12,6 +12,9 @@ use orchestrator::orders::model::{Order, OrderItem};
 use orchestrator::orders::store;
 use orchestrator::saga::SagaState;
 use orchestrator::saga::replies::SagaReplies;
+use orchestrator::saga::status::StateName;
+use orchestrator::saga::store::{self as sagas, Step};
+use orchestrator::saga::timeline;
 use saga_common::contracts::{self, reply};
 use saga_common::messaging::{Envelope, OutgoingMessage, handle, topology};
 use saga_common::testing::{
@@ -114,16 +117,18 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
         }],
         total_cents: 10,
         state: SagaState::AwaitingPayment,
-        version: 0,
-        deadline_at: None,
-        resends: 0,
-        pending_message_id: None,
         correlation_id: "c".into(),
         idempotency_key: None,
         created_at: now,
         updated_at: now,
     };
-    store::insert_all(&db, &[&order]).await.unwrap();
+    let step = Step {
+        to: order.state,
+        deadline_at: None,
+        resends: 0,
+        pending_message_id: None,
+    };
+    store::insert_all(&db, &[(&order, &step)]).await.unwrap();
     (
         SagaReplies {
             settings: Default::default(),
@@ -161,7 +166,7 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str, order_id: Uuid) -> i
 
 /// The saga took the charged step once: one transition, version 1.
 async fn assert_charged_once(db: &sea_orm::DatabaseConnection, order: &Order) {
-    let stored = store::find(db, order.order_id).await.unwrap().unwrap();
+    let stored = sagas::find(db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingStock);
     assert_eq!(stored.version, 1);
     assert_eq!(
@@ -207,7 +212,7 @@ async fn two_consumers_racing_on_one_saga_apply_one_transition() {
     first.unwrap();
     second.unwrap();
 
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    let stored = sagas::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingStock);
     assert_eq!(stored.version, 1);
     assert_eq!(
@@ -242,7 +247,7 @@ async fn a_reply_that_contradicts_the_saga_is_refused_and_changes_nothing() {
         error.to_string().starts_with("invalid_transition"),
         "{error}"
     );
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    let stored = sagas::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingPayment);
     let inbox = query_one(&db, "SELECT to_json(count(*)) AS row FROM inbox", vec![]).await;
     assert_eq!(inbox, 0, "nothing committed");
@@ -269,19 +274,19 @@ async fn two_replies_for_one_saga_in_one_batch_step_it_twice_in_order() {
         .await
         .unwrap();
 
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    let stored = sagas::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::Completed);
     assert_eq!(stored.version, 2);
-    let timeline = store::timeline(&db, order.order_id).await.unwrap();
-    let steps: Vec<(Option<&str>, &str)> = timeline
+    let timeline = timeline::timeline(&db, order.order_id).await.unwrap();
+    let steps: Vec<(Option<StateName>, StateName)> = timeline
         .iter()
-        .map(|t| (t.from_state.as_deref(), t.to_state.as_str()))
+        .map(|t| (t.from_state, t.to_state))
         .collect();
     assert_eq!(
         steps,
         vec![
-            (Some("AWAITING_PAYMENT"), "AWAITING_STOCK"),
-            (Some("AWAITING_STOCK"), "COMPLETED")
+            (Some(StateName::AwaitingPayment), StateName::AwaitingStock),
+            (Some(StateName::AwaitingStock), StateName::Completed)
         ]
     );
     for message_type in ["inventory.reserve", "order.completed"] {
@@ -322,7 +327,7 @@ async fn a_batch_with_a_reply_for_an_unknown_saga_commits_nothing() {
         .unwrap_err();
 
     assert!(error.to_string().starts_with("unknown_saga"), "{error}");
-    let stored = store::find(&db, order.order_id).await.unwrap().unwrap();
+    let stored = sagas::find(&db, order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.state, SagaState::AwaitingPayment);
     let inbox = query_one(&db, "SELECT to_json(count(*)) AS row FROM inbox", vec![]).await;
     assert_eq!(inbox, 0, "nothing committed");

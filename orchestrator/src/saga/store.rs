@@ -1,0 +1,265 @@
+//! The saga's storage: a saga is the saga columns of its order's row, plus what its commands
+//! carry. Reads (lock, claim the overdue, list those in progress) and the one write of a step
+//! ([`advance_part`]; a first step goes into the order's insert as [`StepColumns`]). Every
+//! function takes `&impl ConnectionTrait`, so it runs the same inside or outside a transaction.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use saga_common::db::{self, Loaded, Part, stmt};
+
+use super::machine::SagaState;
+
+const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
+                       version, deadline_at, resends, pending_message_id, correlation_id, \
+                       updated_at";
+
+/// A stored saga.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saga {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    /// The order's lines, as the stock commands carry them.
+    pub items: Vec<Line>,
+    pub total_cents: i64,
+    pub state: SagaState,
+    /// Optimistic-concurrency version of the saga row.
+    pub version: i32,
+    /// When the timeout worker acts if nothing happened; `None` once final.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// Times the pending command was resent in the current state.
+    pub resends: i32,
+    /// The command the saga waits on, resent with this same id.
+    pub pending_message_id: Option<Uuid>,
+    pub correlation_id: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One order line as the saga needs it (the price stays with the order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub product_id: String,
+    pub quantity: i32,
+}
+
+#[derive(Debug, FromQueryResult, Deserialize)]
+struct SagaRow {
+    order_id: Uuid,
+    customer_id: String,
+    items: serde_json::Value,
+    total_cents: i64,
+    saga_state: String,
+    failure_reason: Option<String>,
+    version: i32,
+    deadline_at: Option<DateTime<Utc>>,
+    resends: i32,
+    pending_message_id: Option<Uuid>,
+    correlation_id: String,
+    updated_at: DateTime<Utc>,
+}
+
+/// The state its two columns hold, or an error naming the order.
+pub fn state_of(order_id: Uuid, name: &str, reason: Option<&str>) -> Result<SagaState, DbErr> {
+    SagaState::from_columns(name, reason).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "order {order_id} has an unknown saga state {name} / {reason:?}"
+        ))
+    })
+}
+
+impl TryFrom<SagaRow> for Saga {
+    type Error = DbErr;
+
+    fn try_from(row: SagaRow) -> Result<Self, DbErr> {
+        let state = state_of(row.order_id, &row.saga_state, row.failure_reason.as_deref())?;
+        let items: Vec<Line> = serde_json::from_value(row.items).map_err(|e| {
+            DbErr::Custom(format!("order {} has unreadable items: {e}", row.order_id))
+        })?;
+        Ok(Saga {
+            order_id: row.order_id,
+            customer_id: row.customer_id,
+            items,
+            total_cents: row.total_cents,
+            state,
+            version: row.version,
+            deadline_at: row.deadline_at,
+            resends: row.resends,
+            pending_message_id: row.pending_message_id,
+            correlation_id: row.correlation_id,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+async fn query(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<Saga>, DbErr> {
+    SagaRow::find_by_statement(stmt(sql, values))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Saga::try_from)
+        .collect()
+}
+
+fn limit_value(limit: u64) -> Value {
+    i64::try_from(limit).unwrap_or(i64::MAX).into()
+}
+
+pub async fn find(db: &impl ConnectionTrait, order_id: Uuid) -> Result<Option<Saga>, DbErr> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
+    Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
+}
+
+/// Reads and locks the saga until the transaction ends.
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<Saga>, DbErr> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1 FOR NO KEY UPDATE");
+    Ok(query(db, &sql, vec![order_id.into()]).await?.pop())
+}
+
+/// The query that locks the sagas among `order_ids` until the transaction ends (`FOR NO KEY
+/// UPDATE`), in id order: two transactions locking overlapping sets wait on each other in one
+/// direction only, never in a circle. For a [`Reads`](saga_common::db::Reads); read back with
+/// [`sagas`].
+pub fn lock_read(order_ids: &[Uuid]) -> Part {
+    Part::new(
+        format!(
+            "SELECT {COLUMNS} FROM orders WHERE order_id = ANY($1) \
+             ORDER BY order_id FOR NO KEY UPDATE"
+        ),
+        vec![Value::from(order_ids.to_vec())],
+    )
+}
+
+/// The sagas a [`lock_read`] named `name` returned.
+pub fn sagas(loaded: &mut Loaded, name: &str) -> Result<Vec<Saga>, DbErr> {
+    loaded
+        .take::<SagaRow>(name)?
+        .into_iter()
+        .map(Saga::try_from)
+        .collect()
+}
+
+/// Claims up to `limit` of the most overdue sagas that no other worker holds (`FOR NO KEY UPDATE
+/// SKIP LOCKED`): several orchestrator instances sweep at once without ever handling one saga
+/// twice concurrently.
+pub async fn claim_overdue(db: &impl ConnectionTrait, limit: usize) -> Result<Vec<Saga>, DbErr> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE deadline_at <= now() \
+         ORDER BY deadline_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
+    );
+    query(db, &sql, vec![limit_value(limit as u64)]).await
+}
+
+/// Sagas still in progress, the most overdue first; with `overdue_only`, just those past their
+/// deadline.
+pub async fn in_progress(
+    db: &impl ConnectionTrait,
+    overdue_only: bool,
+    limit: u64,
+) -> Result<Vec<Saga>, DbErr> {
+    // Two statements rather than an optional filter, each with a plan of its own (`db::connect`).
+    let overdue = if overdue_only {
+        "AND deadline_at <= now() "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE deadline_at IS NOT NULL \
+         {overdue}ORDER BY deadline_at LIMIT $1"
+    );
+    query(db, &sql, vec![limit_value(limit)]).await
+}
+
+/// A saga step as it is written: the new state and what the timeout worker needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub to: SagaState,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub resends: i32,
+    pub pending_message_id: Option<Uuid>,
+}
+
+/// One saga moved by [`advance_part`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advance {
+    pub order_id: Uuid,
+    /// The version the saga was read at.
+    pub expected_version: i32,
+    /// The version it gets (one more per step taken).
+    pub version: i32,
+    pub step: Step,
+}
+
+/// The saga columns of a row as a step leaves them: flattened into the row of an `UPDATE` (a
+/// later step) or of the order's `INSERT` (the first).
+#[derive(Debug, Serialize)]
+pub struct StepColumns {
+    saga_state: &'static str,
+    failure_reason: Option<&'static str>,
+    version: i32,
+    deadline_at: Option<DateTime<Utc>>,
+    resends: i32,
+    pending_message_id: Option<Uuid>,
+}
+
+impl StepColumns {
+    /// The record types of these columns in a `jsonb_to_recordset`.
+    pub const TYPES: &'static str = "saga_state text, failure_reason text, version int, \
+                                     deadline_at timestamptz, resends int, pending_message_id uuid";
+
+    pub fn new(step: &Step, version: i32) -> Self {
+        Self {
+            saga_state: step.to.name(),
+            failure_reason: step.to.failure_reason().map(|r| r.as_str()),
+            version,
+            deadline_at: step.deadline_at,
+            resends: step.resends,
+            pending_message_id: step.pending_message_id,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AdvanceRow {
+    order_id: Uuid,
+    expected_version: i32,
+    #[serde(flatten)]
+    columns: StepColumns,
+}
+
+/// Moves every saga of `advances` from its expected version, as a part of a
+/// [`Writes`](saga_common::db::Writes) returning one row per saga moved. Fewer rows than
+/// advances means another writer got to one of them first (its version moved): nothing may be
+/// kept, the caller rolls back.
+pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
+    if advances.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<AdvanceRow> = advances
+        .iter()
+        .map(|a| AdvanceRow {
+            order_id: a.order_id,
+            expected_version: a.expected_version,
+            columns: StepColumns::new(&a.step, a.version),
+        })
+        .collect();
+    Ok(Some(Part::new(
+        format!(
+            "UPDATE orders o SET saga_state = a.saga_state, failure_reason = a.failure_reason, \
+             version = a.version, deadline_at = a.deadline_at, resends = a.resends, \
+             pending_message_id = a.pending_message_id, updated_at = now() \
+             FROM jsonb_to_recordset($1::jsonb) AS a(order_id uuid, expected_version int, {}) \
+             WHERE o.order_id = a.order_id AND o.version = a.expected_version RETURNING 1",
+            StepColumns::TYPES
+        ),
+        vec![db::rows(&rows)?],
+    )))
+}
