@@ -76,7 +76,8 @@ impl Relay {
     }
 }
 
-/// One broker session of the relay: what it has sent and what it is to do next.
+/// One broker session of the relay: what it has sent and what it is to do next. Its methods take
+/// `&mut self` even to read: a `&Session` held across an await would need `InFlight` to be `Sync`.
 struct Session<'a> {
     relay: &'a Relay,
     channel: &'a Channel,
@@ -182,7 +183,7 @@ impl<'a> Session<'a> {
     /// The unpublished rows among `ids`, read by primary key and published, with no
     /// transaction held across the publish. The read also marks the rows published before,
     /// and the batch waits to be marked in their place.
-    async fn publish_ids(&self, ids: Vec<i64>) -> Result<(), RelayError> {
+    async fn publish_ids(&mut self, ids: Vec<i64>) -> Result<(), RelayError> {
         let rows = scan::read_ids(&self.relay.db, self.unmarked().ids(), ids).await?;
         self.unmarked().set(Vec::new());
         if rows.is_empty() {
@@ -206,7 +207,7 @@ impl<'a> Session<'a> {
 
     /// One batch of the oldest unpublished rows in `scope` (but not the ones this relay has
     /// yet to mark), held on a transaction until they are marked. Returns how many it sent.
-    async fn publish_scanned(&self, scope: Scan) -> Result<usize, RelayError> {
+    async fn publish_scanned(&mut self, scope: Scan) -> Result<usize, RelayError> {
         let txn = self.relay.db.begin().await?;
         let unmarked = self.unmarked().ids();
         let rows =
@@ -220,7 +221,7 @@ impl<'a> Session<'a> {
     }
 
     /// The one publish path: sends `batch`, its confirms to await now or later.
-    async fn send(&self, batch: Batch<'_>) -> Result<Sent, RelayError> {
+    async fn send(&mut self, batch: Batch<'_>) -> Result<Sent, RelayError> {
         let confirm_timeout = Duration::from_millis(self.relay.settings.confirm_timeout_ms);
         send(self.channel, &self.relay.app_id, batch, confirm_timeout).await
     }
