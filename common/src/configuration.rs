@@ -154,6 +154,7 @@ impl Default for AmqpSettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OutboxSettings {
     /// Messages published per relay round (confirms for a whole batch are awaited together).
     pub batch_size: u32,
@@ -167,15 +168,11 @@ pub struct OutboxSettings {
     /// all that were confirmed meanwhile (at most a minute; sooner when 5,000 wait). Longer
     /// costs fewer statements; what a crash leaves unmarked is published again (and absorbed by
     /// the receivers' inboxes), so about this long's worth of messages is sent twice.
-    #[serde(default = "default_mark_delay_ms")]
     pub mark_delay_ms: u64,
-}
-
-/// 100 ms: a mark is a transaction of its own; at 20 ms they were a fifth or more of the
-/// fleet's transactions at 80 % of its peak (docs/benchmarks.md, "The relays' marks, every
-/// 100 ms").
-fn default_mark_delay_ms() -> u64 {
-    100
+    /// How long the broker may take to confirm a batch before the relay reconnects and resends it.
+    pub confirm_timeout_ms: u64,
+    /// Batches published and awaiting their confirms at once; more wait for the oldest's confirms.
+    pub max_batches_in_flight: u32,
 }
 
 impl Default for OutboxSettings {
@@ -184,7 +181,10 @@ impl Default for OutboxSettings {
             batch_size: 200,
             poll_interval_ms: 500,
             orphan_age_ms: 5_000,
-            mark_delay_ms: default_mark_delay_ms(),
+            // A mark is a transaction of its own: one every 100 ms stays a small share of them.
+            mark_delay_ms: 100,
+            confirm_timeout_ms: 30_000,
+            max_batches_in_flight: 8,
         }
     }
 }

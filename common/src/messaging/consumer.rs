@@ -111,17 +111,19 @@ pub trait MessageHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Enqueued, HandleError>> + Send;
 }
 
-/// Applies `batch` on a transaction of its own and commits it.
+/// Applies `batch` on a transaction of its own and commits it, handing its outbox rows to the
+/// relay that `wakeup` wakes.
 pub async fn handle<H: MessageHandler>(
     db: &DatabaseConnection,
+    wakeup: &RelayWakeup,
     handler: &H,
     batch: &[Envelope],
-) -> Result<Enqueued, HandleError> {
+) -> Result<(), HandleError> {
     let txn = db.begin().await?;
     // On an error `txn` is dropped uncommitted, which rolls it back.
     let enqueued = handler.apply(&txn, batch).await?;
-    txn.commit().await?;
-    Ok(enqueued)
+    wakeup.commit(txn, enqueued).await?;
+    Ok(())
 }
 
 /// Reason code of a message whose transient failures outlasted `retry.max_attempts`.
@@ -253,12 +255,11 @@ async fn process<H: MessageHandler>(
             queue = context.queue,
             size = batch.envelopes.len(),
         );
-        match handle(&context.db, handler, &batch.envelopes)
+        match handle(&context.db, &context.wakeup, handler, &batch.envelopes)
             .instrument(span.clone())
             .await
         {
-            Ok(enqueued) => {
-                context.wakeup.committed(enqueued);
+            Ok(()) => {
                 acks.ack_all(&batch.received, span);
                 return;
             }
@@ -373,9 +374,16 @@ async fn handle_through_outages<H: MessageHandler>(
     envelope: &Envelope,
     context: &ConsumerContext,
     handler: &H,
-) -> Result<Enqueued, HandleError> {
+) -> Result<(), HandleError> {
     loop {
-        match handle(&context.db, handler, std::slice::from_ref(envelope)).await {
+        match handle(
+            &context.db,
+            &context.wakeup,
+            handler,
+            std::slice::from_ref(envelope),
+        )
+        .await
+        {
             Err(HandleError::Transient(error))
                 if !crate::db::ping(&context.db, PING_TIMEOUT).await =>
             {
@@ -390,15 +398,10 @@ async fn handle_through_outages<H: MessageHandler>(
     }
 }
 
-async fn settle(
-    received: &Received,
-    context: &ConsumerContext,
-    outcome: Result<Enqueued, HandleError>,
-) {
+async fn settle(received: &Received, context: &ConsumerContext, outcome: Result<(), HandleError>) {
     let (delivery, history) = (&received.delivery, &received.history);
     match outcome {
-        Ok(enqueued) => {
-            context.wakeup.committed(enqueued);
+        Ok(()) => {
             if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                 // The effect is committed; a redelivery will hit the inbox and change nothing.
                 tracing::warn!(%error, "ack failed after commit");

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use saga_common::configuration::OutboxSettings;
 use saga_common::db::stmt;
 use saga_common::messaging::outbox;
+use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::testing::{PATIENCE, Tap, eventually};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
 use crate::helpers::{Harness, start_relaying};
 
@@ -53,10 +54,27 @@ async fn until_published(harness: &Harness, message: &OutgoingMessage) {
 
 /// Writes `message` to the outbox and hands its row to the relay, as a committing writer does.
 async fn commit(harness: &Harness, message: &OutgoingMessage) {
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(message))
+    let enqueued = write(&harness.db, message).await;
+    harness.wakeup.commit(enqueued.0, enqueued.1).await.unwrap();
+}
+
+/// `message` written to the outbox on a transaction of its own, not yet committed.
+async fn write(
+    db: &DatabaseConnection,
+    message: &OutgoingMessage,
+) -> (DatabaseTransaction, Enqueued) {
+    let txn = db.begin().await.unwrap();
+    let enqueued = outbox::enqueue_all(&txn, std::slice::from_ref(message))
         .await
         .unwrap();
-    harness.wakeup.committed(enqueued);
+    (txn, enqueued)
+}
+
+/// `message` written to the outbox and committed, without a word to the relay: a row only a
+/// scan finds.
+async fn write_unannounced(harness: &Harness, message: &OutgoingMessage) {
+    let (txn, _unannounced) = write(&harness.db, message).await;
+    txn.commit().await.unwrap();
 }
 
 /// No poll within the test: whatever is published after the start-up scan was handed over. The
@@ -84,15 +102,11 @@ async fn rows_handed_over_after_commit_are_published_at_once_and_others_wait_for
     let harness = relaying_after_its_first_scan().await;
 
     let unannounced = reserve();
-    outbox::enqueue_all(&harness.db, std::slice::from_ref(&unannounced))
-        .await
-        .unwrap();
+    write_unannounced(&harness, &unannounced).await;
     let announced = reserve();
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&announced))
-        .await
-        .unwrap();
+    let (txn, enqueued) = write(&harness.db, &announced).await;
     assert_eq!(enqueued.len(), 1);
-    harness.wakeup.committed(enqueued);
+    harness.wakeup.commit(txn, enqueued).await.unwrap();
 
     until_published(&harness, &announced).await;
     assert!(
@@ -125,9 +139,7 @@ async fn rows_nobody_hands_over_are_found_by_the_poll_once_they_are_orphans() {
     until_published(&harness, &before).await;
 
     let orphan = reserve();
-    outbox::enqueue_all(&harness.db, std::slice::from_ref(&orphan))
-        .await
-        .unwrap();
+    write_unannounced(&harness, &orphan).await;
 
     // Watched from its commit on: while the row is younger than the orphan age, the poll (every
     // 100 ms) leaves it to its writer; once older, the poll takes it.
@@ -227,25 +239,23 @@ async fn a_mark_commits_without_waiting_for_the_flush_and_nothing_else_does() {
 
 /// A reserve command written to the outbox, whose stored body then says `{"read_back": true}`
 /// in place of its payload: what the relay publishes tells whether it read the row back.
-async fn written_then_rewritten(harness: &Harness) -> (OutgoingMessage, outbox::Enqueued) {
+async fn written_then_rewritten(
+    harness: &Harness,
+) -> (OutgoingMessage, DatabaseTransaction, Enqueued) {
     let message = reserve();
-    let enqueued = outbox::enqueue_all(&harness.db, std::slice::from_ref(&message))
-        .await
-        .unwrap();
+    let (txn, enqueued) = write(&harness.db, &message).await;
     let mut envelope = message.envelope.clone();
     envelope.payload = json!({"read_back": true});
-    harness
-        .db
-        .execute_raw(stmt(
-            "UPDATE outbox SET body = $2 WHERE message_id = $1",
-            [
-                message.envelope.message_id.into(),
-                serde_json::to_string(&envelope).unwrap().into(),
-            ],
-        ))
-        .await
-        .unwrap();
-    (message, enqueued)
+    txn.execute_raw(stmt(
+        "UPDATE outbox SET body = $2 WHERE message_id = $1",
+        [
+            message.envelope.message_id.into(),
+            serde_json::to_string(&envelope).unwrap().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+    (message, txn, enqueued)
 }
 
 /// A tap on the reserve-stock commands of `harness`'s vhost.
@@ -266,17 +276,19 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
     let harness = relaying_after_its_first_scan().await;
     let mut tap = reserve_tap(&harness).await;
 
-    let (carried, enqueued) = written_then_rewritten(&harness).await;
-    harness.wakeup.committed(enqueued);
+    let (carried, txn, enqueued) = written_then_rewritten(&harness).await;
+    harness.wakeup.commit(txn, enqueued).await.unwrap();
     let sent = tap.next().await;
     assert_eq!(sent.message_id, carried.envelope.message_id);
     assert_eq!(sent.payload, json!({}), "published as handed over");
     until_published(&harness, &carried).await;
 
-    let (by_id, enqueued) = written_then_rewritten(&harness).await;
+    let (by_id, txn, enqueued) = written_then_rewritten(&harness).await;
     harness
         .wakeup
-        .committed(outbox::Enqueued::by_id(enqueued.ids()));
+        .commit(txn, enqueued.without_content())
+        .await
+        .unwrap();
     let sent = tap.next().await;
     assert_eq!(sent.message_id, by_id.envelope.message_id);
     assert_eq!(sent.payload, json!({"read_back": true}), "read by key");
@@ -290,8 +302,8 @@ async fn rows_handed_over_with_their_content_are_published_without_reading_them_
 async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
     let harness = relaying_after_its_first_scan().await;
     let mut tap = reserve_tap(&harness).await;
-    let (first, enqueued) = written_then_rewritten(&harness).await;
-    harness.wakeup.committed(enqueued);
+    let (first, txn, enqueued) = written_then_rewritten(&harness).await;
+    harness.wakeup.commit(txn, enqueued).await.unwrap();
 
     let streaming = Arc::new(AtomicBool::new(true));
     let stream = {
@@ -304,8 +316,8 @@ async fn rows_published_from_a_steady_stream_are_marked_while_it_lasts() {
             // Bounded: at most PATIENCE of messages, every 2 ms.
             let until = tokio::time::Instant::now() + PATIENCE;
             while streaming.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
-                let enqueued = outbox::enqueue_all(&db, &[reserve()]).await.unwrap();
-                wakeup.committed(enqueued);
+                let (txn, enqueued) = write(&db, &reserve()).await;
+                wakeup.commit(txn, enqueued).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             tokio::time::Instant::now() < until

@@ -203,9 +203,8 @@ async fn run(
 /// retries each order alone.
 async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request>) {
     let placements: Vec<&Placement> = batch.iter().map(|r| &r.placement).collect();
-    match write_all(db, &placements).await {
-        Ok((inserted, enqueued)) => {
-            wakeup.committed(enqueued);
+    match wakeup.autocommit(write_all(db, &placements)).await {
+        Ok(inserted) => {
             for request in batch {
                 let placed = if inserted.contains(&request.placement.order.order_id) {
                     Placed::Inserted
@@ -223,17 +222,16 @@ async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request
         Err(error) => {
             tracing::debug!(%error, size = batch.len(), "order batch rolled back; writing its orders one by one");
             for request in batch {
-                let outcome =
-                    write_all(db, &[&request.placement])
-                        .await
-                        .map(|(inserted, enqueued)| {
-                            wakeup.committed(enqueued);
-                            if inserted.is_empty() {
-                                Placed::KeyTaken
-                            } else {
-                                Placed::Inserted
-                            }
-                        });
+                let outcome = wakeup
+                    .autocommit(write_all(db, &[&request.placement]))
+                    .await
+                    .map(|inserted| {
+                        if inserted.is_empty() {
+                            Placed::KeyTaken
+                        } else {
+                            Placed::Inserted
+                        }
+                    });
                 let _ = request.answer.send(outcome);
             }
         }

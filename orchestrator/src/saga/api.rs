@@ -185,8 +185,7 @@ async fn operate(
         Err(ApplyError::Database(error)) => return Err(error.into()),
         Err(error) => return Err(ApiError::internal(&error)),
     };
-    txn.commit().await?;
-    state.wakeup.committed(enqueued);
+    state.wakeup.commit(txn, enqueued).await?;
     tracing::warn!(action = kind, "operator action on saga");
     let updated = store::find(&state.db, order_id)
         .await?

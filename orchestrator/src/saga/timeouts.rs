@@ -104,8 +104,7 @@ pub async fn sweep(
             tracing::error!("overdue sagas changed while locked; sweep rolled back");
             break;
         };
-        txn.commit().await?;
-        wakeup.committed(enqueued);
+        wakeup.commit(txn, enqueued).await?;
         for plan in &plans {
             let span =
                 tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);

@@ -16,13 +16,23 @@ use orchestrator::saga::status::StateName;
 use orchestrator::saga::store::{self as sagas, Step};
 use orchestrator::saga::timeline;
 use saga_common::contracts::{self, reply};
-use saga_common::messaging::{Envelope, OutgoingMessage, handle, topology};
+use saga_common::messaging::outbox::RelayWakeup;
+use saga_common::messaging::{Envelope, HandleError, MessageHandler, OutgoingMessage, topology};
 use saga_common::testing::{
     PATIENCE, create_database, eventually, peeked_header, publish_envelope, publish_raw,
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::helpers::{database, order_body, query_one, spawn_fleet};
+
+/// Applies `batch` as the consumer does, with no relay to hand the outbox rows to.
+async fn handle(
+    db: &sea_orm::DatabaseConnection,
+    handler: &impl MessageHandler,
+    batch: &[Envelope],
+) -> Result<(), HandleError> {
+    saga_common::messaging::handle(db, &RelayWakeup::default(), handler, batch).await
+}
 
 #[tokio::test]
 async fn a_lost_reply_is_recovered_by_resending_the_command() {

@@ -298,6 +298,7 @@ async fn a_command_of_an_unknown_type_ends_in_the_dead_letter_queue() {
 async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlock() {
     use inventory::commands::InventoryCommands;
     use saga_common::messaging::handle;
+    use saga_common::messaging::outbox::RelayWakeup;
 
     let app = spawn_app().await;
     let products = ["p-a", "p-b", "p-c", "p-d"];
@@ -328,7 +329,7 @@ async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlo
     let outcomes = futures_util::future::join_all(
         batches
             .iter()
-            .map(|batch| handle(&db, &InventoryCommands, batch)),
+            .map(|batch| handle(&db, &RelayWakeup::default(), &InventoryCommands, batch)),
     )
     .await;
 

@@ -155,6 +155,7 @@ async fn commands_that_cannot_be_handled_are_dead_lettered_with_a_reason() {
 #[tokio::test]
 async fn batches_charging_shared_accounts_in_opposite_orders_all_commit_without_a_deadlock() {
     use payment::commands::PaymentCommands;
+    use saga_common::messaging::outbox::RelayWakeup;
     use saga_common::messaging::{Envelope, handle};
 
     let app = spawn_app().await;
@@ -184,7 +185,7 @@ async fn batches_charging_shared_accounts_in_opposite_orders_all_commit_without_
     let outcomes = futures_util::future::join_all(
         batches
             .iter()
-            .map(|batch| handle(&db, &PaymentCommands, batch)),
+            .map(|batch| handle(&db, &RelayWakeup::default(), &PaymentCommands, batch)),
     )
     .await;
 
