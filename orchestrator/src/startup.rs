@@ -1,16 +1,16 @@
-//! Builds and runs the service.
+//! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
+//! saga routes, the reply handler, the order intake and the timeout scheduler.
 
 use axum::Router;
 use sea_orm::DatabaseConnection;
 use utoipa::OpenApi;
 
+use saga_common::configuration::ServiceSettings;
 use saga_common::messaging::outbox::RelayWakeup;
-use saga_common::messaging::{Messaging, topology};
-use saga_common::service::{Foundation, StartupError};
-use saga_common::shutdown::Shutdown;
+use saga_common::messaging::topology;
+use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
 use crate::configuration::{SagaSettings, Settings};
-use crate::migration::Migrator;
 use crate::orders::intake::Intake;
 use crate::saga::replies::SagaReplies;
 
@@ -25,21 +25,35 @@ pub struct AppState {
     /// Wakes the outbox relay after a commit, so the first command leaves at once.
     pub wakeup: RelayWakeup,
     pub saga: SagaSettings,
-    /// Writes new orders, many requests' at a time.
+    /// Writes new orders, many requests' at a time. Its writer ends once the HTTP server has
+    /// stopped and dropped the last handle, after answering every request in flight.
     pub intake: Intake,
 }
 
-pub struct Application {
-    port: u16,
-    listener: tokio::net::TcpListener,
-    router: Router,
-    messaging: Messaging<SagaReplies>,
-    state: AppState,
+pub struct Orchestrator;
+
+impl AsRef<ServiceSettings> for Settings {
+    fn as_ref(&self) -> &ServiceSettings {
+        &self.service
+    }
 }
 
-impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let foundation = Foundation::prepare::<Migrator>(&settings.service).await?;
+impl Service for Orchestrator {
+    const NAME: &'static str = SERVICE;
+    const QUEUE: &'static str = topology::ORCHESTRATOR_REPLIES;
+    type Settings = Settings;
+    type Migrator = crate::migration::Migrator;
+    type Handler = SagaReplies;
+
+    fn default_settings() -> Settings {
+        default_settings()
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        crate::api_doc::ApiDoc::openapi()
+    }
+
+    fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {
         let state = AppState {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
@@ -56,65 +70,28 @@ impl Application {
             .merge(saga_common::http::admin::protect(
                 crate::saga::api::router(state.clone()),
                 &settings.service.admin,
-            ))
-            .merge(saga_common::http::health::router(foundation.readiness()))
-            .merge(saga_common::http::admin::router(
-                SERVICE,
-                topology::ORCHESTRATOR_REPLIES,
-                &settings.service,
             ));
-        let router = saga_common::http::server::finish(routes, crate::api_doc::ApiDoc::openapi());
-        let messaging = foundation.messaging(
-            SERVICE,
-            &settings.service,
-            topology::ORCHESTRATOR_REPLIES,
-            SagaReplies {
-                settings: settings.saga.clone(),
-            },
-        );
-        Ok(Self {
-            port: foundation.port,
-            listener: foundation.listener,
-            router,
-            messaging,
-            state,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves HTTP and messaging and runs the timeout worker until `shutdown`.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let mut scheduler = crate::saga::timeouts::start(
-            self.state.db.clone(),
-            self.state.saga.clone(),
-            self.state.wakeup.clone(),
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        let outcome =
-            saga_common::service::run(self.listener, self.router, self.messaging, shutdown).await;
-        if let Err(error) = scheduler.shutdown().await {
-            tracing::warn!(%error, "timeout worker did not stop cleanly");
-        }
-        outcome
+        let handler = SagaReplies {
+            settings: settings.saga.clone(),
+        };
+        Parts::new(routes, handler).with_task(timeouts(state))
     }
 }
 
-/// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or
-/// Ctrl-C. `main` is this and nothing else, so whatever runs this (the fault-injection tests'
-/// `fleet-node` too) runs exactly the production service.
+/// The sweep for overdue sagas; it resends commands, so it stops before the relay's last flush.
+fn timeouts(state: AppState) -> Task {
+    Task::new("timeouts", move |stop| async move {
+        let mut scheduler = crate::saga::timeouts::start(state.db, state.saga, state.wakeup)
+            .await
+            .map_err(TaskError::from)?;
+        stop.wait().await;
+        scheduler.shutdown().await.map_err(TaskError::from)
+    })
+}
+
+pub type Application = service::Application<Orchestrator>;
+
+/// What `main` runs (and the fault tests' `fleet-node`).
 pub async fn run_from_environment() -> Result<(), Box<dyn std::error::Error>> {
-    let settings = saga_common::configuration::load(&crate::configuration::default_settings())?;
-    saga_common::telemetry::init(saga_common::telemetry::subscriber(
-        SERVICE,
-        &settings.service.log_level,
-        std::io::stdout,
-    ));
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(saga_common::shutdown::on_os_signal())
-        .await?;
-    Ok(())
+    service::run_from_environment::<Orchestrator>().await
 }

@@ -304,7 +304,7 @@ async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlo
     for product in products {
         app.stock(product, 1_000).await;
     }
-    let db = sea_orm::Database::connect(app.database_url())
+    let db = sea_orm::Database::connect(app.database_url.clone())
         .await
         .unwrap();
     // Twenty batches at once, each reserving over the same products, half of them naming the
