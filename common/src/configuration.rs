@@ -8,6 +8,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::secret::SecretUrl;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
@@ -72,7 +74,8 @@ impl HttpSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    pub url: String,
+    /// Carries the password: shown masked, exposed only to connect.
+    pub url: SecretUrl,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a request waits for a pooled connection before failing (and readiness turning red).
@@ -94,7 +97,7 @@ fn default_check_idle_after_ms() -> u64 {
 impl DatabaseSettings {
     pub fn for_database(name: &str) -> Self {
         Self {
-            url: format!("postgres://postgres:postgres@127.0.0.1:5432/{name}"),
+            url: format!("postgres://postgres:postgres@127.0.0.1:5432/{name}").into(),
             max_connections: 8,
             min_connections: 1,
             acquire_timeout_ms: 3_000,
@@ -109,8 +112,8 @@ fn default_batch_linger_ms() -> u64 {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
-    pub url: String,
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost); shown masked.
+    pub url: SecretUrl,
     /// Unacknowledged deliveries the broker may push to each consuming channel. Sized to the
     /// pipeline: a batch being applied and the next one already waiting (twice `batch_size`),
     /// so a channel never idles between batches.
@@ -281,6 +284,13 @@ pub struct ServiceSettings {
     pub shutdown_grace_ms: u64,
 }
 
+/// Lets the service skeleton reach the common sections of any service's settings.
+impl AsRef<ServiceSettings> for ServiceSettings {
+    fn as_ref(&self) -> &ServiceSettings {
+        self
+    }
+}
+
 impl ServiceSettings {
     pub fn new(port: u16, database: &str) -> Self {
         Self {
@@ -331,6 +341,21 @@ mod tests {
             !format!("{settings:?}").contains("s3cret-token"),
             "the token never shows in Debug output"
         );
+    }
+
+    #[test]
+    fn settings_show_no_password_in_debug_output() {
+        let settings = from_environment(&[
+            ("APP__DATABASE__URL", "postgres://app:db-pa55word@db:5432/x"),
+            ("APP__AMQP__URL", "amqp://app:mq-pa55word@mq:5672/%2f"),
+        ]);
+        assert_eq!(
+            settings.database.url.expose(),
+            "postgres://app:db-pa55word@db:5432/x"
+        );
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("pa55word"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/x"), "{shown}");
     }
 
     #[test]

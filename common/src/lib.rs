@@ -10,7 +10,9 @@
 //!   queues, dead letters), transactional outbox and inbox, dead-letter administration.
 //! - [`http`]: the JSON error at the edge, strict extractors, health probes, correlation ids, Swagger
 //!   UI, and the token-guarded admin routes.
-//! - [`service`]: the shared start-up (database, migrations, port) and run-until-stopped sequence.
+//! - [`service`]: the one service skeleton: a service names its settings, migrations, handler,
+//!   routes and tasks; start-up, serving, messaging, shutdown and `main` are written there once.
+//! - [`secret`]: connection URLs that carry passwords, masked wherever they are shown.
 //! - [`shutdown`]: the stop signal handed to every long-running task.
 //! - [`batching`]: batches taken from a stream, with a linger when busy (the consumers and the
 //!   order intake).
@@ -23,6 +25,7 @@ pub mod db;
 pub mod http;
 pub mod messaging;
 pub mod migration;
+pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,8 +1,17 @@
 //! Schema shared by every service database: the outbox and the inbox. Each service's migrator
-//! lists [`CreateOutbox`] and [`CreateInbox`] before its own migrations and the later shared
-//! ones ([`SplitOutboxPending`]) after them, in the order they were written.
+//! lists its own migrations through [`with_shared`], which puts [`CreateOutbox`] and
+//! [`CreateInbox`] before them and the later shared ones ([`SplitOutboxPending`]) after them, in
+//! the order they were written.
 
 use sea_orm_migration::prelude::*;
+
+/// A service's own migrations, with the shared ones around them in the order they were written.
+pub fn with_shared(own: Vec<Box<dyn MigrationTrait>>) -> Vec<Box<dyn MigrationTrait>> {
+    let mut all: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateOutbox), Box::new(CreateInbox)];
+    all.extend(own);
+    all.push(Box::new(SplitOutboxPending));
+    all
+}
 
 pub struct CreateOutbox;
 

@@ -1,17 +1,17 @@
-//! Builds and runs the service.
+//! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
+//! saga routes, the reply handler, the order intake and the timeout scheduler.
 
 use std::time::Duration;
 
 use axum::Router;
 use utoipa::OpenApi;
 
-use saga_common::messaging::{Messaging, topology};
-use saga_common::service::{Foundation, StartupError};
-use saga_common::shutdown::Shutdown;
+use saga_common::configuration::ServiceSettings;
+use saga_common::messaging::topology;
+use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
 use crate::configuration::Settings;
-use crate::migration::Migrator;
-use crate::orders::intake::{self, Intake};
+use crate::orders::intake::Intake;
 use crate::saga::replies::SagaReplies;
 use crate::state::AppState;
 
@@ -19,19 +19,30 @@ pub const SERVICE: &str = "orchestrator";
 
 pub use crate::configuration::default_settings;
 
-pub struct Application {
-    port: u16,
-    listener: tokio::net::TcpListener,
-    router: Router,
-    messaging: Messaging<SagaReplies>,
-    state: AppState,
-    intake: intake::Writer,
-    grace: Duration,
+pub struct Orchestrator;
+
+impl AsRef<ServiceSettings> for Settings {
+    fn as_ref(&self) -> &ServiceSettings {
+        &self.service
+    }
 }
 
-impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let foundation = Foundation::prepare::<Migrator>(&settings.service).await?;
+impl Service for Orchestrator {
+    const NAME: &'static str = SERVICE;
+    const QUEUE: &'static str = topology::ORCHESTRATOR_REPLIES;
+    type Settings = Settings;
+    type Migrator = crate::migration::Migrator;
+    type Handler = SagaReplies;
+
+    fn default_settings() -> Settings {
+        default_settings()
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        crate::api_doc::ApiDoc::openapi()
+    }
+
+    fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {
         let state = AppState {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
@@ -44,89 +55,39 @@ impl Application {
             .merge(saga_common::http::admin::protect(
                 crate::saga::api::router(state.clone()),
                 &settings.service.admin,
-            ))
-            .merge(saga_common::http::health::router(foundation.readiness()))
-            .merge(saga_common::http::admin::router(
-                SERVICE,
-                topology::ORCHESTRATOR_REPLIES,
-                &settings.service,
             ));
-        let router = saga_common::http::server::finish(routes, crate::api_doc::ApiDoc::openapi());
-        let messaging = foundation.messaging(
-            SERVICE,
-            &settings.service,
-            topology::ORCHESTRATOR_REPLIES,
-            SagaReplies {
-                settings: settings.saga.clone(),
-            },
-        );
-        Ok(Self {
-            port: foundation.port,
-            listener: foundation.listener,
-            router,
-            messaging,
-            state,
-            intake: writer,
-            grace: Duration::from_millis(settings.service.shutdown_grace_ms),
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves HTTP and messaging and runs the order intake and the timeout worker until
-    /// `shutdown`; then waits for the intake and the worker, each within the grace period.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let state = self.state;
-        let intake = self.intake.spawn(
-            state.db.clone(),
-            state.wakeup.clone(),
-            shutdown.clone(),
-            self.grace,
-        );
-        let timeouts = crate::saga::timeouts::start(
-            state.db.clone(),
-            state.saga.clone(),
-            state.wakeup.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .map_err(std::io::Error::other)?;
-        // Side by side: the intake ends once the HTTP server has drained (its handles are gone),
-        // while the consumers still drain, before the pool closes.
-        let (grace, signal) = (self.grace, shutdown.clone());
-        let (outcome, ()) = tokio::join!(
-            saga_common::service::run(self.listener, self.router, self.messaging, shutdown),
-            async move {
-                signal.wait().await;
-                for (name, task) in [("order intake", intake), ("timeout worker", timeouts)] {
-                    let stopped = async { task.await.is_ok() };
-                    if !tokio::time::timeout(grace * 2, stopped)
-                        .await
-                        .unwrap_or(false)
-                    {
-                        tracing::warn!(task = name, "did not stop cleanly within the grace period");
-                    }
-                }
-            }
-        );
-        outcome
+        let handler = SagaReplies {
+            settings: settings.saga.clone(),
+        };
+        // Both stop with the front tier: the intake once HTTP has drained and its last orders
+        // are written, the sweep before the relay's last flush (it resends commands).
+        let grace = Duration::from_millis(settings.service.shutdown_grace_ms) / 2;
+        let timeouts = timeouts(state.clone());
+        Parts::new(routes, handler)
+            .with_task(Task::new("order intake", move |stop| async move {
+                writer
+                    .spawn(state.db.clone(), state.wakeup.clone(), stop, grace)
+                    .await
+                    .map_err(TaskError::from)
+            }))
+            .with_task(timeouts)
     }
 }
 
-/// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or
-/// Ctrl-C. `main` is this and nothing else, so whatever runs this (the fault-injection tests'
-/// `fleet-node` too) runs exactly the production service.
+/// The sweep for overdue sagas; it resends commands, so it stops before the relay's last flush.
+fn timeouts(state: AppState) -> Task {
+    Task::new("timeouts", move |stop| async move {
+        crate::saga::timeouts::start(state.db, state.saga, state.wakeup, stop)
+            .await
+            .map_err(TaskError::from)?
+            .await
+            .map_err(TaskError::from)
+    })
+}
+
+pub type Application = service::Application<Orchestrator>;
+
+/// What `main` runs (and the fault tests' `fleet-node`).
 pub async fn run_from_environment() -> Result<(), Box<dyn std::error::Error>> {
-    let settings = saga_common::configuration::load(&crate::configuration::default_settings())?;
-    saga_common::telemetry::init(saga_common::telemetry::subscriber(
-        SERVICE,
-        &settings.service.log_level,
-        std::io::stdout,
-    ));
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(saga_common::shutdown::on_os_signal())
-        .await?;
-    Ok(())
+    service::run_from_environment::<Orchestrator>().await
 }

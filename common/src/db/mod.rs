@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::configuration::DatabaseSettings;
 
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(settings.url.clone());
+    let mut options = ConnectOptions::new(settings.url.expose());
     options
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)

@@ -1,18 +1,34 @@
-//! Router finishing touches shared by every service, and serving with graceful shutdown.
+//! Router finishing touches shared by every service (the shared part of the API document
+//! included), and serving with graceful shutdown.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::error::ApiError;
+use super::admin::AdminDocs;
+use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::BODY_LIMIT_BYTES;
 use crate::shutdown::Shutdown;
 
-/// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`), JSON 404/405 answers, the
-/// 1 MiB body limit and the correlation-id middleware to a service's routes.
+/// What every service's document holds besides its own paths: the probes, the error body and
+/// the dead-letter admin routes with their bearer scheme.
+#[derive(OpenApi)]
+#[openapi(
+    paths(super::health::live, super::health::ready),
+    components(schemas(ErrorBody, FieldError)),
+    modifiers(&AdminDocs),
+    tags((name = "health", description = "Probes"))
+)]
+struct SharedDocs;
+
+/// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`: `openapi` and the shared
+/// paths), JSON 404/405 answers, the 1 MiB body limit and the correlation-id middleware to a
+/// service's routes.
 pub fn finish(routes: Router, openapi: utoipa::openapi::OpenApi) -> Router {
+    let openapi = openapi.merge_from(SharedDocs::openapi());
     routes
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
         .fallback(not_found)

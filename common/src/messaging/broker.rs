@@ -91,6 +91,8 @@ impl<H: MessageHandler> Messaging<H> {
                     if established {
                         delay = initial_delay;
                     }
+                    // A driver's message may quote the URL it was given.
+                    let error = self.amqp.url.scrub(&error.to_string());
                     tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "messaging session ended; reconnecting");
                 }
             }
@@ -108,7 +110,7 @@ impl<H: MessageHandler> Messaging<H> {
         established: &mut bool,
     ) -> Result<(), SessionError> {
         let connection = Connection::connect(
-            &self.amqp.url,
+            self.amqp.url.expose(),
             ConnectionProperties::default().with_connection_name(self.service.as_str().into()),
         )
         .await?;

@@ -34,6 +34,7 @@ use utoipa::ToSchema;
 
 use super::headers;
 use super::topology;
+use crate::secret::SecretUrl;
 
 /// Most messages one operation looks at: bounds the memory and time of a request on a DLQ that
 /// grew out of hand. Larger DLQs are worked through with repeated requests.
@@ -55,7 +56,7 @@ pub enum DeadLetterError {
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {
     service: String,
-    amqp_url: String,
+    amqp_url: SecretUrl,
     /// The work queue; a message whose original route is unknown is replayed straight to it.
     queue: String,
     dlq: String,
@@ -184,10 +185,10 @@ impl Session {
 
 impl DeadLetterQueue {
     /// The DLQ of `queue`, the work queue `service` consumes.
-    pub fn new(service: &str, amqp_url: &str, queue: &str) -> Self {
+    pub fn new(service: &str, amqp_url: impl Into<SecretUrl>, queue: &str) -> Self {
         Self {
             service: service.to_owned(),
-            amqp_url: amqp_url.to_owned(),
+            amqp_url: amqp_url.into(),
             queue: queue.to_owned(),
             dlq: topology::dead_letter_queue(queue),
         }
@@ -331,7 +332,7 @@ impl DeadLetterQueue {
     /// passively: the service declares it, an admin request never creates topology.
     async fn open(&self) -> Result<(Session, u32), lapin::Error> {
         let connection = Connection::connect(
-            &self.amqp_url,
+            self.amqp_url.expose(),
             ConnectionProperties::default()
                 .with_connection_name(format!("{}-admin", self.service).into()),
         )

@@ -213,7 +213,7 @@ async fn consume(
 ) -> Harness {
     let database_url = create_database("common").await;
     let settings = DatabaseSettings {
-        url: database_url.clone(),
+        url: database_url.clone().into(),
         max_connections: 4,
         min_connections: 1,
         acquire_timeout_ms: 1_000,
@@ -232,7 +232,7 @@ async fn consume(
     let messaging = Messaging {
         service: SERVICE.into(),
         amqp: AmqpSettings {
-            url: vhost.amqp_url.clone(),
+            url: vhost.amqp_url.clone().into(),
             ..amqp
         },
         outbox,

@@ -4,9 +4,12 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use orchestrator::configuration::{SagaSettings, Settings};
-use saga_common::configuration::{AdminSettings, ServiceSettings};
+use orchestrator::startup::Orchestrator;
+use saga_common::configuration::ServiceSettings;
 use saga_common::shutdown::Shutdown;
-use saga_common::testing::{PATIENCE, TestVhost, create_database, eventually, init_test_telemetry};
+use saga_common::testing::{
+    PATIENCE, TestVhost, eventually, init_test_telemetry, service_settings, start,
+};
 
 /// One service of the fleet.
 pub struct Service {
@@ -33,22 +36,8 @@ impl Drop for TestFleet {
     }
 }
 
-async fn settings(defaults: ServiceSettings, label: &str, vhost: &TestVhost) -> ServiceSettings {
-    let mut settings = defaults;
-    settings.application.port = 0;
-    settings.database.url = create_database(label).await;
-    settings.amqp.url = vhost.amqp_url.clone();
-    settings.shutdown_grace_ms = 2_000;
-    // Every writer hands its outbox rows to the relay on commit; the scan for orphans is only
-    // for rows a crashed writer left. Never reaching that age here, a message that only the
-    // scan would find is never published, and the test waiting for it fails.
-    settings.outbox.orphan_age_ms = 3_600_000;
-    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
-    settings
-}
-
 /// The bearer token every test service accepts on its operator routes.
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub use saga_common::testing::ADMIN_TOKEN;
 
 /// What differs from the default fleet.
 pub struct FleetOptions {
@@ -74,21 +63,15 @@ pub async fn spawn_fleet() -> TestFleet {
 }
 
 async fn start_payment_app(settings: ServiceSettings, shutdown: &Shutdown) -> String {
-    let app = payment::startup::Application::build(settings)
+    start::<payment::startup::Payment>(settings, shutdown)
         .await
-        .expect("payment failed to start");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    base
+        .0
 }
 
 async fn start_inventory_app(settings: ServiceSettings, shutdown: &Shutdown) -> String {
-    let app = inventory::startup::Application::build(settings)
+    start::<inventory::startup::Inventory>(settings, shutdown)
         .await
-        .expect("inventory failed to start");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    base
+        .0
 }
 
 pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
@@ -98,24 +81,27 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
 
     let defaults = orchestrator::configuration::default_settings();
     let orchestrator_settings = Settings {
-        service: settings(defaults.service, "orchestrator", &vhost).await,
+        service: service_settings(defaults.service, "orchestrator", &vhost).await,
         saga: options.saga,
         intake: defaults.intake,
     };
-    let payment_settings = settings(payment::startup::default_settings(), "payment", &vhost).await;
+    let payment_settings =
+        service_settings(payment::startup::default_settings(), "payment", &vhost).await;
     let inventory_settings =
-        settings(inventory::startup::default_settings(), "inventory", &vhost).await;
+        service_settings(inventory::startup::default_settings(), "inventory", &vhost).await;
 
-    let orchestrator = {
-        let db_url = orchestrator_settings.service.database.url.clone();
-        let app = orchestrator::startup::Application::build(orchestrator_settings)
+    let orchestrator = Service {
+        db_url: orchestrator_settings
+            .service
+            .database
+            .url
+            .expose()
+            .to_owned(),
+        base: start::<Orchestrator>(orchestrator_settings, &shutdown)
             .await
-            .expect("orchestrator failed to start");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Service { base, db_url }
+            .0,
     };
-    let payment_db = payment_settings.database.url.clone();
+    let payment_db = payment_settings.database.url.expose().to_owned();
     let (payment_base, payment_settings) = if options.with_payment {
         (start_payment_app(payment_settings, &shutdown).await, None)
     } else {
@@ -125,7 +111,7 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         base: payment_base,
         db_url: payment_db,
     };
-    let inventory_db = inventory_settings.database.url.clone();
+    let inventory_db = inventory_settings.database.url.expose().to_owned();
     let (inventory_base, inventory_settings) = if options.with_inventory {
         (
             start_inventory_app(inventory_settings, &shutdown).await,

@@ -15,7 +15,7 @@ use crate::helpers::spawn_fleet;
 /// connection, the way sqlx runs every statement of the fleet: prepared, then executed.
 async fn plan_of(url: &str, prepared: &str, arguments: &str) -> String {
     let mut settings = DatabaseSettings::for_database("unused");
-    settings.url = url.to_owned();
+    settings.url = url.into();
     let db = saga_common::db::connect(&settings).await.unwrap();
     // One transaction: one connection for the PREPARE and the EXPLAIN.
     let txn = db.begin().await.unwrap();
@@ -162,7 +162,7 @@ fn conditions_of(plan: &str, index: &str) -> Vec<String> {
 async fn pooled_connections_never_compile_statements_with_jit() {
     let fleet = spawn_fleet().await;
     let mut settings = DatabaseSettings::for_database("unused");
-    settings.url = fleet.orchestrator.db_url.clone();
+    settings.url = fleet.orchestrator.db_url.as_str().into();
     let db = saga_common::db::connect(&settings).await.unwrap();
     let row = db
         .query_one_raw(Statement::from_string(

@@ -1,6 +1,6 @@
-//! The OpenAPI document.
+//! The OpenAPI document of this service's own routes; the skeleton adds the probes, the error
+//! body and the dead-letter admin routes.
 
-use saga_common::http::admin::AdminDocs;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -10,16 +10,10 @@ use utoipa::OpenApi;
         crate::products::put_product,
         crate::products::get_product,
         crate::reservations::list_reservations,
-        saga_common::http::health::live,
-        saga_common::http::health::ready,
     ),
-    components(schemas(saga_common::http::ErrorBody, saga_common::http::FieldError)),
-    // The /api/admin/dead-letters routes, their schemas and the bearer security scheme.
-    modifiers(&AdminDocs),
     tags(
         (name = "products", description = "Stock on hand and reserved"),
         (name = "reservations", description = "Stock held for orders, and released"),
-        (name = "health", description = "Probes"),
     )
 )]
 pub struct ApiDoc;

@@ -9,11 +9,8 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(saga_common::migration::CreateOutbox),
-            Box::new(saga_common::migration::CreateInbox),
-            Box::new(m20261122_000201_create_products_and_reservations::Migration),
-            Box::new(saga_common::migration::SplitOutboxPending),
-        ]
+        saga_common::migration::with_shared(vec![Box::new(
+            m20261122_000201_create_products_and_reservations::Migration,
+        )])
     }
 }

@@ -16,7 +16,7 @@ async fn a_reserve_failing_past_max_attempts_is_replayed_through_the_admin_api_o
     app.stock("p-1", 10).await;
     let mut replies = app.listen_for_replies().await;
     execute(
-        &app.database_url(),
+        &app.database_url.clone(),
         "ALTER TABLE products RENAME TO products_away",
     )
     .await;
@@ -40,7 +40,7 @@ async fn a_reserve_failing_past_max_attempts_is_replayed_through_the_admin_api_o
     );
 
     execute(
-        &app.database_url(),
+        &app.database_url.clone(),
         "ALTER TABLE products_away RENAME TO products",
     )
     .await;

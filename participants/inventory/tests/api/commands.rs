@@ -305,7 +305,7 @@ async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlo
     for product in products {
         app.stock(product, 1_000).await;
     }
-    let db = sea_orm::Database::connect(app.database_url())
+    let db = sea_orm::Database::connect(app.database_url.clone())
         .await
         .unwrap();
     // Twenty batches at once, each reserving over the same products, half of them naming the
@@ -326,10 +326,12 @@ async fn batches_sharing_products_in_opposite_orders_all_commit_without_a_deadlo
         })
         .collect();
 
+    let wakeup = RelayWakeup::default();
+
     let outcomes = futures_util::future::join_all(
         batches
             .iter()
-            .map(|batch| handle(&db, &RelayWakeup::default(), &InventoryCommands, batch)),
+            .map(|batch| handle(&db, &wakeup, &InventoryCommands, batch)),
     )
     .await;
 

@@ -3,86 +3,38 @@
 
 use lapin::BasicProperties;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use inventory::startup::{Application, default_settings};
-use saga_common::configuration::{AdminSettings, RetrySettings};
+use inventory::startup::Inventory;
 use saga_common::contracts::{self, command, reply};
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
-use saga_common::shutdown::Shutdown;
 use saga_common::testing::{
-    ADMIN_TOKEN, PATIENCE, Tap, TestVhost, create_database, drop_database, eventually,
-    init_test_telemetry, publish_envelope, publish_raw,
+    ADMIN_TOKEN, PATIENCE, Tap, TestService, eventually, publish_envelope, publish_raw,
 };
 
-pub struct TestApp {
-    pub address: String,
-    pub api_client: reqwest::Client,
-    pub vhost: TestVhost,
-    database_url: String,
-    shutdown: Shutdown,
-    /// Taken by [`TestApp::stop`]; a test that panics first still stops the service on drop.
-    server: Option<JoinHandle<std::io::Result<()>>>,
-}
+/// The inventory service under test, with one helper per endpoint on top of the shared ones.
+pub struct TestApp(TestService);
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
+impl std::ops::Deref for TestApp {
+    type Target = TestService;
+    fn deref(&self) -> &TestService {
+        &self.0
     }
 }
 
 /// Starts the service on a free port with a fresh database and vhost, and waits until it is ready.
 pub async fn spawn_app() -> TestApp {
-    init_test_telemetry();
-    let database_url = create_database("inventory").await;
-    let vhost = TestVhost::create().await;
-    let mut settings = default_settings();
-    settings.application.port = 0;
-    settings.database.url = database_url.clone();
-    settings.amqp.url = vhost.amqp_url.clone();
-    settings.shutdown_grace_ms = 2_000;
-    // Every writer hands its outbox rows to the relay on commit: a reply only the orphan scan
-    // would find is never published here, and the test waiting for it fails.
-    settings.outbox.orphan_age_ms = 3_600_000;
-    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
-    settings.retry = RetrySettings {
-        max_attempts: 3,
-        base_delay_ms: 50,
-        max_delay_ms: 10_000,
-    };
-
-    let app = Application::build(settings)
-        .await
-        .expect("the application did not build");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-
-    let api_client = reqwest::Client::new();
-    eventually("the service to be ready", PATIENCE, || async {
-        let response = api_client
-            .get(format!("{address}/health/ready"))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == reqwest::StatusCode::OK).then_some(())
-    })
-    .await;
-
-    TestApp {
-        address,
-        api_client,
-        vhost,
-        database_url,
-        shutdown,
-        server: Some(server),
-    }
+    TestApp(TestService::spawn::<Inventory>(|_| {}).await)
 }
 
 impl TestApp {
+    /// Stops the service and removes its database and vhost.
+    pub async fn stop(self) {
+        self.0.stop().await;
+    }
+
     pub async fn put_product(&self, product_id: &str, body: &Value) -> reqwest::Response {
-        self.api_client
+        self.client
             .put(format!("{}/api/products/{product_id}", self.address))
             .json(body)
             .send()
@@ -97,7 +49,7 @@ impl TestApp {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        self.api_client
+        self.client
             .put(format!("{}/api/products/{product_id}", self.address))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
@@ -107,7 +59,7 @@ impl TestApp {
     }
 
     pub async fn get_product(&self, product_id: &str) -> reqwest::Response {
-        self.api_client
+        self.client
             .get(format!("{}/api/products/{product_id}", self.address))
             .send()
             .await
@@ -117,7 +69,7 @@ impl TestApp {
     pub async fn get_reservations(&self, order_id: Option<&str>) -> reqwest::Response {
         // Test values need no percent-encoding (reqwest's `query` is a feature left off).
         let query = order_id.map_or_else(String::new, |id| format!("?order_id={id}"));
-        self.api_client
+        self.client
             .get(format!("{}/api/reservations{query}", self.address))
             .send()
             .await
@@ -125,7 +77,7 @@ impl TestApp {
     }
 
     pub async fn get_openapi(&self) -> reqwest::Response {
-        self.api_client
+        self.client
             .get(format!("{}/api/docs/openapi.json", self.address))
             .send()
             .await
@@ -175,15 +127,6 @@ impl TestApp {
         .await;
     }
 
-    /// Publishes a command to `saga.commands`, routed by its type, as the orchestrator would.
-    pub async fn send_command(&self, command: &Envelope) {
-        publish_envelope(
-            &self.vhost.amqp_url,
-            &OutgoingMessage::command(command.clone()),
-        )
-        .await;
-    }
-
     /// Publishes an envelope under an explicit routing key (to reach the queue with any type).
     pub async fn send_command_as(&self, routing_key: &str, command: &Envelope) {
         let mut message = OutgoingMessage::command(command.clone());
@@ -216,15 +159,10 @@ impl TestApp {
         .await
     }
 
-    /// This test's database, for breaking and mending a table.
-    pub fn database_url(&self) -> String {
-        self.database_url.clone()
-    }
-
     /// GET `/api/admin/dead-letters`, with the test token or without any.
     pub async fn get_dead_letters(&self, authorized: bool) -> reqwest::Response {
         let request = self
-            .api_client
+            .client
             .get(format!("{}/api/admin/dead-letters", self.address));
         let request = if authorized {
             request.bearer_auth(ADMIN_TOKEN)
@@ -235,30 +173,6 @@ impl TestApp {
             .send()
             .await
             .expect("GET /api/admin/dead-letters failed")
-    }
-
-    /// POST `/api/admin/dead-letters/replay` with the test token.
-    pub async fn replay_dead_letters(&self, body: &Value) -> reqwest::Response {
-        self.api_client
-            .post(format!("{}/api/admin/dead-letters/replay", self.address))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(body)
-            .send()
-            .await
-            .expect("POST /api/admin/dead-letters/replay failed")
-    }
-
-    /// Stops the service and removes its database and vhost.
-    pub async fn stop(mut self) {
-        self.shutdown.trigger();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("the service task panicked")
-                .expect("the service failed");
-        }
-        self.vhost.delete().await;
-        drop_database(&self.database_url).await;
     }
 }
 

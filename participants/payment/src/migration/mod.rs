@@ -9,11 +9,8 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(saga_common::migration::CreateOutbox),
-            Box::new(saga_common::migration::CreateInbox),
-            Box::new(m20261122_000101_create_accounts_and_payments::Migration),
-            Box::new(saga_common::migration::SplitOutboxPending),
-        ]
+        saga_common::migration::with_shared(vec![Box::new(
+            m20261122_000101_create_accounts_and_payments::Migration,
+        )])
     }
 }

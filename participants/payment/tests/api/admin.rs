@@ -229,7 +229,7 @@ async fn a_charge_that_fails_transiently_is_retried_after_a_delay_and_then_charg
     break_accounts(&app).await;
     let order = Uuid::now_v7();
 
-    app.send(&charge(order, "c-1", 400)).await;
+    app.send_command(&charge(order, "c-1", 400)).await;
     let delay_queue = topology::retry_queue(
         topology::PAYMENT_COMMANDS,
         std::time::Duration::from_secs(1),
@@ -259,7 +259,7 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
     let order = Uuid::now_v7();
     let command = charge(order, "c-1", 400);
 
-    app.send(&command).await;
+    app.send_command(&command).await;
 
     let page = app.dead_letters(1).await;
     let dead = &page["items"][0];

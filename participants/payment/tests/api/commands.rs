@@ -15,7 +15,7 @@ async fn a_charge_debits_the_account_and_replies_charged() {
     let order = Uuid::now_v7();
 
     let command = charge(order, "c-1", 400);
-    app.send(&command).await;
+    app.send_command(&command).await;
 
     let answer = replies.next().await;
     assert_eq!(answer.message_type, reply::PAYMENT_CHARGED);
@@ -36,7 +36,7 @@ async fn a_charge_the_balance_does_not_cover_is_declined_and_takes_nothing() {
     let mut replies = app.replies().await;
     let order = Uuid::now_v7();
 
-    app.send(&charge(order, "c-1", 400)).await;
+    app.send_command(&charge(order, "c-1", 400)).await;
 
     let answer = replies.next().await;
     assert_eq!(answer.message_type, reply::PAYMENT_DECLINED);
@@ -52,9 +52,9 @@ async fn a_command_delivered_twice_has_one_effect_and_the_same_reply() {
     let mut replies = app.replies().await;
     let command = charge(Uuid::now_v7(), "c-1", 300);
 
-    app.send(&command).await;
+    app.send_command(&command).await;
     let first = replies.next().await;
-    app.send(&command).await;
+    app.send_command(&command).await;
     let second = replies.next().await;
 
     // The duplicate is answered again, with the very reply recorded the first time.
@@ -70,9 +70,9 @@ async fn a_repeated_charge_under_a_new_message_id_is_answered_from_the_record() 
     let mut replies = app.replies().await;
     let order = Uuid::now_v7();
 
-    app.send(&charge(order, "c-1", 300)).await;
+    app.send_command(&charge(order, "c-1", 300)).await;
     let first = replies.next().await;
-    app.send(&charge(order, "c-1", 300)).await;
+    app.send_command(&charge(order, "c-1", 300)).await;
     let second = replies.next().await;
 
     assert_eq!(second.message_type, reply::PAYMENT_CHARGED);
@@ -86,12 +86,12 @@ async fn a_refund_credits_back_exactly_once() {
     app.fund("c-1", 1_000).await;
     let mut replies = app.replies().await;
     let order = Uuid::now_v7();
-    app.send(&charge(order, "c-1", 250)).await;
+    app.send_command(&charge(order, "c-1", 250)).await;
     replies.next().await;
 
-    app.send(&refund(order, "c-1")).await;
+    app.send_command(&refund(order, "c-1")).await;
     let first = replies.next().await;
-    app.send(&refund(order, "c-1")).await; // a second refund command, new message id
+    app.send_command(&refund(order, "c-1")).await; // a second refund command, new message id
     let second = replies.next().await;
 
     assert_eq!(first.message_type, reply::PAYMENT_REFUNDED);
@@ -108,13 +108,13 @@ async fn refunding_what_was_never_charged_is_harmless_and_closes_the_order_to_ch
     let mut replies = app.replies().await;
     let order = Uuid::now_v7();
 
-    app.send(&refund(order, "c-1")).await;
+    app.send_command(&refund(order, "c-1")).await;
     let answer = replies.next().await;
     assert_eq!(answer.message_type, reply::PAYMENT_REFUNDED);
     assert_eq!(answer.payload["refunded_cents"], 0);
 
     // The charge overtaken by the refund arrives late: it must not take money.
-    app.send(&charge(order, "c-1", 400)).await;
+    app.send_command(&charge(order, "c-1", 400)).await;
     let late = replies.next().await;
     assert_eq!(late.message_type, reply::PAYMENT_DECLINED);
     assert_eq!(late.payload["reason"], "cancelled");
@@ -135,7 +135,7 @@ async fn commands_that_cannot_be_handled_are_dead_lettered_with_a_reason() {
     .await;
     let mut negative = charge(Uuid::now_v7(), "c-1", -5);
     negative.payload["amount_cents"] = (-5).into();
-    app.send(&negative).await;
+    app.send_command(&negative).await;
 
     let dlq = topology::dead_letter_queue(topology::PAYMENT_COMMANDS);
     let reasons = eventually("two dead letters", PATIENCE, || async {
@@ -182,10 +182,12 @@ async fn batches_charging_shared_accounts_in_opposite_orders_all_commit_without_
         })
         .collect();
 
+    let wakeup = RelayWakeup::default();
+
     let outcomes = futures_util::future::join_all(
         batches
             .iter()
-            .map(|batch| handle(&db, &RelayWakeup::default(), &PaymentCommands, batch)),
+            .map(|batch| handle(&db, &wakeup, &PaymentCommands, batch)),
     )
     .await;
 

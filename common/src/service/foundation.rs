@@ -1,10 +1,9 @@
-//! The start-up and run sequence every service shares: connect to PostgreSQL, run migrations,
-//! bind the HTTP port, then serve HTTP and messaging side by side until stopped.
+//! What every service prepares before it runs: the database (migrated), the HTTP port, the
+//! broker status and the relay wake-up its parts share.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
@@ -13,14 +12,15 @@ use crate::configuration::ServiceSettings;
 use crate::http::health::Readiness;
 use crate::messaging::outbox::RelayWakeup;
 use crate::messaging::{BrokerStatus, MessageHandler, Messaging};
-use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The driver's message with the URL's password masked (it may quote the URL); the error
+    /// itself is not kept, as its `Debug` would show the password.
     #[error("cannot connect to PostgreSQL: {0}")]
-    Database(#[source] sea_orm::DbErr),
+    Database(String),
     #[error("database migration failed: {0}")]
-    Migration(#[source] sea_orm::DbErr),
+    Migration(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -44,8 +44,10 @@ impl Foundation {
     ) -> Result<Self, StartupError> {
         let db = crate::db::connect(&settings.database)
             .await
-            .map_err(StartupError::Database)?;
-        migrate::<M>(&db).await.map_err(StartupError::Migration)?;
+            .map_err(|e| StartupError::Database(settings.database.url.scrub(&e.to_string())))?;
+        migrate::<M>(&db)
+            .await
+            .map_err(|e| StartupError::Migration(settings.database.url.scrub(&e.to_string())))?;
         let address = format!(
             "{}:{}",
             settings.application.host, settings.application.port
@@ -111,27 +113,36 @@ async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), sea_or
     txn.commit().await
 }
 
-/// Serves HTTP and messaging until `shutdown`, then stops both: HTTP first (no new work), then
-/// the consumer (deliveries in flight finish), then a last outbox flush.
-pub async fn run<H: MessageHandler>(
-    listener: TcpListener,
-    router: Router,
-    messaging: Messaging<H>,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
-    let db = messaging.db.clone();
-    let http = crate::http::server::serve(listener, router, shutdown.clone());
-    let broker = messaging.run(shutdown.clone());
-    let (http, ()) = tokio::join!(
-        async {
-            let outcome = http.await;
-            // If the server dies on its own, take the rest of the service down with it.
-            shutdown.trigger();
-            outcome
-        },
-        broker
-    );
-    let _ = db.close().await;
-    tracing::info!("service stopped");
-    http
+#[cfg(test)]
+mod tests {
+    use sea_orm_migration::MigrationTrait;
+
+    use super::*;
+
+    struct NoMigrations;
+
+    impl MigratorTrait for NoMigrations {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_up_failure_does_not_show_the_database_password() {
+        let mut settings = ServiceSettings::new(0, "unused");
+        // The driver quotes a URL it cannot parse in its message.
+        settings.database.url = "postgres://app:pa55-w0rd@127.0.0.1:not-a-port/x".into();
+        let Err(error) = Foundation::prepare::<NoMigrations>(&settings).await else {
+            panic!("a URL without a valid port cannot connect");
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot connect to PostgreSQL")
+        );
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains("pa55-w0rd"), "{shown}");
+            assert!(shown.contains("postgres://app:***@127.0.0.1"), "{shown}");
+        }
+    }
 }

@@ -1,0 +1,149 @@
+//! The one service skeleton. A service names its parts by implementing [`Service`] (settings,
+//! migrations, queue and handler, routes, API document, extra tasks); the rest is here, once:
+//!
+//! - [`Application`]: build (database, migrations, port, health, docs, dead-letter admin,
+//!   messaging) and run until stopped.
+//! - [`run_from_environment`]: the whole process, what every `main` calls.
+//! - [`foundation`]: the database, port and broker status the parts share.
+//! - [`tasks`]: the long-running tasks and the order in which they stop.
+
+pub mod foundation;
+pub mod tasks;
+
+use std::time::Duration;
+
+use axum::Router;
+use sea_orm_migration::MigratorTrait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::configuration::ServiceSettings;
+use crate::messaging::{MessageHandler, Messaging};
+use crate::shutdown::Shutdown;
+
+pub use foundation::{Foundation, StartupError};
+pub use tasks::{Task, TaskError, TaskFailed};
+
+/// What makes one service different from another.
+pub trait Service: 'static {
+    /// The service's name: logs, connection names, AMQP `app_id`, consumer tags.
+    const NAME: &'static str;
+    /// The queue [`Service::Handler`] consumes.
+    const QUEUE: &'static str;
+    /// [`ServiceSettings`] itself, or a struct that flattens it and adds sections.
+    type Settings: Serialize + DeserializeOwned + AsRef<ServiceSettings> + Send;
+    type Migrator: MigratorTrait;
+    type Handler: MessageHandler;
+
+    /// Built-in defaults, under the file and the environment.
+    fn default_settings() -> Self::Settings;
+
+    /// The service's own paths; health, errors and the admin routes are added to it.
+    fn openapi() -> utoipa::openapi::OpenApi;
+
+    /// The service's routes, handler and extra tasks, on the shared foundation.
+    fn assemble(settings: &Self::Settings, foundation: &Foundation) -> Parts<Self::Handler>;
+}
+
+/// What [`Service::assemble`] hands over.
+pub struct Parts<H> {
+    /// The service's own routes (health, docs and `/api/admin/dead-letters` come on top).
+    pub routes: Router,
+    pub handler: H,
+    /// Tasks stopped with the HTTP server, before the consumers and the relay's last flush.
+    pub tasks: Vec<Task>,
+}
+
+impl<H> Parts<H> {
+    pub fn new(routes: Router, handler: H) -> Self {
+        Self {
+            routes,
+            handler,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.tasks.push(task);
+        self
+    }
+}
+
+/// A service built and ready to run.
+pub struct Application<S: Service> {
+    port: u16,
+    listener: tokio::net::TcpListener,
+    router: Router,
+    messaging: Messaging<S::Handler>,
+    tasks: Vec<Task>,
+    grace: Duration,
+}
+
+impl<S: Service> Application<S> {
+    pub async fn build(settings: S::Settings) -> Result<Self, StartupError> {
+        let common = settings.as_ref();
+        let foundation = Foundation::prepare::<S::Migrator>(common).await?;
+        let parts = S::assemble(&settings, &foundation);
+        let routes = parts
+            .routes
+            .merge(crate::http::health::router(foundation.readiness()))
+            .merge(crate::http::admin::router(S::NAME, S::QUEUE, common));
+        let router = crate::http::server::finish(routes, S::openapi());
+        let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
+        Ok(Self {
+            port: foundation.port,
+            listener: foundation.listener,
+            router,
+            messaging,
+            tasks: parts.tasks,
+            grace: Duration::from_millis(common.shutdown_grace_ms),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves HTTP, the service's tasks and messaging until `shutdown` or until one of them
+    /// ends; then stops HTTP and the tasks, then the consumers and the relay (see [`tasks`]).
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), TaskFailed> {
+        let db = self.messaging.db.clone();
+        let (listener, router) = (self.listener, self.router);
+        let http = Task::new("http", move |stop| async move {
+            crate::http::server::serve(listener, router, stop)
+                .await
+                .map_err(TaskError::from)
+        });
+        let messaging = self.messaging;
+        let messaging = Task::new("messaging", move |stop| async move {
+            messaging.run(stop).await;
+            Ok(())
+        });
+        let mut front = vec![http];
+        front.extend(self.tasks);
+        let outcome = tasks::supervise(shutdown, self.grace, front, vec![messaging]).await;
+        let _ = db.close().await;
+        tracing::info!("service stopped");
+        outcome
+    }
+}
+
+/// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or
+/// Ctrl-C. Every `main` is this and nothing else, so whatever runs it (the fault-injection
+/// tests' `fleet-node` too) runs exactly the production service.
+pub async fn run_from_environment<S: Service>() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = crate::configuration::load(&S::default_settings())?;
+    crate::telemetry::init(crate::telemetry::subscriber(
+        S::NAME,
+        &settings.as_ref().log_level,
+        std::io::stdout,
+    ));
+    let app = Application::<S>::build(settings)
+        .await
+        .inspect_err(|error| {
+            tracing::error!(%error, "service did not start");
+        })?;
+    app.run_until_stopped(crate::shutdown::on_os_signal())
+        .await?;
+    Ok(())
+}
