@@ -17,7 +17,9 @@
 # - Rust is the host's rustup toolchain, bind-mounted read-only at the same paths (this machine
 #   may not be able to download one). The root's ~/.cargo has only rustup's env file: the crates
 #   are fetched anew.
-# - The repository's tracked and not-ignored files are copied in, as a clone would have them.
+# - The repository's tracked and not-ignored files are copied in, as a clone would have them,
+#   and so are the host's local CA certificates (/usr/local/share/ca-certificates), which a
+#   machine behind the same TLS-inspecting proxy would trust too.
 # When the namespaces' first process exits, the kernel kills everything left in them (the
 # database, the broker) and drops their mounts; the EXIT trap then deletes the overlay's layer.
 #
@@ -83,6 +85,12 @@ prepare_root() {
     echo fresh-root >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\tfresh-root\n::1\tlocalhost\n' >"$root/etc/hosts"
     echo 'nameserver 10.0.2.3' >"$root/etc/resolv.conf"
+    # A network that inspects TLS has its own CA, which every machine on it trusts; the root
+    # gets the host's, and run.sh's install of ca-certificates adds them to its bundle.
+    if [ -d /usr/local/share/ca-certificates ]; then
+        mkdir -p "$root/usr/local/share/ca-certificates"
+        cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+    fi
 
     mkdir -p "$root$ROOT_HOME/.rustup" "$root$ROOT_HOME/.cargo/bin" "$root$ROOT_REPO"
     mount -o bind,ro "$FRESH_RUSTUP_HOME" "$root$ROOT_HOME/.rustup"
@@ -116,6 +124,28 @@ http() {
 # The run.sh log must show this [deploy] line (a fixed string), or the step did not happen.
 expect_log() { grep -qF "[deploy] $1" "$FRESH_LOGS/run.log" || fail "run.sh never said \"$1\" (see $FRESH_LOGS/run.log)"; }
 
+# Without root or sudo the scripts cannot install the linker: they must stop with one line that
+# names the packages. An unprivileged user runs ensure_rust with a stand-in toolchain (it cannot
+# read root's) while cc is still missing.
+refuses_without_root() {
+    local root=$1 out
+    mkdir -p "$root/tmp/no-root/bin"
+    cp "$DEPLOY_DIR/lib.sh" "$root/tmp/no-root/"
+    printf '#!/bin/sh\necho "rustc 1.95.0"\n' >"$root/tmp/no-root/bin/rustc"
+    printf '#!/bin/sh\necho "cargo 1.95.0"\n' >"$root/tmp/no-root/bin/cargo"
+    chmod -R a+rX "$root/tmp/no-root"
+    chmod a+x "$root/tmp/no-root/bin/"*
+    [ ! -e "$root/usr/bin/cc" ] || fail "the fresh root already has cc"
+    if out="$(chroot --userspec=nobody:nogroup "$root" env -i HOME=/tmp/no-root \
+        PATH=/tmp/no-root/bin:/usr/bin:/bin bash -c '. /tmp/no-root/lib.sh && ensure_rust' 2>&1)"; then
+        fail "ensure_rust passed for a user who cannot install cc: $out"
+    fi
+    grep -qF "[deploy] ERROR: the build needs gcc libc6-dev ca-certificates" <<<"$out" ||
+        fail "ensure_rust without root did not name the packages to install: $out"
+    rm -rf "$root/tmp/no-root"
+    step "ok: without root, ensure_rust stops with: ${out##*ERROR: }"
+}
+
 inside() {
     local run=$1 root=$1/root deadline run_pid status port order id state
     # The services' logs live in the root, which goes away with the namespaces.
@@ -129,6 +159,8 @@ inside() {
         [ "$SECONDS" -lt "$deadline" ] || fail "no default route via tap0 after 30s (see $FRESH_LOGS/slirp4netns.log)"
         sleep 0.2
     done
+
+    refuses_without_root "$root"
 
     step "starting ./deploy/run.sh in the root (its [deploy] lines follow; everything in $FRESH_LOGS/run.log)"
     # A login-like environment: no cargo on PATH, so run.sh finds it through ~/.cargo/env.
