@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # variables set here are used by the scripts sourcing it
-# Shared helpers for deploy/run.sh and deploy/test.sh. Source it; do not run it.
+# Shared helpers for the scripts in deploy/ (run.sh, test.sh, bench.sh, fresh-install-test.sh).
+# Source it; do not run it.
 #
 # Everything here is idempotent: a server that already answers is reused as it is
 # (never restarted), missing Debian packages are installed with apt-get, and every
@@ -62,12 +63,20 @@ wait_until() {
 # True when systemd runs this machine (then services are started through it, not by hand).
 has_systemd() { [ -d /run/systemd/system ]; }
 
+# True when apt-get can install packages here: it exists and we are root or have sudo.
+can_apt() {
+    command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }
+}
+
+# True when dpkg knows PACKAGE as installed.
+deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+
 # apt_install PACKAGE...: installs what is missing; "apt-get update" runs once per process.
 _deploy_apt_updated=0
 apt_install() {
     local missing=() pkg
     for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+        deb_installed "$pkg" || missing+=("$pkg")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
     command -v apt-get >/dev/null 2>&1 ||
@@ -100,6 +109,27 @@ ensure_rust() {
         die "rustc $version is too old: Rust 1.88 or newer is required (rustup update stable)"
     fi
     log "using $(cargo --version)"
+    ensure_build_tools
+}
+
+# What cargo needs from the system besides Rust: `cc` to link every binary and build script
+# (rustc does not link by itself), and a CA bundle to fetch crates over HTTPS. No crate in the
+# services' graph compiles C or asks pkg-config, so gcc and libc6-dev are enough.
+ensure_build_tools() {
+    local need=()
+    if ! command -v cc >/dev/null 2>&1; then
+        need=(gcc libc6-dev)
+    elif command -v dpkg-query >/dev/null 2>&1 && ! deb_installed libc6-dev; then
+        need=(libc6-dev) # gcc without it cannot find crt1.o or libc to link against
+    fi
+    if command -v dpkg-query >/dev/null 2>&1 && ! deb_installed ca-certificates; then
+        need+=(ca-certificates)
+    fi
+    [ "${#need[@]}" -gt 0 ] || return 0
+    can_apt ||
+        die "the build needs ${need[*]} (the C linker cc, and CA certificates to fetch crates), which cannot be installed here without apt-get and root: run 'apt-get install ${need[*]}' as root, then re-run."
+    log "the build needs ${need[*]} (the C linker cc, and CA certificates to fetch crates): installing"
+    apt_install "${need[@]}"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -180,7 +180,8 @@ upgrade_classic_work_queues
 log "building release binaries"
 # Only the three services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
 # would each add a full LTO link of the fleet to every start.
-cargo build --release -p orchestrator -p payment -p inventory --bins
+cargo build --release -p orchestrator -p payment -p inventory --bins ||
+    die "the build failed (cargo's errors are above); docs/install.md lists what a machine needs"
 
 for svc in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$svc" ] || die "$BIN_DIR/$svc was not built"
