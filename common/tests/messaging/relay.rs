@@ -19,8 +19,8 @@ use crate::helpers::{Harness, start_relaying};
 /// A message for a queue nobody consumes in these tests, so it stays there to be counted.
 fn reserve() -> OutgoingMessage {
     OutgoingMessage::command(
-        Envelope::new(
-            saga_common::contracts::command::RESERVE_STOCK,
+        Envelope::untyped(
+            contracts::ReserveStock::TYPE,
             Uuid::now_v7(),
             "relay-test",
             None,
@@ -253,7 +253,7 @@ async fn reserve_tap(harness: &Harness) -> Tap {
     Tap::bind(
         &harness.vhost.amqp_url,
         topology::COMMANDS_EXCHANGE,
-        &[saga_common::contracts::command::RESERVE_STOCK],
+        &[contracts::ReserveStock::TYPE],
     )
     .await
 }
@@ -381,7 +381,7 @@ async fn a_refused_message_stays_unpublished_until_the_broker_takes_it() {
         .queue_bind(
             "refuses".into(),
             topology::COMMANDS_EXCHANGE.into(),
-            saga_common::contracts::command::RESERVE_STOCK.into(),
+            contracts::ReserveStock::TYPE.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
