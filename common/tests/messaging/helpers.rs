@@ -10,6 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use saga_common::configuration::{AmqpSettings, DatabaseSettings, OutboxSettings, RetrySettings};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
 use saga_common::messaging::{

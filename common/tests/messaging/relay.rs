@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use saga_common::configuration::OutboxSettings;
+use saga_common::contracts::{self, Payload};
 use saga_common::db::stmt;
 use saga_common::messaging::outbox;
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};

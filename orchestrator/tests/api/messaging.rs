@@ -12,7 +12,7 @@ use orchestrator::orders::model::{Order, OrderItem};
 use orchestrator::orders::store;
 use orchestrator::saga::SagaState;
 use orchestrator::saga::replies::SagaReplies;
-use saga_common::contracts::{self, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::{Envelope, OutgoingMessage, handle, topology};
 use saga_common::testing::{
     PATIENCE, create_database, eventually, peeked_header, publish_envelope, publish_raw,
@@ -389,7 +389,7 @@ async fn a_message_of_unknown_type_or_for_an_unknown_saga_is_dead_lettered() {
     let unknown_saga = Envelope::new(
         &contracts::PaymentDeclined {
             order_id: saga_id,
-            reason: "no_account".into(),
+            reason: contracts::DeclineReason::NoAccount,
         },
         saga_id,
         "c",

@@ -1,4 +1,4 @@
-use saga_common::contracts::event;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::Tap;
 

@@ -9,7 +9,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use uuid::Uuid;
 
-use saga_common::contracts::{command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::envelope;
 use saga_common::messaging::{Envelope, topology};
 

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::testing::{PATIENCE, eventually, execute};
 
 use crate::helpers::{reserve_command, spawn_app};

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::Envelope;
 use saga_common::testing::peeked_header;
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use inventory::startup::{Application, default_settings};
 use saga_common::configuration::{AdminSettings, RetrySettings};
-use saga_common::contracts::{self, command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{

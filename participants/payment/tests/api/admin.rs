@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::{command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::{ADMIN_TOKEN, PATIENCE, eventually, execute, publish_raw};
 

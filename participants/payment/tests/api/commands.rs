@@ -1,7 +1,7 @@
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::{PATIENCE, eventually, peeked_header, publish_raw};
 
