@@ -1,33 +1,84 @@
-//! The messages the fleet exchanges: type names (also the routing keys) and payloads.
+//! The messages the fleet exchanges: payloads, and the contracts that give each its type name
+//! (also its routing key).
 //!
 //! Commands are imperatives sent by the orchestrator; replies are past-tense facts sent back by a
-//! participant; order events are published for anyone else interested.
+//! participant; order events are published for anyone else interested. Each set is a contract
+//! enum declared below with [`contract!`]; [`typed`] holds the traits an envelope is built from
+//! and decoded into. Failure reasons are enums that serialise as the snake_case strings on the
+//! wire.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Commands, routed on `saga.commands` by their type.
-pub mod command {
-    pub const CHARGE_PAYMENT: &str = "payment.charge";
-    pub const REFUND_PAYMENT: &str = "payment.refund";
-    pub const RESERVE_STOCK: &str = "inventory.reserve";
-    pub const RELEASE_STOCK: &str = "inventory.release";
+#[cfg(test)]
+mod tests;
+mod typed;
+
+use typed::contract;
+pub use typed::{Contract, DecodeError, Message, Payload};
+
+contract! {
+    /// Commands to the payment service, routed on `saga.commands` by their type.
+    PaymentCommand {
+        Charge(ChargePayment) = "payment.charge",
+        Refund(RefundPayment) = "payment.refund",
+    }
 }
 
-/// Replies, published on `saga.replies`.
-pub mod reply {
-    pub const PAYMENT_CHARGED: &str = "payment.charged";
-    pub const PAYMENT_DECLINED: &str = "payment.declined";
-    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
-    pub const STOCK_RESERVED: &str = "inventory.reserved";
-    pub const STOCK_RESERVATION_FAILED: &str = "inventory.reservation_failed";
-    pub const STOCK_RELEASED: &str = "inventory.released";
+contract! {
+    /// Commands to the inventory service, routed on `saga.commands` by their type.
+    InventoryCommand {
+        Reserve(ReserveStock) = "inventory.reserve",
+        Release(ReleaseStock) = "inventory.release",
+    }
 }
 
-/// Order lifecycle events, published on the `saga.events` topic exchange.
-pub mod event {
-    pub const ORDER_COMPLETED: &str = "order.completed";
-    pub const ORDER_FAILED: &str = "order.failed";
+contract! {
+    /// The participants' replies to the orchestrator, published on `saga.replies`.
+    Reply {
+        PaymentCharged(PaymentCharged) = "payment.charged",
+        PaymentDeclined(PaymentDeclined) = "payment.declined",
+        PaymentRefunded(PaymentRefunded) = "payment.refunded",
+        StockReserved(StockReserved) = "inventory.reserved",
+        StockReservationFailed(StockReservationFailed) = "inventory.reservation_failed",
+        StockReleased(StockReleased) = "inventory.released",
+    }
+}
+
+contract! {
+    /// Order lifecycle events, published on the `saga.events` topic exchange.
+    OrderEvent {
+        Completed(OrderCompleted) = "order.completed",
+        Failed(OrderFailed) = "order.failed",
+    }
+}
+
+/// Why a charge was declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    InsufficientFunds,
+    NoAccount,
+    /// A refund came first (the saga gave up): the order is closed to charges.
+    Cancelled,
+}
+
+/// Why a reservation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionReason {
+    OutOfStock,
+    /// A release for the order arrived before its reserve.
+    ReleasedBeforeReserved,
+}
+
+/// Why an order failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderFailureReason {
+    PaymentDeclined,
+    OutOfStock,
+    TimedOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +121,7 @@ pub struct PaymentCharged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentDeclined {
     pub order_id: Uuid,
-    /// `insufficient_funds` or `no_account`.
-    pub reason: String,
+    pub reason: DeclineReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,8 +139,7 @@ pub struct StockReserved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockReservationFailed {
     pub order_id: Uuid,
-    /// `out_of_stock`, or `released_before_reserved` when a release for the order came first.
-    pub reason: String,
+    pub reason: RejectionReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,5 +158,5 @@ pub struct OrderCompleted {
 pub struct OrderFailed {
     pub order_id: Uuid,
     pub customer_id: String,
-    pub reason: String,
+    pub reason: OrderFailureReason,
 }

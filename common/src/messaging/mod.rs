@@ -24,3 +24,18 @@ pub mod topology;
 pub use broker::{BrokerStatus, Messaging};
 pub use consumer::{HandleError, MessageHandler, handle};
 pub use envelope::{Envelope, OutgoingMessage};
+
+/// A message that is not of the contract its consumer takes will never be: dead-letter it with
+/// the stable reason (here, not in `envelope`, which the consumer itself builds on).
+impl From<crate::contracts::DecodeError> for HandleError {
+    fn from(error: crate::contracts::DecodeError) -> Self {
+        match error {
+            crate::contracts::DecodeError::UnknownType(message_type) => {
+                HandleError::unknown_type(&message_type)
+            }
+            crate::contracts::DecodeError::InvalidPayload(error) => {
+                HandleError::invalid_payload(error)
+            }
+        }
+    }
+}

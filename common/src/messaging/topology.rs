@@ -11,7 +11,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::contracts::{command, reply};
+use crate::contracts::{Contract, InventoryCommand, PaymentCommand, Reply};
 
 pub const COMMANDS_EXCHANGE: &str = "saga.commands";
 pub const REPLIES_EXCHANGE: &str = "saga.replies";
@@ -51,24 +51,17 @@ pub fn work_queues() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
         (
             PAYMENT_COMMANDS,
             COMMANDS_EXCHANGE,
-            vec![command::CHARGE_PAYMENT, command::REFUND_PAYMENT],
+            PaymentCommand::TYPES.to_vec(),
         ),
         (
             INVENTORY_COMMANDS,
             COMMANDS_EXCHANGE,
-            vec![command::RESERVE_STOCK, command::RELEASE_STOCK],
+            InventoryCommand::TYPES.to_vec(),
         ),
         (
             ORCHESTRATOR_REPLIES,
             REPLIES_EXCHANGE,
-            vec![
-                reply::PAYMENT_CHARGED,
-                reply::PAYMENT_DECLINED,
-                reply::PAYMENT_REFUNDED,
-                reply::STOCK_RESERVED,
-                reply::STOCK_RESERVATION_FAILED,
-                reply::STOCK_RELEASED,
-            ],
+            Reply::TYPES.to_vec(),
         ),
     ]
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use saga_common::configuration::{AmqpSettings, DatabaseSettings, OutboxSettings, RetrySettings};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
 use saga_common::messaging::{
@@ -289,11 +290,12 @@ impl Harness {
             let mut confirms = Vec::with_capacity(burst);
             for _ in 0..burst {
                 let envelope =
-                    Envelope::new(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
+                    Envelope::untyped(message_type, Uuid::now_v7(), "test", None, &json!({}))
+                        .unwrap();
                 let confirm = channel
                     .basic_publish(
                         topology::COMMANDS_EXCHANGE.into(),
-                        saga_common::contracts::command::CHARGE_PAYMENT.into(),
+                        contracts::ChargePayment::TYPE.into(),
                         BasicPublishOptions::default(),
                         &serde_json::to_vec(&envelope).unwrap(),
                         saga_common::messaging::envelope::properties(&envelope, "test")
@@ -370,12 +372,13 @@ impl Harness {
 }
 
 async fn send_to(vhost: &TestVhost, message_type: &str) -> Envelope {
-    let envelope = Envelope::new(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
+    let envelope =
+        Envelope::untyped(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
     publish_envelope(
         &vhost.amqp_url,
         &OutgoingMessage {
             exchange: topology::COMMANDS_EXCHANGE.into(),
-            routing_key: saga_common::contracts::command::CHARGE_PAYMENT.into(),
+            routing_key: contracts::ChargePayment::TYPE.into(),
             envelope: envelope.clone(),
         },
     )

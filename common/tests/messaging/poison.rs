@@ -17,7 +17,7 @@ const QUEUE: &str = topology::PAYMENT_COMMANDS;
 async fn a_message_redelivered_past_the_delivery_limit_is_dead_lettered_by_the_broker() {
     init_test_telemetry();
     let vhost = TestVhost::create().await;
-    let poison = Envelope::new(
+    let poison = Envelope::untyped(
         "payment.charge",
         uuid::Uuid::now_v7(),
         "poison",

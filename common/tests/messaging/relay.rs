@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use saga_common::configuration::OutboxSettings;
+use saga_common::contracts::{self, Payload};
 use saga_common::db::stmt;
 use saga_common::messaging::outbox;
 use saga_common::messaging::outbox::Enqueued;
@@ -20,8 +21,8 @@ use crate::helpers::{Harness, start_relaying};
 /// A message for a queue nobody consumes in these tests, so it stays there to be counted.
 fn reserve() -> OutgoingMessage {
     OutgoingMessage::command(
-        Envelope::new(
-            saga_common::contracts::command::RESERVE_STOCK,
+        Envelope::untyped(
+            contracts::ReserveStock::TYPE,
             Uuid::now_v7(),
             "relay-test",
             None,
@@ -263,7 +264,7 @@ async fn reserve_tap(harness: &Harness) -> Tap {
     Tap::bind(
         &harness.vhost.amqp_url,
         topology::COMMANDS_EXCHANGE,
-        &[saga_common::contracts::command::RESERVE_STOCK],
+        &[contracts::ReserveStock::TYPE],
     )
     .await
 }
@@ -393,7 +394,7 @@ async fn a_refused_message_stays_unpublished_until_the_broker_takes_it() {
         .queue_bind(
             "refuses".into(),
             topology::COMMANDS_EXCHANGE.into(),
-            saga_common::contracts::command::RESERVE_STOCK.into(),
+            contracts::ReserveStock::TYPE.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -8,7 +8,7 @@
 //! auto-delete queue to that exchange with `order.#` before any order is sent, and hands every
 //! event to the [`Tracker`], where the task following that order waits for it.
 //!
-//! The names below mirror saga-common (`contracts::event`, `messaging::topology`,
+//! The names below mirror saga-common (`contracts::OrderEvent`, `messaging::topology`,
 //! `messaging::Envelope`) instead of depending on it. saga-common brings sea-orm, sqlx, axum and
 //! utoipa (`cargo tree -p loadgen` grows from 136 to 320 crates), and `cargo build -p loadgen`,
 //! which bench.sh runs in release mode, resolves features for loadgen alone (chrono without its
@@ -37,9 +37,9 @@ use crate::drive::Error;
 
 /// saga-common `messaging::topology::EVENTS_EXCHANGE`.
 pub const EVENTS_EXCHANGE: &str = "saga.events";
-/// saga-common `contracts::event::ORDER_COMPLETED`.
+/// saga-common `contracts::OrderEvent::Completed`.
 pub const ORDER_COMPLETED: &str = "order.completed";
-/// saga-common `contracts::event::ORDER_FAILED`.
+/// saga-common `contracts::OrderEvent::Failed`.
 pub const ORDER_FAILED: &str = "order.failed";
 /// Every order lifecycle event; those that do not end a saga are ignored.
 const BINDING: &str = "order.#";
@@ -497,12 +497,9 @@ mod tests {
         for (source, needle) in [
             (
                 contracts,
-                format!("ORDER_COMPLETED: &str = \"{ORDER_COMPLETED}\";"),
+                format!("(OrderCompleted) = \"{ORDER_COMPLETED}\","),
             ),
-            (
-                contracts,
-                format!("ORDER_FAILED: &str = \"{ORDER_FAILED}\";"),
-            ),
+            (contracts, format!("(OrderFailed) = \"{ORDER_FAILED}\",")),
             (
                 topology,
                 format!("EVENTS_EXCHANGE: &str = \"{EVENTS_EXCHANGE}\";"),
@@ -524,8 +521,11 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split('}').next())
             .unwrap_or_default();
+        // The reason is an enum written as its snake_case name: a string on the wire.
         assert!(
-            order_failed.contains("pub reason: String,"),
+            order_failed.contains("pub reason: OrderFailureReason,")
+                && contracts
+                    .contains("#[serde(rename_all = \"snake_case\")]\npub enum OrderFailureReason"),
             "saga-common's OrderFailed no longer has `reason`"
         );
     }

@@ -1,12 +1,12 @@
-//! From saga commands to messages. This is the only place that knows which message type and
-//! payload each command becomes.
+//! From saga commands to messages: the payload each command becomes (its type name comes with
+//! the payload, from `contracts`).
 
 use uuid::Uuid;
 
-use saga_common::contracts::{self, command, event};
+use saga_common::contracts::{self, Message, OrderFailureReason};
 use saga_common::messaging::{Envelope, OutgoingMessage};
 
-use super::machine::SagaCommand;
+use super::machine::{FailureReason, SagaCommand};
 use super::store::Saga;
 
 /// The message `command` becomes for `order`. `causation_id` is the reply (or request) that
@@ -18,28 +18,20 @@ pub fn message_for(
     correlation_id: &str,
     causation_id: Option<Uuid>,
 ) -> Result<Option<OutgoingMessage>, serde_json::Error> {
-    let envelope = |message_type: &str, payload: serde_json::Value| {
-        Envelope::new(
-            message_type,
-            order.order_id,
-            correlation_id,
-            causation_id,
-            &payload,
-        )
+    let envelope = |message: &dyn Message| {
+        Envelope::new(message, order.order_id, correlation_id, causation_id)
     };
     Ok(Some(match command {
         SagaCommand::ResendPending => return Ok(None),
-        SagaCommand::ChargePayment => OutgoingMessage::command(envelope(
-            command::CHARGE_PAYMENT,
-            serde_json::to_value(contracts::ChargePayment {
+        SagaCommand::ChargePayment => {
+            OutgoingMessage::command(envelope(&contracts::ChargePayment {
                 order_id: order.order_id,
                 customer_id: order.customer_id.clone(),
                 amount_cents: order.total_cents,
-            })?,
-        )?),
-        SagaCommand::ReserveStock => OutgoingMessage::command(envelope(
-            command::RESERVE_STOCK,
-            serde_json::to_value(contracts::ReserveStock {
+            })?)
+        }
+        SagaCommand::ReserveStock => {
+            OutgoingMessage::command(envelope(&contracts::ReserveStock {
                 order_id: order.order_id,
                 lines: order
                     .items
@@ -49,36 +41,41 @@ pub fn message_for(
                         quantity: item.quantity,
                     })
                     .collect(),
-            })?,
-        )?),
-        SagaCommand::RefundPayment => OutgoingMessage::command(envelope(
-            command::REFUND_PAYMENT,
-            serde_json::to_value(contracts::RefundPayment {
+            })?)
+        }
+        SagaCommand::RefundPayment => {
+            OutgoingMessage::command(envelope(&contracts::RefundPayment {
                 order_id: order.order_id,
                 customer_id: order.customer_id.clone(),
-            })?,
-        )?),
-        SagaCommand::ReleaseStock => OutgoingMessage::command(envelope(
-            command::RELEASE_STOCK,
-            serde_json::to_value(contracts::ReleaseStock {
+            })?)
+        }
+        SagaCommand::ReleaseStock => {
+            OutgoingMessage::command(envelope(&contracts::ReleaseStock {
                 order_id: order.order_id,
-            })?,
-        )?),
-        SagaCommand::PublishOrderCompleted => OutgoingMessage::event(envelope(
-            event::ORDER_COMPLETED,
-            serde_json::to_value(contracts::OrderCompleted {
+            })?)
+        }
+        SagaCommand::PublishOrderCompleted => {
+            OutgoingMessage::event(envelope(&contracts::OrderCompleted {
                 order_id: order.order_id,
                 customer_id: order.customer_id.clone(),
                 total_cents: order.total_cents,
-            })?,
-        )?),
-        SagaCommand::PublishOrderFailed(reason) => OutgoingMessage::event(envelope(
-            event::ORDER_FAILED,
-            serde_json::to_value(contracts::OrderFailed {
+            })?)
+        }
+        SagaCommand::PublishOrderFailed(reason) => {
+            OutgoingMessage::event(envelope(&contracts::OrderFailed {
                 order_id: order.order_id,
                 customer_id: order.customer_id.clone(),
-                reason: reason.as_str().to_owned(),
-            })?,
-        )?),
+                reason: wire_reason(reason),
+            })?)
+        }
     }))
+}
+
+/// The saga's failure reason as `order.failed` spells it.
+fn wire_reason(reason: FailureReason) -> OrderFailureReason {
+    match reason {
+        FailureReason::PaymentDeclined => OrderFailureReason::PaymentDeclined,
+        FailureReason::OutOfStock => OrderFailureReason::OutOfStock,
+        FailureReason::TimedOut => OrderFailureReason::TimedOut,
+    }
 }

@@ -16,7 +16,7 @@ use chrono::Utc;
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
-use saga_common::contracts::{self, reply};
+use saga_common::contracts::Reply;
 use saga_common::db::{self, Reads};
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
@@ -40,36 +40,14 @@ pub struct SagaReplies {
 
 /// Maps a reply to the saga event it reports, checking its payload on the way.
 pub fn event_of(envelope: &Envelope) -> Result<SagaEvent, HandleError> {
-    fn check<P: serde::de::DeserializeOwned>(
-        envelope: &Envelope,
-        event: SagaEvent,
-    ) -> Result<SagaEvent, HandleError> {
-        envelope
-            .payload::<P>()
-            .map(|_| event)
-            .map_err(HandleError::invalid_payload)
-    }
-    match envelope.message_type.as_str() {
-        reply::PAYMENT_CHARGED => {
-            check::<contracts::PaymentCharged>(envelope, SagaEvent::PaymentCharged)
-        }
-        reply::PAYMENT_DECLINED => {
-            check::<contracts::PaymentDeclined>(envelope, SagaEvent::PaymentDeclined)
-        }
-        reply::PAYMENT_REFUNDED => {
-            check::<contracts::PaymentRefunded>(envelope, SagaEvent::PaymentRefunded)
-        }
-        reply::STOCK_RESERVED => {
-            check::<contracts::StockReserved>(envelope, SagaEvent::StockReserved)
-        }
-        reply::STOCK_RESERVATION_FAILED => {
-            check::<contracts::StockReservationFailed>(envelope, SagaEvent::StockReservationFailed)
-        }
-        reply::STOCK_RELEASED => {
-            check::<contracts::StockReleased>(envelope, SagaEvent::StockReleased)
-        }
-        other => Err(HandleError::unknown_type(other)),
-    }
+    Ok(match envelope.decode::<Reply>()? {
+        Reply::PaymentCharged(_) => SagaEvent::PaymentCharged,
+        Reply::PaymentDeclined(_) => SagaEvent::PaymentDeclined,
+        Reply::PaymentRefunded(_) => SagaEvent::PaymentRefunded,
+        Reply::StockReserved(_) => SagaEvent::StockReserved,
+        Reply::StockReservationFailed(_) => SagaEvent::StockReservationFailed,
+        Reply::StockReleased(_) => SagaEvent::StockReleased,
+    })
 }
 
 impl From<ApplyError> for HandleError {

@@ -15,7 +15,7 @@ use orchestrator::saga::replies::SagaReplies;
 use orchestrator::saga::status::StateName;
 use orchestrator::saga::store::{self as sagas, Step};
 use orchestrator::saga::timeline;
-use saga_common::contracts::{self, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler, OutgoingMessage, topology};
 use saga_common::testing::{
@@ -49,7 +49,7 @@ async fn a_lost_reply_is_recovered_by_resending_the_command() {
         .queue_unbind(
             topology::ORCHESTRATOR_REPLIES.into(),
             topology::REPLIES_EXCHANGE.into(),
-            reply::PAYMENT_CHARGED.into(),
+            contracts::PaymentCharged::TYPE.into(),
             FieldTable::default(),
         )
         .await
@@ -84,7 +84,7 @@ async fn a_lost_reply_is_recovered_by_resending_the_command() {
         .queue_bind(
             topology::ORCHESTRATOR_REPLIES.into(),
             topology::REPLIES_EXCHANGE.into(),
-            reply::PAYMENT_CHARGED.into(),
+            contracts::PaymentCharged::TYPE.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -150,15 +150,14 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
 
 fn charged(order: &Order) -> Envelope {
     Envelope::new(
-        reply::PAYMENT_CHARGED,
-        order.order_id,
-        "c",
-        None,
         &contracts::PaymentCharged {
             order_id: order.order_id,
             payment_id: Uuid::now_v7(),
             amount_cents: order.total_cents,
         },
+        order.order_id,
+        "c",
+        None,
     )
     .unwrap()
 }
@@ -240,13 +239,12 @@ async fn two_consumers_racing_on_one_saga_apply_one_transition() {
 async fn a_reply_that_contradicts_the_saga_is_refused_and_changes_nothing() {
     let (handler, db, order) = saga_awaiting_payment().await;
     let reserved = Envelope::new(
-        reply::STOCK_RESERVED,
-        order.order_id,
-        "c",
-        None,
         &contracts::StockReserved {
             order_id: order.order_id,
         },
+        order.order_id,
+        "c",
+        None,
     )
     .unwrap();
 
@@ -265,13 +263,12 @@ async fn a_reply_that_contradicts_the_saga_is_refused_and_changes_nothing() {
 
 fn reserved(order: &Order) -> Envelope {
     Envelope::new(
-        reply::STOCK_RESERVED,
-        order.order_id,
-        "c",
-        None,
         &contracts::StockReserved {
             order_id: order.order_id,
         },
+        order.order_id,
+        "c",
+        None,
     )
     .unwrap()
 }
@@ -366,7 +363,7 @@ async fn a_malformed_reply_lands_in_the_dlq_with_its_reason() {
     publish_raw(
         &fleet.vhost.amqp_url,
         topology::REPLIES_EXCHANGE,
-        reply::PAYMENT_CHARGED,
+        contracts::PaymentCharged::TYPE,
         b"{ this is not json",
         BasicProperties::default(),
     )
@@ -377,7 +374,7 @@ async fn a_malformed_reply_lands_in_the_dlq_with_its_reason() {
     assert_eq!(peeked_header(&dead, "x-service"), Some("orchestrator"));
     assert_eq!(
         peeked_header(&dead, "x-original-routing-key"),
-        Some(reply::PAYMENT_CHARGED)
+        Some(contracts::PaymentCharged::TYPE)
     );
     assert!(peeked_header(&dead, "x-error").is_some_and(|e| !e.is_empty()));
     assert!(peeked_header(&dead, "x-failed-at").is_some());
@@ -393,30 +390,30 @@ async fn a_malformed_reply_lands_in_the_dlq_with_its_reason() {
 async fn a_message_of_unknown_type_or_for_an_unknown_saga_is_dead_lettered() {
     let fleet = spawn_fleet().await;
     let saga_id = Uuid::now_v7();
-    let unknown_type = Envelope::new("payment.exploded", saga_id, "c", None, &json!({})).unwrap();
+    let unknown_type =
+        Envelope::untyped("payment.exploded", saga_id, "c", None, &json!({})).unwrap();
     publish_envelope(
         &fleet.vhost.amqp_url,
         &OutgoingMessage {
             exchange: topology::REPLIES_EXCHANGE.into(),
-            routing_key: reply::PAYMENT_CHARGED.into(),
+            routing_key: contracts::PaymentCharged::TYPE.into(),
             envelope: unknown_type,
         },
     )
     .await;
     let unknown_saga = Envelope::new(
-        reply::PAYMENT_DECLINED,
+        &contracts::PaymentDeclined {
+            order_id: saga_id,
+            reason: contracts::DeclineReason::NoAccount,
+        },
         saga_id,
         "c",
         None,
-        &contracts::PaymentDeclined {
-            order_id: saga_id,
-            reason: "no_account".into(),
-        },
     )
     .unwrap();
     publish_envelope(&fleet.vhost.amqp_url, &OutgoingMessage::reply(unknown_saga)).await;
-    let bad_payload = Envelope::new(
-        reply::STOCK_RESERVED,
+    let bad_payload = Envelope::untyped(
+        contracts::StockReserved::TYPE,
         saga_id,
         "c",
         None,
@@ -441,7 +438,7 @@ async fn a_malformed_command_lands_in_the_participants_dlq() {
     publish_raw(
         &fleet.vhost.amqp_url,
         topology::COMMANDS_EXCHANGE,
-        contracts::command::CHARGE_PAYMENT,
+        contracts::ChargePayment::TYPE,
         b"\x00\x01binary",
         BasicProperties::default(),
     )

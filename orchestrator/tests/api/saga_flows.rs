@@ -1,4 +1,4 @@
-use saga_common::contracts::event;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::Tap;
 
@@ -24,7 +24,7 @@ async fn an_order_completes_when_paid_and_in_stock() {
     let order = fleet.wait_final(order_id).await;
 
     let completed = events.next().await;
-    assert_eq!(completed.message_type, event::ORDER_COMPLETED);
+    assert_eq!(completed.message_type, contracts::OrderCompleted::TYPE);
     assert_eq!(completed.saga_id, order_id);
     assert_eq!(completed.payload["total_cents"], 3_000);
 
@@ -125,7 +125,7 @@ async fn an_order_out_of_stock_is_refunded_and_fails() {
     assert_eq!(order["status"], "FAILED");
     assert_eq!(order["failure_reason"], "out_of_stock");
     let failed = events.next().await;
-    assert_eq!(failed.message_type, event::ORDER_FAILED);
+    assert_eq!(failed.message_type, contracts::OrderFailed::TYPE);
     assert_eq!(failed.payload["reason"], "out_of_stock");
     assert_eq!(fleet.balance("carol").await, 10_000);
     let payments = fleet.payments(order_id).await;

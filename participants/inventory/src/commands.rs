@@ -1,6 +1,6 @@
 //! The `inventory.commands` consumer: a batch of reserves and releases on one transaction.
 
-use saga_common::contracts::{self, command, reply};
+use saga_common::contracts::{self, InventoryCommand};
 use saga_common::db::{Loaded, Reads, Writes};
 use saga_common::messaging::participant::Participant;
 use saga_common::messaging::{Envelope, HandleError};
@@ -41,17 +41,11 @@ impl Participant for InventoryCommands {
 /// Checks a command: its payload fits its type and it is for its own saga; a reservation has
 /// lines, each of a positive quantity.
 fn parse(envelope: &Envelope) -> Result<StockCommand, HandleError> {
-    match envelope.message_type.as_str() {
-        command::RESERVE_STOCK => {
-            let reserve: contracts::ReserveStock =
-                envelope.payload().map_err(HandleError::invalid_payload)?;
-            StockRequest::parse(reserve, envelope.saga_id)
-                .map(StockCommand::Reserve)
-                .map_err(|error| HandleError::permanent("invalid_payload", error))
-        }
-        command::RELEASE_STOCK => {
-            let release: contracts::ReleaseStock =
-                envelope.payload().map_err(HandleError::invalid_payload)?;
+    match envelope.decode::<InventoryCommand>()? {
+        InventoryCommand::Reserve(reserve) => StockRequest::parse(reserve, envelope.saga_id)
+            .map(StockCommand::Reserve)
+            .map_err(|error| HandleError::permanent("invalid_payload", error)),
+        InventoryCommand::Release(release) => {
             if release.order_id != envelope.saga_id {
                 return Err(HandleError::permanent(
                     "invalid_payload",
@@ -62,7 +56,6 @@ fn parse(envelope: &Envelope) -> Result<StockCommand, HandleError> {
                 order_id: release.order_id,
             })
         }
-        other => Err(HandleError::unknown_type(other)),
     }
 }
 
@@ -75,18 +68,13 @@ fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleE
     }
     let order_id = command.saga_id;
     match outcome {
-        StockOutcome::Reserve(ReserveOutcome::Reserved) => command.reply(
-            reply::STOCK_RESERVED,
-            &contracts::StockReserved { order_id },
-        ),
-        StockOutcome::Reserve(ReserveOutcome::Rejected { reason }) => command.reply(
-            reply::STOCK_RESERVATION_FAILED,
-            &contracts::StockReservationFailed { order_id, reason },
-        ),
-        StockOutcome::Release(_) => command.reply(
-            reply::STOCK_RELEASED,
-            &contracts::StockReleased { order_id },
-        ),
+        StockOutcome::Reserve(ReserveOutcome::Reserved) => {
+            command.reply(&contracts::StockReserved { order_id })
+        }
+        StockOutcome::Reserve(ReserveOutcome::Rejected { reason }) => {
+            command.reply(&contracts::StockReservationFailed { order_id, reason })
+        }
+        StockOutcome::Release(_) => command.reply(&contracts::StockReleased { order_id }),
     }
     .map_err(HandleError::invalid_payload)
 }

@@ -1,6 +1,6 @@
 //! The `payment.commands` consumer: a batch of charges and refunds on one transaction.
 
-use saga_common::contracts::{self, command, reply};
+use saga_common::contracts;
 use saga_common::db::{Loaded, Reads, Writes};
 use saga_common::messaging::participant::Participant;
 use saga_common::messaging::{Envelope, HandleError};
@@ -41,10 +41,8 @@ impl Participant for PaymentCommands {
 /// Checks a command: its payload fits its type, it is for its own saga, it charges no negative
 /// amount.
 fn parse(envelope: &Envelope) -> Result<PaymentCommand, HandleError> {
-    let command = match envelope.message_type.as_str() {
-        command::CHARGE_PAYMENT => {
-            let charge: contracts::ChargePayment =
-                envelope.payload().map_err(HandleError::invalid_payload)?;
+    let command = match envelope.decode::<contracts::PaymentCommand>()? {
+        contracts::PaymentCommand::Charge(charge) => {
             if charge.amount_cents < 0 {
                 return Err(HandleError::permanent(
                     "invalid_payload",
@@ -57,15 +55,10 @@ fn parse(envelope: &Envelope) -> Result<PaymentCommand, HandleError> {
                 amount_cents: charge.amount_cents,
             }
         }
-        command::REFUND_PAYMENT => {
-            let refund: contracts::RefundPayment =
-                envelope.payload().map_err(HandleError::invalid_payload)?;
-            PaymentCommand::Refund {
-                order_id: refund.order_id,
-                customer_id: refund.customer_id,
-            }
-        }
-        other => return Err(HandleError::unknown_type(other)),
+        contracts::PaymentCommand::Refund(refund) => PaymentCommand::Refund {
+            order_id: refund.order_id,
+            customer_id: refund.customer_id,
+        },
     };
     if command.order_id() != envelope.saga_id {
         return Err(HandleError::permanent(
@@ -88,25 +81,18 @@ fn answer(command: &Envelope, outcome: Outcome) -> Result<Envelope, HandleError>
         Outcome::Charged {
             payment_id,
             amount_cents,
-        } => command.reply(
-            reply::PAYMENT_CHARGED,
-            &contracts::PaymentCharged {
-                order_id,
-                payment_id,
-                amount_cents,
-            },
-        ),
-        Outcome::Declined { reason } => command.reply(
-            reply::PAYMENT_DECLINED,
-            &contracts::PaymentDeclined { order_id, reason },
-        ),
-        Outcome::Refunded { amount_cents } => command.reply(
-            reply::PAYMENT_REFUNDED,
-            &contracts::PaymentRefunded {
-                order_id,
-                refunded_cents: amount_cents,
-            },
-        ),
+        } => command.reply(&contracts::PaymentCharged {
+            order_id,
+            payment_id,
+            amount_cents,
+        }),
+        Outcome::Declined { reason } => {
+            command.reply(&contracts::PaymentDeclined { order_id, reason })
+        }
+        Outcome::Refunded { amount_cents } => command.reply(&contracts::PaymentRefunded {
+            order_id,
+            refunded_cents: amount_cents,
+        }),
         // Fails the batch; handled alone, the command is dead-lettered with this reason.
         Outcome::WrongCustomer { paid_by } => {
             return Err(HandleError::permanent(

@@ -9,7 +9,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use uuid::Uuid;
 
-use saga_common::contracts::{command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::envelope;
 use saga_common::messaging::{Envelope, topology};
 
@@ -26,7 +26,7 @@ struct Poison {
 }
 
 fn envelope_of(message_type: &str, payload: serde_json::Value) -> (Vec<u8>, BasicProperties) {
-    let envelope = Envelope::new(
+    let envelope = Envelope::untyped(
         message_type,
         Uuid::now_v7(),
         "faults-poison",
@@ -63,14 +63,14 @@ fn poisons() -> Vec<Poison> {
         raw(
             topology::PAYMENT_COMMANDS,
             commands,
-            command::CHARGE_PAYMENT,
+            contracts::ChargePayment::TYPE,
             b"{ this is not json",
         ),
         // A well-formed envelope of a type nobody handles, on a key the queue is bound to.
         enveloped(
             topology::PAYMENT_COMMANDS,
             commands,
-            command::REFUND_PAYMENT,
+            contracts::RefundPayment::TYPE,
             "payment.explode",
             json!({}),
         ),
@@ -78,31 +78,31 @@ fn poisons() -> Vec<Poison> {
         enveloped(
             topology::INVENTORY_COMMANDS,
             commands,
-            command::RESERVE_STOCK,
-            command::RESERVE_STOCK,
+            contracts::ReserveStock::TYPE,
+            contracts::ReserveStock::TYPE,
             json!({"order_id": Uuid::nil(), "lines": []}),
         ),
         // A release whose payload has the wrong shape.
         enveloped(
             topology::INVENTORY_COMMANDS,
             commands,
-            command::RELEASE_STOCK,
-            command::RELEASE_STOCK,
+            contracts::ReleaseStock::TYPE,
+            contracts::ReleaseStock::TYPE,
             json!({"order": "not a uuid"}),
         ),
         // A reply for a saga that does not exist.
         enveloped(
             topology::ORCHESTRATOR_REPLIES,
             replies,
-            reply::PAYMENT_CHARGED,
-            reply::PAYMENT_CHARGED,
+            contracts::PaymentCharged::TYPE,
+            contracts::PaymentCharged::TYPE,
             json!({"order_id": Uuid::now_v7(), "payment_id": Uuid::now_v7(), "amount_cents": 100}),
         ),
         // An envelope truncated in the middle.
         raw(
             topology::ORCHESTRATOR_REPLIES,
             replies,
-            reply::STOCK_RESERVED,
+            contracts::StockReserved::TYPE,
             br#"{"message_id": "0193", "type": "inventory.reser"#,
         ),
     ]

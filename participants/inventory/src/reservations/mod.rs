@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use saga_common::contracts::{ReserveStock, StockLine};
+use saga_common::contracts::{RejectionReason, ReserveStock, StockLine};
 use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
@@ -41,9 +41,6 @@ pub use stockroom::{ReservationRow, StockCommand, StockOutcome, Stockroom};
 pub const RESERVED: &str = "RESERVED";
 pub const RELEASED: &str = "RELEASED";
 pub const REJECTED: &str = "REJECTED";
-
-pub const OUT_OF_STOCK: &str = "out_of_stock";
-pub const RELEASED_BEFORE_RESERVED: &str = "released_before_reserved";
 
 /// Why a reserve command can never be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +121,7 @@ impl StockRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
     Reserved,
-    Rejected { reason: String },
+    Rejected { reason: RejectionReason },
 }
 
 /// What a release command did.
@@ -239,7 +236,7 @@ pub fn decide(loaded: &mut Loaded, commands: &[&StockCommand]) -> Result<Decided
 struct NewReservation<'a> {
     order_id: Uuid,
     status: &'a str,
-    reason: Option<&'a str>,
+    reason: Option<RejectionReason>,
 }
 
 #[derive(Serialize)]
@@ -262,7 +259,7 @@ fn insert_parts(
         .map(|(r, _)| NewReservation {
             order_id: r.order_id,
             status: &r.status,
-            reason: r.reason.as_deref(),
+            reason: r.reason,
         })
         .collect();
     let reservations_part = Part::new(

@@ -8,12 +8,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{
-    OUT_OF_STOCK, REJECTED, RELEASED, RELEASED_BEFORE_RESERVED, RESERVED, ReleaseOutcome,
-    ReserveOutcome, StockRequest,
-};
+use super::{REJECTED, RELEASED, RESERVED, ReleaseOutcome, ReserveOutcome, StockRequest};
 use crate::products::StockLevel;
-use saga_common::contracts::StockLine;
+use saga_common::contracts::{RejectionReason, StockLine};
 
 /// An inventory command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +40,7 @@ pub enum StockOutcome {
 pub struct ReservationRow {
     pub order_id: Uuid,
     pub status: String,
-    pub reason: Option<String>,
+    pub reason: Option<RejectionReason>,
 }
 
 /// What the batch changes.
@@ -102,10 +99,7 @@ impl Stockroom {
         if let Some((existing, _)) = self.reservations.get(&order_id) {
             return match existing.status.as_str() {
                 REJECTED => ReserveOutcome::Rejected {
-                    reason: existing
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| OUT_OF_STOCK.to_owned()),
+                    reason: existing.reason.unwrap_or(RejectionReason::OutOfStock),
                 },
                 _ => ReserveOutcome::Reserved,
             };
@@ -118,9 +112,9 @@ impl Stockroom {
         });
         if let Some(line) = short {
             tracing::debug!(%order_id, product_id = %line.product_id, quantity = line.quantity, "not enough stock");
-            self.record(order_id, REJECTED, Some(OUT_OF_STOCK));
+            self.record(order_id, REJECTED, Some(RejectionReason::OutOfStock));
             return ReserveOutcome::Rejected {
-                reason: OUT_OF_STOCK.to_owned(),
+                reason: RejectionReason::OutOfStock,
             };
         }
         for line in request.lines() {
@@ -137,7 +131,8 @@ impl Stockroom {
     /// Gives the order's units back once; a release before any reserve blocks the late reserve.
     fn release(&mut self, order_id: Uuid) -> ReleaseOutcome {
         let Some((reservation, origin)) = self.reservations.get_mut(&order_id) else {
-            self.record(order_id, REJECTED, Some(RELEASED_BEFORE_RESERVED));
+            let reason = RejectionReason::ReleasedBeforeReserved;
+            self.record(order_id, REJECTED, Some(reason));
             return ReleaseOutcome::Blocked;
         };
         match reservation.status.as_str() {
@@ -161,11 +156,11 @@ impl Stockroom {
         }
     }
 
-    fn record(&mut self, order_id: Uuid, status: &str, reason: Option<&str>) {
+    fn record(&mut self, order_id: Uuid, status: &str, reason: Option<RejectionReason>) {
         let row = ReservationRow {
             order_id,
             status: status.to_owned(),
-            reason: reason.map(str::to_owned),
+            reason,
         };
         self.reservations.insert(order_id, (row, Origin::New));
     }
@@ -254,7 +249,7 @@ mod tests {
         assert_eq!(
             room.apply(&reserve(vec![line("p", 2)])),
             StockOutcome::Reserve(ReserveOutcome::Rejected {
-                reason: OUT_OF_STOCK.into()
+                reason: RejectionReason::OutOfStock
             })
         );
         let changes = room.changes();
@@ -355,7 +350,7 @@ mod tests {
         assert_eq!(
             room.apply(&command),
             StockOutcome::Reserve(ReserveOutcome::Rejected {
-                reason: RELEASED_BEFORE_RESERVED.into()
+                reason: RejectionReason::ReleasedBeforeReserved
             })
         );
         assert!(room.changes().stock_deltas.is_empty());

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::testing::{PATIENCE, eventually, execute};
 
 use crate::helpers::{reserve_command, spawn_app};
@@ -52,7 +52,7 @@ async fn a_reserve_failing_past_max_attempts_is_replayed_through_the_admin_api_o
     );
 
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::STOCK_RESERVED);
+    assert_eq!(answer.message_type, contracts::StockReserved::TYPE);
     assert_eq!(answer.causation_id, Some(command.message_id));
     assert_eq!(app.stock_of("p-1").await, (7, 3));
     let page: Value = app.get_dead_letters(true).await.json().await.unwrap();

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::Envelope;
 use saga_common::testing::peeked_header;
 
@@ -40,7 +40,7 @@ async fn a_reserve_command_takes_stock_and_replies_reserved() {
     app.send_command(&command).await;
 
     let answer = replies.next().await;
-    assert_reply(&answer, reply::STOCK_RESERVED, &command);
+    assert_reply(&answer, contracts::StockReserved::TYPE, &command);
     assert_eq!(app.stock_of("p-1").await, (7, 3));
     assert_eq!(app.stock_of("p-2").await, (0, 5));
     let lines = app.reservation_lines(order_id).await;
@@ -65,7 +65,11 @@ async fn duplicate_product_lines_are_reserved_as_their_sum() {
 
     app.send_command(&command).await;
 
-    assert_reply(&replies.next().await, reply::STOCK_RESERVED, &command);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReserved::TYPE,
+        &command,
+    );
     assert_eq!(app.stock_of("p-1").await, (4, 6));
     assert_eq!(
         summary(&app.reservation_lines(order_id).await),
@@ -86,7 +90,7 @@ async fn a_command_delivered_twice_has_one_effect_and_the_same_reply() {
 
     let first = replies.next().await;
     let second = replies.next().await;
-    assert_reply(&first, reply::STOCK_RESERVED, &command);
+    assert_reply(&first, contracts::StockReserved::TYPE, &command);
     assert_eq!(
         second, first,
         "the duplicate is answered with the very same reply"
@@ -105,10 +109,18 @@ async fn a_reserve_repeated_under_a_new_message_id_answers_with_the_recorded_out
     let again = reserve_command(order_id, &[("p-1", 4)]);
 
     app.send_command(&first).await;
-    assert_reply(&replies.next().await, reply::STOCK_RESERVED, &first);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReserved::TYPE,
+        &first,
+    );
     app.send_command(&again).await;
 
-    assert_reply(&replies.next().await, reply::STOCK_RESERVED, &again);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReserved::TYPE,
+        &again,
+    );
     assert_eq!(app.stock_of("p-1").await, (6, 4));
     app.stop().await;
 }
@@ -125,7 +137,7 @@ async fn a_reservation_takes_all_lines_or_none_when_one_is_short() {
     app.send_command(&command).await;
 
     let answer = replies.next().await;
-    assert_reply(&answer, reply::STOCK_RESERVATION_FAILED, &command);
+    assert_reply(&answer, contracts::StockReservationFailed::TYPE, &command);
     assert_eq!(answer.payload["reason"], "out_of_stock");
     assert_eq!(app.stock_of("p-1").await, (10, 0));
     assert_eq!(app.stock_of("p-2").await, (1, 0));
@@ -143,7 +155,7 @@ async fn a_reservation_of_an_unknown_product_fails_out_of_stock() {
     app.send_command(&command).await;
 
     let answer = replies.next().await;
-    assert_reply(&answer, reply::STOCK_RESERVATION_FAILED, &command);
+    assert_reply(&answer, contracts::StockReservationFailed::TYPE, &command);
     assert_eq!(answer.payload["reason"], "out_of_stock");
     assert_eq!(app.stock_of("p-1").await, (10, 0));
     app.stop().await;
@@ -174,10 +186,10 @@ async fn concurrent_reservations_never_take_more_than_the_stock() {
     let mut reserved = 0;
     for _ in &commands {
         let answer = replies.next().await;
-        if answer.message_type == reply::STOCK_RESERVED {
+        if answer.message_type == contracts::StockReserved::TYPE {
             reserved += 1;
         } else {
-            assert_eq!(answer.message_type, reply::STOCK_RESERVATION_FAILED);
+            assert_eq!(answer.message_type, contracts::StockReservationFailed::TYPE);
             assert_eq!(answer.payload["reason"], "out_of_stock");
         }
     }
@@ -196,14 +208,26 @@ async fn a_release_gives_the_stock_back_exactly_once() {
     let order_id = Uuid::now_v7();
     let reserve = reserve_command(order_id, &[("p-1", 3), ("p-2", 4)]);
     app.send_command(&reserve).await;
-    assert_reply(&replies.next().await, reply::STOCK_RESERVED, &reserve);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReserved::TYPE,
+        &reserve,
+    );
     let release = release_command(order_id);
     let release_again = release_command(order_id);
 
     app.send_command(&release).await;
-    assert_reply(&replies.next().await, reply::STOCK_RELEASED, &release);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReleased::TYPE,
+        &release,
+    );
     app.send_command(&release_again).await;
-    assert_reply(&replies.next().await, reply::STOCK_RELEASED, &release_again);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReleased::TYPE,
+        &release_again,
+    );
 
     assert_eq!(app.stock_of("p-1").await, (10, 0));
     assert_eq!(app.stock_of("p-2").await, (10, 0));
@@ -227,11 +251,15 @@ async fn a_release_before_the_reserve_stops_the_late_reserve_from_taking_stock()
     let reserve = reserve_command(order_id, &[("p-1", 3)]);
 
     app.send_command(&release).await;
-    assert_reply(&replies.next().await, reply::STOCK_RELEASED, &release);
+    assert_reply(
+        &replies.next().await,
+        contracts::StockReleased::TYPE,
+        &release,
+    );
     app.send_command(&reserve).await;
 
     let answer = replies.next().await;
-    assert_reply(&answer, reply::STOCK_RESERVATION_FAILED, &reserve);
+    assert_reply(&answer, contracts::StockReservationFailed::TYPE, &reserve);
     assert_eq!(answer.payload["reason"], "released_before_reserved");
     assert_eq!(app.stock_of("p-1").await, (10, 0));
     assert!(app.reservation_lines(order_id).await.is_empty());

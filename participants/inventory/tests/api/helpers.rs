@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use inventory::startup::Inventory;
-use saga_common::contracts::{self, command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::testing::{
     ADMIN_TOKEN, PATIENCE, Tap, TestService, eventually, publish_envelope, publish_raw,
@@ -141,9 +141,9 @@ impl TestApp {
             &self.vhost.amqp_url,
             topology::REPLIES_EXCHANGE,
             &[
-                reply::STOCK_RESERVED,
-                reply::STOCK_RESERVATION_FAILED,
-                reply::STOCK_RELEASED,
+                contracts::StockReserved::TYPE,
+                contracts::StockReservationFailed::TYPE,
+                contracts::StockReleased::TYPE,
             ],
         )
         .await
@@ -188,24 +188,16 @@ pub fn reserve_command(order_id: Uuid, lines: &[(&str, i32)]) -> Envelope {
             })
             .collect(),
     };
-    Envelope::new(
-        command::RESERVE_STOCK,
-        order_id,
-        &format!("test-{order_id}"),
-        None,
-        &payload,
-    )
-    .unwrap()
+    Envelope::new(&payload, order_id, &format!("test-{order_id}"), None).unwrap()
 }
 
 /// An `inventory.release` command for `order_id`.
 pub fn release_command(order_id: Uuid) -> Envelope {
     Envelope::new(
-        command::RELEASE_STOCK,
+        &contracts::ReleaseStock { order_id },
         order_id,
         &format!("test-{order_id}"),
         None,
-        &contracts::ReleaseStock { order_id },
     )
     .unwrap()
 }

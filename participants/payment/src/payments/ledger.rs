@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 
+use saga_common::contracts::DeclineReason;
 use uuid::Uuid;
 
-use super::{CANCELLED, CHARGED, DECLINED, INSUFFICIENT_FUNDS, NO_ACCOUNT, REFUNDED};
+use super::{CHARGED, DECLINED, REFUNDED};
 
 /// A payment command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub enum Outcome {
         amount_cents: i64,
     },
     Declined {
-        reason: String,
+        reason: DeclineReason,
     },
     /// The amount given back by this refund or an earlier one (0 when nothing was charged).
     Refunded {
@@ -66,7 +67,7 @@ pub struct PaymentRow {
     pub customer_id: String,
     pub amount_cents: i64,
     pub status: String,
-    pub decline_reason: Option<String>,
+    pub decline_reason: Option<DeclineReason>,
 }
 
 /// What the batch changes.
@@ -124,10 +125,8 @@ impl Ledger {
     /// One payment per order: a charge for an order that has one answers with its outcome.
     fn charge(&mut self, order_id: Uuid, customer_id: &str, amount_cents: i64) -> Outcome {
         if let Some((existing, _)) = self.payments.get(&order_id) {
-            return match &existing.decline_reason {
-                Some(reason) if existing.status == DECLINED => Outcome::Declined {
-                    reason: reason.clone(),
-                },
+            return match existing.decline_reason {
+                Some(reason) if existing.status == DECLINED => Outcome::Declined { reason },
                 _ => Outcome::Charged {
                     payment_id: existing.payment_id,
                     amount_cents: existing.amount_cents,
@@ -139,8 +138,8 @@ impl Ledger {
                 *balance -= amount_cents;
                 None
             }
-            Some(_) => Some(INSUFFICIENT_FUNDS),
-            None => Some(NO_ACCOUNT),
+            Some(_) => Some(DeclineReason::InsufficientFunds),
+            None => Some(DeclineReason::NoAccount),
         };
         let payment = PaymentRow {
             payment_id: Uuid::now_v7(),
@@ -148,16 +147,14 @@ impl Ledger {
             customer_id: customer_id.to_owned(),
             amount_cents,
             status: if reason.is_none() { CHARGED } else { DECLINED }.to_owned(),
-            decline_reason: reason.map(str::to_owned),
+            decline_reason: reason,
         };
         let outcome = match reason {
             None => Outcome::Charged {
                 payment_id: payment.payment_id,
                 amount_cents,
             },
-            Some(reason) => Outcome::Declined {
-                reason: reason.to_owned(),
-            },
+            Some(reason) => Outcome::Declined { reason },
         };
         self.payments.insert(order_id, (payment, Origin::New));
         outcome
@@ -174,7 +171,7 @@ impl Ledger {
                 customer_id: customer_id.to_owned(),
                 amount_cents: 0,
                 status: DECLINED.to_owned(),
-                decline_reason: Some(CANCELLED.to_owned()),
+                decline_reason: Some(DeclineReason::Cancelled),
             };
             self.payments.insert(order_id, (cancelled, Origin::New));
             return Outcome::Refunded { amount_cents: 0 };
@@ -266,7 +263,7 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(second, "c-1", 70)),
             Outcome::Declined {
-                reason: INSUFFICIENT_FUNDS.into()
+                reason: DeclineReason::InsufficientFunds
             }
         );
         let changes = ledger.changes();
@@ -282,7 +279,7 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(Uuid::now_v7(), "nobody", 1)),
             Outcome::Declined {
-                reason: NO_ACCOUNT.into()
+                reason: DeclineReason::NoAccount
             }
         );
         assert!(ledger.changes().balance_deltas.is_empty());
@@ -351,15 +348,15 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(order, "c-1", 10)),
             Outcome::Declined {
-                reason: CANCELLED.into()
+                reason: DeclineReason::Cancelled
             }
         );
         let changes = ledger.changes();
         assert!(changes.balance_deltas.is_empty());
         assert_eq!(changes.new_payments.len(), 1);
         assert_eq!(
-            changes.new_payments[0].decline_reason.as_deref(),
-            Some(CANCELLED)
+            changes.new_payments[0].decline_reason,
+            Some(DeclineReason::Cancelled)
         );
     }
 

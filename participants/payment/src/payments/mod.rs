@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use saga_common::contracts::DeclineReason;
 use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::{ApiError, ErrorBody};
@@ -29,11 +30,6 @@ pub use ledger::{Ledger, Outcome, PaymentCommand, PaymentRow};
 pub const CHARGED: &str = "CHARGED";
 pub const REFUNDED: &str = "REFUNDED";
 pub const DECLINED: &str = "DECLINED";
-
-pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
-pub const NO_ACCOUNT: &str = "no_account";
-/// A refund arrived before any charge (the saga gave up first): the order is closed to charges.
-pub const CANCELLED: &str = "cancelled";
 
 #[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
 pub struct Payment {
@@ -110,7 +106,7 @@ struct NewPayment<'a> {
     customer_id: &'a str,
     amount_cents: i64,
     status: &'a str,
-    decline_reason: Option<&'a str>,
+    decline_reason: Option<DeclineReason>,
 }
 
 fn insert_part(payments: &[PaymentRow]) -> Result<Option<Part>, DbErr> {
@@ -125,7 +121,7 @@ fn insert_part(payments: &[PaymentRow]) -> Result<Option<Part>, DbErr> {
             customer_id: &p.customer_id,
             amount_cents: p.amount_cents,
             status: &p.status,
-            decline_reason: p.decline_reason.as_deref(),
+            decline_reason: p.decline_reason,
         })
         .collect();
     Ok(Some(Part::new(

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use saga_common::contracts::{command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::{ADMIN_TOKEN, PATIENCE, eventually, execute, publish_raw};
 
@@ -102,7 +102,7 @@ async fn dead_letters_are_listed_page_by_page_then_deleted_by_id() {
         publish_raw(
             &app.vhost.amqp_url,
             topology::COMMANDS_EXCHANGE,
-            command::CHARGE_PAYMENT,
+            contracts::ChargePayment::TYPE,
             format!("not json {id}").as_bytes(),
             BasicProperties::default().with_message_id(id.into()),
         )
@@ -125,7 +125,7 @@ async fn dead_letters_are_listed_page_by_page_then_deleted_by_id() {
     assert_eq!(items[0]["reason"], "malformed_message");
     assert_eq!(items[0]["payload"], "not json dead-1");
     assert_eq!(items[0]["payload_format"], "text");
-    assert_eq!(items[0]["routing_key"], command::CHARGE_PAYMENT);
+    assert_eq!(items[0]["routing_key"], contracts::ChargePayment::TYPE);
     assert_eq!(items[0]["headers"]["x-service"], "payment");
     assert_eq!(items[0]["attempts"], 1);
     let second: Value = app
@@ -243,7 +243,7 @@ async fn a_charge_that_fails_transiently_is_retried_after_a_delay_and_then_charg
     mend_accounts(&app).await;
 
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(answer.message_type, contracts::PaymentCharged::TYPE);
     assert_eq!(answer.saga_id, order);
     assert_eq!(app.balance("c-1").await, 600, "charged exactly once");
     assert_eq!(app.payments(order).await.len(), 1);
@@ -265,7 +265,7 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
     let dead = &page["items"][0];
     let id = command.message_id.to_string();
     assert_eq!(dead["message_id"], id.as_str());
-    assert_eq!(dead["type"], command::CHARGE_PAYMENT);
+    assert_eq!(dead["type"], contracts::ChargePayment::TYPE);
     assert_eq!(dead["reason"], "retries_exhausted");
     assert_eq!(dead["attempts"], 3);
     assert!(
@@ -273,7 +273,7 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
         "{dead}"
     );
     assert_eq!(dead["exchange"], topology::COMMANDS_EXCHANGE);
-    assert_eq!(dead["routing_key"], command::CHARGE_PAYMENT);
+    assert_eq!(dead["routing_key"], contracts::ChargePayment::TYPE);
     assert!(dead["first_failed_at"].is_string());
     assert!(dead["last_failed_at"].is_string());
     assert_eq!(
@@ -300,7 +300,7 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
     );
 
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(answer.message_type, contracts::PaymentCharged::TYPE);
     assert_eq!(answer.causation_id, Some(command.message_id));
     assert_eq!(app.balance("c-1").await, 600);
     assert_eq!(app.dead_letters(0).await["total"], 0);

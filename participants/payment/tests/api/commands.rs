@@ -1,7 +1,7 @@
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-use saga_common::contracts::reply;
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
 use saga_common::testing::{PATIENCE, eventually, peeked_header, publish_raw};
 
@@ -18,7 +18,7 @@ async fn a_charge_debits_the_account_and_replies_charged() {
     app.send_command(&command).await;
 
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(answer.message_type, contracts::PaymentCharged::TYPE);
     assert_eq!(answer.saga_id, order);
     assert_eq!(answer.causation_id, Some(command.message_id));
     assert_eq!(answer.correlation_id, "test-correlation");
@@ -39,7 +39,7 @@ async fn a_charge_the_balance_does_not_cover_is_declined_and_takes_nothing() {
     app.send_command(&charge(order, "c-1", 400)).await;
 
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::PAYMENT_DECLINED);
+    assert_eq!(answer.message_type, contracts::PaymentDeclined::TYPE);
     assert_eq!(answer.payload["reason"], "insufficient_funds");
     assert_eq!(app.balance("c-1").await, 399);
     assert_eq!(app.payments(order).await[0]["status"], "DECLINED");
@@ -75,7 +75,7 @@ async fn a_repeated_charge_under_a_new_message_id_is_answered_from_the_record() 
     app.send_command(&charge(order, "c-1", 300)).await;
     let second = replies.next().await;
 
-    assert_eq!(second.message_type, reply::PAYMENT_CHARGED);
+    assert_eq!(second.message_type, contracts::PaymentCharged::TYPE);
     assert_eq!(second.payload["payment_id"], first.payload["payment_id"]);
     assert_eq!(app.balance("c-1").await, 700);
 }
@@ -94,7 +94,7 @@ async fn a_refund_credits_back_exactly_once() {
     app.send_command(&refund(order, "c-1")).await; // a second refund command, new message id
     let second = replies.next().await;
 
-    assert_eq!(first.message_type, reply::PAYMENT_REFUNDED);
+    assert_eq!(first.message_type, contracts::PaymentRefunded::TYPE);
     assert_eq!(first.payload["refunded_cents"], 250);
     assert_eq!(second.payload["refunded_cents"], 250);
     assert_eq!(app.balance("c-1").await, 1_000);
@@ -110,13 +110,13 @@ async fn refunding_what_was_never_charged_is_harmless_and_closes_the_order_to_ch
 
     app.send_command(&refund(order, "c-1")).await;
     let answer = replies.next().await;
-    assert_eq!(answer.message_type, reply::PAYMENT_REFUNDED);
+    assert_eq!(answer.message_type, contracts::PaymentRefunded::TYPE);
     assert_eq!(answer.payload["refunded_cents"], 0);
 
     // The charge overtaken by the refund arrives late: it must not take money.
     app.send_command(&charge(order, "c-1", 400)).await;
     let late = replies.next().await;
-    assert_eq!(late.message_type, reply::PAYMENT_DECLINED);
+    assert_eq!(late.message_type, contracts::PaymentDeclined::TYPE);
     assert_eq!(late.payload["reason"], "cancelled");
     assert_eq!(app.balance("c-1").await, 1_000);
 }
@@ -128,7 +128,7 @@ async fn commands_that_cannot_be_handled_are_dead_lettered_with_a_reason() {
     publish_raw(
         &app.vhost.amqp_url,
         topology::COMMANDS_EXCHANGE,
-        saga_common::contracts::command::CHARGE_PAYMENT,
+        contracts::ChargePayment::TYPE,
         b"not json at all",
         BasicProperties::default(),
     )

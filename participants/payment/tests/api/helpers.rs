@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use payment::startup::Payment;
 use saga_common::configuration::ServiceSettings;
-use saga_common::contracts::{self, command, reply};
+use saga_common::contracts::{self, Payload};
 use saga_common::messaging::{Envelope, topology};
 use saga_common::testing::{PATIENCE, Tap, TestService, eventually};
 
@@ -76,9 +76,9 @@ impl TestApp {
             &self.vhost.amqp_url,
             topology::REPLIES_EXCHANGE,
             &[
-                reply::PAYMENT_CHARGED,
-                reply::PAYMENT_DECLINED,
-                reply::PAYMENT_REFUNDED,
+                contracts::PaymentCharged::TYPE,
+                contracts::PaymentDeclined::TYPE,
+                contracts::PaymentRefunded::TYPE,
             ],
         )
         .await
@@ -96,29 +96,27 @@ impl TestApp {
 
 pub fn charge(order_id: Uuid, customer_id: &str, amount_cents: i64) -> Envelope {
     Envelope::new(
-        command::CHARGE_PAYMENT,
-        order_id,
-        "test-correlation",
-        None,
         &contracts::ChargePayment {
             order_id,
             customer_id: customer_id.into(),
             amount_cents,
         },
+        order_id,
+        "test-correlation",
+        None,
     )
     .unwrap()
 }
 
 pub fn refund(order_id: Uuid, customer_id: &str) -> Envelope {
     Envelope::new(
-        command::REFUND_PAYMENT,
-        order_id,
-        "test-correlation",
-        None,
         &contracts::RefundPayment {
             order_id,
             customer_id: customer_id.into(),
         },
+        order_id,
+        "test-correlation",
+        None,
     )
     .unwrap()
 }
