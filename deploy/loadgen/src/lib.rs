@@ -9,13 +9,16 @@
 //! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
 //!   to the orders waiting for them.
 //! - [`stats`]: percentiles, the per-second series, the per-minute windows and the profile
-//!   around `--marks` (the broker's rollovers, from deploy/bench.sh).
+//!   around `--marks` (the broker's rollovers, from `loadgen bench`).
 //! - [`invariants`]: expected balances and stock from the COMPLETED orders, and the comparison
 //!   with what the participants report.
 //! - [`chart`]: the SVG chart, written by hand.
 //! - [`report`]: the summary table (with a line per minute of a longer run) and the JSON
 //!   document.
+//! - [`bench`]: `loadgen bench`, the standard benchmark: the phases as child runs, the samplers
+//!   of CPU, memory, backlog, disk and pressure, and the benchmark's summary.
 
+pub mod bench;
 pub mod chart;
 pub mod cli;
 pub mod drive;

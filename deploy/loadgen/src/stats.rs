@@ -2,7 +2,7 @@
 //! the report.
 
 /// Percentiles of one set of latencies, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     pub count: usize,
     pub p50: f64,
@@ -39,7 +39,7 @@ pub fn latency(values: &[f64]) -> Latency {
 }
 
 /// One second of the run.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the load started.
     pub t: usize,
@@ -106,7 +106,7 @@ pub fn series(points: &[Point]) -> Vec<Second> {
 /// A stretch of the run (a minute in the report): the orders sent in it and what their sagas
 /// took end to end. A whole phase's p99 cannot tell a fleet that is slow throughout from one
 /// slow spell (a stalled disk, a busy neighbour); the windows can.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// Seconds since the load started, at the window's start.
     pub from_s: usize,
@@ -168,7 +168,7 @@ pub const MARK_BIN_S: f64 = 0.25;
 /// event of the fleet's machine that may hold every saga up, such as the broker's write-ahead
 /// log rolling over): whether a periodic event makes the tail, which a whole phase's p99 cannot
 /// say.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AroundMarks {
     /// Marks inside the load window.
     pub marks: usize,
@@ -180,7 +180,7 @@ pub struct AroundMarks {
     pub bins: Vec<MarkBin>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MarkBin {
     /// Seconds from the nearest mark to the start of the bin.
     pub from_s: f64,
