@@ -195,7 +195,7 @@ impl Bench {
         ];
         machine.extend(lines.iter().cloned());
         machine.push(format!(
-            "cpu probe before the fleet: {} million loop iterations per CPU second",
+            "cpu probe before the phases (fleet idle): {} million loop iterations per CPU second",
             probe_before.map_or_else(|| "?".into(), |v| format!("{v:.0}"))
         ));
         machine.push(format!("load average before: {}", procfs::load_average()));

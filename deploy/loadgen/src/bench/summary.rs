@@ -104,7 +104,7 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
     }
     let _ = write!(
         t,
-        "cpu probe, million loop iterations per CPU second (higher is faster): before the fleet {}",
+        "cpu probe, million loop iterations per CPU second (higher is faster): before the phases (fleet idle) {}",
         opt(h.probe_before, 0)
     );
     for p in phases {
