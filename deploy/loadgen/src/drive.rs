@@ -1,7 +1,7 @@
 //! Seeding, the load drivers and order tracking, all over the services' public HTTP APIs
 //! (and, for tracking with `--amqp`, the orchestrator's lifecycle events).
 //!
-//! Tracking with `--amqp` (what deploy/bench.sh does): before the first order is sent, the
+//! Tracking with `--amqp` (what `loadgen bench` does): before the first order is sent, the
 //! [`tap`](crate::tap) binds a private queue to the `saga.events` exchange (`order.#`). Each
 //! accepted order registers its id as soon as the POST answers and waits for its
 //! `order.completed` or `order.failed` event, which gives the status and, for FAILED, the
@@ -193,7 +193,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         seq: AtomicU64::new(0),
         tracker: tap.as_ref().map(|tap| tap.tracker.clone()),
     });
-    // Markers for deploy/bench.sh, which accounts CPU between them (seeding and checks excluded).
+    // Markers for `loadgen bench`, which accounts CPU between them (seeding and checks excluded).
     mark(&settings, "started");
     let progress = (!settings.quiet).then(|| tokio::spawn(progress(shared.clone())));
     let mut records = match settings.load {
@@ -579,7 +579,7 @@ async fn get_order(shared: &Shared, order_id: Uuid) -> Option<OrderView> {
 }
 
 /// The live progress: on a terminal, one line rewritten every second (a bar, the rates of the
-/// last second, the totals); into a file or pipe (as `deploy/bench.sh` runs it), one plain line
+/// last second, the totals); into a file or pipe (as `loadgen bench` runs it), one plain line
 /// every ten seconds, so the log stays readable.
 async fn progress(shared: Arc<Shared>) {
     use std::io::IsTerminal;

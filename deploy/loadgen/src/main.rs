@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-// One thread: the load generator shares the machine with what it measures, and on a pool of
-// two workers it cost 0.121-0.125 ms of CPU per saga in the open loop against 0.107 on one
-// (docs/benchmarks.md, "The benchmark's own samplers"); it needs a tenth of a core.
+// One thread: the load generator shares the machine with what it measures, and a pool of
+// workers costs it more CPU per saga than one thread; it needs a tenth of a core. `bench`
+// shares it: its samplers wake a few times a second (the flush probe has a thread of its own).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -311,7 +311,7 @@ pub fn marks_table(a: &AroundMarks) -> String {
 
 pub fn print(r: &Report) {
     print!("{}", table(r));
-    // One machine-readable line for deploy/bench.sh.
+    // One machine-readable line for scripts (`loadgen bench` reads `<label>.result.json`).
     let s = &r.summary;
     println!(
         "RESULT label={} completed_per_s={:.1} finished_per_s={:.1} accept_p50_ms={:.1} accept_p99_ms={:.1} e2e_p50_ms={:.1} e2e_p99_ms={:.1} invariants={}",

@@ -155,9 +155,9 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
 }
 
 /// The profile around marks covers orders sent from `MARK_FROM_S` before their nearest mark to
-/// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. Measured on the broker's write-ahead-log
-/// rollovers (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of
-/// a second before one to half a second after took longest, so with rollovers seconds apart
+/// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. On the broker's write-ahead-log rollovers,
+/// the sagas sent from a quarter of a second before one to half a second after take longest,
+/// so with rollovers seconds apart
 /// the range shows them with the level before and after. With marks closer together, an
 /// order's nearest mark is at most half the gap away, so only the middle bins fill.
 pub const MARK_FROM_S: f64 = -1.0;
