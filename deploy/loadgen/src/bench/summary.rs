@@ -96,6 +96,28 @@ pub fn growth(s: &Samples, outboxes: &[String]) -> String {
     }
 }
 
+/// A line of figures for each window of each phase (the whole load window, then its minutes)
+/// that `row` has figures for.
+fn windowed(
+    t: &mut String,
+    phases: &[PhaseOutcome],
+    slack: f64,
+    row: impl Fn(&PhaseOutcome, f64, f64) -> Option<String>,
+) {
+    for p in phases {
+        for (label, from, to) in analysis::by_minute(p.window.0, p.window.1, slack) {
+            let Some(figures) = row(p, from, to) else {
+                continue;
+            };
+            let _ = if label.is_empty() {
+                writeln!(t, "{:<14} {figures}", p.name)
+            } else {
+                writeln!(t, "{label:>14} {figures}")
+            };
+        }
+    }
+}
+
 pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "\n== {} ==", h.title);
@@ -164,19 +186,10 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
         "{:<14} {:>8} {:>8} {:>8} {:>6}",
         "phase", "p50", "p99", "max", "count"
     );
-    for p in phases {
-        for (label, from, to) in analysis::by_minute(p.window.0, p.window.1, 0.0) {
-            let label = if label.is_empty() {
-                p.name.clone()
-            } else {
-                label
-            };
-            let Some([p50, p99, max, n]) = analysis::flush_stats(&p.samples.flush, from, to) else {
-                continue;
-            };
-            let _ = writeln!(t, "{label:>14} {p50:>8.1} {p99:>8.1} {max:>8.1} {n:>6}");
-        }
-    }
+    windowed(&mut t, phases, 0.0, |p, from, to| {
+        let [p50, p99, max, n] = analysis::flush_stats(&p.samples.flush, from, to)?;
+        Some(format!("{p50:>8.1} {p99:>8.1} {max:>8.1} {n:>6}"))
+    });
     let _ = writeln!(
         t,
         "\nPressure stalls (PSI, whole machine): % of the load window during which at least one \
@@ -188,20 +201,11 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
         "{:<14} {:>8} {:>8} {:>8}",
         "phase", "cpu some", "io some", "io full"
     );
-    for p in phases {
-        for (label, from, to) in analysis::by_minute(p.window.0, p.window.1, 1.0) {
-            let label = if label.is_empty() {
-                p.name.clone()
-            } else {
-                label
-            };
-            let Some(shares) = analysis::pressure_stats(&p.samples.pressure, from, to) else {
-                continue;
-            };
-            let [cpu, io, full] = shares.map(|v| opt(v, 1));
-            let _ = writeln!(t, "{label:>14} {cpu:>8} {io:>8} {full:>8}");
-        }
-    }
+    windowed(&mut t, phases, 1.0, |p, from, to| {
+        let shares = analysis::pressure_stats(&p.samples.pressure, from, to)?;
+        let [cpu, io, full] = shares.map(|v| opt(v, 1));
+        Some(format!("{cpu:>8} {io:>8} {full:>8}"))
+    });
     let _ = writeln!(
         t,
         "\nCPU (cores used on average; 'postgres_all' and 'machine_busy' include other users of this machine)"
