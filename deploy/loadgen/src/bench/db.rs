@@ -5,6 +5,9 @@
 
 // AssertSqlSafe: the benchmark's own statements, built from its settings (a database prefix,
 // a database name), never from what the fleet returns.
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// `postgres://user:pass@host:port/DB` for another database of the same server.
@@ -102,10 +105,7 @@ pub struct Statement {
 
 /// The counters of the fleet's databases by query id. Nothing is reset, so other users of the
 /// server keep their statistics; a phase's figures are the difference of two snapshots.
-pub async fn statements(
-    conn: &mut PgConnection,
-    prefix: &str,
-) -> std::collections::HashMap<i64, Statement> {
+pub async fn statements(conn: &mut PgConnection, prefix: &str) -> HashMap<i64, Statement> {
     let sql = "SELECT s.queryid, s.calls, s.total_exec_time, s.total_plan_time, s.rows, \
                d.datname || ': ' || regexp_replace(left(s.query, 90), '\\s+', ' ', 'g') \
                FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
@@ -143,6 +143,50 @@ pub async fn execute(url: &str, sql: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// A phase's statements by database time per saga, the 12 costliest and the total: ms per
+/// saga, statements per saga, rows per statement, planning share.
+pub fn statements_table(
+    before: &HashMap<i64, Statement>,
+    after: &HashMap<i64, Statement>,
+    sagas: f64,
+) -> String {
+    let mut rows: Vec<(f64, String)> = Vec::new();
+    let (mut total, mut planning, mut count) = (0.0, 0.0, 0);
+    for (id, a) in after {
+        let b = before.get(id).cloned().unwrap_or_default();
+        let calls = a.calls - b.calls;
+        if calls <= 0 {
+            continue;
+        }
+        let (exec, plan) = (a.exec_ms - b.exec_ms, a.plan_ms - b.plan_ms);
+        let ms = exec + plan;
+        (total, planning, count) = (total + ms, planning + plan, count + calls);
+        let share = if ms > 0.0 { 100.0 * plan / ms } else { 0.0 };
+        let line = format!(
+            "{:.4}\t{:.2}\t{:.1}\t{share:.0}%\t{}",
+            ms / sagas,
+            calls as f64 / sagas,
+            (a.rows - b.rows) as f64 / calls as f64,
+            a.query
+        );
+        rows.push((ms, line));
+    }
+    rows.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let mut t: String = rows.into_iter().take(12).map(|(_, l)| l + "\n").collect();
+    let share = if total > 0.0 {
+        100.0 * planning / total
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        t,
+        "{:.4}\t{:.2}\t-\t{share:.0}%\tall statements",
+        total / sagas,
+        count as f64 / sagas
+    );
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +200,23 @@ mod tests {
             ),
             "postgres://postgres:pw@127.0.0.1:5432/saga_bench_payment"
         );
+    }
+
+    #[test]
+    fn statements_are_ranked_by_time_per_saga_with_a_total() {
+        let st = |calls, exec_ms, rows, query: &str| Statement {
+            query: query.into(),
+            calls,
+            exec_ms,
+            plan_ms: 0.0,
+            rows,
+        };
+        let before = [(1, st(10, 5.0, 10, "a")), (2, st(0, 0.0, 0, "b"))].into();
+        let after = [(1, st(110, 105.0, 110, "a")), (2, st(200, 400.0, 400, "b"))].into();
+        let t = statements_table(&before, &after, 100.0);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "4.0000\t2.00\t2.0\t0%\tb");
+        assert_eq!(lines[1], "1.0000\t1.00\t1.0\t0%\ta");
+        assert_eq!(lines[2], "5.0000\t3.00\t-\t0%\tall statements");
     }
 }

@@ -410,7 +410,7 @@ impl Bench {
         let statements = statements_before
             .zip(statements_after)
             .filter(|_| finished > 0.0)
-            .map(|(before, after)| statements_table(&before, &after, finished));
+            .map(|(before, after)| db::statements_table(&before, &after, finished));
         if let Some(table) = &statements {
             std::fs::write(self.s.out.join(format!("statements-{name}.tsv")), table)?;
         }
@@ -451,50 +451,6 @@ impl Bench {
     }
 }
 
-/// A phase's statements by database time per saga, the 12 costliest and the total: ms per
-/// saga, statements per saga, rows per statement, planning share.
-fn statements_table(
-    before: &std::collections::HashMap<i64, db::Statement>,
-    after: &std::collections::HashMap<i64, db::Statement>,
-    sagas: f64,
-) -> String {
-    let mut rows: Vec<(f64, String)> = Vec::new();
-    let (mut total, mut planning, mut count) = (0.0, 0.0, 0);
-    for (id, a) in after {
-        let b = before.get(id).cloned().unwrap_or_default();
-        let calls = a.calls - b.calls;
-        if calls <= 0 {
-            continue;
-        }
-        let (exec, plan) = (a.exec_ms - b.exec_ms, a.plan_ms - b.plan_ms);
-        let ms = exec + plan;
-        (total, planning, count) = (total + ms, planning + plan, count + calls);
-        let share = if ms > 0.0 { 100.0 * plan / ms } else { 0.0 };
-        let line = format!(
-            "{:.4}\t{:.2}\t{:.1}\t{share:.0}%\t{}",
-            ms / sagas,
-            calls as f64 / sagas,
-            (a.rows - b.rows) as f64 / calls as f64,
-            a.query
-        );
-        rows.push((ms, line));
-    }
-    rows.sort_by(|x, y| y.0.total_cmp(&x.0));
-    let mut t: String = rows.into_iter().take(12).map(|(_, l)| l + "\n").collect();
-    let share = if total > 0.0 {
-        100.0 * planning / total
-    } else {
-        0.0
-    };
-    let _ = writeln!(
-        t,
-        "{:.4}\t{:.2}\t-\t{share:.0}%\tall statements",
-        total / sagas,
-        count as f64 / sagas
-    );
-    t
-}
-
 /// Waits until `marker` exists or the child exits; whether the marker came.
 async fn wait_for(marker: &Path, child: &mut std::process::Child) -> bool {
     loop {
@@ -519,27 +475,4 @@ fn tee(out: std::process::ChildStdout, file: &Path) {
         text.push('\n');
     }
     append(file, &text);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_are_ranked_by_time_per_saga_with_a_total() {
-        let st = |calls, exec_ms, rows, query: &str| db::Statement {
-            query: query.into(),
-            calls,
-            exec_ms,
-            plan_ms: 0.0,
-            rows,
-        };
-        let before = [(1, st(10, 5.0, 10, "a")), (2, st(0, 0.0, 0, "b"))].into();
-        let after = [(1, st(110, 105.0, 110, "a")), (2, st(200, 400.0, 400, "b"))].into();
-        let t = statements_table(&before, &after, 100.0);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "4.0000\t2.00\t2.0\t0%\tb");
-        assert_eq!(lines[1], "1.0000\t1.00\t1.0\t0%\ta");
-        assert_eq!(lines[2], "5.0000\t3.00\t-\t0%\tall statements");
-    }
 }
