@@ -9,10 +9,16 @@ use crate::cli::{amqp_url, fraction, number, url};
 pub const USAGE: &str = "\
 usage: loadgen bench --amqp URL --pids NAME=PID,... [options] [-- LOADGEN-ARGS]
 
-Runs the standard benchmark against a fleet that is up (deploy/bench.sh starts it): the
-phases warmup, peak, complete and open80, each a loadgen run, while it samples the CPU time
-and resident memory of the given processes, the queues, the outbox backlog, disk flushes and
-pressure stalls; writes the summary (summary.txt), samples and charts into --out.
+Runs the standard benchmark against a fleet that is up (deploy/bench.sh starts it), each
+phase a loadgen run with its own seeded population and the invariants checked at its end:
+  warmup    closed loop, 32 clients (not reported)
+  peak      closed loop, --clients: the most the fleet finishes when it always has work
+  complete  the same, every order meant to complete: the most COMPLETED sagas/s
+  open80    open loop at --open-fraction of peak's finished sagas/s: the latencies at a
+            sustainable load, and whether queues, outbox or memory grow
+While each load runs it samples the CPU time and memory of the given processes, the queues,
+the outbox backlog, disk flushes and pressure stalls; it writes the summary (summary.txt),
+samples and charts into --out, and exits 1 when a phase's invariants do not hold.
 
 Fleet:
   --orchestrator URL, --payment URL, --inventory URL   as for loadgen (defaults 3000-3002)
