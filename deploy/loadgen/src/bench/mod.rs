@@ -429,6 +429,7 @@ impl Bench {
             outbox_end,
             queues_end,
             statements,
+            open_loop: phase.load == plan::PhaseLoad::Open,
             notes,
         };
         Ok(outcome)

@@ -26,6 +26,8 @@ pub struct PhaseOutcome {
     pub outbox_end: Vec<(String, Option<i64>)>,
     pub queues_end: Option<Vec<(String, u64)>>,
     pub statements: Option<String>,
+    /// Open loop: the phase whose growth is checked.
+    pub open_loop: bool,
     /// Lines of the extras (the profile's file).
     pub notes: Vec<String>,
 }
@@ -81,9 +83,16 @@ fn levels(s: &Samples, outboxes: &[String]) -> Vec<(String, EarlyLate, Allowance
     levels
 }
 
+/// Backlog samples (every 5 s) below which early and late are a sample or two apart in a
+/// phase still filling up: too few to tell growth from the start.
+const MIN_BACKLOG_SAMPLES: usize = 10;
+
 /// The growth verdict of a phase: what grew, or "none". The load generator keeps every order
 /// in memory by design, so its own memory is left out.
 pub fn growth(s: &Samples, outboxes: &[String]) -> String {
+    if s.backlog.len() < MIN_BACKLOG_SAMPLES {
+        return format!("too short to tell ({} backlog samples)", s.backlog.len());
+    }
     let grown: Vec<String> = levels(s, outboxes)
         .into_iter()
         .filter(|(name, e, allowance)| name != "loadgen" && analysis::grows(e, *allowance))
@@ -270,7 +279,11 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
                 e.early, e.late, e.max
             );
         }
-        let _ = writeln!(t, "\n{:<8} growth: {}", "", growth(&p.samples, outboxes));
+        let _ = writeln!(t);
+        // The closed loop bounds what is in flight by its clients: growth is open80's question.
+        if p.open_loop {
+            let _ = writeln!(t, "{:<8} growth: {}", "", growth(&p.samples, outboxes));
+        }
     }
     let _ = writeln!(t);
     for p in phases {
@@ -353,6 +366,13 @@ mod tests {
     }
 
     #[test]
+    fn a_phase_of_a_few_backlog_samples_is_too_short_to_tell() {
+        let mut short = samples(80.0 * 1024.0, 9000);
+        short.backlog.truncate(4);
+        assert!(growth(&short, &outboxes()).starts_with("too short"));
+    }
+
+    #[test]
     fn growing_memory_and_queues_are_named() {
         let verdict = growth(&samples(80.0 * 1024.0, 9000), &outboxes());
         assert!(verdict.starts_with("GROWS: "), "{verdict}");
@@ -375,6 +395,12 @@ mod tests {
         let header = Header {
             title: "bench b1".into(),
             ..Header::default()
+        };
+        let text = render(&header, std::slice::from_ref(&phase), &outboxes());
+        assert!(!text.contains("growth"), "{text}");
+        let phase = PhaseOutcome {
+            open_loop: true,
+            ..phase
         };
         let text = render(&header, &[phase], &outboxes());
         assert!(text.contains("open80   (no result)"), "{text}");
