@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The outbox's write-and-mark cycle alone, in PostgreSQL, three ways (docs/benchmarks.md, "The
-# outbox's mark"): how the fleet marked a message sent before `SplitOutboxPending` (an update of
-# the outbox row's `published_at`, with the partial index of unpublished rows), and after it (a
-# pending row written by the trigger, deleted), plus the pending row written by a second part of
-# the insert statement instead of the trigger, the alternative that was weighed.
+# The outbox's write-and-mark cycle alone, in PostgreSQL, three ways: how the fleet marked a
+# message sent before `SplitOutboxPending` (an update of the outbox row's `published_at`, with
+# the partial index of unpublished rows), and after it (a pending row written by the trigger,
+# deleted), plus the pending row written by a second part of the insert statement instead of
+# the trigger, the alternative that was weighed.
 #
 # Each pgbench transaction writes a batch of 10 messages of about 600 bytes (one statement, as a
 # consumer batch does) and then marks them (a second statement, as the relay does). The tables

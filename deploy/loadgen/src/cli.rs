@@ -236,13 +236,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     Ok(Command::Run(Box::new(s)))
 }
 
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+pub(crate) fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
     value
         .parse()
         .map_err(|_| format!("{flag}: {value:?} is not a valid number"))
 }
 
-fn fraction(flag: &str, value: &str) -> Result<f64, String> {
+pub(crate) fn fraction(flag: &str, value: &str) -> Result<f64, String> {
     let f: f64 = number(flag, value)?;
     if (0.0..=1.0).contains(&f) {
         Ok(f)
@@ -261,7 +261,7 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
 }
 
 /// Checked now so that a typo fails before seeding; lapin parses it again to connect.
-fn amqp_url(value: &str) -> Result<String, String> {
+pub(crate) fn amqp_url(value: &str) -> Result<String, String> {
     let uri: lapin::uri::AMQPUri = value
         .parse()
         .map_err(|e| format!("--amqp: {value:?} is not an AMQP URL: {e}"))?;
@@ -272,7 +272,7 @@ fn amqp_url(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-fn url(value: &str) -> String {
+pub(crate) fn url(value: &str) -> String {
     value.trim_end_matches('/').to_string()
 }
 

@@ -1,7 +1,7 @@
 //! Seeding, the load drivers and order tracking, all over the services' public HTTP APIs
 //! (and, for tracking with `--amqp`, the orchestrator's lifecycle events).
 //!
-//! Tracking with `--amqp` (what deploy/bench.sh does): before the first order is sent, the
+//! Tracking with `--amqp` (what `loadgen bench` does): before the first order is sent, the
 //! [`tap`](crate::tap) binds a private queue to the `saga.events` exchange (`order.#`). Each
 //! accepted order registers its id as soon as the POST answers and waits for its
 //! `order.completed` or `order.failed` event, which gives the status and, for FAILED, the
@@ -35,28 +35,25 @@
 //! `updated_at` (the commit of its terminal transition, same machine clock) minus the moment
 //! the POST was due, not from when a poll happened to notice.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use futures_util::stream;
 use serde::Deserialize;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::cli::{Load, Settings};
-use crate::invariants::{self, Mismatch, Settled};
 use crate::mix::{self, Kind, OrderRequest, Population, Rng};
+use crate::progress;
 use crate::report;
+use crate::seeding;
 use crate::tap::{Ending, Registration, Tap, Tracker};
 
 /// Requests at once while seeding and checking: enough to be quick, few enough not to queue
 /// behind the services' database pools (8 connections each).
-const SIDE_CONCURRENCY: usize = 32;
+pub(crate) const SIDE_CONCURRENCY: usize = 32;
 const FIRST_POLL: Duration = Duration::from_millis(20);
 const MAX_POLL: Duration = Duration::from_millis(320);
 /// Longest wait for one HTTP answer.
@@ -126,26 +123,26 @@ impl From<Ending> for OrderView {
 
 /// Live counters for the progress line.
 #[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    accepted: AtomicU64,
-    errors: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
-    in_flight: AtomicUsize,
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) in_flight: AtomicUsize,
 }
 
-struct Shared {
-    http: reqwest::Client,
-    settings: Settings,
-    population: Population,
-    start: Instant,
-    start_wall: DateTime<Utc>,
-    counters: Counters,
-    seq: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) http: reqwest::Client,
+    pub(crate) settings: Settings,
+    pub(crate) population: Population,
+    pub(crate) start: Instant,
+    pub(crate) start_wall: DateTime<Utc>,
+    pub(crate) counters: Counters,
+    pub(crate) seq: AtomicU64,
     /// With `--amqp`: where each order waits for its lifecycle event.
-    tracker: Option<Arc<Tracker>>,
+    pub(crate) tracker: Option<Arc<Tracker>>,
 }
 
 pub struct RunOutcome {
@@ -181,7 +178,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         population.rich.len() + population.broke.len(),
         population.plentiful.len() + population.scarce.len()
     );
-    seed(&http, &settings, &population).await?;
+    seeding::seed(&http, &settings, &population).await?;
 
     let shared = Arc::new(Shared {
         http,
@@ -193,9 +190,9 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         seq: AtomicU64::new(0),
         tracker: tap.as_ref().map(|tap| tap.tracker.clone()),
     });
-    // Markers for deploy/bench.sh, which accounts CPU between them (seeding and checks excluded).
+    // Markers for `loadgen bench`, which accounts CPU between them (seeding and checks excluded).
     mark(&settings, "started");
-    let progress = (!settings.quiet).then(|| tokio::spawn(progress(shared.clone())));
+    let progress = (!settings.quiet).then(|| tokio::spawn(progress::progress(shared.clone())));
     let mut records = match settings.load {
         Load::Closed { clients } => closed_loop(&shared, clients).await,
         Load::Open { rate } => open_loop(&shared, rate).await,
@@ -222,7 +219,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         (Vec::new(), Vec::new(), 0)
     } else {
         eprintln!("loadgen: checking balances, stock and payments");
-        check(&shared, &records).await?
+        seeding::check(&shared.http, &settings, &shared.population, &records).await?
     };
     // A mark file that cannot be read costs its profile, not the run that was measured.
     let marks_s = settings.marks.as_ref().and_then(|path| {
@@ -277,43 +274,6 @@ fn mark(settings: &Settings, what: &str) {
     if let Err(e) = std::fs::create_dir_all(&settings.out).and_then(|()| std::fs::write(&path, b""))
     {
         eprintln!("loadgen: cannot write {}: {e}", path.display());
-    }
-}
-
-async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Result<(), Error> {
-    let accounts = p.accounts().map(|(id, balance)| {
-        (
-            format!("{}/api/accounts/{id}", s.payment),
-            serde_json::json!({ "balance_cents": balance }),
-        )
-    });
-    let products = p.products().map(|(id, stock)| {
-        (
-            format!("{}/api/products/{id}", s.inventory),
-            serde_json::json!({ "stock": stock }),
-        )
-    });
-    let puts: Vec<_> = accounts.chain(products).collect();
-    let results: Vec<Result<(), String>> = stream::iter(puts)
-        .map(|(url, body)| async move {
-            let response = http
-                .put(&url)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("PUT {url}: {e}"))?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("PUT {url}: HTTP {}", response.status()))
-            }
-        })
-        .buffer_unordered(SIDE_CONCURRENCY)
-        .collect()
-        .await;
-    match results.into_iter().find_map(Result::err) {
-        Some(first) => Err(format!("seeding failed: {first}").into()),
-        None => Ok(()),
     }
 }
 
@@ -578,205 +538,6 @@ async fn get_order(shared: &Shared, order_id: Uuid) -> Option<OrderView> {
     response.json::<OrderView>().await.ok()
 }
 
-/// The live progress: on a terminal, one line rewritten every second (a bar, the rates of the
-/// last second, the totals); into a file or pipe (as `deploy/bench.sh` runs it), one plain line
-/// every ten seconds, so the log stays readable.
-async fn progress(shared: Arc<Shared>) {
-    use std::io::IsTerminal;
-    let c = &shared.counters;
-    let terminal = std::io::stderr().is_terminal();
-    let every = if terminal { 1 } else { 10 };
-    let mut tick = tokio::time::interval(Duration::from_secs(every));
-    let (mut last_ended, mut last_sent) = (0, 0);
-    loop {
-        tick.tick().await;
-        let ended = c.completed.load(Relaxed) + c.failed.load(Relaxed);
-        let sent = c.sent.load(Relaxed);
-        let line = progress_line(&Progress {
-            elapsed: shared.start.elapsed(),
-            duration: shared.settings.duration,
-            sent_per_s: (sent - last_sent) / every,
-            ended_per_s: (ended - last_ended) / every,
-            completed: c.completed.load(Relaxed),
-            failed: c.failed.load(Relaxed),
-            in_flight: c.in_flight.load(Relaxed),
-            errors: c.errors.load(Relaxed),
-            dropped: c.dropped.load(Relaxed),
-        });
-        let mut err = std::io::stderr();
-        // The progress line is best effort: a closed stderr must not stop the run.
-        let _ = if terminal {
-            write!(err, "\r{line}   ")
-        } else {
-            writeln!(err, "{line}")
-        };
-        let _ = err.flush();
-        (last_ended, last_sent) = (ended, sent);
-    }
-}
-
-/// What one progress line shows.
-struct Progress {
-    elapsed: Duration,
-    duration: Duration,
-    sent_per_s: u64,
-    ended_per_s: u64,
-    completed: u64,
-    failed: u64,
-    in_flight: usize,
-    errors: u64,
-    dropped: u64,
-}
-
-const BAR_WIDTH: usize = 24;
-
-fn progress_line(p: &Progress) -> String {
-    let done = (p.elapsed.as_secs_f64() / p.duration.as_secs_f64().max(f64::EPSILON)).min(1.0);
-    let filled = (done * BAR_WIDTH as f64).round() as usize;
-    format!(
-        "[{}{}] {:>4.0}s/{:.0}s  sent {}/s  finished {}/s  completed {}  failed {}  in flight {}  errors {}  dropped {}",
-        "#".repeat(filled),
-        "-".repeat(BAR_WIDTH - filled),
-        p.elapsed.as_secs_f64(),
-        p.duration.as_secs_f64(),
-        p.sent_per_s,
-        p.ended_per_s,
-        p.completed,
-        p.failed,
-        p.in_flight,
-        p.errors,
-        p.dropped,
-    )
-}
-
-/// Reads back every seeded account and product and a sample of payments.
-async fn check(
-    shared: &Shared,
-    records: &[Record],
-) -> Result<(Vec<Mismatch>, Vec<String>, usize), Error> {
-    let (s, p, http) = (&shared.settings, &shared.population, &shared.http);
-    let settled: Vec<Settled<'_>> = records
-        .iter()
-        .map(|r| Settled {
-            customer_id: &r.customer_id,
-            total_cents: r.total_cents,
-            lines: r.lines.iter().map(|(id, q)| (id.as_str(), *q)).collect(),
-            completed: match (r.status.as_deref(), &r.error, r.http_status) {
-                (Some("COMPLETED"), _, _) => Some(true),
-                (Some("FAILED"), _, _) => Some(false),
-                // Refused outright (4xx): no order exists, so nothing moved.
-                (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
-                _ => None,
-            },
-        })
-        .collect();
-    let e = invariants::expected(p.accounts(), p.products(), &settled);
-
-    let accounts = read_all(
-        http,
-        p.accounts()
-            .map(|(id, _)| (id.to_string(), format!("{}/api/accounts/{id}", s.payment))),
-    )
-    .await;
-    let products = read_all(
-        http,
-        p.products()
-            .map(|(id, _)| (id.to_string(), format!("{}/api/products/{id}", s.inventory))),
-    )
-    .await;
-    let field = |rows: &BTreeMap<String, Option<serde_json::Value>>,
-                 name: &str|
-     -> BTreeMap<String, Option<i64>> {
-        rows.iter()
-            .map(|(id, v)| {
-                (
-                    id.clone(),
-                    v.as_ref()
-                        .and_then(|v| v.get(name))
-                        .and_then(serde_json::Value::as_i64),
-                )
-            })
-            .collect()
-    };
-    let mut mismatches = invariants::compare(
-        "balance_cents",
-        &e.balance,
-        &field(&accounts, "balance_cents"),
-        &e.unverifiable,
-    );
-    mismatches.extend(invariants::compare(
-        "available",
-        &e.available,
-        &field(&products, "available"),
-        &e.unverifiable,
-    ));
-    mismatches.extend(invariants::compare(
-        "reserved",
-        &e.reserved,
-        &field(&products, "reserved"),
-        &e.unverifiable,
-    ));
-    if !e.unverifiable.is_empty() {
-        eprintln!(
-            "loadgen: {} ids touched by orders of unknown outcome were not checked",
-            e.unverifiable.len()
-        );
-    }
-
-    // Payments: every terminal order, or an even sample of them.
-    let terminal: Vec<&Record> = records.iter().filter(|r| r.terminal()).collect();
-    let step = if s.payment_checks == 0 {
-        1
-    } else {
-        terminal.len().div_ceil(s.payment_checks).max(1)
-    };
-    let sample: Vec<&Record> = terminal.into_iter().step_by(step).collect();
-    let checked = sample.len();
-    let payment_errors: Vec<String> = stream::iter(sample)
-        .map(|r| async move {
-            let order_id = r.order_id?;
-            let url = format!("{}/api/payments?order_id={order_id}", s.payment);
-            let rows: Result<Vec<serde_json::Value>, String> = match http.get(&url).send().await {
-                Ok(resp) => resp.json().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let result = rows.and_then(|rows| {
-                let statuses: Vec<String> = rows
-                    .iter()
-                    .filter_map(|v| v.get("status")?.as_str().map(str::to_string))
-                    .collect();
-                invariants::payment_matches(
-                    r.status.as_deref().unwrap_or(""),
-                    r.failure_reason.as_deref(),
-                    &statuses,
-                )
-            });
-            result.err().map(|e| format!("order {order_id}: {e}"))
-        })
-        .buffer_unordered(SIDE_CONCURRENCY)
-        .filter_map(|e| async move { e })
-        .collect()
-        .await;
-    Ok((mismatches, payment_errors, checked))
-}
-
-async fn read_all(
-    http: &reqwest::Client,
-    urls: impl Iterator<Item = (String, String)>,
-) -> BTreeMap<String, Option<serde_json::Value>> {
-    stream::iter(urls.collect::<Vec<_>>())
-        .map(|(id, url)| async move {
-            let value = match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-                _ => None,
-            };
-            (id, value)
-        })
-        .buffer_unordered(SIDE_CONCURRENCY)
-        .collect()
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,42 +548,5 @@ mod tests {
         assert_eq!(marks, [12.5, 25.0]);
         let err = marks_since("1796487930\n17964879x\n", start).unwrap_err();
         assert!(err.contains("line 2") && err.contains("17964879x"), "{err}");
-    }
-
-    fn at(elapsed_s: u64) -> Progress {
-        Progress {
-            elapsed: Duration::from_secs(elapsed_s),
-            duration: Duration::from_secs(60),
-            sent_per_s: 1000,
-            ended_per_s: 990,
-            completed: 800,
-            failed: 190,
-            in_flight: 12,
-            errors: 0,
-            dropped: 0,
-        }
-    }
-
-    #[test]
-    fn the_bar_fills_with_the_elapsed_share_of_the_duration() {
-        assert!(progress_line(&at(0)).starts_with(&format!("[{}]", "-".repeat(BAR_WIDTH))));
-        let half = format!("[{}{}]", "#".repeat(12), "-".repeat(12));
-        assert!(progress_line(&at(30)).starts_with(&half));
-        // Tracking the last orders runs past the load's duration: the bar stays full.
-        assert!(progress_line(&at(75)).starts_with(&format!("[{}]", "#".repeat(BAR_WIDTH))));
-    }
-
-    #[test]
-    fn the_line_shows_the_live_rates_and_totals() {
-        let line = progress_line(&at(30));
-        for part in [
-            "sent 1000/s",
-            "finished 990/s",
-            "completed 800",
-            "failed 190",
-            "in flight 12",
-        ] {
-            assert!(line.contains(part), "{line}");
-        }
     }
 }

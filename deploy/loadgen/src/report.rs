@@ -9,7 +9,7 @@ use crate::drive::{Error, Record, Tracking};
 use crate::invariants::Mismatch;
 use crate::stats::{self, AroundMarks, Latency, MarkBin, Point, Second, Window};
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub sent: usize,
     pub accepted: usize,
@@ -55,6 +55,29 @@ pub struct Report {
     /// nearest mark.
     pub around_marks: Option<AroundMarks>,
     pub records: Vec<Record>,
+}
+
+/// The figures of a run without its orders, written beside the raw JSON as
+/// `<label>.result.json`: what `loadgen bench` reads back from each phase.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Brief {
+    pub label: String,
+    pub summary: Summary,
+    pub invariants_hold: bool,
+    pub minutes: Vec<Window>,
+    pub around_marks: Option<AroundMarks>,
+}
+
+impl Brief {
+    pub fn of(r: &Report) -> Self {
+        Self {
+            label: r.settings.label.clone(),
+            summary: r.summary.clone(),
+            invariants_hold: r.invariants_hold,
+            minutes: r.minutes.clone(),
+            around_marks: r.around_marks.clone(),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a parameter struct would only rename them
@@ -220,9 +243,8 @@ pub fn table(r: &Report) -> String {
 }
 
 /// The by-minute lines of the table; nothing for a run of one minute or less, whose line would
-/// repeat the whole run's. deploy/bench.sh copies them into its summary by their header's first
-/// words and the rows' leading "FROM-TO s": keep both.
-fn minutes_table(minutes: &[Window]) -> String {
+/// repeat the whole run's. `loadgen bench` repeats them in its summary.
+pub fn minutes_table(minutes: &[Window]) -> String {
     let mut t = String::new();
     if minutes.len() < 2 {
         return t;
@@ -250,9 +272,8 @@ fn minutes_table(minutes: &[Window]) -> String {
 
 /// The orders by when they were sent against their nearest `--marks` mark, the bins from the
 /// first to the last that holds any (with marks a second apart, the outer ones cannot).
-/// deploy/bench.sh copies these lines into its summary by the first line's first words and the
-/// rows' two leading spaces: keep both.
-fn marks_table(a: &AroundMarks) -> String {
+/// `loadgen bench` repeats them in its summary.
+pub fn marks_table(a: &AroundMarks) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -290,7 +311,7 @@ fn marks_table(a: &AroundMarks) -> String {
 
 pub fn print(r: &Report) {
     print!("{}", table(r));
-    // One machine-readable line for deploy/bench.sh.
+    // One machine-readable line for scripts (`loadgen bench` reads `<label>.result.json`).
     let s = &r.summary;
     println!(
         "RESULT label={} completed_per_s={:.1} finished_per_s={:.1} accept_p50_ms={:.1} accept_p99_ms={:.1} e2e_p50_ms={:.1} e2e_p99_ms={:.1} invariants={}",
@@ -313,6 +334,8 @@ pub fn write(settings: &Settings, r: &Report) -> Result<(), Error> {
     std::fs::create_dir_all(&settings.out)?;
     let json = settings.out.join(format!("{}.json", settings.label));
     std::fs::write(&json, serde_json::to_vec(r)?)?;
+    let brief = settings.out.join(format!("{}.result.json", settings.label));
+    std::fs::write(&brief, serde_json::to_vec_pretty(&Brief::of(r))?)?;
     let svg = settings.out.join(format!("{}.svg", settings.label));
     let title = format!("{}: {}", settings.label, load_label(settings.load));
     std::fs::write(&svg, crate::chart::render(&title, &r.series))?;

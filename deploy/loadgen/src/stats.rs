@@ -2,7 +2,7 @@
 //! the report.
 
 /// Percentiles of one set of latencies, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     pub count: usize,
     pub p50: f64,
@@ -39,7 +39,7 @@ pub fn latency(values: &[f64]) -> Latency {
 }
 
 /// One second of the run.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the load started.
     pub t: usize,
@@ -106,7 +106,7 @@ pub fn series(points: &[Point]) -> Vec<Second> {
 /// A stretch of the run (a minute in the report): the orders sent in it and what their sagas
 /// took end to end. A whole phase's p99 cannot tell a fleet that is slow throughout from one
 /// slow spell (a stalled disk, a busy neighbour); the windows can.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// Seconds since the load started, at the window's start.
     pub from_s: usize,
@@ -155,9 +155,9 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
 }
 
 /// The profile around marks covers orders sent from `MARK_FROM_S` before their nearest mark to
-/// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. Measured on the broker's write-ahead-log
-/// rollovers (docs/benchmarks.md, "The broker's rollovers"): the sagas sent from a quarter of
-/// a second before one to half a second after took longest, so with rollovers seconds apart
+/// `MARK_TO_S` after it, in bins of `MARK_BIN_S`. On the broker's write-ahead-log rollovers,
+/// the sagas sent from a quarter of a second before one to half a second after take longest,
+/// so with rollovers seconds apart
 /// the range shows them with the level before and after. With marks closer together, an
 /// order's nearest mark is at most half the gap away, so only the middle bins fill.
 pub const MARK_FROM_S: f64 = -1.0;
@@ -168,7 +168,7 @@ pub const MARK_BIN_S: f64 = 0.25;
 /// event of the fleet's machine that may hold every saga up, such as the broker's write-ahead
 /// log rolling over): whether a periodic event makes the tail, which a whole phase's p99 cannot
 /// say.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AroundMarks {
     /// Marks inside the load window.
     pub marks: usize,
@@ -180,7 +180,7 @@ pub struct AroundMarks {
     pub bins: Vec<MarkBin>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MarkBin {
     /// Seconds from the nearest mark to the start of the bin.
     pub from_s: f64,

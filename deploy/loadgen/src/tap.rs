@@ -10,8 +10,7 @@
 //!
 //! The names below mirror saga-common (`contracts::OrderEvent`, `messaging::topology`,
 //! `messaging::Envelope`) instead of depending on it. saga-common brings sea-orm, sqlx, axum and
-//! utoipa (`cargo tree -p loadgen` grows from 136 to 320 crates), and `cargo build -p loadgen`,
-//! which bench.sh runs in release mode, resolves features for loadgen alone (chrono without its
+//! utoipa, and `cargo build -p loadgen`, which bench.sh runs in release mode, resolves features for loadgen alone (chrono without its
 //! default features, for one), so it would compile that whole stack once more instead of sharing
 //! the fleet's artifacts. The test `the_mirrored_names_match_saga_common` reads saga-common's
 //! sources so that the mirror cannot drift silently.

@@ -1,0 +1,168 @@
+//! The standard benchmark's phases, in order, and the loadgen arguments of each:
+//!   1. warmup:   closed loop, 32 clients (not reported, invariants not checked);
+//!   2. peak:     closed loop, `clients`: the most the fleet finishes per second when it always
+//!      has work;
+//!   3. complete: closed loop, `clients`, every order meant to complete (no declines, nothing
+//!      out of stock): the most COMPLETED sagas per second;
+//!   4. open80:   open loop at `open_fraction` of the peak's finished sagas/s (or `open_rate`):
+//!      the latencies at a sustainable load, and whether queues, outbox or memory grow.
+
+/// The durations and loads of the phases; a duration of 0 leaves the warm-up or the complete
+/// phase out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSettings {
+    pub warmup_s: u64,
+    pub peak_s: u64,
+    pub complete_s: u64,
+    pub steady_s: u64,
+    pub clients: usize,
+    pub open_fraction: f64,
+    /// A fixed open-loop rate instead of a share of the peak: to compare two settings at the
+    /// same load, where their peaks (and so their 80 %) differ.
+    pub open_rate: Option<u64>,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        Self {
+            warmup_s: 10,
+            peak_s: 60,
+            complete_s: 60,
+            steady_s: 600,
+            clients: 128,
+            open_fraction: 0.8,
+            open_rate: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PhaseLoad {
+    Closed(usize),
+    /// Open loop at the rate [`open_rate`] gives once the peak is known.
+    Open,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: &'static str,
+    pub load: PhaseLoad,
+    pub seconds: u64,
+    /// Only orders meant to complete; the phase sets the mix itself, so the extra loadgen
+    /// arguments (which may set it too: loadgen takes each option once) are not given.
+    pub all_complete: bool,
+    /// In the summary (the warm-up is not).
+    pub reported: bool,
+}
+
+pub fn phases(p: &PlanSettings) -> Vec<Phase> {
+    let closed = |name, load, seconds, all_complete, reported| Phase {
+        name,
+        load,
+        seconds,
+        all_complete,
+        reported,
+    };
+    let mut plan = Vec::new();
+    if p.warmup_s > 0 {
+        plan.push(closed(
+            "warmup",
+            PhaseLoad::Closed(32),
+            p.warmup_s,
+            false,
+            false,
+        ));
+    }
+    plan.push(closed(
+        "peak",
+        PhaseLoad::Closed(p.clients),
+        p.peak_s,
+        false,
+        true,
+    ));
+    if p.complete_s > 0 {
+        let load = PhaseLoad::Closed(p.clients);
+        plan.push(closed("complete", load, p.complete_s, true, true));
+    }
+    plan.push(closed("open80", PhaseLoad::Open, p.steady_s, false, true));
+    plan
+}
+
+/// The open80 phase's orders per second: the fixed rate, or the share of the peak's finished
+/// sagas per second, at least 1.
+pub fn open_rate(p: &PlanSettings, peak_finished_per_s: f64) -> u64 {
+    p.open_rate
+        .unwrap_or_else(|| (peak_finished_per_s * p.open_fraction).round().max(1.0) as u64)
+}
+
+impl Phase {
+    /// The phase's own loadgen arguments; `rate` is used by the open-loop phase only.
+    pub fn args(&self, rate: u64, extra: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = match self.load {
+            PhaseLoad::Closed(clients) => vec!["--closed".into(), clients.to_string()],
+            PhaseLoad::Open => vec!["--rate".into(), rate.to_string()],
+        };
+        args.extend(["--duration".into(), self.seconds.to_string()]);
+        if !self.reported {
+            args.push("--skip-checks".into());
+        }
+        if self.all_complete {
+            args.extend(["--declined", "0", "--out-of-stock", "0"].map(String::from));
+        } else {
+            args.extend(extra.iter().cloned());
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_plan_is_warmup_peak_complete_open80() {
+        let plan = phases(&PlanSettings::default());
+        let names: Vec<_> = plan.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["warmup", "peak", "complete", "open80"]);
+        assert!(!plan[0].reported && plan[1..].iter().all(|p| p.reported));
+        assert_eq!(plan[3].seconds, 600);
+    }
+
+    #[test]
+    fn a_zero_duration_leaves_the_complete_phase_out() {
+        let settings = PlanSettings {
+            complete_s: 0,
+            ..PlanSettings::default()
+        };
+        let names: Vec<_> = phases(&settings).iter().map(|p| p.name).collect();
+        assert_eq!(names, ["warmup", "peak", "open80"]);
+    }
+
+    #[test]
+    fn open80_runs_at_the_share_of_the_peak_or_the_fixed_rate() {
+        let mut settings = PlanSettings::default();
+        assert_eq!(open_rate(&settings, 1459.4), 1168);
+        assert_eq!(open_rate(&settings, 0.2), 1);
+        settings.open_rate = Some(900);
+        assert_eq!(open_rate(&settings, 1459.4), 900);
+    }
+
+    #[test]
+    fn each_phase_gets_its_loadgen_arguments() {
+        let plan = phases(&PlanSettings::default());
+        let extra = vec!["--declined".to_string(), "0.2".to_string()];
+        let joined = |p: &Phase| p.args(1168, &extra).join(" ");
+        assert_eq!(
+            joined(&plan[0]),
+            "--closed 32 --duration 10 --skip-checks --declined 0.2"
+        );
+        assert_eq!(
+            joined(&plan[2]),
+            "--closed 128 --duration 60 --declined 0 --out-of-stock 0"
+        );
+        assert_eq!(
+            joined(&plan[3]),
+            "--rate 1168 --duration 600 --declined 0.2"
+        );
+    }
+}
