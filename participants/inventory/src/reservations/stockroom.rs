@@ -8,10 +8,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{
-    OUT_OF_STOCK, REJECTED, RELEASED, RELEASED_BEFORE_RESERVED, RESERVED, ReleaseOutcome,
-    ReserveOutcome, StockRequest,
-};
+use sea_orm::ActiveEnum;
+
+use super::{RejectionReason, ReleaseOutcome, ReservationStatus, ReserveOutcome, StockRequest};
 use crate::products::StockLevel;
 use saga_common::contracts::StockLine;
 
@@ -42,8 +41,8 @@ pub enum StockOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReservationRow {
     pub order_id: Uuid,
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: ReservationStatus,
+    pub reason: Option<RejectionReason>,
 }
 
 /// What the batch changes.
@@ -100,14 +99,16 @@ impl Stockroom {
     fn reserve(&mut self, request: &StockRequest) -> ReserveOutcome {
         let order_id = request.order_id();
         if let Some((existing, _)) = self.reservations.get(&order_id) {
-            return match existing.status.as_str() {
-                REJECTED => ReserveOutcome::Rejected {
+            return match existing.status {
+                ReservationStatus::Rejected => ReserveOutcome::Rejected {
                     reason: existing
                         .reason
-                        .clone()
-                        .unwrap_or_else(|| OUT_OF_STOCK.to_owned()),
+                        .unwrap_or(RejectionReason::OutOfStock)
+                        .to_value(),
                 },
-                _ => ReserveOutcome::Reserved,
+                ReservationStatus::Reserved | ReservationStatus::Released => {
+                    ReserveOutcome::Reserved
+                }
             };
         }
         let short = request.lines().iter().find(|line| {
@@ -118,9 +119,10 @@ impl Stockroom {
         });
         if let Some(line) = short {
             tracing::debug!(%order_id, product_id = %line.product_id, quantity = line.quantity, "not enough stock");
-            self.record(order_id, REJECTED, Some(OUT_OF_STOCK));
+            let reason = RejectionReason::OutOfStock;
+            self.record(order_id, ReservationStatus::Rejected, Some(reason));
             return ReserveOutcome::Rejected {
-                reason: OUT_OF_STOCK.to_owned(),
+                reason: reason.to_value(),
             };
         }
         for line in request.lines() {
@@ -129,7 +131,7 @@ impl Stockroom {
                 level.reserved += line.quantity;
             }
         }
-        self.record(order_id, RESERVED, None);
+        self.record(order_id, ReservationStatus::Reserved, None);
         self.lines.insert(order_id, request.lines().to_vec());
         ReserveOutcome::Reserved
     }
@@ -137,11 +139,12 @@ impl Stockroom {
     /// Gives the order's units back once; a release before any reserve blocks the late reserve.
     fn release(&mut self, order_id: Uuid) -> ReleaseOutcome {
         let Some((reservation, origin)) = self.reservations.get_mut(&order_id) else {
-            self.record(order_id, REJECTED, Some(RELEASED_BEFORE_RESERVED));
+            let reason = RejectionReason::ReleasedBeforeReserved;
+            self.record(order_id, ReservationStatus::Rejected, Some(reason));
             return ReleaseOutcome::Blocked;
         };
-        match reservation.status.as_str() {
-            RESERVED => {
+        match reservation.status {
+            ReservationStatus::Reserved => {
                 let mut units = 0;
                 for line in self.lines.get(&order_id).into_iter().flatten() {
                     if let Some(level) = self.levels.get_mut(&line.product_id) {
@@ -150,22 +153,27 @@ impl Stockroom {
                     }
                     units += i64::from(line.quantity);
                 }
-                reservation.status = RELEASED.to_owned();
+                reservation.status = ReservationStatus::Released;
                 if let Origin::Stored { released } = origin {
                     *released = true;
                 }
                 ReleaseOutcome::Released { units }
             }
-            RELEASED => ReleaseOutcome::AlreadyReleased,
-            _ => ReleaseOutcome::NothingReserved,
+            ReservationStatus::Released => ReleaseOutcome::AlreadyReleased,
+            ReservationStatus::Rejected => ReleaseOutcome::NothingReserved,
         }
     }
 
-    fn record(&mut self, order_id: Uuid, status: &str, reason: Option<&str>) {
+    fn record(
+        &mut self,
+        order_id: Uuid,
+        status: ReservationStatus,
+        reason: Option<RejectionReason>,
+    ) {
         let row = ReservationRow {
             order_id,
-            status: status.to_owned(),
-            reason: reason.map(str::to_owned),
+            status,
+            reason,
         };
         self.reservations.insert(order_id, (row, Origin::New));
     }
@@ -254,7 +262,7 @@ mod tests {
         assert_eq!(
             room.apply(&reserve(vec![line("p", 2)])),
             StockOutcome::Reserve(ReserveOutcome::Rejected {
-                reason: OUT_OF_STOCK.into()
+                reason: "out_of_stock".into()
             })
         );
         let changes = room.changes();
@@ -263,7 +271,7 @@ mod tests {
         let rejected = changes
             .new_reservations
             .iter()
-            .find(|(r, _)| r.status == REJECTED)
+            .find(|(r, _)| r.status == ReservationStatus::Rejected)
             .expect("one rejected");
         assert!(
             rejected.1.is_empty(),
@@ -310,7 +318,10 @@ mod tests {
         );
         let changes = room.changes();
         assert!(changes.stock_deltas.is_empty(), "{changes:?}");
-        assert_eq!(changes.new_reservations[0].0.status, RELEASED);
+        assert_eq!(
+            changes.new_reservations[0].0.status,
+            ReservationStatus::Released
+        );
         assert_eq!(changes.new_reservations[0].1.len(), 2);
     }
 
@@ -320,7 +331,7 @@ mod tests {
         let mut room = Stockroom::new(
             vec![ReservationRow {
                 order_id,
-                status: RESERVED.into(),
+                status: ReservationStatus::Reserved,
                 reason: None,
             }],
             [(order_id, vec![line("a", 4)])].into(),
@@ -355,7 +366,7 @@ mod tests {
         assert_eq!(
             room.apply(&command),
             StockOutcome::Reserve(ReserveOutcome::Rejected {
-                reason: RELEASED_BEFORE_RESERVED.into()
+                reason: "released_before_reserved".into()
             })
         );
         assert!(room.changes().stock_deltas.is_empty());

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{CANCELLED, CHARGED, DECLINED, INSUFFICIENT_FUNDS, NO_ACCOUNT, REFUNDED};
+use sea_orm::ActiveEnum;
+
+use super::{DeclineReason, PaymentStatus};
 
 /// A payment command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +67,8 @@ pub struct PaymentRow {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    pub status: String,
-    pub decline_reason: Option<String>,
+    pub status: PaymentStatus,
+    pub decline_reason: Option<DeclineReason>,
 }
 
 /// What the batch changes.
@@ -124,9 +126,9 @@ impl Ledger {
     /// One payment per order: a charge for an order that has one answers with its outcome.
     fn charge(&mut self, order_id: Uuid, customer_id: &str, amount_cents: i64) -> Outcome {
         if let Some((existing, _)) = self.payments.get(&order_id) {
-            return match &existing.decline_reason {
-                Some(reason) if existing.status == DECLINED => Outcome::Declined {
-                    reason: reason.clone(),
+            return match existing.decline_reason {
+                Some(reason) if existing.status == PaymentStatus::Declined => Outcome::Declined {
+                    reason: reason.to_value(),
                 },
                 _ => Outcome::Charged {
                     payment_id: existing.payment_id,
@@ -139,16 +141,20 @@ impl Ledger {
                 *balance -= amount_cents;
                 None
             }
-            Some(_) => Some(INSUFFICIENT_FUNDS),
-            None => Some(NO_ACCOUNT),
+            Some(_) => Some(DeclineReason::InsufficientFunds),
+            None => Some(DeclineReason::NoAccount),
         };
         let payment = PaymentRow {
             payment_id: Uuid::now_v7(),
             order_id,
             customer_id: customer_id.to_owned(),
             amount_cents,
-            status: if reason.is_none() { CHARGED } else { DECLINED }.to_owned(),
-            decline_reason: reason.map(str::to_owned),
+            status: if reason.is_none() {
+                PaymentStatus::Charged
+            } else {
+                PaymentStatus::Declined
+            },
+            decline_reason: reason,
         };
         let outcome = match reason {
             None => Outcome::Charged {
@@ -156,7 +162,7 @@ impl Ledger {
                 amount_cents,
             },
             Some(reason) => Outcome::Declined {
-                reason: reason.to_owned(),
+                reason: reason.to_value(),
             },
         };
         self.payments.insert(order_id, (payment, Origin::New));
@@ -173,8 +179,8 @@ impl Ledger {
                 order_id,
                 customer_id: customer_id.to_owned(),
                 amount_cents: 0,
-                status: DECLINED.to_owned(),
-                decline_reason: Some(CANCELLED.to_owned()),
+                status: PaymentStatus::Declined,
+                decline_reason: Some(DeclineReason::Cancelled),
             };
             self.payments.insert(order_id, (cancelled, Origin::New));
             return Outcome::Refunded { amount_cents: 0 };
@@ -184,18 +190,18 @@ impl Ledger {
                 paid_by: payment.customer_id.clone(),
             };
         }
-        let amount_cents = match payment.status.as_str() {
-            CHARGED => {
+        let amount_cents = match payment.status {
+            PaymentStatus::Charged => {
                 // The refund names the payer, whose account was read (and locked) for it.
                 *self.balances.entry(customer_id.to_owned()).or_default() += payment.amount_cents;
-                payment.status = REFUNDED.to_owned();
+                payment.status = PaymentStatus::Refunded;
                 if let Origin::Stored { refunded } = origin {
                     *refunded = true;
                 }
                 payment.amount_cents
             }
-            REFUNDED => payment.amount_cents,
-            _ => 0,
+            PaymentStatus::Refunded => payment.amount_cents,
+            PaymentStatus::Declined => 0,
         };
         Outcome::Refunded { amount_cents }
     }
@@ -266,14 +272,14 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(second, "c-1", 70)),
             Outcome::Declined {
-                reason: INSUFFICIENT_FUNDS.into()
+                reason: "insufficient_funds".into()
             }
         );
         let changes = ledger.changes();
         assert_eq!(changes.balance_deltas, vec![("c-1".into(), -70)]);
         assert_eq!(changes.new_payments.len(), 2);
         assert_eq!(changes.new_payments[0].order_id, first);
-        assert_eq!(changes.new_payments[1].status, DECLINED);
+        assert_eq!(changes.new_payments[1].status, PaymentStatus::Declined);
     }
 
     #[test]
@@ -282,7 +288,7 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(Uuid::now_v7(), "nobody", 1)),
             Outcome::Declined {
-                reason: NO_ACCOUNT.into()
+                reason: "no_account".into()
             }
         );
         assert!(ledger.changes().balance_deltas.is_empty());
@@ -314,7 +320,7 @@ mod tests {
         );
         let changes = ledger.changes();
         assert!(changes.balance_deltas.is_empty(), "{changes:?}");
-        assert_eq!(changes.new_payments[0].status, REFUNDED);
+        assert_eq!(changes.new_payments[0].status, PaymentStatus::Refunded);
         assert!(changes.refunded.is_empty());
     }
 
@@ -326,7 +332,7 @@ mod tests {
             order_id: order,
             customer_id: "c-1".into(),
             amount_cents: 25,
-            status: CHARGED.into(),
+            status: PaymentStatus::Charged,
             decline_reason: None,
         };
         let mut ledger = Ledger::new(vec![stored.clone()], [("c-1".into(), 5)].into());
@@ -351,15 +357,15 @@ mod tests {
         assert_eq!(
             ledger.apply(&charge(order, "c-1", 10)),
             Outcome::Declined {
-                reason: CANCELLED.into()
+                reason: "cancelled".into()
             }
         );
         let changes = ledger.changes();
         assert!(changes.balance_deltas.is_empty());
         assert_eq!(changes.new_payments.len(), 1);
         assert_eq!(
-            changes.new_payments[0].decline_reason.as_deref(),
-            Some(CANCELLED)
+            changes.new_payments[0].decline_reason,
+            Some(DeclineReason::Cancelled)
         );
     }
 
@@ -376,7 +382,7 @@ mod tests {
         );
         let changes = ledger.changes();
         assert_eq!(changes.balance_deltas, vec![("c-1".into(), -40)]);
-        assert_eq!(changes.new_payments[0].status, CHARGED);
+        assert_eq!(changes.new_payments[0].status, PaymentStatus::Charged);
     }
 
     #[test]
