@@ -7,7 +7,9 @@
 //! and decoded into. Failure reasons are enums that serialise as the snake_case strings on the
 //! wire.
 
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 #[cfg(test)]
@@ -53,9 +55,22 @@ contract! {
     }
 }
 
-/// Why a charge was declined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why a charge was declined; also stored by name in the payment service's database.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    EnumIter,
+    DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum DeclineReason {
     InsufficientFunds,
     NoAccount,
@@ -63,9 +78,22 @@ pub enum DeclineReason {
     Cancelled,
 }
 
-/// Why a reservation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why a reservation failed; also stored by name in the inventory service's database.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    EnumIter,
+    DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum RejectionReason {
     OutOfStock,
     /// A release for the order arrived before its reserve.

@@ -1,6 +1,6 @@
-//! The OpenAPI document.
+//! The OpenAPI document of the orchestrator's own routes; the skeleton adds the probes, the
+//! error body and the dead-letter admin routes.
 
-use saga_common::http::admin::AdminDocs;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -14,16 +14,10 @@ use utoipa::OpenApi;
         crate::saga::api::list_sagas,
         crate::saga::api::retry_saga,
         crate::saga::api::compensate_saga,
-        saga_common::http::health::live,
-        saga_common::http::health::ready,
     ),
-    components(schemas(saga_common::http::ErrorBody, saga_common::http::FieldError)),
-    // The /api/admin/dead-letters routes, their schemas and the bearer security scheme.
-    modifiers(&AdminDocs),
     tags(
         (name = "orders", description = "Place orders and follow their sagas"),
         (name = "operations", description = "Operators: stuck sagas, retry, compensate (bearer token)"),
-        (name = "health", description = "Probes"),
     )
 )]
 pub struct ApiDoc;

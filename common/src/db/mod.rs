@@ -12,8 +12,8 @@ pub use writes::{Part, Writes};
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlxError, Statement,
-    Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, FromQueryResult,
+    SqlxError, Statement, Value,
 };
 use serde::Serialize;
 
@@ -135,6 +135,25 @@ where
     I: IntoIterator<Item = sea_orm::Value>,
 {
     Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// Runs `sql` and turns each row, read as an `R`, into a `T`; the first that does not turn
+/// fails the whole read.
+pub async fn query_as<R, T>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<T>, DbErr>
+where
+    R: FromQueryResult,
+    T: TryFrom<R, Error = DbErr>,
+{
+    R::find_by_statement(stmt(sql, values))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(T::try_from)
+        .collect()
 }
 
 /// Rows as one JSON text parameter, read in SQL with

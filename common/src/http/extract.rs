@@ -94,9 +94,12 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// What [`parse_uuid`] asks of a UUID parameter.
+pub const UUID_RULE: &str = "must be a UUID";
+
 /// Parses a UUID path or query parameter, naming it on failure.
 pub fn parse_uuid(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(value).map_err(|_| ApiError::invalid_field(field, "must be a UUID"))
+    uuid::Uuid::parse_str(value).map_err(|_| ApiError::invalid_field(field, UUID_RULE))
 }
 
 /// Collects field errors and turns them into one 422.

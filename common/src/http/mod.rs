@@ -5,9 +5,10 @@
 //! - [`extract`]: a strict JSON body extractor (415, 400, 413, 422 naming the field) and
 //!   parameter parsing helpers.
 //! - [`query`]: typed query strings (`Params<T>`), one 422 naming every bad parameter;
-//!   the shared `Limit` and `Offset`.
+//!   the shared `Limit`, `Offset` and `OrderFilter`.
 //! - [`correlation`]: `X-Correlation-Id` in, out, and on every log line of the request.
 //! - [`health`]: `/health/live` and `/health/ready`.
+//! - [`keyed`]: `GET`/`PUT` of rows kept under an id the client chooses.
 //! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
 //! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
 
@@ -16,6 +17,7 @@ pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod keyed;
 pub mod query;
 pub mod server;
 

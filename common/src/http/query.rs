@@ -165,6 +165,29 @@ impl QueryValue for Id {
     }
 }
 
+impl QueryValue for uuid::Uuid {
+    fn parse_query(text: &str) -> Result<Self, String> {
+        uuid::Uuid::parse_str(text).map_err(|_| super::extract::UUID_RULE.into())
+    }
+}
+
+/// `?order_id=`, the filter of the participants' lists: the rows of one order, or without it
+/// the newest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderFilter {
+    /// Only this order's (UUID). Without it: the 100 newest.
+    pub order_id: Option<uuid::Uuid>,
+}
+
+impl FromQuery for OrderFilter {
+    fn from_query(fields: &mut QueryFields) -> Self {
+        Self {
+            order_id: fields.optional("order_id"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::StatusCode;
@@ -226,6 +249,24 @@ mod tests {
         assert_eq!(
             parse::<Page>(pairs("limit=0")).unwrap_err().body().details[0].field,
             "limit"
+        );
+    }
+
+    #[test]
+    fn an_order_filter_names_an_order_id_that_is_not_a_uuid() {
+        let id = uuid::Uuid::now_v7();
+        let filter: OrderFilter = parse(pairs(&format!("order_id={id}"))).unwrap();
+        assert_eq!(filter.order_id, Some(id));
+        assert_eq!(parse::<OrderFilter>(pairs("")).unwrap().order_id, None);
+        let body = parse::<OrderFilter>(pairs("order_id=x"))
+            .unwrap_err()
+            .body();
+        assert_eq!(
+            (
+                body.details[0].field.as_str(),
+                body.details[0].message.as_str()
+            ),
+            ("order_id", "must be a UUID")
         );
     }
 

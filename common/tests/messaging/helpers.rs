@@ -125,9 +125,9 @@ struct SharedTables;
 impl MigratorTrait for SharedTables {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(saga_common::migration::CreateOutbox),
-            Box::new(saga_common::migration::CreateInbox),
-            Box::new(saga_common::migration::SplitOutboxPending),
+            Box::new(saga_common::migration::CREATE_OUTBOX),
+            Box::new(saga_common::migration::CREATE_INBOX),
+            Box::new(saga_common::migration::SPLIT_OUTBOX_PENDING),
         ]
     }
 }

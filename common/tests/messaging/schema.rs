@@ -13,8 +13,8 @@ struct Before;
 impl MigratorTrait for Before {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(saga_common::migration::CreateOutbox),
-            Box::new(saga_common::migration::CreateInbox),
+            Box::new(saga_common::migration::CREATE_OUTBOX),
+            Box::new(saga_common::migration::CREATE_INBOX),
         ]
     }
 }
@@ -25,7 +25,7 @@ struct After;
 impl MigratorTrait for After {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = Before::migrations();
-        migrations.push(Box::new(saga_common::migration::SplitOutboxPending));
+        migrations.push(Box::new(saga_common::migration::SPLIT_OUTBOX_PENDING));
         migrations
     }
 }

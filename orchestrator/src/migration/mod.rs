@@ -10,12 +10,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(saga_common::migration::CreateOutbox),
-            Box::new(saga_common::migration::CreateInbox),
+        saga_common::migration::with_shared(vec![
             Box::new(m20261122_000301_create_orders_and_transitions::Migration),
             Box::new(m20261122_000302_add_saga_deadlines::Migration),
-            Box::new(saga_common::migration::SplitOutboxPending),
-        ]
+        ])
     }
 }

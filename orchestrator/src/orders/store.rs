@@ -7,10 +7,10 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
-use saga_common::db::{self, Part, stmt};
+use saga_common::db::{self, Part};
 
 use super::model::{Order, OrderItem, OrderStatus};
-use crate::saga::store::{Step, StepColumns, state_of};
+use crate::saga::store::{Step, StepColumns, items_of, state_of};
 
 /// Unique constraint on `orders.idempotency_key`.
 pub const IDEMPOTENCY_KEY_CONSTRAINT: &str = "orders_idempotency_key";
@@ -37,13 +37,10 @@ impl TryFrom<OrderRow> for Order {
 
     fn try_from(row: OrderRow) -> Result<Self, DbErr> {
         let state = state_of(row.order_id, &row.saga_state, row.failure_reason.as_deref())?;
-        let items: Vec<OrderItem> = serde_json::from_value(row.items).map_err(|e| {
-            DbErr::Custom(format!("order {} has unreadable items: {e}", row.order_id))
-        })?;
         Ok(Order {
             order_id: row.order_id,
             customer_id: row.customer_id,
-            items,
+            items: items_of(row.order_id, row.items)?,
             total_cents: row.total_cents,
             state,
             correlation_id: row.correlation_id,
@@ -59,12 +56,7 @@ async fn query(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<Order>, DbErr> {
-    OrderRow::find_by_statement(stmt(sql, values))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Order::try_from)
-        .collect()
+    db::query_as::<OrderRow, _>(db, sql, values).await
 }
 
 #[derive(Serialize)]

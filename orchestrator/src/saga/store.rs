@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use saga_common::db::{self, Loaded, Part, stmt};
+use saga_common::db::{self, Loaded, Part};
 
 use super::machine::SagaState;
 
@@ -69,18 +69,25 @@ pub fn state_of(order_id: Uuid, name: &str, reason: Option<&str>) -> Result<Saga
     })
 }
 
+/// The order's `items` column as `T` (the saga's [`Line`]s, the order's items), or an error
+/// naming the order.
+pub fn items_of<T: serde::de::DeserializeOwned>(
+    order_id: Uuid,
+    items: serde_json::Value,
+) -> Result<T, DbErr> {
+    serde_json::from_value(items)
+        .map_err(|e| DbErr::Custom(format!("order {order_id} has unreadable items: {e}")))
+}
+
 impl TryFrom<SagaRow> for Saga {
     type Error = DbErr;
 
     fn try_from(row: SagaRow) -> Result<Self, DbErr> {
         let state = state_of(row.order_id, &row.saga_state, row.failure_reason.as_deref())?;
-        let items: Vec<Line> = serde_json::from_value(row.items).map_err(|e| {
-            DbErr::Custom(format!("order {} has unreadable items: {e}", row.order_id))
-        })?;
         Ok(Saga {
             order_id: row.order_id,
             customer_id: row.customer_id,
-            items,
+            items: items_of(row.order_id, row.items)?,
             total_cents: row.total_cents,
             state,
             version: row.version,
@@ -98,12 +105,7 @@ async fn query(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<Saga>, DbErr> {
-    SagaRow::find_by_statement(stmt(sql, values))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Saga::try_from)
-        .collect()
+    db::query_as::<SagaRow, _>(db, sql, values).await
 }
 
 fn limit_value(limit: u64) -> Value {

@@ -11,12 +11,12 @@ use axum::{Json, Router, extract::State};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use saga_common::db::{Part, stmt};
-use saga_common::http::extract::{Violations, check_id};
+use saga_common::db::Part;
+use saga_common::http::keyed::Keyed;
 use saga_common::http::{ApiError, ErrorBody, JsonBody};
 
 /// The most stock one product may be set to.
@@ -82,27 +82,17 @@ pub async fn put_product(
     Path(product_id): Path<String>,
     JsonBody(body): JsonBody<SetStock>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
-    let mut violations = Violations::default();
-    check_id(&mut violations, "product_id", &product_id);
-    violations.check(
-        (0..=MAX_STOCK).contains(&body.stock),
-        "stock",
-        STOCK_RANGE_MESSAGE,
-    );
-    violations.finish(())?;
-    // Cannot fail after the range check; mapped rather than unwrapped all the same.
-    let stock = i32::try_from(body.stock)
-        .map_err(|_| ApiError::invalid_field("stock", STOCK_RANGE_MESSAGE))?;
-    let (product, created) = upsert(&db, &product_id, stock).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(product)))
+    let stock = body.stock;
+    PRODUCTS
+        .put(&db, &product_id, stock, |violations| {
+            violations.check(
+                (0..=MAX_STOCK).contains(&stock),
+                "stock",
+                "must be between 0 and 1000000000",
+            );
+        })
+        .await
 }
-
-const STOCK_RANGE_MESSAGE: &str = "must be between 0 and 1000000000";
 
 /// Reads a product's stock.
 #[utoipa::path(get, path = "/api/products/{product_id}", tag = "products",
@@ -116,44 +106,19 @@ pub async fn get_product(
     State(db): State<DatabaseConnection>,
     Path(product_id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
-    let mut violations = Violations::default();
-    check_id(&mut violations, "product_id", &product_id);
-    violations.finish(())?;
-    find(&db, &product_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no product `{product_id}`")))
+    PRODUCTS.get(&db, &product_id).await
 }
 
-pub async fn find(db: &impl ConnectionTrait, product_id: &str) -> Result<Option<Product>, DbErr> {
-    Product::find_by_statement(stmt(
-        "SELECT product_id, available, reserved, updated_at FROM products WHERE product_id = $1",
-        [product_id.into()],
-    ))
-    .one(db)
-    .await
-}
-
-/// Returns the product and whether it was created.
-async fn upsert(
-    db: &impl ConnectionTrait,
-    product_id: &str,
-    stock: i32,
-) -> Result<(Product, bool), DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "INSERT INTO products (product_id, available) VALUES ($1, $2) \
+/// The stock arrives as a BIGINT, checked against [`MAX_STOCK`]; `::int` stores it in the
+/// INTEGER column.
+const PRODUCTS: Keyed = Keyed {
+    key: "product_id",
+    missing: "no product",
+    find: "SELECT product_id, available, reserved, updated_at FROM products WHERE product_id = $1",
+    upsert: "INSERT INTO products (product_id, available) VALUES ($1, $2::int) \
              ON CONFLICT (product_id) DO UPDATE SET available = EXCLUDED.available, updated_at = now() \
              RETURNING product_id, available, reserved, updated_at, (xmax = 0) AS created",
-            [product_id.into(), stock.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("upsert returned no row".into()))?;
-    Ok((
-        Product::from_query_result(&row, "")?,
-        row.try_get("", "created")?,
-    ))
-}
+};
 
 /// A product's stock, read under a row lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

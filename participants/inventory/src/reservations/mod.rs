@@ -19,17 +19,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, DeriveActiveEnum, EnumIter, FromQueryResult, Value,
+};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use saga_common::contracts::{RejectionReason, ReserveStock, StockLine};
 use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
-use saga_common::http::extract::parse_uuid;
+use saga_common::http::query::{OrderFilter, Params};
 use saga_common::http::{ApiError, ErrorBody};
 
 use crate::products;
@@ -38,9 +40,21 @@ mod stockroom;
 
 pub use stockroom::{ReservationRow, StockCommand, StockOutcome, Stockroom};
 
-pub const RESERVED: &str = "RESERVED";
-pub const RELEASED: &str = "RELEASED";
-pub const REJECTED: &str = "REJECTED";
+/// Where a reservation stands; stored by name in `reservations.status`, named the same in JSON.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, EnumIter, DeriveActiveEnum,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "Text",
+    rename_all = "SCREAMING_SNAKE_CASE"
+)]
+pub enum ReservationStatus {
+    Reserved,
+    Released,
+    Rejected,
+}
 
 /// Why a reserve command can never be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -233,9 +247,9 @@ pub fn decide(loaded: &mut Loaded, commands: &[&StockCommand]) -> Result<Decided
 }
 
 #[derive(Serialize)]
-struct NewReservation<'a> {
+struct NewReservation {
     order_id: Uuid,
-    status: &'a str,
+    status: ReservationStatus,
     reason: Option<RejectionReason>,
 }
 
@@ -258,7 +272,7 @@ fn insert_parts(
         .iter()
         .map(|(r, _)| NewReservation {
             order_id: r.order_id,
-            status: &r.status,
+            status: r.status,
             reason: r.reason,
         })
         .collect();
@@ -298,7 +312,10 @@ fn released_part(order_ids: &[Uuid]) -> Option<Part> {
         Part::new(
             "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1) \
              RETURNING 1",
-            vec![Value::from(order_ids.to_vec()), RELEASED.into()],
+            vec![
+                Value::from(order_ids.to_vec()),
+                ReservationStatus::Released.into(),
+            ],
         )
     })
 }
@@ -318,8 +335,7 @@ pub struct ReservationLine {
     #[schema(example = 3)]
     pub quantity: i32,
     /// `RESERVED` (held) or `RELEASED` (given back).
-    #[schema(example = "RESERVED")]
-    pub status: String,
+    pub status: ReservationStatus,
 }
 
 /// Lines of reserved and released orders, newest order first; only the order's when given.
@@ -344,35 +360,23 @@ pub async fn list(
     ReservationLine::find_by_statement(statement).all(db).await
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReservationFilter {
-    /// Only the lines of this order (UUID). Without it: the 100 newest lines.
-    pub order_id: Option<String>,
-}
-
 pub fn router(db: DatabaseConnection) -> Router {
     Router::new()
         .route("/api/reservations", get(list_reservations))
         .with_state(db)
 }
 
-/// Lists reservation lines, newest order first.
-#[utoipa::path(get, path = "/api/reservations", tag = "reservations", params(ReservationFilter),
+/// Lists reservation lines, newest order first; only the order's when given.
+#[utoipa::path(get, path = "/api/reservations", tag = "reservations", params(OrderFilter),
     responses(
         (status = 200, description = "Reservation lines", body = Vec<ReservationLine>),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn list_reservations(
     State(db): State<DatabaseConnection>,
-    Query(filter): Query<ReservationFilter>,
+    Params(filter): Params<OrderFilter>,
 ) -> Result<Json<Vec<ReservationLine>>, ApiError> {
-    let order_id = filter
-        .order_id
-        .as_deref()
-        .map(|id| parse_uuid("order_id", id))
-        .transpose()?;
-    Ok(Json(list(&db, order_id).await?))
+    Ok(Json(list(&db, filter.order_id).await?))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{REJECTED, RELEASED, RESERVED, ReleaseOutcome, ReserveOutcome, StockRequest};
+use super::{RejectionReason, ReleaseOutcome, ReservationStatus, ReserveOutcome, StockRequest};
 use crate::products::StockLevel;
-use saga_common::contracts::{RejectionReason, StockLine};
+use saga_common::contracts::StockLine;
 
 /// An inventory command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum StockOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReservationRow {
     pub order_id: Uuid,
-    pub status: String,
+    pub status: ReservationStatus,
     pub reason: Option<RejectionReason>,
 }
 
@@ -97,11 +97,13 @@ impl Stockroom {
     fn reserve(&mut self, request: &StockRequest) -> ReserveOutcome {
         let order_id = request.order_id();
         if let Some((existing, _)) = self.reservations.get(&order_id) {
-            return match existing.status.as_str() {
-                REJECTED => ReserveOutcome::Rejected {
+            return match existing.status {
+                ReservationStatus::Rejected => ReserveOutcome::Rejected {
                     reason: existing.reason.unwrap_or(RejectionReason::OutOfStock),
                 },
-                _ => ReserveOutcome::Reserved,
+                ReservationStatus::Reserved | ReservationStatus::Released => {
+                    ReserveOutcome::Reserved
+                }
             };
         }
         let short = request.lines().iter().find(|line| {
@@ -112,10 +114,9 @@ impl Stockroom {
         });
         if let Some(line) = short {
             tracing::debug!(%order_id, product_id = %line.product_id, quantity = line.quantity, "not enough stock");
-            self.record(order_id, REJECTED, Some(RejectionReason::OutOfStock));
-            return ReserveOutcome::Rejected {
-                reason: RejectionReason::OutOfStock,
-            };
+            let reason = RejectionReason::OutOfStock;
+            self.record(order_id, ReservationStatus::Rejected, Some(reason));
+            return ReserveOutcome::Rejected { reason };
         }
         for line in request.lines() {
             if let Some(level) = self.levels.get_mut(&line.product_id) {
@@ -123,7 +124,7 @@ impl Stockroom {
                 level.reserved += line.quantity;
             }
         }
-        self.record(order_id, RESERVED, None);
+        self.record(order_id, ReservationStatus::Reserved, None);
         self.lines.insert(order_id, request.lines().to_vec());
         ReserveOutcome::Reserved
     }
@@ -132,11 +133,11 @@ impl Stockroom {
     fn release(&mut self, order_id: Uuid) -> ReleaseOutcome {
         let Some((reservation, origin)) = self.reservations.get_mut(&order_id) else {
             let reason = RejectionReason::ReleasedBeforeReserved;
-            self.record(order_id, REJECTED, Some(reason));
+            self.record(order_id, ReservationStatus::Rejected, Some(reason));
             return ReleaseOutcome::Blocked;
         };
-        match reservation.status.as_str() {
-            RESERVED => {
+        match reservation.status {
+            ReservationStatus::Reserved => {
                 let mut units = 0;
                 for line in self.lines.get(&order_id).into_iter().flatten() {
                     if let Some(level) = self.levels.get_mut(&line.product_id) {
@@ -145,21 +146,26 @@ impl Stockroom {
                     }
                     units += i64::from(line.quantity);
                 }
-                reservation.status = RELEASED.to_owned();
+                reservation.status = ReservationStatus::Released;
                 if let Origin::Stored { released } = origin {
                     *released = true;
                 }
                 ReleaseOutcome::Released { units }
             }
-            RELEASED => ReleaseOutcome::AlreadyReleased,
-            _ => ReleaseOutcome::NothingReserved,
+            ReservationStatus::Released => ReleaseOutcome::AlreadyReleased,
+            ReservationStatus::Rejected => ReleaseOutcome::NothingReserved,
         }
     }
 
-    fn record(&mut self, order_id: Uuid, status: &str, reason: Option<RejectionReason>) {
+    fn record(
+        &mut self,
+        order_id: Uuid,
+        status: ReservationStatus,
+        reason: Option<RejectionReason>,
+    ) {
         let row = ReservationRow {
             order_id,
-            status: status.to_owned(),
+            status,
             reason,
         };
         self.reservations.insert(order_id, (row, Origin::New));
@@ -258,7 +264,7 @@ mod tests {
         let rejected = changes
             .new_reservations
             .iter()
-            .find(|(r, _)| r.status == REJECTED)
+            .find(|(r, _)| r.status == ReservationStatus::Rejected)
             .expect("one rejected");
         assert!(
             rejected.1.is_empty(),
@@ -305,7 +311,10 @@ mod tests {
         );
         let changes = room.changes();
         assert!(changes.stock_deltas.is_empty(), "{changes:?}");
-        assert_eq!(changes.new_reservations[0].0.status, RELEASED);
+        assert_eq!(
+            changes.new_reservations[0].0.status,
+            ReservationStatus::Released
+        );
         assert_eq!(changes.new_reservations[0].1.len(), 2);
     }
 
@@ -315,7 +324,7 @@ mod tests {
         let mut room = Stockroom::new(
             vec![ReservationRow {
                 order_id,
-                status: RESERVED.into(),
+                status: ReservationStatus::Reserved,
                 reason: None,
             }],
             [(order_id, vec![line("a", 4)])].into(),

@@ -7,12 +7,12 @@ use axum::{Json, Router, extract::State};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use saga_common::db::{Part, stmt};
-use saga_common::http::extract::{Violations, check_id};
+use saga_common::db::Part;
+use saga_common::http::keyed::Keyed;
 use saga_common::http::{ApiError, ErrorBody, JsonBody};
 
 #[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
@@ -58,21 +58,12 @@ pub async fn put_account(
     Path(customer_id): Path<String>,
     JsonBody(body): JsonBody<SetBalance>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
-    let mut violations = Violations::default();
-    check_id(&mut violations, "customer_id", &customer_id);
-    violations.check(
-        body.balance_cents >= 0,
-        "balance_cents",
-        "must be 0 or more",
-    );
-    violations.finish(())?;
-    let (account, created) = upsert(&db, &customer_id, body.balance_cents).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(account)))
+    let balance = body.balance_cents;
+    ACCOUNTS
+        .put(&db, &customer_id, balance, |violations| {
+            violations.check(balance >= 0, "balance_cents", "must be 0 or more");
+        })
+        .await
 }
 
 /// Reads an account.
@@ -87,44 +78,17 @@ pub async fn get_account(
     State(db): State<DatabaseConnection>,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Account>, ApiError> {
-    let mut violations = Violations::default();
-    check_id(&mut violations, "customer_id", &customer_id);
-    violations.finish(())?;
-    find(&db, &customer_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no account for customer `{customer_id}`")))
+    ACCOUNTS.get(&db, &customer_id).await
 }
 
-pub async fn find(db: &impl ConnectionTrait, customer_id: &str) -> Result<Option<Account>, DbErr> {
-    Account::find_by_statement(stmt(
-        "SELECT customer_id, balance_cents, updated_at FROM accounts WHERE customer_id = $1",
-        [customer_id.into()],
-    ))
-    .one(db)
-    .await
-}
-
-/// Returns the account and whether it was created.
-async fn upsert(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-    balance_cents: i64,
-) -> Result<(Account, bool), DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2) \
+const ACCOUNTS: Keyed = Keyed {
+    key: "customer_id",
+    missing: "no account for customer",
+    find: "SELECT customer_id, balance_cents, updated_at FROM accounts WHERE customer_id = $1",
+    upsert: "INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2) \
              ON CONFLICT (customer_id) DO UPDATE SET balance_cents = EXCLUDED.balance_cents, updated_at = now() \
              RETURNING customer_id, balance_cents, updated_at, (xmax = 0) AS created",
-            [customer_id.into(), balance_cents.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("upsert returned no row".into()))?;
-    Ok((
-        Account::from_query_result(&row, "")?,
-        row.try_get("", "created")?,
-    ))
-}
+};
 
 /// The query that locks (`FOR NO KEY UPDATE`, in customer order) the accounts of `customers`:
 /// every account a batch of charges and refunds may change (a refund must name the customer

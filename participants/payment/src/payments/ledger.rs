@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use saga_common::contracts::DeclineReason;
 use uuid::Uuid;
 
-use super::{CHARGED, DECLINED, REFUNDED};
+use super::PaymentStatus;
+use saga_common::contracts::DeclineReason;
 
 /// A payment command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct PaymentRow {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    pub status: String,
+    pub status: PaymentStatus,
     pub decline_reason: Option<DeclineReason>,
 }
 
@@ -126,7 +126,9 @@ impl Ledger {
     fn charge(&mut self, order_id: Uuid, customer_id: &str, amount_cents: i64) -> Outcome {
         if let Some((existing, _)) = self.payments.get(&order_id) {
             return match existing.decline_reason {
-                Some(reason) if existing.status == DECLINED => Outcome::Declined { reason },
+                Some(reason) if existing.status == PaymentStatus::Declined => {
+                    Outcome::Declined { reason }
+                }
                 _ => Outcome::Charged {
                     payment_id: existing.payment_id,
                     amount_cents: existing.amount_cents,
@@ -146,7 +148,11 @@ impl Ledger {
             order_id,
             customer_id: customer_id.to_owned(),
             amount_cents,
-            status: if reason.is_none() { CHARGED } else { DECLINED }.to_owned(),
+            status: if reason.is_none() {
+                PaymentStatus::Charged
+            } else {
+                PaymentStatus::Declined
+            },
             decline_reason: reason,
         };
         let outcome = match reason {
@@ -170,7 +176,7 @@ impl Ledger {
                 order_id,
                 customer_id: customer_id.to_owned(),
                 amount_cents: 0,
-                status: DECLINED.to_owned(),
+                status: PaymentStatus::Declined,
                 decline_reason: Some(DeclineReason::Cancelled),
             };
             self.payments.insert(order_id, (cancelled, Origin::New));
@@ -181,18 +187,18 @@ impl Ledger {
                 paid_by: payment.customer_id.clone(),
             };
         }
-        let amount_cents = match payment.status.as_str() {
-            CHARGED => {
+        let amount_cents = match payment.status {
+            PaymentStatus::Charged => {
                 // The refund names the payer, whose account was read (and locked) for it.
                 *self.balances.entry(customer_id.to_owned()).or_default() += payment.amount_cents;
-                payment.status = REFUNDED.to_owned();
+                payment.status = PaymentStatus::Refunded;
                 if let Origin::Stored { refunded } = origin {
                     *refunded = true;
                 }
                 payment.amount_cents
             }
-            REFUNDED => payment.amount_cents,
-            _ => 0,
+            PaymentStatus::Refunded => payment.amount_cents,
+            PaymentStatus::Declined => 0,
         };
         Outcome::Refunded { amount_cents }
     }
@@ -270,7 +276,7 @@ mod tests {
         assert_eq!(changes.balance_deltas, vec![("c-1".into(), -70)]);
         assert_eq!(changes.new_payments.len(), 2);
         assert_eq!(changes.new_payments[0].order_id, first);
-        assert_eq!(changes.new_payments[1].status, DECLINED);
+        assert_eq!(changes.new_payments[1].status, PaymentStatus::Declined);
     }
 
     #[test]
@@ -311,7 +317,7 @@ mod tests {
         );
         let changes = ledger.changes();
         assert!(changes.balance_deltas.is_empty(), "{changes:?}");
-        assert_eq!(changes.new_payments[0].status, REFUNDED);
+        assert_eq!(changes.new_payments[0].status, PaymentStatus::Refunded);
         assert!(changes.refunded.is_empty());
     }
 
@@ -323,7 +329,7 @@ mod tests {
             order_id: order,
             customer_id: "c-1".into(),
             amount_cents: 25,
-            status: CHARGED.into(),
+            status: PaymentStatus::Charged,
             decline_reason: None,
         };
         let mut ledger = Ledger::new(vec![stored.clone()], [("c-1".into(), 5)].into());
@@ -373,7 +379,7 @@ mod tests {
         );
         let changes = ledger.changes();
         assert_eq!(changes.balance_deltas, vec![("c-1".into(), -40)]);
-        assert_eq!(changes.new_payments[0].status, CHARGED);
+        assert_eq!(changes.new_payments[0].status, PaymentStatus::Charged);
     }
 
     #[test]

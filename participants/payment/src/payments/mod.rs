@@ -7,18 +7,21 @@
 //! order as `DECLINED`/`cancelled`, so a charge that arrives after it (commands can overtake each
 //! other when a saga times out) is declined instead of taking money for a failed order.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, DeriveActiveEnum, EnumIter, FromQueryResult,
+    Statement, Value,
+};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use saga_common::contracts::DeclineReason;
 use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
-use saga_common::http::extract::parse_uuid;
+use saga_common::http::query::{OrderFilter, Params};
 use saga_common::http::{ApiError, ErrorBody};
 
 use crate::accounts;
@@ -27,9 +30,21 @@ mod ledger;
 
 pub use ledger::{Ledger, Outcome, PaymentCommand, PaymentRow};
 
-pub const CHARGED: &str = "CHARGED";
-pub const REFUNDED: &str = "REFUNDED";
-pub const DECLINED: &str = "DECLINED";
+/// Where a payment stands; stored by name in `payments.status`, named the same in JSON.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, EnumIter, DeriveActiveEnum,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "Text",
+    rename_all = "SCREAMING_SNAKE_CASE"
+)]
+pub enum PaymentStatus {
+    Charged,
+    Refunded,
+    Declined,
+}
 
 #[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
 pub struct Payment {
@@ -37,11 +52,9 @@ pub struct Payment {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    /// `CHARGED`, `REFUNDED` or `DECLINED`.
-    #[schema(example = "CHARGED")]
-    pub status: String,
-    /// `insufficient_funds` or `no_account` when declined.
-    pub decline_reason: Option<String>,
+    pub status: PaymentStatus,
+    /// Set when declined.
+    pub decline_reason: Option<DeclineReason>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -105,7 +118,7 @@ struct NewPayment<'a> {
     order_id: Uuid,
     customer_id: &'a str,
     amount_cents: i64,
-    status: &'a str,
+    status: PaymentStatus,
     decline_reason: Option<DeclineReason>,
 }
 
@@ -120,7 +133,7 @@ fn insert_part(payments: &[PaymentRow]) -> Result<Option<Part>, DbErr> {
             order_id: p.order_id,
             customer_id: &p.customer_id,
             amount_cents: p.amount_cents,
-            status: &p.status,
+            status: p.status,
             decline_reason: p.decline_reason,
         })
         .collect();
@@ -138,7 +151,10 @@ fn refunded_part(payment_ids: &[Uuid]) -> Option<Part> {
         Part::new(
             "UPDATE payments SET status = $2, updated_at = now() WHERE payment_id = ANY($1) \
              RETURNING 1",
-            vec![Value::from(payment_ids.to_vec()), REFUNDED.into()],
+            vec![
+                Value::from(payment_ids.to_vec()),
+                PaymentStatus::Refunded.into(),
+            ],
         )
     })
 }
@@ -172,33 +188,21 @@ pub fn list_statement(order_id: Option<Uuid>) -> Statement {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PaymentFilter {
-    /// Only the payment of this order (UUID). Without it: the 100 newest payments.
-    pub order_id: Option<String>,
-}
-
 pub fn router(db: DatabaseConnection) -> Router {
     Router::new()
         .route("/api/payments", get(list_payments))
         .with_state(db)
 }
 
-/// Lists payments, newest first.
-#[utoipa::path(get, path = "/api/payments", tag = "payments", params(PaymentFilter),
+/// Lists payments, newest first; only the order's when given.
+#[utoipa::path(get, path = "/api/payments", tag = "payments", params(OrderFilter),
     responses(
         (status = 200, description = "Payments", body = Vec<Payment>),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn list_payments(
     State(db): State<DatabaseConnection>,
-    Query(filter): Query<PaymentFilter>,
+    Params(filter): Params<OrderFilter>,
 ) -> Result<Json<Vec<Payment>>, ApiError> {
-    let order_id = filter
-        .order_id
-        .as_deref()
-        .map(|id| parse_uuid("order_id", id))
-        .transpose()?;
-    Ok(Json(list(&db, order_id).await?))
+    Ok(Json(list(&db, filter.order_id).await?))
 }
