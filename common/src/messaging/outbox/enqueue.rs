@@ -1,6 +1,6 @@
 //! Writing outbox rows, on the caller's transaction: a row in `outbox`, the message as published,
 //! written once and never changed; the database adds its `outbox_pending` row (a trigger, see
-//! `migration::SplitOutboxPending`). What a write returns, [`Enqueued`], carries each message as
+//! `migration::SPLIT_OUTBOX_PENDING`). What a write returns, [`Enqueued`], carries each message as
 //! serialised for the row, so the relay publishes it without reading it back.
 
 use sea_orm::{ConnectionTrait, DbErr};
