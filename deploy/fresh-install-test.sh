@@ -149,7 +149,8 @@ refuses_without_root() {
 inside() {
     local run=$1 root=$1/root deadline run_pid status port order id state
     # The services' logs live in the root, which goes away with the namespaces.
-    trap 'cp -f "$root$ROOT_REPO/deploy/.run/"*.log "$FRESH_LOGS/" 2>/dev/null || true' EXIT
+    # shellcheck disable=SC2064 # expanded now: the trap runs after this function's locals are gone
+    trap "cp -f '$root$ROOT_REPO/deploy/.run/'*.log '$FRESH_LOGS/' 2>/dev/null || true" EXIT
     prepare_root "$root" "$run"
 
     step "waiting for slirp4netns to give the namespace a route out"
