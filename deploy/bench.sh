@@ -176,6 +176,8 @@ ready() {
 }
 
 ensure_rust
+# ss and pgrep: a minimal Debian root has neither.
+apt_install iproute2 procps
 ensure_postgres
 ensure_rabbitmq
 if [ "${BENCH_PROFILE:-0}" = 1 ] && ! command -v perf >/dev/null 2>&1; then
