@@ -55,49 +55,40 @@ contract! {
     }
 }
 
-/// Why a charge was declined; also stored by name in the payment service's database.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    EnumIter,
-    DeriveActiveEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
-pub enum DeclineReason {
-    InsufficientFunds,
-    NoAccount,
-    /// A refund came first (the saga gave up): the order is closed to charges.
-    Cancelled,
+/// A reason carried in a payload and also stored by name in a participant's database: the
+/// same snake_case name on the wire, in JSON answers and in the column.
+macro_rules! stored_reason {
+    ($(#[$doc:meta])* $name:ident { $($(#[$variant_doc:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, EnumIter,
+            DeriveActiveEnum,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$variant_doc])* $variant),+
+        }
+    };
 }
 
-/// Why a reservation failed; also stored by name in the inventory service's database.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    EnumIter,
-    DeriveActiveEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
-pub enum RejectionReason {
-    OutOfStock,
-    /// A release for the order arrived before its reserve.
-    ReleasedBeforeReserved,
+stored_reason! {
+    /// Why a charge was declined.
+    DeclineReason {
+        InsufficientFunds,
+        NoAccount,
+        /// A refund came first (the saga gave up): the order is closed to charges.
+        Cancelled,
+    }
+}
+
+stored_reason! {
+    /// Why a reservation failed.
+    RejectionReason {
+        OutOfStock,
+        /// A release for the order arrived before its reserve.
+        ReleasedBeforeReserved,
+    }
 }
 
 /// Why an order failed.

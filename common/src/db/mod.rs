@@ -7,7 +7,7 @@ pub mod reads;
 pub mod writes;
 
 pub use reads::{Loaded, Reads};
-pub use writes::{Part, Writes};
+pub use writes::{Part, PartName, Writes};
 
 use std::time::Duration;
 

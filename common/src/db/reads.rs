@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::de::DeserializeOwned;
 
-use super::writes::{Part, renumber};
+use super::writes::{Part, PartName, renumber};
 
 #[derive(Debug, Default)]
 pub struct Reads {
@@ -32,8 +32,8 @@ pub struct Loaded(HashMap<String, String>);
 impl Loaded {
     /// The rows `name` returned, each deserialized from its columns (by name); none for a part
     /// that was not added.
-    pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<Vec<T>, DbErr> {
-        match self.0.remove(name) {
+    pub fn take<T: DeserializeOwned>(&mut self, name: PartName) -> Result<Vec<T>, DbErr> {
+        match self.0.remove(name.as_str()) {
             Some(rows) => serde_json::from_str(&rows)
                 .map_err(|e| DbErr::Custom(format!("unreadable rows of `{name}`: {e}"))),
             None => Ok(Vec::new()),
@@ -48,18 +48,18 @@ impl Reads {
 
     /// A data-modifying statement run first (`INSERT ... RETURNING ...`), whose returned rows
     /// are read back as `name`. `None` adds nothing.
-    pub fn write(&mut self, name: &'static str, part: Option<Part>) -> &mut Self {
+    pub fn write(&mut self, name: PartName, part: Option<Part>) -> &mut Self {
         if let Some(part) = part {
-            self.writes.push((name, part));
+            self.writes.push((name.as_str(), part));
         }
         self
     }
 
     /// A query (its own `$1`, `$2`, ...) whose rows are read back as `name`. `None` adds
     /// nothing.
-    pub fn read(&mut self, name: &'static str, query: Option<Part>) -> &mut Self {
+    pub fn read(&mut self, name: PartName, query: Option<Part>) -> &mut Self {
         if let Some(query) = query {
-            self.reads.push((name, query));
+            self.reads.push((name.as_str(), query));
         }
         self
     }

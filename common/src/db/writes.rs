@@ -57,6 +57,40 @@ impl Part {
     }
 }
 
+/// The name of a part of a batch statement, by which its rows are read back: declared once as a
+/// constant and used for both, so a part cannot be asked for under a name it was never given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartName(&'static str);
+
+impl PartName {
+    /// `name` must be a plain lower-case SQL identifier; anything else fails to compile where
+    /// the constant is declared.
+    pub const fn new(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        assert!(!bytes.is_empty(), "a part name is not empty");
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b.is_ascii_lowercase() || b == b'_' || (i > 0 && b.is_ascii_digit()),
+                "a part name is a plain lower-case SQL identifier"
+            );
+            i += 1;
+        }
+        Self(name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for PartName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// Parts to run as one statement, in the order added.
 #[derive(Debug, Default)]
 pub struct Writes {
@@ -73,19 +107,19 @@ pub struct Counts {
 
 impl Counts {
     /// Rows `name` returned; 0 for a part that was not added.
-    pub fn get(&self, name: &str) -> i64 {
-        self.rows.get(name).copied().unwrap_or_default()
+    pub fn get(&self, name: PartName) -> i64 {
+        self.rows.get(name.0).copied().unwrap_or_default()
     }
 
     /// The ids `name` returned (see [`Part::collecting_ids`]), in ascending order.
-    pub fn take_ids(&mut self, name: &str) -> Vec<i64> {
-        self.ids.remove(name).unwrap_or_default()
+    pub fn take_ids(&mut self, name: PartName) -> Vec<i64> {
+        self.ids.remove(name.0).unwrap_or_default()
     }
 
     /// The message ids `name` returned (see [`Part::collecting_message_ids`]), in the order of
     /// its ids.
-    pub fn take_message_ids(&mut self, name: &str) -> Vec<uuid::Uuid> {
-        self.message_ids.remove(name).unwrap_or_default()
+    pub fn take_message_ids(&mut self, name: PartName) -> Vec<uuid::Uuid> {
+        self.message_ids.remove(name.0).unwrap_or_default()
     }
 }
 
@@ -96,9 +130,9 @@ impl Writes {
 
     /// Adds `part` under `name` (a plain SQL identifier). `None` adds nothing: an empty set of
     /// rows writes nothing.
-    pub fn add(&mut self, name: &'static str, part: Option<Part>) -> &mut Self {
+    pub fn add(&mut self, name: PartName, part: Option<Part>) -> &mut Self {
         if let Some(part) = part {
-            self.parts.push((name, part));
+            self.parts.push((name.0, part));
         }
         self
     }
@@ -121,12 +155,12 @@ impl Writes {
         for (name, ids, message_ids) in &names {
             columns.push(format!("(SELECT count(*) FROM {name}) AS {name}"));
             if *ids {
-                columns.push(format!("{} AS {name}_ids", ids_of(name, "id")));
+                columns.push(format!("{} AS {name}_ids", ids_of(PartName(name), "id")));
             }
             if *message_ids {
                 columns.push(format!(
                     "{} AS {name}_message_ids",
-                    ids_of(name, "message_id")
+                    ids_of(PartName(name), "message_id")
                 ));
             }
         }
@@ -185,7 +219,7 @@ impl Writes {
 }
 
 /// The `column` of every row the part `name` returned, as an array in the order of its `id`s.
-pub fn ids_of(name: &str, column: &str) -> String {
+pub fn ids_of(name: PartName, column: &str) -> String {
     format!("(SELECT coalesce(array_agg({column} ORDER BY id), '{{}}') FROM {name})")
 }
 
@@ -229,19 +263,25 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "plain lower-case SQL identifier")]
+    fn a_part_name_that_is_no_plain_identifier_is_refused() {
+        let _ = PartName::new("orders; DROP TABLE x");
+    }
+
+    #[test]
     fn parts_become_named_ctes_with_their_values_in_order() {
         let mut writes = Writes::new();
         writes
             .add(
-                "a",
+                PartName::new("a"),
                 Some(Part::new(
                     "INSERT INTO t (x) VALUES ($1) RETURNING 1",
                     vec![1.into()],
                 )),
             )
-            .add("skipped", None)
+            .add(PartName::new("skipped"), None)
             .add(
-                "b",
+                PartName::new("b"),
                 Some(Part::new(
                     "UPDATE u SET y = $1 WHERE z = $2 RETURNING 1",
                     vec![2.into(), 3.into()],

@@ -20,11 +20,12 @@ use uuid::Uuid;
 use super::consumer::{HandleError, MessageHandler};
 use super::envelope::{Envelope, OutgoingMessage};
 use super::inbox::{self, Handled};
-use super::outbox::{self, Enqueued};
-use crate::db::{Loaded, Reads, Writes};
+use super::outbox::{self, Enqueued, OUTBOX};
+use crate::db::{Loaded, PartName, Reads, Writes};
 
 /// Name of the inbox read in a batch's [`Reads`].
-const SEEN: &str = "seen";
+const SEEN: PartName = PartName::new("seen");
+const INBOX: PartName = PartName::new("inbox");
 
 /// What a participant adds to the shared shape. Every `Participant` is a [`MessageHandler`]
 /// that runs its batches through [`handle`].
@@ -166,13 +167,13 @@ async fn finish<C>(
         .collect();
     let mut outbox = outbox::Insert::new(&outgoing, None)?;
     writes
-        .add("outbox", outbox.part())
-        .add("inbox", inbox::record_part(consumer, &handled)?);
+        .add(OUTBOX, outbox.part())
+        .add(INBOX, inbox::record_part(consumer, &handled)?);
     let mut counts = writes.execute(txn).await?;
-    if counts.get("inbox") != handled.len() as i64 {
+    if counts.get(INBOX) != handled.len() as i64 {
         return Err(HandleError::Transient(
             "another delivery of a command in this batch was handled at the same time".into(),
         ));
     }
-    Ok(outbox.written_in(&mut counts, "outbox"))
+    Ok(outbox.written_in(&mut counts))
 }

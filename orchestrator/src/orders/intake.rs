@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use saga_common::batching::Batches;
-use saga_common::db::{Writes, writes};
-use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
+use saga_common::db::{PartName, Writes, writes};
+use saga_common::messaging::outbox::{Enqueued, OUTBOX, RelayWakeup};
 use saga_common::shutdown::Shutdown;
 
 use super::model::Order;
@@ -250,21 +250,22 @@ async fn write_all(
         .map(|p| (&p.order, &p.first.step))
         .collect();
     let plans: Vec<Plan> = placements.iter().map(|p| p.first.clone()).collect();
-    const PLACED: &str = "SELECT order_id FROM placed";
+    const PLACED: PartName = PartName::new("placed");
+    let placed_ids = format!("SELECT order_id FROM {PLACED}");
     let mut writes = Writes::new();
-    writes.add("placed", store::insert_part(&orders)?);
-    let (outbox, _) = engine::stage(&mut writes, &plans, &[], Some(PLACED))?;
+    writes.add(PLACED, store::insert_part(&orders)?);
+    let (outbox, _) = engine::stage(&mut writes, &plans, &[], Some(&placed_ids))?;
     // Without messages there is no outbox part, and `FROM outbox` would read the table.
     let (ids, message_ids) = if plans.iter().all(|p| p.messages.is_empty()) {
         ("'{}'::bigint[]".to_owned(), "'{}'::uuid[]".to_owned())
     } else {
         (
-            writes::ids_of(engine::OUTBOX, "id"),
-            writes::ids_of(engine::OUTBOX, "message_id"),
+            writes::ids_of(OUTBOX, "id"),
+            writes::ids_of(OUTBOX, "message_id"),
         )
     };
     let select = format!(
-        "SELECT (SELECT coalesce(array_agg(order_id), '{{}}') FROM placed) AS placed, \
+        "SELECT (SELECT coalesce(array_agg(order_id), '{{}}') FROM {PLACED}) AS placed, \
          {ids} AS outbox, {message_ids} AS message_ids"
     );
     let rows = writes.query(db, &select).await?;

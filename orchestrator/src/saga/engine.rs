@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 use uuid::Uuid;
 
-use saga_common::db::Writes;
-use saga_common::messaging::outbox::{self, Enqueued};
+use saga_common::db::{PartName, Writes};
+use saga_common::messaging::outbox::{self, Enqueued, OUTBOX};
 
 use super::machine::SagaEvent;
 use super::plan::{ApplyError, Plan, Trigger, plan};
@@ -34,8 +34,8 @@ pub enum Applied {
 }
 
 /// Names of the parts [`stage`] adds.
-const SAGAS: &str = "sagas";
-pub const OUTBOX: &str = "outbox";
+const SAGAS: PartName = PartName::new("sagas");
+const TIMELINE: PartName = PartName::new("timeline");
 
 /// Adds `plans` (several may be successive steps of one saga, in order) to `writes`: the saga
 /// rows of the steps after a first one (a first step's columns go into its order's insert, see
@@ -98,7 +98,7 @@ pub fn stage(
     let mut outbox = outbox::Insert::new(&messages, sagas)?;
     writes
         .add(SAGAS, store::advance_part(&advances)?)
-        .add("timeline", timeline::transitions_part(&transitions, sagas)?)
+        .add(TIMELINE, timeline::transitions_part(&transitions, sagas)?)
         .add(OUTBOX, outbox.part());
     Ok((outbox, advances.len()))
 }
@@ -133,7 +133,7 @@ pub async fn write(
     if counts.get(SAGAS) != advanced as i64 {
         return Ok(None);
     }
-    enqueued.extend(outbox.written_in(&mut counts, OUTBOX));
+    enqueued.extend(outbox.written_in(&mut counts));
     Ok(Some(enqueued))
 }
 

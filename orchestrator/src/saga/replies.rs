@@ -17,7 +17,7 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use saga_common::contracts::Reply;
-use saga_common::db::{self, Reads};
+use saga_common::db::{self, PartName, Reads};
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
@@ -31,8 +31,8 @@ use crate::configuration::SagaSettings;
 /// Inbox consumer name.
 pub const CONSUMER: &str = "orchestrator";
 
-const CLAIMED: &str = "claimed";
-const SAGAS: &str = "sagas";
+const CLAIMED: PartName = PartName::new("claimed");
+const SAGAS: PartName = PartName::new("sagas");
 
 pub struct SagaReplies {
     pub settings: SagaSettings,

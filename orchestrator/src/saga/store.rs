@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use saga_common::db::{self, Loaded, Part};
+use saga_common::db::{self, Loaded, Part, PartName};
 
 use super::machine::SagaState;
 
@@ -141,7 +141,7 @@ pub fn lock_read(order_ids: &[Uuid]) -> Part {
 }
 
 /// The sagas a [`lock_read`] named `name` returned.
-pub fn sagas(loaded: &mut Loaded, name: &str) -> Result<Vec<Saga>, DbErr> {
+pub fn sagas(loaded: &mut Loaded, name: PartName) -> Result<Vec<Saga>, DbErr> {
     loaded
         .take::<SagaRow>(name)?
         .into_iter()

@@ -6,6 +6,7 @@
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 
+use crate::db::PartName;
 use crate::db::writes::Counts;
 use crate::db::{self, Part, stmt};
 use crate::messaging::envelope::{Envelope, OutgoingMessage};
@@ -79,9 +80,12 @@ pub async fn enqueue_all(
 ) -> Result<Enqueued, DbErr> {
     let mut insert = Insert::new(messages, None)?;
     let mut writes = crate::db::Writes::new();
-    writes.add("outbox", insert.part());
-    Ok(insert.written_in(&mut writes.execute(db).await?, "outbox"))
+    writes.add(OUTBOX, insert.part());
+    Ok(insert.written_in(&mut writes.execute(db).await?))
 }
+
+/// The name under which a batch statement writes its outbox rows.
+pub const OUTBOX: PartName = PartName::new("outbox");
 
 /// One row of an outbox insert.
 #[derive(Serialize)]
@@ -167,10 +171,10 @@ impl Insert {
     }
 
     /// The rows written, with their content, from the counts of the `Writes` that ran the
-    /// part under `name`.
-    pub fn written_in(self, counts: &mut Counts, name: &str) -> Enqueued {
-        let ids = counts.take_ids(name);
-        let message_ids = counts.take_message_ids(name);
+    /// part under [`OUTBOX`].
+    pub fn written_in(self, counts: &mut Counts) -> Enqueued {
+        let ids = counts.take_ids(OUTBOX);
+        let message_ids = counts.take_message_ids(OUTBOX);
         self.written(ids, message_ids)
     }
 

@@ -21,7 +21,7 @@ mod wakeup;
 
 #[cfg(feature = "testing")]
 pub use enqueue::enqueue_all;
-pub use enqueue::{Enqueued, Insert, resend};
+pub use enqueue::{Enqueued, Insert, OUTBOX, resend};
 pub use relay::{Relay, RelayError};
 #[cfg(feature = "testing")]
 pub use scan::{READ_IDS, SCAN};

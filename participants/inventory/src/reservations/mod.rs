@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use saga_common::contracts::{RejectionReason, ReserveStock, StockLine};
-use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
+use saga_common::db::{self, Loaded, Part, PartName, Reads, Writes, stmt};
 use saga_common::http::query::{OrderFilter, Params};
 use saga_common::http::{ApiError, ErrorBody};
 
@@ -159,9 +159,11 @@ pub struct Decided {
     pub writes: Writes,
 }
 
-const RESERVATIONS: &str = "reservations";
-const LINES: &str = "lines";
-const PRODUCTS: &str = "products";
+const RESERVATIONS: PartName = PartName::new("reservations");
+const LINES: PartName = PartName::new("lines");
+const PRODUCTS: PartName = PartName::new("products");
+const STOCK: PartName = PartName::new("stock");
+const RELEASES: PartName = PartName::new("releases");
 
 /// Adds to `reads` what `commands` need: the reservations of their orders, locked (`FOR NO KEY
 /// UPDATE`, in order id order); when some are releases, the lines of their orders (what a
@@ -239,10 +241,10 @@ pub fn decide(loaded: &mut Loaded, commands: &[&StockCommand]) -> Result<Decided
     let (reservations, lines) = insert_parts(&changes.new_reservations)?;
     let mut writes = Writes::new();
     writes
-        .add("stock", products::adjust_part(&changes.stock_deltas)?)
-        .add("reservations", reservations)
-        .add("lines", lines)
-        .add("releases", released_part(&changes.released));
+        .add(STOCK, products::adjust_part(&changes.stock_deltas)?)
+        .add(RESERVATIONS, reservations)
+        .add(LINES, lines)
+        .add(RELEASES, released_part(&changes.released));
     Ok(Decided { outcomes, writes })
 }
 

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use saga_common::contracts::DeclineReason;
-use saga_common::db::{self, Loaded, Part, Reads, Writes, stmt};
+use saga_common::db::{self, Loaded, Part, PartName, Reads, Writes, stmt};
 use saga_common::http::query::{OrderFilter, Params};
 use saga_common::http::{ApiError, ErrorBody};
 
@@ -89,8 +89,11 @@ pub fn read_for(reads: &mut Reads, commands: &[PaymentCommand]) {
         .read(ACCOUNTS, Some(accounts::lock_read(&customers)));
 }
 
-const PAYMENTS: &str = "payments";
-const ACCOUNTS: &str = "accounts";
+const PAYMENTS: PartName = PartName::new("payments");
+const ACCOUNTS: PartName = PartName::new("accounts");
+const BALANCES: PartName = PartName::new("balances");
+const CHARGES: PartName = PartName::new("charges");
+const REFUNDS: PartName = PartName::new("refunds");
 
 /// Decides `commands` in order with the [`Ledger`], against the rows [`read_for`] loaded. The
 /// caller runs the returned writes (balances, new payments, refunds) on the same transaction.
@@ -106,9 +109,9 @@ pub fn decide(loaded: &mut Loaded, commands: &[&PaymentCommand]) -> Result<Decid
     let changes = ledger.changes();
     let mut writes = Writes::new();
     writes
-        .add("balances", accounts::adjust_part(&changes.balance_deltas)?)
-        .add("charges", insert_part(&changes.new_payments)?)
-        .add("refunds", refunded_part(&changes.refunded));
+        .add(BALANCES, accounts::adjust_part(&changes.balance_deltas)?)
+        .add(CHARGES, insert_part(&changes.new_payments)?)
+        .add(REFUNDS, refunded_part(&changes.refunded));
     Ok(Decided { outcomes, writes })
 }
 
