@@ -92,19 +92,11 @@ impl MigrationTrait for CreateInbox {
     }
 }
 
-/// What is still to be published moves out of the outbox's rows into `outbox_pending`, a row of
-/// an id and a time per message, deleted once the broker confirmed it. Marking a message sent
-/// used to be an update of its outbox row (`published_at`): a second copy of the whole row, and,
-/// as the column is in the partial index's predicate, never a HOT update, so a new entry in each
-/// of its other indexes (the key, and in the orchestrator `outbox_by_message_id`). A pending row
-/// costs a narrow insert and one key entry when written, and its delete writes a few bytes of WAL
-/// and no index entry; the outbox's rows are written once and never change (docs/benchmarks.md).
-///
-/// The pending rows are written by a trigger, once per statement, from the rows it inserted:
-/// whoever writes to the outbox (a service, a resend, an instance still running the code from
-/// before this migration during an upgrade, an operator by hand), the row is pending until a
-/// relay publishes it. Had the writers to add them, a writer that forgot, or an old one, would
-/// leave a message nobody ever sends.
+/// What is still to be published moves out of the outbox's rows into `outbox_pending` (an id and
+/// a time per message, deleted once confirmed), so marking a message sent no longer rewrites the
+/// whole outbox row and its index entries; the outbox's rows are written once and never change.
+/// A trigger writes the pending rows, so whoever writes to the outbox (an old instance during an
+/// upgrade, an operator by hand) cannot leave a message that nobody sends.
 pub struct SplitOutboxPending;
 
 impl MigrationName for SplitOutboxPending {
