@@ -2,18 +2,11 @@
 //! within a short linger. The order intake batches `POST /api/orders` requests with it, and
 //! every consumer its deliveries.
 //!
-//! A batch is at least one item and at most `size`. A quiet stream's item goes the moment it
-//! arrives (a batch of one); once the stream is busy (its last batch held more than one item), a
-//! batch that is not already full waits `linger` and takes what arrived meanwhile. Why wait: a
-//! batch's fixed costs (a transaction, its commit's WAL flush, the relay's publish and its
-//! confirm, a wake-up of every process on the way) are most of what a small one costs
-//! (docs/benchmarks.md, "The consumers' linger" and "The intake linger").
-//!
-//! Why sleep through the linger rather than wait on the stream: a task waiting on the stream is
-//! woken by every item that arrives; a sleeping one is woken once, by its timer, and the loop is
-//! simpler. The benchmark found no difference in the fleet's CPU either way (docs/benchmarks.md,
-//! "One wake-up per linger"), so the wake-ups are not worth more than that. What it gives up: a
-//! batch that fills during the linger, or a stream that ends during it, waits for the linger's end.
+//! A quiet stream's item goes the moment it arrives (a batch of one); once the stream is busy
+//! (its last batch held more than one item), a batch not yet full waits `linger`, because a
+//! batch's fixed costs (a transaction, a commit, a publish and its confirm) are most of what a
+//! small one costs. The linger is slept through rather than waited on the stream, so the task is
+//! woken once, not by every item; the price is that a batch filling early still waits it out.
 
 use std::time::Duration;
 

@@ -80,12 +80,8 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// How long a request waits for a pooled connection before failing (and readiness turning red).
     pub acquire_timeout_ms: u64,
-    /// A pooled connection idle for longer than this is checked (a round trip) before it is
-    /// handed out; one used more recently is not. Under load every connection is in use every
-    /// few milliseconds, so the check was a round trip per transaction that found nothing. A
-    /// connection the database ended within that time (a restart) is found by the statement
-    /// that uses it, which fails as "unavailable": a consumer holds its message and tries
-    /// again, the HTTP API answers 503, and the pool replaces the connection.
+    /// A pooled connection idle longer than this is checked before it is handed out; checking
+    /// busy ones would cost a round trip per transaction and find nothing.
     #[serde(default = "default_check_idle_after_ms")]
     pub check_idle_after_ms: u64,
 }
@@ -114,29 +110,16 @@ fn default_batch_linger_ms() -> u64 {
 pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost); shown masked.
     pub url: SecretUrl,
-    /// Unacknowledged deliveries the broker may push to each consuming channel. Sized to the
-    /// pipeline: a batch being applied and the next one already waiting (twice `batch_size`),
-    /// so a channel never idles between batches.
+    /// Unacknowledged deliveries pushed to each consuming channel; twice `batch_size`, so the
+    /// next batch is waiting while one is applied.
     pub prefetch: u16,
     /// Consuming channels, each applying one batch at a time on its own database connection.
     pub concurrency: usize,
-    /// Most deliveries applied on one database transaction. A batch takes what has already
-    /// arrived (and, on a busy channel, what arrives within `batch_linger_ms`), so a quiet
-    /// consumer handles each delivery at once, alone. The cap matters when a backlog has built
-    /// up (after a pause, a restart, a burst): one channel drains at most this many deliveries
-    /// per batch's commit, and a full batch costs less per delivery than a small one. 128
-    /// worked a backlog off twice as fast as 32 at 80 % of the peak (docs/benchmarks.md,
-    /// "Working off a backlog"); 256 was no faster.
+    /// Most deliveries applied on one database transaction; it bounds how fast a channel works
+    /// off a backlog, since a full batch costs less per delivery than a small one.
     pub batch_size: usize,
-    /// Under load (the channel's last batch held more than one delivery), how long a batch
-    /// waits for more deliveries before it is applied; 0 never waits. A quiet channel does not
-    /// wait (after a busy spell, one delivery may wait once), and a batch already full does not;
-    /// any other waits the whole linger, woken once by its timer rather than by each delivery
-    /// (`crate::batching`). The broker pushes no more than `prefetch` unacknowledged
-    /// deliveries, so a `prefetch` at or under `batch_size` leaves a batch waiting for
-    /// deliveries that cannot come. 2 ms cut the CPU per saga by a fifth at 80 % of the peak
-    /// and the end-to-end p99 with it; 5 ms batched more but added more wait than it saved
-    /// (docs/benchmarks.md, "The consumers' linger").
+    /// How long a busy channel's batch waits to fill (0 never waits), for fewer commits under
+    /// load; with `prefetch` at or under `batch_size` it waits for deliveries that cannot come.
     #[serde(default = "default_batch_linger_ms")]
     pub batch_linger_ms: u64,
     /// Upper bound of the reconnect backoff.
@@ -161,16 +144,14 @@ impl Default for AmqpSettings {
 pub struct OutboxSettings {
     /// Messages published per relay round (confirms for a whole batch are awaited together).
     pub batch_size: u32,
-    /// How often the relay scans for rows no commit named to it (left by a crash, or by another
-    /// instance); commits in this process hand their rows over at once.
+    /// How often the relay scans for rows no commit handed to it (left by a crash or another
+    /// instance).
     pub poll_interval_ms: u64,
-    /// How old an unpublished row must be for the scan to take it: younger rows belong to the
-    /// instance that wrote them, which publishes them itself.
+    /// How old an unpublished row must be for the scan to take it; younger ones are their
+    /// writer's to publish.
     pub orphan_age_ms: u64,
-    /// How long rows the broker confirmed wait to be marked sent, so that one statement marks
-    /// all that were confirmed meanwhile (at most a minute; sooner when 5,000 wait). Longer
-    /// costs fewer statements; what a crash leaves unmarked is published again (and absorbed by
-    /// the receivers' inboxes), so about this long's worth of messages is sent twice.
+    /// How long confirmed rows wait to be marked sent, so one statement marks many; a crash
+    /// resends about this long's worth of messages, which the receivers' inboxes absorb.
     pub mark_delay_ms: u64,
     /// How long the broker may take to confirm a batch before the relay reconnects and resends it.
     pub confirm_timeout_ms: u64,
@@ -184,7 +165,7 @@ impl Default for OutboxSettings {
             batch_size: 200,
             poll_interval_ms: 500,
             orphan_age_ms: 5_000,
-            // A mark is a transaction of its own: one every 100 ms stays a small share of them.
+            // A mark is a transaction of its own; marking in batches keeps them a small share.
             mark_delay_ms: 100,
             confirm_timeout_ms: 30_000,
             max_batches_in_flight: 8,
@@ -192,12 +173,11 @@ impl Default for OutboxSettings {
     }
 }
 
-/// Retries of transient failures through the delay queues `<queue>.retry.<delay>ms`
-/// (`common/src/messaging/consumer.rs`).
+/// Retries of transient failures through the delay queues `<queue>.retry.<delay>ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RetrySettings {
-    /// Attempts a message gets in all, the first delivery included, before a transient failure
-    /// dead-letters it as `retries_exhausted`.
+    /// Attempts in all, the first delivery included, before a transient failure dead-letters
+    /// the message as `retries_exhausted`.
     pub max_attempts: u32,
     /// Wait before the first retry; each later retry waits twice as long as the one before.
     pub base_delay_ms: u64,
@@ -221,8 +201,8 @@ impl RetrySettings {
         self.max_attempts.max(1)
     }
 
-    /// The wait after the `failures`-th failed attempt (1 for the first failure): base, 2 x base,
-    /// 4 x base, ... capped at `max_delay_ms`. Never zero: a zero TTL would be a hot loop.
+    /// The wait after the `failures`-th failed attempt (from 1): base doubled each time, capped
+    /// at `max_delay_ms`, never zero (a zero TTL would be a hot loop).
     pub fn delay_after(&self, failures: u32) -> Duration {
         let base = self.base_delay_ms.max(1);
         let factor = 1_u64
@@ -242,12 +222,11 @@ impl RetrySettings {
     }
 }
 
-/// The operator endpoints under `/api/admin` (`common/src/http/admin.rs`).
+/// The operator endpoints under `/api/admin`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminSettings {
-    /// Bearer token the admin routes require (`APP__ADMIN__TOKEN`). Empty (the default) disables
-    /// them: they answer 403 `admin_disabled`; an unset token never means open access.
-    /// Never serialised, so it cannot leak through a dump of the settings.
+    /// Bearer token the admin routes require; empty (the default) disables them (403), so an
+    /// unset token never means open access. Never serialised.
     #[serde(skip_serializing, default)]
     pub token: SecretString,
 }
@@ -259,7 +238,6 @@ impl AdminSettings {
         }
     }
 
-    /// Whether a token is configured at all.
     pub fn enabled(&self) -> bool {
         !self.token.expose_secret().is_empty()
     }
@@ -272,10 +250,10 @@ pub struct ServiceSettings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub outbox: OutboxSettings,
-    /// Retries of transient failures; `#[serde(default)]` keeps older config files valid.
+    /// `#[serde(default)]` keeps older config files valid.
     #[serde(default)]
     pub retry: RetrySettings,
-    /// Operator endpoints; only holds a secret, so it is never serialised with a value.
+    /// Only holds a secret, so it is never serialised with a value.
     #[serde(default)]
     pub admin: AdminSettings,
     /// Log filter in `tracing` env-filter syntax.

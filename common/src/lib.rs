@@ -1,21 +1,15 @@
 //! Building blocks shared by the orchestrator and the participants.
 //!
-//! - [`configuration`]: typed, layered settings (defaults, optional TOML file, `APP__` variables).
-//! - [`telemetry`]: the JSON (bunyan) tracing subscriber, built once per process.
-//! - [`db`]: PostgreSQL connection pool and error helpers.
-//! - [`migration`]: the outbox (with its pending rows) and inbox tables every service database
-//!   carries.
-//! - [`contracts`]: message types and payloads exchanged over RabbitMQ: the one place both sides agree on.
-//! - [`messaging`]: envelope, topology, broker supervisor, consumer loop (retries through delay
-//!   queues, dead letters), transactional outbox and inbox, dead-letter administration.
-//! - [`http`]: the JSON error at the edge, strict extractors, health probes, correlation ids, Swagger
-//!   UI, and the token-guarded admin routes.
-//! - [`service`]: the one service skeleton: a service names its settings, migrations, handler,
-//!   routes and tasks; start-up, serving, messaging, shutdown and `main` are written there once.
-//! - [`secret`]: connection URLs that carry passwords, masked wherever they are shown.
-//! - [`shutdown`]: the stop signal handed to every long-running task.
-//! - [`batching`]: batches taken from a stream, with a linger when busy (the consumers and the
-//!   order intake).
+//! - [`service`]: the one service skeleton; a service names its settings, migrations, handler,
+//!   routes and tasks, and start-up, serving, messaging, shutdown and `main` live there once.
+//! - [`configuration`]: typed, layered settings; [`telemetry`]: the JSON tracing subscriber.
+//! - [`db`] and [`migration`]: the connection pool, error helpers, and the outbox and inbox
+//!   tables every service database carries.
+//! - [`contracts`]: the messages exchanged over RabbitMQ, the one place both sides agree on.
+//! - [`messaging`]: envelope, topology, broker session, consumer loop, outbox, inbox and
+//!   dead letters.
+//! - [`http`]: the JSON error, extractors, health, Swagger UI and the admin routes.
+//! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.
 //! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.
 
 pub mod batching;

@@ -1,12 +1,10 @@
-//! Test isolation against the real servers: every test gets its own PostgreSQL databases and its
-//! own RabbitMQ vhost, so tests run in parallel and never see what another test (or an earlier
-//! run) left behind. A [`TestVhost`] deletes itself when dropped; `deploy/test.sh` drops the
-//! `sagatest_*` databases and the `sagatest-*` vhosts that crashed runs left.
+//! Test isolation against the real servers: every test gets its own PostgreSQL databases and
+//! RabbitMQ vhost, so tests run in parallel and never see another's leftovers. A [`TestVhost`]
+//! deletes itself when dropped; `deploy/test.sh` drops what crashed runs left.
 //!
-//! Where the servers are comes from `SAGA_TEST_DATABASE_URL` (an admin URL, default
-//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`), `SAGA_TEST_AMQP_URL` (without vhost,
-//! default `amqp://guest:guest@127.0.0.1:5672`) and `SAGA_TEST_RABBITMQ_API` (default
-//! `http://127.0.0.1:15672`, user guest/guest).
+//! The servers are found through `SAGA_TEST_DATABASE_URL` (an admin URL),
+//! `SAGA_TEST_AMQP_URL` (without vhost) and `SAGA_TEST_RABBITMQ_API`; the defaults are the
+//! local servers with the stock credentials.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -192,12 +190,9 @@ impl TestVhost {
     }
 }
 
-/// Deletes the vhost when the test is done with it. Every vhost holds broker file handles (its
-/// message stores two, each quorum work queue three, from the moment it is declared), and a
-/// broker out of handles stops creating vhosts at all: with the 1,024 descriptors Debian's
-/// RabbitMQ gets, the vhosts left behind by one full test run were enough to wedge it for every
-/// later test. Deleting is blocking work in `drop`, so it runs on a thread of its own with its
-/// own small runtime; a vhost already deleted by the test (404) or an unreachable API is fine.
+/// Deletes the vhost when the test is done with it: every vhost holds broker file handles, and
+/// the vhosts one full test run left behind could exhaust them and wedge the broker. Blocking
+/// work in `drop`, so it runs on a thread with its own runtime; a 404 or no API is fine.
 impl Drop for TestVhost {
     fn drop(&mut self) {
         let url = format!("{}/api/vhosts/{}", self.api.base, self.name);
@@ -458,9 +453,8 @@ pub async fn service_settings(
     settings.database.url = create_database(label).await.into();
     settings.amqp.url = vhost.amqp_url.as_str().into();
     settings.shutdown_grace_ms = 2_000;
-    // Every writer hands its outbox rows to the relay on commit; the scan for orphans is only
-    // for rows a crashed writer left. Never reaching that age here, a message that only the
-    // scan would find is never published, and the test waiting for it fails.
+    // Orphan rows are never old enough here, so a message only the scan would find is never
+    // published: a writer that forgot to hand its rows to the relay fails its test.
     settings.outbox.orphan_age_ms = 3_600_000;
     settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
     settings

@@ -10,7 +10,6 @@ pub struct Settings {
     #[serde(flatten)]
     pub service: ServiceSettings,
     pub saga: SagaSettings,
-    /// How `POST /api/orders` writes (`APP__INTAKE__...`).
     pub intake: IntakeSettings,
 }
 

@@ -26,25 +26,16 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(settings.min_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        // sqlx pings a connection before handing it out unless told otherwise: a round trip per
-        // transaction (and per relay mark), on top of the one it always makes when the
-        // connection comes back. Only connections idle for a while are checked now; a dead one
-        // used sooner fails its statement as `is_unavailable`.
+        // sqlx otherwise pings every connection before handing it out, a round trip per
+        // transaction; a dead one used sooner fails its statement as `is_unavailable`.
         .test_before_acquire_if_idle_for(Duration::from_millis(settings.check_idle_after_ms))
         // sqlx logs every statement at info; that is noise in JSON logs.
         .sqlx_logging(false)
-        // Every statement is prepared once per connection and planned once: its generic plan
-        // serves every later execution. Planning afresh each time (`force_custom_plan`) cost
-        // about as much as executing the hot statements, a quarter of the database's CPU per
-        // saga (docs/benchmarks.md). A generic plan is made the first time a connection runs
-        // the statement, often on a nearly empty table, and kept until the table's statistics
-        // change (for good where autovacuum is off), so the planner may not pick what only
-        // suits a small table: sequential and bitmap scans, hash and merge joins are off (used
-        // only where no index serves at all). Every statement of the fleet selects by indexed
-        // keys and none has an optional filter (`$1 IS NULL OR ...`, which a generic plan can
-        // only serve by scanning a whole index): queries with optional filters are written out
-        // per filter present. JIT compilation is off: it never pays for statements this short,
-        // and a plan that had to keep a disabled scan looks expensive enough to trigger it.
+        // Each statement is planned once per connection: planning afresh cost about as much as
+        // running the hot statements. A generic plan is often made on a nearly empty table and
+        // kept, so scans and joins that only suit small tables are off; every statement selects
+        // by indexed keys and has no optional filter (`$1 IS NULL OR ...`). JIT never pays for
+        // statements this short.
         .map_sqlx_postgres_opts(|options| {
             options.options([
                 ("plan_cache_mode", "force_generic_plan"),
@@ -76,12 +67,9 @@ pub fn lock_order<T: Ord>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
     keys
 }
 
-/// True when `error` says the database is out of reach rather than that the statement was
-/// wrong: no connection could be had, or the one used was lost (the server shut down or
-/// restarted, SQLSTATE class 08 but 08P01, or 57P01–57P03, or the socket failed). The caller may
-/// try again later; the HTTP API answers 503. A write whose connection failed may or may not
-/// have committed, as with any lost connection: `POST /api/orders` takes an `Idempotency-Key`
-/// so that a client can retry it safely.
+/// True when `error` says the database is out of reach (no connection, or the one used was
+/// lost: SQLSTATE class 08 but 08P01, 57P01–57P03, a failed socket) rather than that the
+/// statement was wrong: the caller may try again later; the HTTP API answers 503.
 pub fn is_unavailable(error: &DbErr) -> bool {
     if matches!(error, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
         return true;
@@ -160,13 +148,9 @@ where
 /// `jsonb_to_recordset($n::jsonb) AS r(column type, ...)` (the cast is required: the parameter
 /// is text).
 ///
-/// This is how every batch is written: one statement, and one prepared plan, for any number of
-/// rows, where a `VALUES` list would be a new statement (and a new plan) for every batch size.
-/// Typed arrays with `unnest` were the alternative; sea-query panics on an array holding a NULL,
-/// and many of the columns written this way are nullable. Id lists, which never hold NULL, go as
-/// arrays (`= ANY($n)`). Text rather than a `jsonb` value: sea-orm's JSON value is a
-/// `serde_json::Value` tree, which would be built from the rows and then written out as text
-/// anyway; PostgreSQL parses the same text either way.
+/// One statement and one prepared plan for any number of rows, where a `VALUES` list would be
+/// a new plan per batch size. Not `unnest` of typed arrays: sea-query panics on an array holding
+/// a NULL, and many of these columns are nullable (id lists, never NULL, go as `= ANY($n)`).
 pub fn rows<T: Serialize>(rows: &[T]) -> Result<Value, DbErr> {
     serde_json::to_string(rows)
         .map(Value::from)

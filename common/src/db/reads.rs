@@ -1,14 +1,9 @@
-//! Everything a batch reads before it decides, as one statement.
-//!
-//! A batch needs several sets of rows (the inbox's record of its messages, the rows it will
-//! change, locked), each depending only on the batch's ids. They go to PostgreSQL as the scalar
-//! subqueries of one `SELECT`, each turning its rows into a JSON array:
-//! `SELECT (SELECT coalesce(json_agg(r), '[]')::text FROM (<query>) r) AS a, ...`, one round trip
-//! instead of one per set. The subqueries run in the order added, so the row locks they take
-//! (`FOR NO KEY UPDATE` inside a query) are taken in that order; every batch of a service adds
-//! them in the same order and locks in key order within each, so batches never wait on each
-//! other in a circle. A data-modifying part may come first ([`Reads::write`]), read back by its
-//! `RETURNING` rows.
+//! Everything a batch reads before it decides, as one statement: each set of rows (the inbox's
+//! record, the rows it will change, locked) is a scalar subquery of one `SELECT` that turns its
+//! rows into a JSON array, one round trip instead of one per set. The subqueries run, and take
+//! their locks, in the order added; every batch of a service adds them in the same order and
+//! locks in key order, so batches never wait on each other in a circle. A data-modifying part
+//! may come first ([`Reads::write`]), read back by its `RETURNING` rows.
 
 use std::collections::HashMap;
 

@@ -1,20 +1,11 @@
-//! `/api/admin/*`: operator endpoints behind `Authorization: Bearer <admin.token>`.
+//! `/api/admin/*`: operator endpoints behind `Authorization: Bearer <admin.token>`: list,
+//! replay and delete this service's dead letters ([`crate::messaging::dead_letters`]).
 //!
-//! - `GET /api/admin/dead-letters?offset=&limit=`: a page of this service's DLQ; nothing is
-//!   consumed.
-//! - `POST /api/admin/dead-letters/replay` with `{"message_ids": [...]}` or `{"all": true}`:
-//!   republishes to the original exchange and routing key, then removes from the DLQ.
-//! - `DELETE /api/admin/dead-letters/{message_id}`.
-//!
-//! A service adds the routes with one line, `.merge(admin::router(SERVICE, queue, &settings))`,
-//! and their documentation with `modifiers(&AdminDocs)`. The work is done by
-//! [`crate::messaging::dead_letters`]. Other operator routes get the same guard from [`protect`].
-//!
-//! Authentication: when no token is configured the routes answer 403 `admin_disabled`, so a
-//! forgotten setting never means open access (refusing to start instead would take the whole
-//! service down over its least important feature). With a token, a missing or wrong bearer is
-//! 401 `unauthorized` with `WWW-Authenticate: Bearer`. The token is checked before anything
-//! else, body parsing included, and compared in time independent of where it differs.
+//! A service adds them with `.merge(admin::router(SERVICE, queue, &settings))` and documents
+//! them with `modifiers(&AdminDocs)`; other operator routes get the same guard from [`protect`].
+//! Without a configured token the routes answer 403 `admin_disabled`: a forgotten setting never
+//! means open access, and refusing to start would take the service down over its least
+//! important feature. A missing or wrong bearer is 401, checked before anything else.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,36 +1,13 @@
 //! The delivery loop shared by every service.
 //!
-//! A service consumes its queue on `amqp.concurrency` channels. Each channel handles its
-//! deliveries in batches, one batch at a time: whatever the broker has already pushed (up to
-//! `amqp.batch_size`) goes to the handler at once, on one database transaction, committed once.
-//! A busy consumer so pays one `BEGIN`/`COMMIT`, one WAL flush and a handful of statements per
-//! batch instead of per message, while a quiet one still handles each delivery the moment it
-//! arrives (a batch of one). A busy channel (its last batch held more than one delivery) also
-//! lets a batch wait `amqp.batch_linger_ms` for more (`crate::batching`). After the commit the
-//! whole batch is acknowledged with one multiple-ack of its last delivery tag: correct because a
-//! channel never has two batches in flight, so every earlier delivery on it has been settled
-//! already. The channel takes its next
-//! batch without waiting for that ack to be written; the acks are written in order (`AckChain`).
-//! Several channels, rather than several batches on one channel, are what lets batches overlap
-//! (one commits while the next is read and applied) without a multiple-ack covering a batch that
-//! has not committed.
-//!
-//! If a batch fails, it is rolled back as a whole and its deliveries are handled again one by
-//! one, each on its own transaction, so one bad message never takes its neighbours down with it
-//! and each failure is settled by its own kind:
-//!
-//! | Failure | What the consumer does |
-//! | --- | --- |
-//! | permanent (unparseable, unknown type, invalid payload, impossible transition) | publishes it to `<queue>.dlq` with headers saying why, then acks it |
-//! | transient, the database answers (a timeout, a lost race, a failing statement) | publishes it to the delay queue of its attempt, then acks it; the queue's TTL sends it back to the work queue later |
-//! | transient, `retry.max_attempts` reached | dead-letters it as `retries_exhausted` |
-//! | transient, the database does not answer | holds it (unacked, no attempt counted) until the database answers, then handles it again |
-//!
-//! Why delay queues rather than a nack with requeue: a requeued message is redelivered at once,
-//! so a failing message becomes a hot loop, and every requeue counts against the quorum queue's
-//! delivery limit. Why an outage is held rather than retried: it is the service that is sick,
-//! not the message; counting attempts would dead-letter the whole stream after a short outage.
-//! A held delivery stops its channel, so the consumer takes no new work meanwhile.
+//! Each of `amqp.concurrency` channels takes its deliveries in batches, one batch at a time:
+//! what the broker has pushed (up to `amqp.batch_size`) is applied on one transaction, committed
+//! once and acknowledged with one multiple-ack, which is exact because a channel never has two
+//! batches in flight. A failed batch is rolled back and its deliveries handled again one by one,
+//! so one bad message never takes its neighbours down: a permanent failure goes to
+//! `<queue>.dlq`, a transient one to a delay queue (a requeue would be a hot loop), and while the
+//! database does not answer a delivery is held without counting an attempt, since it is the
+//! service that is sick, not the message.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -96,14 +73,11 @@ impl From<sea_orm::DbErr> for HandleError {
 
 /// What a service does with its messages.
 pub trait MessageHandler: Send + Sync + 'static {
-    /// Applies `batch` (one message or more, in delivery order; the same message may appear
-    /// twice) on `txn`: the effects, the inbox rows and the outbox rows. The handler never
-    /// commits: the consumer does, and acknowledges the batch only after that. Any error fails
-    /// the whole batch; the consumer then rolls it back and offers each message again alone, so
-    /// a handler need not tell which message of a batch was at fault. Handlers write a batch
-    /// with set-based statements and lock the rows they change in one order (sorted keys), so
-    /// batches running side by side never deadlock. Returns the outbox rows it wrote, which
-    /// the relay publishes as soon as the batch has committed.
+    /// Applies `batch` (in delivery order; the same message may appear twice) on `txn`: the
+    /// effects, the inbox rows and the outbox rows; the consumer commits and acks. Any error
+    /// fails the whole batch, which the consumer then offers again one message at a time.
+    /// Handlers lock the rows they change in one order (sorted keys), so that batches running
+    /// side by side never deadlock.
     fn apply(
         &self,
         txn: &DatabaseTransaction,
@@ -111,8 +85,7 @@ pub trait MessageHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Enqueued, HandleError>> + Send;
 }
 
-/// Applies `batch` on a transaction of its own and commits it, handing its outbox rows to the
-/// relay that `wakeup` wakes.
+/// Applies `batch` on a transaction of its own, commits it and wakes the relay.
 pub async fn handle<H: MessageHandler>(
     db: &DatabaseConnection,
     wakeup: &RelayWakeup,
@@ -120,7 +93,6 @@ pub async fn handle<H: MessageHandler>(
     batch: &[Envelope],
 ) -> Result<(), HandleError> {
     let txn = db.begin().await?;
-    // On an error `txn` is dropped uncommitted, which rolls it back.
     let enqueued = handler.apply(&txn, batch).await?;
     wakeup.commit(txn, enqueued).await?;
     Ok(())
@@ -141,12 +113,10 @@ const MAX_ERROR_CHARS: usize = 2_000;
 pub(crate) struct ConsumerContext {
     pub service: String,
     pub queue: &'static str,
-    /// Confirm-mode channel used to move messages to the delay queues and the DLQ.
+    /// Confirm-mode channel that moves messages to the delay queues and the DLQ.
     pub publisher: Channel,
     pub wakeup: RelayWakeup,
-    /// Most deliveries applied on one transaction.
     pub batch_size: usize,
-    /// How long a busy channel's batch waits to fill (`amqp.batch_linger_ms`).
     pub batch_linger: Duration,
     pub retry: RetrySettings,
     /// Pinged after a transient failure to tell a database outage from a failing message.
@@ -160,8 +130,7 @@ pub(crate) async fn consume<H: MessageHandler>(
     handler: Arc<H>,
 ) {
     // A batch's fixed costs are most of what a small one costs, so a busy channel's batch
-    // waits `amqp.batch_linger_ms` to fill (`Batches`): without it a saga cost a quarter more
-    // CPU at 80 % of the peak than at the peak (docs/benchmarks.md, "The consumers' linger").
+    // waits `amqp.batch_linger_ms` to fill (`Batches`).
     let mut deliveries = Batches::new(consumer, context.batch_size, context.batch_linger);
     let mut acks = AckChain::default();
     while let Some(deliveries) = deliveries.next_batch().await {
@@ -204,9 +173,8 @@ struct Received {
 }
 
 impl Received {
-    /// The span the log lines of `envelope`, this delivery's, go to when it is handled alone.
-    /// Made only then: a span records each of its fields as a JSON value, and a delivery
-    /// handled in a batch logs under the batch's span and its envelope's own.
+    /// The span of this delivery's log lines when it is handled alone; made only then, since
+    /// a delivery handled in a batch logs under the batch's span.
     fn span(&self, envelope: &Envelope, context: &ConsumerContext) -> Span {
         tracing::info_span!(
             "handle_message",
@@ -280,22 +248,18 @@ async fn process<H: MessageHandler>(
 
 /// The multiple-acks of committed batches, sent in order without the channel waiting for them.
 ///
-/// lapin settles an ack only once its I/O thread has written the frame, through a task of its
-/// own per ack: waiting for that would add two thread crossings to every batch before the
-/// channel takes the next one. But two acks handed to lapin back to back may reach the socket
-/// in either order, and a multiple-ack overtaken by a later one names a tag the broker has
-/// already settled, for which it closes the channel. So each multiple-ack waits for the one
-/// before it, on a task of its own, and the channel goes on at once. Single-delivery settlements
-/// need no place in the chain: they name tags above every multiple-ack sent before them.
+/// Two acks handed to lapin back to back may reach the socket in either order, and a
+/// multiple-ack overtaken by a later one names a tag already settled, for which the broker
+/// closes the channel. So each multiple-ack waits for the one before it on a task of its own,
+/// and the channel goes on at once. Single settlements name higher tags and need no place here.
 #[derive(Default)]
 struct AckChain {
     last: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AckChain {
-    /// Acknowledges a committed batch with one multiple-ack of its highest delivery tag. Every
-    /// earlier delivery on the channel was settled, or its multiple-ack sent, before this batch
-    /// was taken, so the ack covers exactly this batch.
+    /// Acknowledges a committed batch with one multiple-ack of its highest delivery tag, which
+    /// covers exactly this batch: every earlier delivery was settled before it was taken.
     fn ack_all(&mut self, received: &[Received], span: Span) {
         let Some(last) = received.iter().max_by_key(|r| r.delivery.delivery_tag) else {
             return;
@@ -320,10 +284,8 @@ impl AckChain {
         }));
     }
 
-    /// Waits until every multiple-ack sent is written, so none is cut off when the consumer
-    /// stops and its connection closes. A consumer dropped instead (past the shutdown grace,
-    /// or when its session fails) leaves its last acks to their tasks, which race the
-    /// connection's end; an ack lost there is a redelivery, which the inbox absorbs.
+    /// Waits until every multiple-ack sent is written, so none is cut off when the connection
+    /// closes. An ack lost when a consumer is dropped instead is a redelivery the inbox absorbs.
     async fn written(self) {
         if let Some(last) = self.last {
             let _ = last.await;

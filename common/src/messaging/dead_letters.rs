@@ -1,22 +1,11 @@
-//! Dead-letter administration: list, replay and delete the messages in a work queue's DLQ. The
-//! admin API (`crate::http::admin`) puts these behind `/api/admin/dead-letters`.
+//! Dead-letter administration: list, replay and delete the messages in a work queue's DLQ,
+//! behind `/api/admin/dead-letters` (`crate::http::admin`).
 //!
-//! Each operation opens its own short-lived AMQP connection from the service's AMQP URL instead
-//! of borrowing a channel of the supervised connection. Admin requests are rare, so the extra
-//! handshake costs nothing that matters, and in exchange: `basic.get` and the messages it holds
-//! stay off the consumer's channels and prefetch; no handle has to be refreshed on every
-//! reconnect; and above all, if an operation dies halfway (timeout, broker hiccup, a bug), the
-//! connection closes and the broker puts back every message that was not explicitly acked.
-//!
-//! Reading is non-destructive: messages are taken with `basic.get` without auto-ack, and what is
-//! not acked is returned at the end with one `nack(multiple, requeue)`; RabbitMQ puts requeued
-//! messages back at their original position. An operation looks at no more messages than the DLQ
-//! held when it started (and at most [`MAX_SCAN`]), so a replayed message that fails again and
-//! comes back is not seen twice by one request.
-//!
-//! Replay is at least once: a message leaves the DLQ only after the broker confirmed its
-//! republished copy. Should the request die in between, the message is both replayed and still
-//! in the DLQ; replaying it again is a duplicate the consumer's inbox absorbs.
+//! Each operation opens a short-lived connection of its own rather than borrowing the
+//! supervised one: if it dies halfway, closing the connection puts back every message not
+//! explicitly acked. Reading takes messages with `basic.get` and returns them with one
+//! `nack(multiple, requeue)`, which keeps their order. Replay is at least once: a message leaves
+//! the DLQ only after the broker confirmed its copy, and a duplicate is absorbed by the inbox.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -36,8 +25,8 @@ use super::headers;
 use super::topology;
 use crate::secret::SecretUrl;
 
-/// Most messages one operation looks at: bounds the memory and time of a request on a DLQ that
-/// grew out of hand. Larger DLQs are worked through with repeated requests.
+/// Most messages one operation looks at (and never more than the DLQ held at its start, so a
+/// replayed message that fails again is not seen twice); bounds a request on a huge DLQ.
 pub const MAX_SCAN: u32 = 10_000;
 
 /// How long one operation may take before it is abandoned (and its connection closed, which
@@ -160,9 +149,8 @@ impl Session {
         self.unsettled.push(delivery.delivery_tag);
     }
 
-    /// Returns every kept delivery to the DLQ and closes the connection. Everything acked before
-    /// is gone from the channel's outstanding set, so one `multiple` nack up to the highest kept
-    /// tag returns exactly the kept ones.
+    /// Returns every kept delivery to the DLQ and closes the connection: one `multiple` nack up
+    /// to the highest kept tag returns exactly the kept ones, since the others were acked.
     async fn finish(self) -> Result<(), lapin::Error> {
         if let Some(highest) = self.unsettled.iter().max() {
             self.channel
@@ -363,9 +351,8 @@ impl DeadLetterQueue {
         ))
     }
 
-    /// The original exchange and routing key the consumer recorded; without them (the broker
-    /// dead-lettered it, or another producer put it there), the work queue itself through the
-    /// default exchange, which is where the message was when it failed.
+    /// The original exchange and routing key the consumer recorded; without them, the work
+    /// queue itself, where the message was when it failed.
     fn route(&self, delivery: &Delivery) -> (String, String) {
         let empty = FieldTable::default();
         let table = delivery.properties.headers().as_ref().unwrap_or(&empty);

@@ -1,18 +1,11 @@
-//! Idempotent consumers.
-//!
-//! Every consumer records `(consumer, message_id)` in its `inbox` table on the transaction of the
-//! message's effect. The primary key makes a second delivery of the same message (a redelivery, a
-//! duplicate publish, a resent command) find the row and do nothing, even when two consumers
-//! race: the loser's insert waits for the winner's transaction and then sees the row. Each
-//! function here works on a whole batch, as one part of the batch's single read or write.
-//!
-//! Two ways to use it:
+//! Idempotent consumers: each records `(consumer, message_id)` in its `inbox` table on the
+//! transaction of the message's effect, so a second delivery finds the row and does nothing,
+//! even when two race (the loser's insert waits for the winner's commit). Each function works on
+//! a whole batch, as one part of its single read or write. Two ways to use it:
 //! - claim first ([`claim_part`]): the orchestrator inserts the rows in the statement that locks
-//!   its sagas, and applies only the messages that were new;
-//! - look, act, record ([`seen_read`], then [`record_part`]): a participant also stores the reply it
-//!   sent, so a repeated command is answered again with the very same reply (same message id) and
-//!   a lost reply is recovered by resending the command. Inserting the row once, with its reply,
-//!   writes one row version instead of an insert and an update.
+//!   its sagas and applies only the new messages;
+//! - look, act, record ([`seen_read`], then [`record_part`]): a participant also stores the reply
+//!   it sent, so a repeated command is answered with the very same reply.
 
 use sea_orm::{DbErr, Value};
 use serde::{Deserialize, Serialize};

@@ -1,26 +1,12 @@
 //! Placing orders: the write behind `POST /api/orders`, shared by all requests in flight.
 //!
-//! Each request hands its new order (with its first timeline entry and its `payment.charge`) to
-//! the intake and waits for the answer. The intake writes whatever requests are waiting as one
-//! statement (orders, timeline and outbox rows, one commit) for all of them, up to
-//! `intake.batch_size` orders, with up to `intake.concurrency` such statements at once. Under
-//! load (the last batch held more than one order) a batch not yet full also waits
-//! `intake.linger_ms` for more: each statement costs the database about as much to plan and
-//! start as to write a few orders, so this turns many small commits into fewer larger ones.
-//! A request that finds the intake busy may
-//! wait up to `intake.linger_ms` more to join a batch; one that finds it idle goes straight
-//! through (a batch of one). The batching is shared with the consumers
-//! (`saga_common::batching`). The wait holds the writer, so with `intake.concurrency` 1 the
-//! database gets nothing from the intake meanwhile.
-//! A request is answered only after its order is committed, exactly as if it had written it
-//! itself.
-//!
-//! If a batch fails, each of its orders is written again on its own, so one bad order gets its
-//! own error and takes no other with it.
-//!
-//! The writer stops on the service's shutdown signal: once every request handle is gone (the
-//! HTTP server has drained), or at the latest after the grace period, it takes no more requests,
-//! writes those it accepted and ends.
+//! Each request hands its new order (with its saga's first step) to the intake and waits. The
+//! intake writes the waiting requests' orders, timeline and outbox rows as one statement, up to
+//! `intake.batch_size` orders, `intake.concurrency` statements at once, lingering under load
+//! (`saga_common::batching`) because a statement costs about as much to start as to write a few
+//! orders. A request is answered only once its order is committed; a failed batch is written
+//! again one order at a time, so a bad order takes no other with it. The writer stops on the
+//! shutdown signal, after writing every request it accepted.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -113,7 +99,7 @@ impl Intake {
         (Self { requests }, Writer { receiver, batching })
     }
 
-    /// Writes `placement` and answers once it is committed (or refused).
+    /// Answers once `placement` is committed (or refused).
     pub async fn place(&self, placement: Placement) -> Result<Placed, IntakeError> {
         let (answer, answered) = oneshot::channel();
         self.requests

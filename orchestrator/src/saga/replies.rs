@@ -1,14 +1,11 @@
 //! The `orchestrator.replies` consumer: replies in, saga steps out, a batch at a time.
 //!
-//! On the consumer's transaction, for a whole batch, in two statements. The first claims the
-//! replies in the inbox (duplicates drop out) and locks their sagas, in id order. Then each
-//! reply's step is planned in memory, in delivery order (two replies for one saga step one after
-//! the other, the second on the first one's result), and the second statement writes every step
-//! through the [`engine`](super::engine): saga rows, timeline and outbox together. The row locks
-//! make a reply racing this batch from another consumer, or the timeout worker, take turns with
-//! it, so two can never both apply a transition. A reply for a saga that does not exist, or
-//! that contradicts it, fails the batch; the consumer then handles each reply alone and
-//! dead-letters that one.
+//! Two statements per batch: the first claims the replies in the inbox (duplicates drop out)
+//! and locks their sagas in id order; each reply's step is then planned in memory, in delivery
+//! order, and the second writes every step through the [`engine`](super::engine). The row locks
+//! make a racing consumer or the timeout worker take turns, so two never both apply a
+//! transition. A reply that contradicts its saga fails the batch, and is dead-lettered when
+//! the consumer handles it alone.
 
 use std::collections::{HashMap, HashSet};
 

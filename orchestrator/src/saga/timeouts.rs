@@ -1,12 +1,10 @@
 //! The timeout worker: a tokio-cron-scheduler job that finds sagas past their state's deadline.
 //!
-//! Overdue sagas are claimed, a chunk at a time, with `FOR NO KEY UPDATE SKIP LOCKED`, so
-//! several orchestrator instances can sweep at once and never handle one saga twice
-//! concurrently. While
-//! resends are left, the pending command is sent again with its original message id (the
-//! participant's inbox answers with the reply it recorded, recovering a lost reply); after
-//! `max_resends`, the saga compensates (refund and/or release, harmless if the effect never
-//! happened) and ends FAILED `timed_out`. Compensating commands are resent without limit.
+//! Overdue sagas are claimed a chunk at a time with `FOR NO KEY UPDATE SKIP LOCKED`, so several
+//! instances can sweep at once. While resends are left, the pending command is sent again with
+//! its original message id (the participant's inbox answers with the reply it recorded); after
+//! `max_resends` the saga compensates and ends FAILED `timed_out`. Compensation is resent
+//! without limit.
 
 use std::sync::Arc;
 
@@ -49,12 +47,9 @@ pub struct SweepReport {
 /// Overdue sagas claimed and written together, on one transaction.
 const SWEEP_CHUNK: usize = 100;
 
-/// Handles every overdue saga (up to `sweep_batch`) once, a chunk at a time: the chunk is
-/// claimed with one statement, each saga's step planned, and all steps written with one
-/// statement (and one more per resent command), like a batch of replies. Under an overload that
-/// leaves many sagas past their deadline at once, a sweep stays a few statements long instead
-/// of a few per saga, and holds each saga's lock only for its chunk. Each chunk's messages are
-/// handed to the relay (`wakeup`) as soon as the chunk commits.
+/// Handles every overdue saga (up to `sweep_batch`) once, a chunk at a time, each chunk claimed
+/// and written like a batch of replies: after an overload a sweep stays a few statements long
+/// rather than a few per saga, and holds each lock only for its chunk.
 pub async fn sweep(
     db: &DatabaseConnection,
     settings: &SagaSettings,

@@ -178,12 +178,9 @@ impl Insert {
         self.written(ids, message_ids)
     }
 
-    /// The rows written, with their content: `ids` and `message_ids` as the part returned them,
-    /// in the order of the ids, which is the order of the messages given. Each row is matched to
-    /// its message by message id, walking both in order (messages a filter left out are passed
-    /// over; a message repeated in one write has the same content each time). A row that does
-    /// not match is handed over by its id alone, and the relay reads it back: a mismatch costs a
-    /// read, never a wrong message.
+    /// The rows written, with their content, matched to the messages given by message id,
+    /// walking both in order. A row that does not match is handed over by its id alone, so a
+    /// mismatch costs the relay a read, never a wrong message.
     pub fn written(self, ids: Vec<i64>, message_ids: Vec<uuid::Uuid>) -> Enqueued {
         if ids.len() != message_ids.len() {
             return Enqueued::by_id(ids);
@@ -203,11 +200,9 @@ impl Insert {
     }
 }
 
-/// Queues a message already in the outbox to be published again, same id and body: the way a
-/// timed-out command is resent so its receiver's inbox recognises it. Returns the message's
-/// type and the new row, or `None` if there is no such message. Any copy will do (all have the
-/// same body); `ORDER BY message_id` keeps the lookup on its index whatever the planner thinks
-/// of the table (`min(id)` was planned, without statistics, as a walk of the whole primary key).
+/// Queues a message already in the outbox to be published again, same id and body, so a
+/// timed-out command's receiver recognises it; `None` if there is no such message.
+/// `ORDER BY message_id` keeps the lookup on its index (`min(id)` walked the whole key).
 pub async fn resend(
     db: &impl ConnectionTrait,
     message_id: uuid::Uuid,

@@ -12,14 +12,9 @@ use tokio::time::Instant;
 
 use crate::db::stmt;
 
-/// Deletes the pending rows `$1`: the rows are sent. Its commit does not wait for the WAL flush
-/// (`set_config(..., true)` is `SET LOCAL synchronous_commit = off`, for this statement's
-/// transaction alone, taken only when there is a row to delete). A mark lost in a database
-/// crash is a row published again, which the receivers' inboxes absorb, as after any crash
-/// between publish and mark; waiting for the flush would hold every outbox batch behind a disk
-/// write that guarantees nothing. Everything else stays synchronous: the rows the mark deletes
-/// were committed, flushed, before they were published, and a later synchronous commit flushes
-/// the mark with it.
+/// Deletes the pending rows `$1`: the rows are sent. Its commit alone does not wait for the WAL
+/// flush (`SET LOCAL synchronous_commit = off`): a mark lost in a crash is a row published
+/// again, which the inboxes absorb, so waiting would buy nothing.
 macro_rules! mark_sql {
     () => {
         "DELETE FROM outbox_pending \

@@ -49,12 +49,9 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Publishes until `stop` is triggered, then flushes what it can once more and returns.
-    /// Starts with a scan: ids handed to an earlier session may have been lost with it.
-    ///
-    /// The future may be dropped at any await (a session ends by `select!`): nothing is lost
-    /// then, as every row stays unpublished in the table until it is marked, and the next
-    /// session's first scan takes every such row.
+    /// Publishes until `stop` is triggered, then flushes once more. Starts with a scan, since
+    /// ids handed to an earlier session may be lost; for the same reason the future may be
+    /// dropped at any await: a row stays unpublished in the table until it is marked.
     pub async fn run(&self, channel: &Channel, stop: &Shutdown) -> Result<(), RelayError> {
         let outcome = self.relay(channel, stop).await;
         // Published and confirmed, but not yet marked: mark them if the database lets us, or
@@ -226,9 +223,8 @@ impl<'a> Session<'a> {
         send(self.channel, &self.relay.app_id, batch, confirm_timeout).await
     }
 
-    /// Whether the session goes on after a round: the database being away is no reason to drop
-    /// the broker connection (the rows are safe where they are; the next poll tries again), any
-    /// other error ends it. Returns whether the round went well.
+    /// Whether the round went well; only an error other than the database being away ends the
+    /// session, since the rows are safe where they are and the next poll tries again.
     fn survive(&mut self, outcome: Result<(), RelayError>) -> Result<bool, RelayError> {
         match outcome {
             Ok(()) => Ok(true),

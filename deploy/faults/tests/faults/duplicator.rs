@@ -1,13 +1,10 @@
 //! Duplicate injection: every command and every reply is delivered twice.
 //!
-//! A queue of our own is bound to `saga.commands` and `saga.replies` with every routing key the
-//! work queues use, so it receives a copy of each message the fleet sends. For each copy the
-//! duplicator publishes it again to the same exchange and routing key, with the same body and
-//! properties (so the same `message_id`): the work queue then holds the message twice, exactly as
-//! after a publisher retry or a redelivery. The re-published copy carries the header
-//! [`DUPLICATE_HEADER`], and copies that carry it are not duplicated again, so each message is
-//! delivered twice, not endlessly. Every other copy is held back a moment first, so some
-//! duplicates arrive right behind their original and some after the saga has moved on.
+//! A queue of our own, bound to `saga.commands` and `saga.replies` with the work queues' routing
+//! keys, receives a copy of each message, which is published again with the same body and
+//! properties (so the same `message_id`), as after a publisher retry. The copy carries
+//! [`DUPLICATE_HEADER`] and is not duplicated again. Every other copy is held back a moment, so
+//! some duplicates arrive after the saga has moved on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

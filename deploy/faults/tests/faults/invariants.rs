@@ -1,20 +1,13 @@
-//! The invariant checker every scenario ends with, once its stream has finished.
+//! The invariant checker every scenario ends with. It waits (bounded) for the fleet to settle,
+//! then reports every violation, not only the first:
 //!
-//! It waits (bounded) for the fleet to settle, then checks, and reports every violation it finds,
-//! not only the first:
-//!
-//! 1. every order the stream placed was accepted, and every accepted order ends COMPLETED or
-//!    FAILED;
-//! 2. the fleet is quiet: no outbox holds an unpublished row and no work queue a ready message;
-//! 3. money: each customer's balance is the initial one minus the totals of their COMPLETED
-//!    orders (and a customer without an account still has none);
-//! 4. stock: each product's available units are the initial ones minus the units of COMPLETED
-//!    orders, and its reserved units are exactly those of COMPLETED orders;
-//! 5. per order: at most one payment; a COMPLETED order's is CHARGED for its total and its stock
-//!    is reserved; a FAILED order's is not CHARGED (declined, refunded, or none) and none of its
-//!    stock stays reserved; the failure reason agrees with the payment;
-//! 6. dead letters: each `<queue>.dlq` holds exactly what the scenario put there (nothing, unless
-//!    it injected poison).
+//! 1. every order placed was accepted and ended COMPLETED or FAILED;
+//! 2. no outbox holds an unpublished row and no work queue a ready message;
+//! 3. each balance is the initial one minus the customer's COMPLETED totals;
+//! 4. each product's available and reserved units account for exactly the COMPLETED orders;
+//! 5. per order at most one payment, CHARGED for the total only when COMPLETED, and no stock
+//!    left reserved by a FAILED one, whose reason agrees with its payment;
+//! 6. each `<queue>.dlq` holds exactly what the scenario put there.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

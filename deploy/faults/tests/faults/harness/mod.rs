@@ -54,9 +54,8 @@ where
 }
 
 /// Awaits `operation` for at most `limit`, failing the test naming `what` if it takes longer.
-/// For every AMQP and SQL call of the harness: lapin's futures are resolved by its own I/O
-/// thread and carry no deadline, and one that never resolves (seen once in a few hundred
-/// scenarios) would otherwise hang the whole test binary without a word.
+/// Every AMQP and SQL call of the harness goes through it: lapin's futures carry no deadline,
+/// and one that never resolves would hang the whole test binary without a word.
 pub async fn bounded<T>(what: &str, limit: Duration, operation: impl Future<Output = T>) -> T {
     match tokio::time::timeout(limit, operation).await {
         Ok(value) => value,

@@ -1,14 +1,10 @@
-//! A private RabbitMQ node: its own node name, AMQP and distribution ports, data, logs, config
-//! and (empty) plugin list in the scratch directory. The machine's own node is untouched; the
-//! only thing shared is epmd on 4369, where each node registers under its own name.
+//! A private RabbitMQ node: its own node name, ports, data, logs and config in the scratch
+//! directory; only epmd (4369) is shared with the machine's node.
 //!
-//! `/usr/lib/rabbitmq/bin/rabbitmq-server` is started directly, not through the
-//! `/usr/sbin` wrapper: the wrapper `cd`s to `/var/lib/rabbitmq` and writes the startup log of the
-//! machine's node. With `RABBITMQ_ALLOW_INPUT` the script `exec`s the Erlang VM, so the process
-//! we hold is the broker itself: SIGTERM stops it gracefully (Erlang's `init:stop`), SIGKILL
-//! crashes it, and starting again on the same directories keeps durable queues and persistent
-//! messages. No management plugin: the checks use AMQP only (a passive `queue.declare` answers
-//! with the number of ready messages).
+//! `/usr/lib/rabbitmq/bin/rabbitmq-server` is started directly (the `/usr/sbin` wrapper writes
+//! the machine node's log), and with `RABBITMQ_ALLOW_INPUT` it `exec`s the Erlang VM, so the
+//! process held is the broker itself: SIGTERM stops it, SIGKILL crashes it, and a restart on the
+//! same directories keeps durable queues. Checks use AMQP only (no management plugin).
 
 use std::path::PathBuf;
 use std::time::Duration;
