@@ -222,6 +222,51 @@ impl RetrySettings {
     }
 }
 
+/// What a service keeps, and for how long (`APP__RETENTION__...`, durations such as `7d`, `10m`).
+/// The pruner removes what is older, a batch at a time, on `schedule`; see `crate::retention`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// Off: nothing is pruned on schedule (the admin endpoint still runs a pass on request).
+    pub enabled: bool,
+    /// Cron expression (with seconds) of the pruning runs.
+    pub schedule: String,
+    /// How long the inbox remembers a message, so a copy of it is absorbed. A copy older than
+    /// this (by its envelope's `occurred_at`) is refused: dead-lettered `outside_dedup_window`,
+    /// and a dead-letter replay leaves it in the DLQ. Longer than any retry, resend or replay.
+    #[serde(with = "humantime_serde")]
+    pub inbox_window: Duration,
+    /// How long a published (broker-confirmed) outbox row is kept for audit.
+    #[serde(with = "humantime_serde")]
+    pub published_outbox: Duration,
+    /// How long finished business records (orders with their transitions, payments,
+    /// reservations) are kept. Never less than `inbox_window`.
+    #[serde(with = "humantime_serde")]
+    pub history: Duration,
+    /// Rows removed per statement: each batch is a short transaction of its own.
+    pub batch_size: u32,
+    /// Pause between batches, so a large backlog is removed as a trickle, not an I/O burst.
+    #[serde(with = "humantime_serde")]
+    pub batch_pause: Duration,
+    /// Most batches per table in one run; what is left waits for the next run.
+    pub max_batches_per_run: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule: "0 * * * * *".into(),
+            inbox_window: Duration::from_secs(7 * 24 * 3600),
+            published_outbox: Duration::from_secs(10 * 60),
+            history: Duration::from_secs(30 * 24 * 3600),
+            batch_size: 1_000,
+            batch_pause: Duration::from_millis(20),
+            max_batches_per_run: 200,
+        }
+    }
+}
+
 /// The operator endpoints under `/api/admin`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminSettings {
@@ -256,6 +301,8 @@ pub struct ServiceSettings {
     /// Only holds a secret, so it is never serialised with a value.
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// Log filter in `tracing` env-filter syntax.
     pub log_level: String,
     /// How long a stop signal waits for work in flight before giving up.
@@ -278,6 +325,7 @@ impl ServiceSettings {
             outbox: OutboxSettings::default(),
             retry: RetrySettings::default(),
             admin: AdminSettings::default(),
+            retention: RetentionSettings::default(),
             log_level: "info".into(),
             shutdown_grace_ms: 10_000,
         }
