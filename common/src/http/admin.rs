@@ -26,8 +26,10 @@ use super::extract::{JsonBody, Violations};
 use super::query::{FromQuery, Limit, Offset, Params, QueryFields};
 use crate::configuration::{AdminSettings, ServiceSettings};
 use crate::messaging::dead_letters::{
-    DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, ReplayReport, Selection,
+    DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, RefusedReplay, ReplayReport,
+    Selection,
 };
+use crate::messaging::inbox::DedupWindow;
 
 /// Name of the bearer security scheme in the OpenAPI documents.
 pub const SECURITY_SCHEME: &str = "admin_token";
@@ -49,7 +51,12 @@ struct AdminToken(Arc<SecretString>);
 /// `settings.admin.token`.
 pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router {
     let state = AdminState {
-        dead_letters: Arc::new(DeadLetterQueue::new(service, &settings.amqp.url, queue)),
+        dead_letters: Arc::new(DeadLetterQueue::new(
+            service,
+            &settings.amqp.url,
+            queue,
+            DedupWindow::new(settings.retention.inbox_window),
+        )),
     };
     let routes = Router::new()
         .route("/api/admin/dead-letters", get(list_dead_letters))
@@ -226,12 +233,14 @@ impl ReplayRequest {
 }
 
 /// Replays dead letters: republishes each (with publisher confirms) to its original exchange and
-/// routing key without the failure headers, then removes it from the DLQ.
+/// routing key without the failure headers, then removes it from the DLQ. A message older than
+/// `retention.inbox_window` is not replayed: it stays in the DLQ and is listed in `refused`
+/// (`outside_dedup_window`), since the inbox may have forgotten it and it could take effect twice.
 #[utoipa::path(post, path = "/api/admin/dead-letters/replay", tag = "admin",
     security(("admin_token" = [])),
     request_body = ReplayRequest,
     responses(
-        (status = 200, description = "What was replayed, not found, or not confirmed", body = ReplayReport),
+        (status = 200, description = "What was replayed, not found, not confirmed, or refused", body = ReplayReport),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
@@ -301,7 +310,8 @@ pub async fn delete_dead_letter(
 #[openapi(
     paths(list_dead_letters, replay_dead_letters, delete_dead_letter),
     components(schemas(
-        DeadLetterPage, DeadLetter, ReplayRequest, ReplayReport, DeleteReport, ErrorBody, FieldError
+        DeadLetterPage, DeadLetter, ReplayRequest, ReplayReport, RefusedReplay, DeleteReport,
+        ErrorBody, FieldError
     )),
     modifiers(&BearerScheme),
     tags((name = "admin", description = "Operator endpoints (dead letters). Require `Authorization: Bearer <admin token>`."))

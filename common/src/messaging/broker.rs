@@ -18,6 +18,7 @@ use lapin::{Connection, ConnectionProperties};
 use sea_orm::DatabaseConnection;
 
 use super::consumer::{ConsumerContext, MessageHandler, consume};
+use super::inbox::DedupWindow;
 use super::outbox::{Relay, RelayError, RelayWakeup};
 use super::topology;
 use crate::configuration::{AmqpSettings, OutboxSettings, RetrySettings};
@@ -65,6 +66,8 @@ pub struct Messaging<H> {
     pub outbox: OutboxSettings,
     /// Delays and attempts of transient-failure retries; sizes this queue's delay queues.
     pub retry: RetrySettings,
+    /// `retention.inbox_window`: older messages are dead-lettered unapplied.
+    pub dedup_window: DedupWindow,
     pub db: DatabaseConnection,
     /// The queue this service consumes.
     pub queue: &'static str,
@@ -158,6 +161,7 @@ impl<H: MessageHandler> Messaging<H> {
             batch_size: self.amqp.batch_size,
             batch_linger: Duration::from_millis(self.amqp.batch_linger_ms),
             retry: self.retry.clone(),
+            dedup_window: self.dedup_window,
             db: self.db.clone(),
         });
         let relay = Relay {

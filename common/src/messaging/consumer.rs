@@ -7,7 +7,8 @@
 //! so one bad message never takes its neighbours down: a permanent failure goes to
 //! `<queue>.dlq`, a transient one to a delay queue (a requeue would be a hot loop), and while the
 //! database does not answer a delivery is held without counting an attempt, since it is the
-//! service that is sick, not the message.
+//! service that is sick, not the message. A copy older than the deduplication window
+//! (`retention.inbox_window`), which the inbox may have forgotten, is dead-lettered unapplied.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tracing::{Instrument, Span};
 
 use super::envelope::{Envelope, long_string};
 use super::headers;
+use super::inbox::DedupWindow;
 use super::outbox::{Enqueued, RelayWakeup};
 use super::topology;
 use crate::batching::Batches;
@@ -102,6 +104,9 @@ pub async fn handle<H: MessageHandler>(
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// Reason code of a body that is not an envelope.
 pub const MALFORMED_MESSAGE: &str = "malformed_message";
+/// Reason code of a message older than the deduplication window: never applied, since the
+/// inbox may no longer know it was (see [`DedupWindow`]).
+pub const OUTSIDE_DEDUP_WINDOW: &str = "outside_dedup_window";
 
 /// How long a readiness-style ping may take when telling a sick database from a sick message.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -119,6 +124,8 @@ pub(crate) struct ConsumerContext {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub retry: RetrySettings,
+    /// How old a message may be and still be applied.
+    pub dedup_window: DedupWindow,
     /// Pinged after a transient failure to tell a database outage from a failing message.
     pub db: DatabaseConnection,
 }
@@ -191,23 +198,32 @@ impl Received {
     }
 }
 
-/// Parses a delivery; an unparseable one is dead-lettered here and `None` returned.
+/// Parses a delivery and checks its age; one that is unparseable or older than the
+/// deduplication window is dead-lettered here, before any database work, and `None` returned.
 async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envelope, Received)> {
     let history = History::of(&delivery);
-    let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            tracing::warn!(%error, queue = context.queue, "unparseable message");
-            let detail = error.to_string();
-            let failure = Failure {
-                reason: MALFORMED_MESSAGE,
-                detail: &detail,
-            };
-            dead_letter(&delivery, context, &history, failure).await;
-            return None;
-        }
+    let (reason, detail) = match serde_json::from_slice::<Envelope>(&delivery.data) {
+        Ok(envelope) => match context
+            .dedup_window
+            .admits(envelope.occurred_at, Utc::now())
+        {
+            Ok(()) => return Some((envelope, Received { delivery, history })),
+            Err(outside) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
+        },
+        Err(error) => (MALFORMED_MESSAGE, error.to_string()),
     };
-    Some((envelope, Received { delivery, history }))
+    tracing::warn!(reason, %detail, queue = context.queue, "message dead-lettered unhandled");
+    dead_letter(
+        &delivery,
+        context,
+        &history,
+        Failure {
+            reason,
+            detail: &detail,
+        },
+    )
+    .await;
+    None
 }
 
 async fn process<H: MessageHandler>(

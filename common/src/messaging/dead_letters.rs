@@ -6,6 +6,8 @@
 //! explicitly acked. Reading takes messages with `basic.get` and returns them with one
 //! `nack(multiple, requeue)`, which keeps their order. Replay is at least once: a message leaves
 //! the DLQ only after the broker confirmed its copy, and a duplicate is absorbed by the inbox.
+//! That holds only while the inbox remembers the message, so a replay leaves a message older than
+//! the deduplication window in the DLQ and says so (`refused`), as the consumer would refuse it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -21,7 +23,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::consumer::OUTSIDE_DEDUP_WINDOW;
+use super::envelope::Envelope;
 use super::headers;
+use super::inbox::DedupWindow;
 use super::topology;
 use crate::secret::SecretUrl;
 
@@ -49,6 +54,8 @@ pub struct DeadLetterQueue {
     /// The work queue; a message whose original route is unknown is replayed straight to it.
     queue: String,
     dlq: String,
+    /// `retention.inbox_window`: older messages are not replayed.
+    dedup_window: DedupWindow,
 }
 
 /// A dead-lettered message as the admin API shows it.
@@ -124,6 +131,21 @@ pub struct ReplayReport {
     pub not_found: Vec<String>,
     /// Ids the broker did not confirm or could not route; they stay in the DLQ.
     pub failed: Vec<String>,
+    /// Messages not replayed, and why; they stay in the DLQ.
+    pub refused: Vec<RefusedReplay>,
+}
+
+/// A selected message a replay left in the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RefusedReplay {
+    pub message_id: String,
+    /// A stable code: `outside_dedup_window` (the envelope's `occurred_at` is older than
+    /// `retention.inbox_window`, so the inbox may have forgotten it and a copy could take effect
+    /// twice).
+    #[schema(example = "outside_dedup_window")]
+    pub reason: String,
+    /// The same in words: the message's age and the window.
+    pub detail: String,
 }
 
 /// A connection, a confirm-mode channel, and the deliveries taken but not settled yet.
@@ -172,13 +194,20 @@ impl Session {
 }
 
 impl DeadLetterQueue {
-    /// The DLQ of `queue`, the work queue `service` consumes.
-    pub fn new(service: &str, amqp_url: impl Into<SecretUrl>, queue: &str) -> Self {
+    /// The DLQ of `queue`, the work queue `service` consumes, whose consumer applies messages
+    /// no older than `dedup_window`.
+    pub fn new(
+        service: &str,
+        amqp_url: impl Into<SecretUrl>,
+        queue: &str,
+        dedup_window: DedupWindow,
+    ) -> Self {
         Self {
             service: service.to_owned(),
             amqp_url: amqp_url.into(),
             queue: queue.to_owned(),
             dlq: topology::dead_letter_queue(queue),
+            dedup_window,
         }
     }
 
@@ -218,12 +247,15 @@ impl DeadLetterQueue {
     }
 
     /// Republishes the selected messages to where they came from, without the failure headers,
-    /// and removes each from the DLQ once the broker confirmed its copy.
+    /// and removes each from the DLQ once the broker confirmed its copy. A message older than the
+    /// deduplication window stays and is reported `refused`; a body that is not an envelope has
+    /// no age and is replayed.
     pub async fn replay(&self, selection: &Selection) -> Result<ReplayReport, DeadLetterError> {
         bounded(async {
             let (mut session, total) = self.open().await?;
             let mut found = BTreeSet::new();
             let mut in_flight = Vec::new();
+            let mut refused = Vec::new();
             for _ in 0..total.min(MAX_SCAN) {
                 let Some(delivery) = session.next().await? else {
                     break;
@@ -235,6 +267,11 @@ impl DeadLetterQueue {
                 }
                 if let Some(id) = &message_id {
                     found.insert(id.clone());
+                }
+                if let Some(refusal) = self.refusal(&delivery, message_id.as_deref()) {
+                    session.keep(&delivery);
+                    refused.push(refusal);
+                    continue;
                 }
                 let (exchange, routing_key) = self.route(&delivery);
                 let cleaned = headers::without(
@@ -267,6 +304,7 @@ impl DeadLetterQueue {
                 replayed: 0,
                 not_found: Vec::new(),
                 failed: Vec::new(),
+                refused,
             };
             for (message_id, delivery, confirm) in in_flight {
                 match confirm.await {
@@ -287,7 +325,7 @@ impl DeadLetterQueue {
             if let Selection::Ids(ids) = selection {
                 report.not_found = ids.difference(&found).cloned().collect();
             }
-            tracing::info!(dlq = %self.dlq, replayed = report.replayed, failed = report.failed.len(), not_found = report.not_found.len(), "dead letters replayed");
+            tracing::info!(dlq = %self.dlq, replayed = report.replayed, failed = report.failed.len(), not_found = report.not_found.len(), refused = report.refused.len(), "dead letters replayed");
             Ok(report)
         })
         .await
@@ -349,6 +387,21 @@ impl DeadLetterQueue {
             },
             total,
         ))
+    }
+
+    /// Why `delivery` must not be replayed, if it must not: the consumer's own age rule, on its
+    /// envelope's `occurred_at`.
+    fn refusal(&self, delivery: &Delivery, message_id: Option<&str>) -> Option<RefusedReplay> {
+        let envelope = serde_json::from_slice::<Envelope>(&delivery.data).ok()?;
+        let outside = self
+            .dedup_window
+            .admits(envelope.occurred_at, chrono::Utc::now())
+            .err()?;
+        Some(RefusedReplay {
+            message_id: message_id.map_or_else(|| envelope.message_id.to_string(), str::to_owned),
+            reason: OUTSIDE_DEDUP_WINDOW.to_owned(),
+            detail: outside.to_string(),
+        })
     }
 
     /// The original exchange and routing key the consumer recorded; without them, the work

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::configuration::ServiceSettings;
 use crate::http::health::Readiness;
+use crate::messaging::inbox::DedupWindow;
 use crate::messaging::outbox::RelayWakeup;
 use crate::messaging::{BrokerStatus, MessageHandler, Messaging};
 
@@ -85,6 +86,7 @@ impl Foundation {
             amqp: settings.amqp.clone(),
             outbox: settings.outbox.clone(),
             retry: settings.retry.clone(),
+            dedup_window: DedupWindow::new(settings.retention.inbox_window),
             db: self.db.clone(),
             queue,
             handler: Arc::new(handler),

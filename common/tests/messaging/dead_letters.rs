@@ -3,6 +3,7 @@ use std::collections::BTreeSet;
 use lapin::BasicProperties;
 
 use saga_common::messaging::dead_letters::{DeadLetterQueue, Selection};
+use saga_common::messaging::inbox::DedupWindow;
 use saga_common::messaging::topology;
 use saga_common::testing::{PATIENCE, eventually, publish_raw};
 
@@ -25,7 +26,12 @@ async fn dead_letters_are_paged_without_being_consumed_and_deleted_by_id() {
     )
     .await;
     harness.dead_letters(4).await;
-    let admin = DeadLetterQueue::new(SERVICE, &harness.vhost.amqp_url, QUEUE);
+    let admin = DeadLetterQueue::new(
+        SERVICE,
+        &harness.vhost.amqp_url,
+        QUEUE,
+        DedupWindow::default(),
+    );
 
     let first = admin.list(0, 3).await.unwrap();
     assert_eq!(
@@ -77,6 +83,7 @@ async fn dead_letters_are_paged_without_being_consumed_and_deleted_by_id() {
     assert_eq!(report.replayed, 1);
     assert_eq!(report.not_found, ["absent"]);
     assert!(report.failed.is_empty());
+    assert!(report.refused.is_empty());
     // The replayed message fails permanently again and is back in the DLQ, as a new dead letter.
     eventually("the replayed message to fail again", PATIENCE, || async {
         (harness.vhost.message_count(&dlq).await == 3).then_some(())

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use saga_common::configuration::{AmqpSettings, DatabaseSettings, OutboxSettings, RetrySettings};
 use saga_common::contracts::{self, Payload};
-use saga_common::messaging::inbox;
+use saga_common::messaging::inbox::{self, DedupWindow};
 use saga_common::messaging::outbox::{Enqueued, RelayWakeup};
 use saga_common::messaging::{
     BrokerStatus, Envelope, HandleError, MessageHandler, Messaging, OutgoingMessage, topology,
@@ -159,9 +159,19 @@ pub async fn start(retry: RetrySettings) -> Harness {
 
 /// [`start`] with other AMQP settings (the URL is the test vhost's in any case).
 pub async fn start_with(retry: RetrySettings, amqp: AmqpSettings) -> Harness {
+    start_windowed(retry, amqp, DedupWindow::default()).await
+}
+
+/// [`start_with`] with a deduplication window of its own.
+pub async fn start_windowed(
+    retry: RetrySettings,
+    amqp: AmqpSettings,
+    dedup_window: DedupWindow,
+) -> Harness {
     init_test_telemetry();
     let vhost = TestVhost::create().await;
-    consume(vhost, retry, amqp, OutboxSettings::default(), &[]).await
+    let outbox = OutboxSettings::default();
+    consume(vhost, retry, amqp, outbox, dedup_window, &[]).await
 }
 
 /// Writes `waiting` to the outbox, as a crashed instance would leave it, then starts the service
@@ -174,6 +184,7 @@ pub async fn start_relaying(outbox: OutboxSettings, waiting: &[OutgoingMessage])
         retry(3, 100),
         AmqpSettings::default(),
         outbox,
+        DedupWindow::default(),
         waiting,
     )
     .await
@@ -202,7 +213,8 @@ pub async fn start_with_backlog(
         sent.push(send_to(&vhost, message_type).await);
     }
     let outbox = OutboxSettings::default();
-    (consume(vhost, retry, amqp, outbox, &[]).await, sent)
+    let window = DedupWindow::default();
+    (consume(vhost, retry, amqp, outbox, window, &[]).await, sent)
 }
 
 async fn consume(
@@ -210,6 +222,7 @@ async fn consume(
     retry: RetrySettings,
     amqp: AmqpSettings,
     outbox: OutboxSettings,
+    dedup_window: DedupWindow,
     waiting: &[OutgoingMessage],
 ) -> Harness {
     let database_url = create_database("common").await;
@@ -238,6 +251,7 @@ async fn consume(
         },
         outbox,
         retry,
+        dedup_window,
         db: db.clone(),
         queue: QUEUE,
         handler: Arc::new(Scripted {
@@ -269,6 +283,11 @@ impl Harness {
         send_to(&self.vhost, message_type).await
     }
 
+    /// Publishes `envelope` to `payment.commands`, as a producer would.
+    pub async fn send_envelope(&self, envelope: &Envelope) {
+        publish(&self.vhost, envelope).await;
+    }
+
     /// Publishes `bursts` × `burst` messages of `message_type` over one channel, a burst at a
     /// time, each burst confirmed before the next is sent: a stream that a running consumer
     /// takes in many small batches.
@@ -289,9 +308,7 @@ impl Harness {
         for _ in 0..bursts {
             let mut confirms = Vec::with_capacity(burst);
             for _ in 0..burst {
-                let envelope =
-                    Envelope::untyped(message_type, Uuid::now_v7(), "test", None, &json!({}))
-                        .unwrap();
+                let envelope = message(message_type);
                 let confirm = channel
                     .basic_publish(
                         topology::COMMANDS_EXCHANGE.into(),
@@ -371,9 +388,18 @@ impl Harness {
     }
 }
 
+/// A new message of `message_type`, with an empty payload.
+pub fn message(message_type: &str) -> Envelope {
+    Envelope::untyped(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap()
+}
+
 async fn send_to(vhost: &TestVhost, message_type: &str) -> Envelope {
-    let envelope =
-        Envelope::untyped(message_type, Uuid::now_v7(), "test", None, &json!({})).unwrap();
+    let envelope = message(message_type);
+    publish(vhost, &envelope).await;
+    envelope
+}
+
+async fn publish(vhost: &TestVhost, envelope: &Envelope) {
     publish_envelope(
         &vhost.amqp_url,
         &OutgoingMessage {
@@ -383,7 +409,6 @@ async fn send_to(vhost: &TestVhost, message_type: &str) -> Envelope {
         },
     )
     .await;
-    envelope
 }
 
 /// Millisecond-precise retry settings for tests.

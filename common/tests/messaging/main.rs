@@ -8,6 +8,7 @@ mod helpers;
 
 mod batches;
 mod dead_letters;
+mod dedup_window;
 mod poison;
 mod relay;
 mod retries;

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 
 use saga_common::messaging::dead_letters::{DeadLetterQueue, Selection};
+use saga_common::messaging::inbox::DedupWindow;
 use saga_common::messaging::{Envelope, OutgoingMessage, topology};
 use saga_common::testing::{
     PATIENCE, TestVhost, eventually, init_test_telemetry, peeked_header, peeked_header_value,
@@ -77,7 +78,7 @@ async fn a_message_redelivered_past_the_delivery_limit_is_dead_lettered_by_the_b
     assert!(peeked_header_value(&dead, "x-death").is_some());
 
     // The admin view names the broker's reason; a replay returns it to the work queue as new.
-    let admin = DeadLetterQueue::new("test", &vhost.amqp_url, QUEUE);
+    let admin = DeadLetterQueue::new("test", &vhost.amqp_url, QUEUE, DedupWindow::default());
     let page = admin.list(0, 10).await.unwrap();
     assert_eq!(page.total, 1);
     let listed = &page.items[0];

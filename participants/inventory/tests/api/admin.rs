@@ -48,7 +48,7 @@ async fn a_reserve_failing_past_max_attempts_is_replayed_through_the_admin_api_o
     assert_eq!(replayed.status(), StatusCode::OK);
     assert_eq!(
         replayed.json::<Value>().await.unwrap(),
-        json!({"replayed": 1, "not_found": [], "failed": []})
+        json!({"replayed": 1, "not_found": [], "failed": [], "refused": []})
     );
 
     let answer = replies.next().await;

@@ -296,7 +296,7 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
     let report: Value = replayed.json().await.unwrap();
     assert_eq!(
         report,
-        json!({"replayed": 1, "not_found": ["not-there"], "failed": []})
+        json!({"replayed": 1, "not_found": ["not-there"], "failed": [], "refused": []})
     );
 
     let answer = replies.next().await;
@@ -304,4 +304,54 @@ async fn a_charge_failing_past_max_attempts_is_dead_lettered_then_replayed_once_
     assert_eq!(answer.causation_id, Some(command.message_id));
     assert_eq!(app.balance("c-1").await, 600);
     assert_eq!(app.dead_letters(0).await["total"], 0);
+}
+
+#[tokio::test]
+async fn a_charge_older_than_the_dedup_window_is_dead_lettered_unapplied_and_not_replayed() {
+    let app = spawn_app_with(|settings| {
+        settings.retention.inbox_window = std::time::Duration::from_secs(600);
+    })
+    .await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    let order = Uuid::now_v7();
+    let mut old = charge(order, "c-1", 400);
+    old.occurred_at = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+
+    app.send_command(&old).await;
+    // A charge sent after it is answered: the consumer has dealt with the old one by then.
+    let later = Uuid::now_v7();
+    app.send_command(&charge(later, "c-1", 100)).await;
+    assert_eq!(replies.next().await.saga_id, later);
+
+    let page = app.dead_letters(1).await;
+    let dead = &page["items"][0];
+    let id = old.message_id.to_string();
+    assert_eq!(dead["message_id"], id.as_str());
+    assert_eq!(dead["reason"], "outside_dedup_window");
+    let error = dead["error"].as_str().unwrap();
+    assert!(error.contains("deduplication window of 10m"), "{error}");
+
+    let replayed = app.replay_dead_letters(&json!({"message_ids": [id]})).await;
+    assert_eq!(replayed.status(), StatusCode::OK);
+    let report: Value = replayed.json().await.unwrap();
+    assert_eq!(
+        (&report["replayed"], &report["not_found"], &report["failed"]),
+        (&json!(0), &json!([]), &json!([]))
+    );
+    assert_eq!(report["refused"][0]["message_id"], id.as_str(), "{report}");
+    assert_eq!(report["refused"][0]["reason"], "outside_dedup_window");
+    assert!(
+        report["refused"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("occurred 2h")),
+        "{report}"
+    );
+
+    assert_eq!(
+        app.dead_letters(1).await["items"][0]["message_id"],
+        id.as_str()
+    );
+    assert_eq!(app.balance("c-1").await, 900, "only the later charge");
+    assert!(app.payments(order).await.is_empty());
 }

@@ -58,12 +58,18 @@ async fn the_openapi_document_describes_the_admin_routes_and_their_bearer_token(
         "DeadLetter",
         "ReplayRequest",
         "ReplayReport",
+        "RefusedReplay",
     ] {
         assert!(
             document["components"]["schemas"][schema].is_object(),
             "{schema} missing"
         );
     }
+    let report = &document["components"]["schemas"]["ReplayReport"];
+    assert_eq!(
+        report["properties"]["refused"]["items"]["$ref"],
+        "#/components/schemas/RefusedReplay"
+    );
     // The service's own routes are still there.
     assert!(document["paths"]["/api/accounts/{customer_id}"].is_object());
 }
