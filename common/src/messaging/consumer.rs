@@ -202,11 +202,9 @@ impl Received {
 /// deduplication window is dead-lettered here, before any database work, and `None` returned.
 async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envelope, Received)> {
     let history = History::of(&delivery);
+    let now = Utc::now();
     let (reason, detail) = match serde_json::from_slice::<Envelope>(&delivery.data) {
-        Ok(envelope) => match context
-            .dedup_window
-            .admits(envelope.occurred_at, Utc::now())
-        {
+        Ok(envelope) => match context.dedup_window.admits(envelope.occurred_at, now) {
             Ok(()) => return Some((envelope, Received { delivery, history })),
             Err(outside) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
         },
