@@ -11,9 +11,14 @@ use uuid::Uuid;
 use saga_common::configuration::ServiceSettings;
 use saga_common::testing::{execute, number, prune, uuid_v7_ago};
 
-use crate::helpers::{charge, spawn_app};
+use crate::helpers::{TestApp, charge, spawn_app, spawn_app_with};
 
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// The service with no scheduled run, so only the test's runs prune.
+async fn unscheduled() -> TestApp {
+    spawn_app_with(|settings| settings.retention.enabled = false).await
+}
 
 /// The `message_type`s (outbox, inbox) or `customer_id`s (payments) left in `table`, sorted.
 async fn labels(url: &str, table: &str, column: &str) -> Vec<String> {
@@ -95,7 +100,7 @@ fn rule<'a>(report: &'a Value, rule: &str) -> &'a Value {
 
 #[tokio::test]
 async fn pruning_removes_exactly_the_rows_past_their_window_and_a_dry_run_removes_nothing() {
-    let app = spawn_app().await;
+    let app = unscheduled().await;
     let url = app.database_url.clone();
     backdated_rows(&url).await;
     let everything = |url: String| async move {
@@ -146,7 +151,7 @@ async fn pruning_removes_exactly_the_rows_past_their_window_and_a_dry_run_remove
 
 #[tokio::test]
 async fn a_duplicate_delivered_inside_the_window_after_a_prune_is_still_absorbed() {
-    let app = spawn_app().await;
+    let app = unscheduled().await;
     app.fund("c-1", 1_000).await;
     let mut replies = app.replies().await;
     let command = charge(Uuid::now_v7(), "c-1", 300);
@@ -221,4 +226,36 @@ async fn history_kept_shorter_than_the_inbox_window_is_refused_at_start() {
         message.contains("retention.inbox_window (7days)"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_prune_route_behind_the_token() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .client
+        .get(format!("{}/api/docs/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let operation = &document["paths"]["/api/admin/retention/prune"]["post"];
+    assert_eq!(
+        operation["security"][0]["admin_token"],
+        serde_json::json!([])
+    );
+    assert_eq!(operation["parameters"][0]["name"], "dry_run");
+    for status in ["200", "401", "403", "422", "503"] {
+        assert!(
+            operation["responses"][status].is_object(),
+            "no {status} in {operation}"
+        );
+    }
+    for schema in ["PruneReport", "RuleReport"] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
 }
