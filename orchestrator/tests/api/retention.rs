@@ -125,6 +125,13 @@ async fn finished_orders_go_with_their_transitions_and_a_saga_in_flight_keeps_ev
         );
         assert_eq!(rows_of(&fleet, "outbox", order_id).await, outbox);
     }
+    let tuned = number(
+        &fleet.orchestrator.db_url,
+        "SELECT count(*) AS n FROM pg_class WHERE relname IN ('orders', 'saga_transitions') \
+         AND 'autovacuum_vacuum_scale_factor=0.02' = ANY(reloptions)",
+    )
+    .await;
+    assert_eq!(tuned, 2, "orders and transitions are vacuumed sooner");
 }
 
 const CUSTOMERS: usize = 4;

@@ -259,3 +259,23 @@ async fn the_openapi_document_describes_the_prune_route_behind_the_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_churning_shared_tables_are_vacuumed_sooner_than_postgres_defaults() {
+    let app = unscheduled().await;
+    for (table, setting) in [
+        ("outbox_pending", "autovacuum_vacuum_threshold=1000"),
+        ("outbox", "autovacuum_vacuum_scale_factor=0.05"),
+        ("inbox", "autovacuum_vacuum_insert_scale_factor=0.02"),
+    ] {
+        let n = number(
+            &app.database_url,
+            &format!(
+                "SELECT count(*) AS n FROM pg_class \
+                 WHERE relname = '{table}' AND '{setting}' = ANY(reloptions)"
+            ),
+        )
+        .await;
+        assert_eq!(n, 1, "{table} has {setting}");
+    }
+}
