@@ -49,9 +49,11 @@ impl Service for Orchestrator {
     /// (`outbox::resend`).
     fn retention() -> Retention {
         Retention::shared()
+            // A scalar subquery: one lookup by key per row; as a `NOT EXISTS` the generic plan
+            // compares every row with every saga in flight.
             .outbox_only_where(
-                "NOT EXISTS (SELECT 1 FROM orders o \
-                 WHERE o.order_id = outbox.saga_id AND o.status = 'PENDING')",
+                "(SELECT o.status FROM orders o WHERE o.order_id = outbox.saga_id) \
+                 IS DISTINCT FROM 'PENDING'",
             )
             .with(
                 Rule::history(

@@ -153,7 +153,7 @@ impl Rule {
         sql.push_str(&format!(
             ", gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT row FROM doomed)) \
              RETURNING 1) \
-             SELECT (SELECT key::text FROM doomed ORDER BY key DESC LIMIT 1) AS last, \
+             SELECT (SELECT d.key FROM doomed d ORDER BY d.key DESC LIMIT 1)::text AS last, \
              jsonb_build_object('{table}', (SELECT count(*) FROM gone){dependents})::text AS removed",
             dependents = counts
                 .iter()

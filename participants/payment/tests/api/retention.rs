@@ -279,3 +279,41 @@ async fn the_churning_shared_tables_are_vacuumed_sooner_than_postgres_defaults()
         assert_eq!(n, 1, "{table} has {setting}");
     }
 }
+
+#[tokio::test]
+async fn a_run_takes_at_most_its_batches_and_the_next_run_goes_on_from_there() {
+    let app = spawn_app_with(|settings| {
+        settings.retention.enabled = false;
+        settings.retention.batch_size = 25;
+        settings.retention.max_batches_per_run = 2;
+    })
+    .await;
+    execute(
+        &app.database_url,
+        &format!(
+            "INSERT INTO inbox (consumer, message_id, message_type, received_at) \
+             SELECT 'payment', id, 'old', now() - interval '8 days' \
+             FROM unnest(ARRAY['{}']::uuid[]) AS id; \
+             INSERT INTO outbox (message_id, exchange, routing_key, message_type, saga_id, body, \
+               created_at) SELECT gen_random_uuid(), 'x', 'k', 'old', gen_random_uuid(), '{{}}', \
+               now() - interval '1 hour' FROM generate_series(1, 60); \
+             DELETE FROM outbox_pending;",
+            (0..60)
+                .map(|_| uuid_v7_ago(8 * DAY).to_string())
+                .collect::<Vec<_>>()
+                .join("','")
+        ),
+    )
+    .await;
+
+    let first = app.prune(false).await;
+    for name in ["inbox", "outbox"] {
+        assert_eq!(rule(&first, name)["removed"][name], 50, "{first}");
+        assert_eq!(rule(&first, name)["batches"], 2, "{first}");
+    }
+    let second = app.prune(false).await;
+    for name in ["inbox", "outbox"] {
+        assert_eq!(rule(&second, name)["removed"][name], 10, "{second}");
+        assert_eq!(rule(&second, name)["batches"], 1, "{second}");
+    }
+}
