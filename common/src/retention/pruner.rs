@@ -115,10 +115,16 @@ impl Pruner {
         let mut rules = Vec::with_capacity(self.inner.rules.len());
         for rule in &self.inner.rules {
             let cutoff = rule.window.cutoff(&self.inner.settings, now);
+            // Every table the rule touches is named, with 0 when nothing went.
+            let removed = std::iter::once(rule.table)
+                .chain(rule.dependents.iter().map(|(table, _)| *table))
+                .filter(|table| !dry_run || *table == rule.table)
+                .map(|table| (table.to_owned(), 0))
+                .collect();
             let mut report = RuleReport {
                 rule: rule.table,
                 cutoff,
-                removed: BTreeMap::new(),
+                removed,
                 batches: 0,
             };
             for scope in self.scopes(rule, cutoff).await? {
