@@ -10,7 +10,6 @@ use super::error::{ApiError, ErrorBody};
 use super::query::{FromQuery, Params, QueryFields};
 use crate::configuration::AdminSettings;
 use crate::retention::{PruneReport, Pruner, RuleReport};
-use crate::shutdown::Shutdown;
 
 /// The route, guarded by the admin token.
 pub fn router(pruner: Pruner, admin: &AdminSettings) -> Router {
@@ -53,7 +52,7 @@ pub async fn prune(
     Params(query): Params<PruneQuery>,
 ) -> Result<Json<PruneReport>, ApiError> {
     // Its own task: a client that hangs up does not cut a run between batches.
-    let run = tokio::spawn(async move { pruner.run(query.dry_run, &Shutdown::new()).await });
+    let run = tokio::spawn(async move { pruner.run(query.dry_run).await });
     match run.await {
         Ok(Ok(report)) => Ok(Json(report)),
         Ok(Err(error)) if crate::db::is_unavailable(&error) => Err(ApiError::unavailable(&error)),

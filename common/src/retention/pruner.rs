@@ -11,13 +11,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::Serialize;
-use tokio::task::JoinHandle;
 use tokio_cron_scheduler::JobSchedulerError;
 use utoipa::ToSchema;
 
 use super::{Retention, Rule, uuid_v7_floor};
 use crate::configuration::RetentionSettings;
 use crate::db::stmt;
+use crate::service::schedule;
 use crate::shutdown::Shutdown;
 
 /// What one run removed (or, dry, would remove), rule by rule.
@@ -89,6 +89,8 @@ struct Inner {
     rules: Vec<Rule>,
     /// One run at a time per instance: a request while the scheduled run goes waits for it.
     running: tokio::sync::Mutex<()>,
+    /// Triggered when the service stops: runs (scheduled or requested) end between batches.
+    stopping: Shutdown,
 }
 
 impl Pruner {
@@ -99,16 +101,14 @@ impl Pruner {
                 settings,
                 rules: retention.rules().to_vec(),
                 running: tokio::sync::Mutex::new(()),
+                stopping: Shutdown::new(),
             }),
         }
     }
 
-    pub fn settings(&self) -> &RetentionSettings {
-        &self.inner.settings
-    }
-
-    /// One run of every rule (`dry_run`: counts only), stopping between batches on `stop`.
-    pub async fn run(&self, dry_run: bool, stop: &Shutdown) -> Result<PruneReport, DbErr> {
+    /// One run of every rule (`dry_run`: counts only); once the service stops, it ends between
+    /// two batches.
+    pub async fn run(&self, dry_run: bool) -> Result<PruneReport, DbErr> {
         let _one_at_a_time = self.inner.running.lock().await;
         let started = Instant::now();
         let now = Utc::now();
@@ -132,7 +132,7 @@ impl Pruner {
                     let n = self.count(rule, cutoff, &scope).await?;
                     *report.removed.entry(rule.table.to_owned()).or_default() += n;
                 } else {
-                    self.prune(rule, cutoff, &scope, &mut report, stop).await?;
+                    self.prune(rule, cutoff, &scope, &mut report).await?;
                 }
             }
             rules.push(report);
@@ -191,9 +191,8 @@ impl Pruner {
         cutoff: DateTime<Utc>,
         scope: &str,
         report: &mut RuleReport,
-        stop: &Shutdown,
     ) -> Result<(), DbErr> {
-        let settings = &self.inner.settings;
+        let (settings, stop) = (&self.inner.settings, &self.inner.stopping);
         let sql = rule.batch_sql();
         let mut values = self.values(rule, cutoff, scope, i64::from(settings.batch_size));
         for batch in 0..settings.max_batches_per_run {
@@ -225,18 +224,34 @@ impl Pruner {
         Ok(())
     }
 
-    /// Runs on `retention.schedule` until `stop`; a failed run is logged and the next one retries.
-    pub async fn start(self, stop: Shutdown) -> Result<JoinHandle<()>, JobSchedulerError> {
-        let schedule = self.inner.settings.schedule.clone();
-        let job_stop = stop.clone();
-        crate::service::schedule::start("retention", &schedule, stop, move || {
-            let (pruner, stop) = (self.clone(), job_stop.clone());
-            async move {
-                if let Err(error) = pruner.run(false, &stop).await {
-                    tracing::warn!(%error, "retention run failed; the next run retries");
-                }
-            }
-        })
-        .await
+    /// The pruner's task: runs on `retention.schedule` (when `retention.enabled`) until `stop`,
+    /// then ends the runs in progress, scheduled or requested, between two batches. A failed
+    /// run is logged and the next one retries.
+    pub async fn serve(self, stop: Shutdown) -> Result<(), JobSchedulerError> {
+        let scheduled = if self.inner.settings.enabled {
+            let pruner = self.clone();
+            let schedule = self.inner.settings.schedule.clone();
+            Some(
+                schedule::start("retention", &schedule, stop.clone(), move || {
+                    let pruner = pruner.clone();
+                    async move {
+                        if let Err(error) = pruner.run(false).await {
+                            tracing::warn!(%error, "retention run failed; the next run retries");
+                        }
+                    }
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        stop.wait().await;
+        self.inner.stopping.trigger();
+        if let Some(scheduled) = scheduled {
+            let _ = scheduled.await;
+        }
+        // A requested run still going ends at its next batch; wait for it too.
+        let _ = self.inner.running.lock().await;
+        Ok(())
     }
 }

@@ -111,9 +111,7 @@ impl<S: Service> Application<S> {
                 &common.admin,
             ));
         let mut tasks = parts.tasks;
-        if common.retention.enabled {
-            tasks.push(pruning(pruner));
-        }
+        tasks.push(pruning(pruner));
         let router = crate::http::server::finish(routes, S::openapi());
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
@@ -154,15 +152,11 @@ impl<S: Service> Application<S> {
     }
 }
 
-/// The pruner on `retention.schedule`, a front-tier task: it stops between two batches.
+/// The pruner, on `retention.schedule` unless disabled, a front-tier task: on the stop signal
+/// its runs end between two batches.
 fn pruning(pruner: Pruner) -> Task {
     Task::new("retention", move |stop| async move {
-        pruner
-            .start(stop)
-            .await
-            .map_err(TaskError::from)?
-            .await
-            .map_err(TaskError::from)
+        pruner.serve(stop).await.map_err(TaskError::from)
     })
 }
 
