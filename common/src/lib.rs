@@ -9,6 +9,7 @@
 //! - [`messaging`]: envelope, topology, broker session, consumer loop, outbox, inbox and
 //!   dead letters.
 //! - [`http`]: the JSON error, extractors, health, Swagger UI and the admin routes.
+//! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
 //! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.
 //! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.
 
@@ -19,6 +20,7 @@ pub mod db;
 pub mod http;
 pub mod messaging;
 pub mod migration;
+pub mod retention;
 pub mod secret;
 pub mod service;
 pub mod shutdown;

@@ -96,6 +96,48 @@ pub async fn execute(url: &str, sql: &str) {
     let _ = db.close().await;
 }
 
+/// Runs one query on a test database that answers one number, as `n` (`SELECT count(*) AS n ...`).
+pub async fn number(url: &str, sql: &str) -> i64 {
+    use sea_orm::FromQueryResult;
+    #[derive(FromQueryResult)]
+    struct N {
+        n: i64,
+    }
+    let db = Database::connect(url).await.unwrap();
+    let n = N::find_by_statement(crate::db::stmt(sql, []))
+        .one(&db)
+        .await
+        .unwrap()
+        .expect("no row")
+        .n;
+    let _ = db.close().await;
+    n
+}
+
+/// A UUIDv7 as one made `ago` in the past would be: for backdated rows.
+pub fn uuid_v7_ago(ago: Duration) -> Uuid {
+    let time = std::time::SystemTime::now() - ago;
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since.as_secs(),
+        since.subsec_nanos(),
+    ))
+}
+
+/// `POST /api/admin/retention/prune` (`?dry_run=true` when `dry_run`) on the service at
+/// `address`, with the test token.
+pub async fn prune(client: &reqwest::Client, address: &str, dry_run: bool) -> reqwest::Response {
+    client
+        .post(format!(
+            "{address}/api/admin/retention/prune?dry_run={dry_run}"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("POST /api/admin/retention/prune failed")
+}
+
 /// The admin token test services are configured with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -575,6 +617,13 @@ impl TestService {
             .send()
             .await
             .expect("DELETE /api/admin/dead-letters failed")
+    }
+
+    /// A retention run now (or a dry run); the report, once it answered 200.
+    pub async fn prune(&self, dry_run: bool) -> Value {
+        let response = prune(&self.client, &self.address, dry_run).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.json().await.unwrap()
     }
 
     /// Publishes a command onto the service's vhost, routed by its type.

@@ -8,6 +8,7 @@ use utoipa::OpenApi;
 
 use saga_common::configuration::ServiceSettings;
 use saga_common::messaging::topology;
+use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
 use crate::configuration::Settings;
@@ -40,6 +41,29 @@ impl Service for Orchestrator {
 
     fn openapi() -> utoipa::openapi::OpenApi {
         crate::api_doc::ApiDoc::openapi()
+    }
+
+    /// Finished orders older than `retention.history` (and finished that long ago) with their
+    /// transitions, never a saga in flight. A published outbox row is kept while its saga is in
+    /// flight, whatever its age: a timeout resend copies the pending command's row
+    /// (`outbox::resend`).
+    fn retention() -> Retention {
+        Retention::shared()
+            // A scalar subquery: one lookup by key per row; as a `NOT EXISTS` the generic plan
+            // compares every row with every saga in flight.
+            .outbox_only_where(
+                "(SELECT o.status FROM orders o WHERE o.order_id = outbox.saga_id) \
+                 IS DISTINCT FROM 'PENDING'",
+            )
+            .with(
+                Rule::history(
+                    "orders",
+                    "order_id",
+                    "order_id < $2 AND status IN ('COMPLETED', 'FAILED') \
+                 AND created_at < $1 AND updated_at < $1",
+                )
+                .with_dependent("saga_transitions", "order_id"),
+            )
     }
 
     fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {

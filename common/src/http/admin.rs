@@ -314,7 +314,7 @@ pub async fn delete_dead_letter(
         ErrorBody, FieldError
     )),
     modifiers(&BearerScheme),
-    tags((name = "admin", description = "Operator endpoints (dead letters). Require `Authorization: Bearer <admin token>`."))
+    tags((name = "admin", description = "Operator endpoints (dead letters, retention). Require `Authorization: Bearer <admin token>`."))
 )]
 pub struct AdminApi;
 
@@ -347,6 +347,7 @@ pub struct AdminDocs;
 impl Modify for AdminDocs {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         openapi.merge(AdminApi::openapi());
+        openapi.merge(super::retention::RetentionApi::openapi());
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`health`]: `/health/live` and `/health/ready`.
 //! - [`keyed`]: `GET`/`PUT` of rows kept under an id the client chooses.
 //! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
+//! - [`retention`]: `POST /api/admin/retention/prune` (run the pruner now, or a dry run).
 //! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod extract;
 pub mod health;
 pub mod keyed;
 pub mod query;
+pub mod retention;
 pub mod server;
 
 pub use correlation::CorrelationId;

@@ -16,6 +16,9 @@ use crate::messaging::{BrokerStatus, MessageHandler, Messaging};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// Settings that cannot work together, refused before anything starts.
+    #[error("invalid settings: {0}")]
+    Settings(String),
     /// The driver's message with the URL's password masked (it may quote the URL); the error
     /// itself is not kept, as its `Debug` would show the password.
     #[error("cannot connect to PostgreSQL: {0}")]

@@ -1,13 +1,15 @@
 //! The one service skeleton. A service names its parts by implementing [`Service`] (settings,
 //! migrations, queue and handler, routes, API document, extra tasks); the rest is here, once:
 //!
-//! - [`Application`]: build (database, migrations, port, health, docs, dead-letter admin,
-//!   messaging) and run until stopped.
+//! - [`Application`]: build (settings check, database, migrations, port, health, docs, admin
+//!   routes, messaging, the retention pruner) and run until stopped.
 //! - [`run_from_environment`]: the whole process, what every `main` calls.
 //! - [`foundation`]: the database, port and broker status the parts share.
 //! - [`tasks`]: the long-running tasks and the order in which they stop.
+//! - [`schedule`]: a cron job that never overlaps itself (timeout sweep, pruner).
 
 pub mod foundation;
+pub mod schedule;
 pub mod tasks;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::configuration::ServiceSettings;
 use crate::messaging::{MessageHandler, Messaging};
+use crate::retention::{Pruner, Retention};
 use crate::shutdown::Shutdown;
 
 pub use foundation::{Foundation, StartupError};
@@ -40,6 +43,12 @@ pub trait Service: 'static {
 
     /// The service's own paths; health, errors and the admin routes are added to it.
     fn openapi() -> utoipa::openapi::OpenApi;
+
+    /// What the pruner removes from this service's database and when: the shared outbox and
+    /// inbox rules, and the service's own history rules (`crate::retention`).
+    fn retention() -> Retention {
+        Retention::shared()
+    }
 
     /// The service's routes, handler and extra tasks, on the shared foundation.
     fn assemble(settings: &Self::Settings, foundation: &Foundation) -> Parts<Self::Handler>;
@@ -82,12 +91,27 @@ pub struct Application<S: Service> {
 impl<S: Service> Application<S> {
     pub async fn build(settings: S::Settings) -> Result<Self, StartupError> {
         let common = settings.as_ref();
+        common
+            .retention
+            .validate()
+            .map_err(StartupError::Settings)?;
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let parts = S::assemble(&settings, &foundation);
+        let pruner = Pruner::new(
+            foundation.db.clone(),
+            common.retention.clone(),
+            &S::retention(),
+        );
         let routes = parts
             .routes
             .merge(crate::http::health::router(foundation.readiness()))
-            .merge(crate::http::admin::router(S::NAME, S::QUEUE, common));
+            .merge(crate::http::admin::router(S::NAME, S::QUEUE, common))
+            .merge(crate::http::retention::router(
+                pruner.clone(),
+                &common.admin,
+            ));
+        let mut tasks = parts.tasks;
+        tasks.push(pruning(pruner));
         let router = crate::http::server::finish(routes, S::openapi());
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
@@ -95,7 +119,7 @@ impl<S: Service> Application<S> {
             listener: foundation.listener,
             router,
             messaging,
-            tasks: parts.tasks,
+            tasks,
             grace: Duration::from_millis(common.shutdown_grace_ms),
         })
     }
@@ -126,6 +150,14 @@ impl<S: Service> Application<S> {
         tracing::info!("service stopped");
         outcome
     }
+}
+
+/// The pruner, on `retention.schedule` unless disabled, a front-tier task: on the stop signal
+/// its runs end between two batches.
+fn pruning(pruner: Pruner) -> Task {
+    Task::new("retention", move |stop| async move {
+        pruner.serve(stop).await.map_err(TaskError::from)
+    })
 }
 
 /// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or

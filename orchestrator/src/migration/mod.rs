@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000301_create_orders_and_transitions;
 mod m20261122_000302_add_saga_deadlines;
+mod m20261207_000303_tune_autovacuum;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         saga_common::migration::with_shared(vec![
             Box::new(m20261122_000301_create_orders_and_transitions::Migration),
             Box::new(m20261122_000302_add_saga_deadlines::Migration),
+            Box::new(m20261207_000303_tune_autovacuum::MIGRATION),
         ])
     }
 }

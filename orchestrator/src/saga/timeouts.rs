@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
-use tokio::sync::Mutex;
-use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_cron_scheduler::JobSchedulerError;
 use uuid::Uuid;
 
 use saga_common::messaging::outbox::RelayWakeup;
+use saga_common::service::schedule;
 use saga_common::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
@@ -144,36 +144,20 @@ pub fn saga_span(order: &Saga) -> tracing::Span {
     )
 }
 
-/// Starts the sweep on its cron schedule. A sweep still running when the next is due is not
-/// doubled: the next one is skipped. On `stop` the schedule ends and the task returned waits for
-/// a sweep in progress, then ends.
+/// Starts the sweep on its cron schedule (`saga_common::service::schedule`): a sweep still
+/// running when the next is due is not doubled; on `stop` the task returned waits for a sweep in
+/// progress, then ends.
 pub async fn start(
     db: DatabaseConnection,
     settings: SagaSettings,
     wakeup: RelayWakeup,
     stop: Shutdown,
 ) -> Result<JoinHandle<()>, JobSchedulerError> {
-    let scheduler = JobScheduler::new().await?;
-    let running = Arc::new(Mutex::new(()));
     let schedule = settings.sweep_schedule.clone();
     let settings = Arc::new(settings);
-    let job_running = running.clone();
-    let job_stop = stop.clone();
-    let job = Job::new_async(schedule.as_str(), move |_, _| {
-        let (db, settings, wakeup, running, stop) = (
-            db.clone(),
-            settings.clone(),
-            wakeup.clone(),
-            job_running.clone(),
-            job_stop.clone(),
-        );
-        Box::pin(async move {
-            let Ok(_guard) = running.try_lock() else {
-                return;
-            };
-            if stop.is_triggered() {
-                return;
-            }
+    schedule::start("timeout sweep", &schedule, stop, move || {
+        let (db, settings, wakeup) = (db.clone(), settings.clone(), wakeup.clone());
+        async move {
             match sweep(&db, &settings, &wakeup).await {
                 Ok(report) if report != SweepReport::default() => {
                     tracing::info!(
@@ -185,18 +169,7 @@ pub async fn start(
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "timeout sweep failed; next sweep retries"),
             }
-        })
-    })?;
-    scheduler.add(job).await?;
-    scheduler.start().await?;
-    Ok(tokio::spawn(async move {
-        stop.wait().await;
-        let mut scheduler = scheduler;
-        if let Err(error) = scheduler.shutdown().await {
-            tracing::warn!(%error, "timeout scheduler did not stop cleanly");
         }
-        // The lock is free once no sweep is running, and no new one starts.
-        let _ = running.lock().await;
-        tracing::info!("timeout worker stopped");
-    }))
+    })
+    .await
 }

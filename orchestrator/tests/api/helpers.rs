@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use orchestrator::configuration::{SagaSettings, Settings};
 use orchestrator::startup::Orchestrator;
-use saga_common::configuration::ServiceSettings;
+use saga_common::configuration::{RetentionSettings, ServiceSettings};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{
     PATIENCE, TestVhost, eventually, init_test_telemetry, service_settings, start,
@@ -46,6 +46,8 @@ pub struct FleetOptions {
     pub with_payment: bool,
     /// Start the inventory participant now (else: `start_inventory` later).
     pub with_inventory: bool,
+    /// Every service's `retention` section.
+    pub retention: RetentionSettings,
 }
 
 impl Default for FleetOptions {
@@ -54,6 +56,7 @@ impl Default for FleetOptions {
             saga: SagaSettings::default(),
             with_payment: true,
             with_inventory: true,
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -80,15 +83,18 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
     let shutdown = Shutdown::new();
 
     let defaults = orchestrator::configuration::default_settings();
-    let orchestrator_settings = Settings {
+    let mut orchestrator_settings = Settings {
         service: service_settings(defaults.service, "orchestrator", &vhost).await,
         saga: options.saga,
         intake: defaults.intake,
     };
-    let payment_settings =
+    let mut payment_settings =
         service_settings(payment::startup::default_settings(), "payment", &vhost).await;
-    let inventory_settings =
+    let mut inventory_settings =
         service_settings(inventory::startup::default_settings(), "inventory", &vhost).await;
+    orchestrator_settings.service.retention = options.retention.clone();
+    payment_settings.retention = options.retention.clone();
+    inventory_settings.retention = options.retention;
 
     let orchestrator = Service {
         db_url: orchestrator_settings

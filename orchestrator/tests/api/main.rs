@@ -12,5 +12,6 @@ mod messaging;
 mod operations;
 mod orders;
 mod plans;
+mod retention;
 mod saga_flows;
 mod timeouts;

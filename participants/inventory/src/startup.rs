@@ -5,6 +5,7 @@ use utoipa::OpenApi;
 
 use saga_common::configuration::ServiceSettings;
 use saga_common::messaging::topology;
+use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service};
 
 use crate::commands::InventoryCommands;
@@ -27,6 +28,19 @@ impl Service for Inventory {
 
     fn openapi() -> utoipa::openapi::OpenApi {
         crate::api_doc::ApiDoc::openapi()
+    }
+
+    /// Reservations older than `retention.history` (and unchanged since) with their lines, by
+    /// the order's UUIDv7 id.
+    fn retention() -> Retention {
+        Retention::shared().with(
+            Rule::history(
+                "reservations",
+                "order_id",
+                "order_id < $2 AND created_at < $1 AND updated_at < $1",
+            )
+            .with_dependent("reservation_lines", "order_id"),
+        )
     }
 
     fn assemble(_: &ServiceSettings, foundation: &Foundation) -> Parts<InventoryCommands> {

@@ -5,6 +5,7 @@ use utoipa::OpenApi;
 
 use saga_common::configuration::ServiceSettings;
 use saga_common::messaging::topology;
+use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service};
 
 use crate::commands::PaymentCommands;
@@ -27,6 +28,15 @@ impl Service for Payment {
 
     fn openapi() -> utoipa::openapi::OpenApi {
         crate::api_doc::ApiDoc::openapi()
+    }
+
+    /// Payments older than `retention.history` (and unchanged since), by their UUIDv7 key.
+    fn retention() -> Retention {
+        Retention::shared().with(Rule::history(
+            "payments",
+            "payment_id",
+            "payment_id < $2 AND created_at < $1 AND updated_at < $1",
+        ))
     }
 
     fn assemble(_: &ServiceSettings, foundation: &Foundation) -> Parts<PaymentCommands> {

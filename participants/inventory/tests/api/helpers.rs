@@ -13,7 +13,7 @@ use saga_common::testing::{
 };
 
 /// The inventory service under test, with one helper per endpoint on top of the shared ones.
-pub struct TestApp(TestService);
+pub struct TestApp(pub TestService);
 
 impl std::ops::Deref for TestApp {
     type Target = TestService;

@@ -9,3 +9,4 @@ mod docs;
 mod helpers;
 mod products;
 mod reservations;
+mod retention;

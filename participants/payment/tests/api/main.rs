@@ -9,3 +9,4 @@ mod admin;
 mod commands;
 mod database;
 mod docs;
+mod retention;
