@@ -40,7 +40,8 @@
 #                        APP__RETENTION__INBOX_WINDOW [5m] __PUBLISHED_OUTBOX [1m]
 #                        __HISTORY [10m] __SCHEDULE ["*/10 * * * * *"]
 # Fresh nodes keep other runs' and tests' data out of the measurement, and the machine's own
-# PostgreSQL (whose CI settings turn autovacuum off) out of it altogether. Quick A/B examples:
+# PostgreSQL (whose CI settings turn autovacuum off) out of it altogether; the saga_* databases
+# and the default vhost that run.sh and the tests use are never touched. Quick A/B examples:
 #   BENCH_PHASES=peak,complete BENCH_CALIBRATE=0 ./deploy/bench.sh
 #   BENCH_PHASES=open80 BENCH_OPEN_RATE=800 BENCH_STEADY_DURATION=120 BENCH_PG_AUTOVACUUM=off ./deploy/bench.sh
 set -euo pipefail

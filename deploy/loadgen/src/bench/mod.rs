@@ -131,6 +131,15 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
             &spans,
             soak.window.1,
         ));
+        if let Some(b) = &soak.brief {
+            let s = &b.summary;
+            let _ = writeln!(
+                text,
+                "soak: {} orders accepted, {} of them unfinished when tracking gave up; {} \
+                 requests failed",
+                s.accepted, s.unfinished, s.errors
+            );
+        }
     }
     let out = b.s.out.display();
     for extra in ["stall.txt"] {
@@ -290,7 +299,8 @@ impl Bench {
             name.into(),
         ];
         args.extend(phase.args(rate, &s.extra));
-        if s.broker_dir.is_some() {
+        // The soak keeps no orders to place around the rollovers (its loadgen refuses --marks).
+        if s.broker_dir.is_some() && phase.window_s.is_none() {
             let marks = s.out.join(format!("rollovers-{name}.txt"));
             args.extend(["--marks".into(), marks.display().to_string()]);
         }
@@ -317,13 +327,11 @@ impl Bench {
 
         let started = wait_for(&marker("started"), &mut child).await;
         let (sizes_stop, sizes_stopped) = tokio::sync::watch::channel(false);
-        let sizes = (phase.window_s.is_some() && started).then(|| {
+        let sizes = phase.window_s.filter(|_| started).map(|window_s| {
             let file = s.out.join(format!("sizes-{name}.tsv"));
-            tokio::spawn(soak::sample_sizes(
-                self.cx.outboxes.clone(),
-                file,
-                sizes_stopped,
-            ))
+            let every = soak::sizes_every(window_s);
+            let databases = self.cx.outboxes.clone();
+            tokio::spawn(soak::sample_sizes(databases, every, file, sizes_stopped))
         });
         let profile = (s.profile && matches!(name, "peak" | "open80") && started).then(|| {
             let out = s.out.clone();

@@ -1,6 +1,6 @@
 //! The soak's own figures: every table's size over time, and what it means per saga.
 //! - [`Retention`]: the windows the fleet keeps rows for (bench.sh passes the ones it sets);
-//! - [`sample_sizes`]: a sampler, every minute of the soak (and at its start and end), of each
+//! - [`sample_sizes`]: a sampler, each minute of the soak (and at its start and end), of each
 //!   service database's tables: total size (heap, indexes, TOAST; partitions summed), live and
 //!   dead rows (`sizes-soak.tsv`);
 //! - [`render`]: the sizes at each window's end, whether they levelled off, and the bytes kept
@@ -49,8 +49,11 @@ impl Retention {
     }
 }
 
-/// How often the soak samples the tables' sizes.
-pub const SIZES_EVERY: Duration = Duration::from_secs(60);
+/// How often the soak samples the tables' sizes: every minute, or twice a window if shorter
+/// (a short trial run).
+pub fn sizes_every(window_s: u64) -> Duration {
+    Duration::from_secs((window_s / 2).clamp(5, 60))
+}
 
 /// One table's size at one moment of the soak.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +69,13 @@ pub struct TableSize {
 
 /// Each table of the public schema (partitioned ones as the sum of their partitions), with
 /// the statistics collector's live and dead rows (estimates, as autovacuum sees them).
-const SIZES_SQL: &str = "SELECT c.relname::text, sum(pg_total_relation_size(t.relid))::bigint, \
+/// (pg_partition_tree gives no rows for a plain table, hence the union.)
+const SIZES_SQL: &str = "SELECT c.relname::text, sum(pg_total_relation_size(r.oid))::bigint, \
     coalesce(sum(s.n_live_tup), 0)::bigint, coalesce(sum(s.n_dead_tup), 0)::bigint \
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-    CROSS JOIN LATERAL pg_partition_tree(c.oid::regclass) t \
-    LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid \
+    CROSS JOIN LATERAL (SELECT c.oid WHERE c.relkind = 'r' UNION ALL \
+        SELECT relid FROM pg_partition_tree(c.oid::regclass) WHERE c.relkind = 'p') r(oid) \
+    LEFT JOIN pg_stat_user_tables s ON s.relid = r.oid \
     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
     AND c.relname <> 'seaql_migrations' GROUP BY c.relname ORDER BY 1";
 
@@ -78,6 +83,7 @@ const SIZES_SQL: &str = "SELECT c.relname::text, sum(pg_total_relation_size(t.re
 /// per database, kept for the phase. A database that cannot be read is left out.
 pub async fn sample_sizes(
     databases: Vec<(String, String)>,
+    every: Duration,
     file: PathBuf,
     mut stopped: watch::Receiver<bool>,
 ) -> Vec<TableSize> {
@@ -90,14 +96,23 @@ pub async fn sample_sizes(
     append(&file, "t_s\tservice\ttable\tbytes\tlive_rows\tdead_rows\n");
     let start = std::time::Instant::now();
     let mut sizes = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     loop {
         let t_s = start.elapsed().as_secs_f64().round() as u64;
         let mut text = String::new();
         for (service, conn) in &mut conns {
-            let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(SIZES_SQL)
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap_or_default();
+            let rows: Vec<(String, i64, i64, i64)> =
+                match sqlx::query_as(SIZES_SQL).fetch_all(&mut *conn).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // Said once per database: the next samples would only repeat it.
+                        if !failed.contains(service) {
+                            eprintln!("bench: table sizes of {service}: {e}");
+                            failed.push(service.clone());
+                        }
+                        Vec::new()
+                    }
+                };
             for (table, bytes, live_rows, dead_rows) in rows {
                 let _ = writeln!(
                     text,
@@ -118,7 +133,7 @@ pub async fn sample_sizes(
             return sizes;
         }
         // Once more after the stop: the size at the soak's end.
-        let _ = tick(&mut stopped, SIZES_EVERY).await;
+        let _ = tick(&mut stopped, every).await;
     }
 }
 
@@ -312,6 +327,62 @@ mod tests {
             500.0 + 4000.0
         );
         assert_eq!(sagas_within(&[], 1000.0, Duration::from_secs(950)), 0.0);
+    }
+
+    #[test]
+    fn sizes_are_sampled_every_minute_or_twice_a_short_window() {
+        assert_eq!(sizes_every(300), Duration::from_secs(60));
+        assert_eq!(sizes_every(30), Duration::from_secs(15));
+        assert_eq!(sizes_every(1), Duration::from_secs(5));
+    }
+
+    /// Against the real server of the tests (postgres/postgres@127.0.0.1:5432), in a database
+    /// of its own: a plain table and a partitioned one, with their indexes.
+    #[tokio::test]
+    async fn the_sampler_reads_every_table_with_its_indexes_and_partitions() {
+        let server = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+        let name = format!("sagatest_loadgen_sizes_{}", std::process::id());
+        let url = db::database_url(server, &name);
+        let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        db::execute(server, &[&drop_db, &format!("CREATE DATABASE {name}")])
+            .await
+            .unwrap();
+        db::execute(
+            &url,
+            &[
+                "CREATE TABLE inbox (id bigint PRIMARY KEY, body text)",
+                "INSERT INTO inbox SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g",
+                "CREATE TABLE history (id bigint, at int) PARTITION BY RANGE (at)",
+                "CREATE TABLE history_1 PARTITION OF history FOR VALUES FROM (0) TO (10)",
+                "INSERT INTO history SELECT g, g % 10 FROM generate_series(1, 2000) g",
+            ],
+        )
+        .await
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("loadgen-sizes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (stop, stopped) = watch::channel(true); // stopped at once: one sample
+        let sizes = sample_sizes(
+            vec![("payment".into(), url)],
+            Duration::from_secs(1),
+            dir.join("sizes.tsv"),
+            stopped,
+        )
+        .await;
+        drop(stop);
+        let _ = db::execute(server, &[&drop_db]).await;
+        let tsv = std::fs::read_to_string(dir.join("sizes.tsv")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let tables: Vec<&str> = sizes.iter().map(|s| s.table.as_str()).collect();
+        assert_eq!(tables, ["history", "inbox"], "{sizes:?}");
+        // 2,000 rows each (the partitioned table's in its partition): far over an empty table.
+        assert!(sizes.iter().all(|s| s.bytes > 50_000), "{sizes:?}");
+        assert!(
+            tsv.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("0\tpayment\thistory\t")),
+            "{tsv}"
+        );
     }
 
     #[test]
