@@ -253,13 +253,21 @@ pub fn render(
         let size = size_at(rows, last).unwrap_or(0);
         let per = (held >= 1.0).then(|| size as f64 / held);
         total += per.unwrap_or(0.0);
+        // A table still growing holds more than its window (nothing pruned it yet): its
+        // figure is an upper bound, not the steady state.
+        let still_growing = !levelled(size_at(rows, before_end).unwrap_or(0), size);
         let _ = writeln!(
             t,
-            "{:<32} {:>10} {:>12.0} {:>10}",
+            "{:<32} {:>10} {:>12.0} {:>10}{}",
             format!("{service}.{table}"),
             humantime::format_duration(window).to_string(),
             held,
-            per.map_or_else(|| "?".into(), |b| format!("{b:.0}"))
+            per.map_or_else(|| "?".into(), |b| format!("{b:.0}")),
+            if still_growing {
+                " (still growing)"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(
@@ -431,6 +439,11 @@ mod tests {
             .collect();
         assert_eq!(per_saga.len(), 2, "{text}");
         assert!(per_saga[1].trim_end().ends_with(" 300"), "{text}");
+        let orders: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("orchestrator.orders"))
+            .collect();
+        assert!(orders[1].ends_with("(still growing)"), "{text}");
         assert!(
             !text
                 .lines()
