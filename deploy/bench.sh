@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The standard benchmark: starts the fleet in release mode (through deploy/run.sh) on its own
 # ports, databases and RabbitMQ vhost, hands it to `loadgen bench` and stops it. loadgen runs
-# the phases (warmup, peak, complete, open80), samples CPU, memory, queues, outbox, disk flushes
-# and pressure stalls, checks the invariants and writes the summary, samples and charts into
-# BENCH_OUT (`loadgen bench --help` says what each phase measures). This script only installs,
-# starts and stops processes: PostgreSQL and RabbitMQ (deploy/lib.sh), the benchmark's own
-# RabbitMQ node, the fleet.
+# the phases (warmup, peak, complete, open80, soak), samples CPU, memory, queues, outbox, table
+# sizes, disk flushes and pressure stalls, checks the invariants and writes the summary, samples
+# and charts into BENCH_OUT (`loadgen bench --help` says what each phase measures). This script
+# only installs, starts and stops processes: the benchmark's own PostgreSQL cluster and RabbitMQ
+# node, the fleet.
 #
 # Settings (defaults in brackets):
 #   BENCH_WARMUP [10]  BENCH_DURATION [60]  BENCH_COMPLETE_DURATION [60] (0: no complete phase)
 #   BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]  BENCH_OPEN_FRACTION [0.8]
-#   BENCH_OPEN_RATE []  open80 at this many orders/s instead of a share of the peak
+#   BENCH_SOAK_DURATION [1800] (0: no soak)  BENCH_SOAK_WINDOW [300]  seconds per soak window
+#   BENCH_OPEN_RATE []  open80 and soak at this many orders/s instead of a share of the peak
+#   BENCH_PHASES []     only these of peak, complete, open80, soak, e.g. "open80,soak" (the
+#                       warm-up runs still; peak too when an open phase needs its rate, that
+#                       is without BENCH_OPEN_RATE)
 #   BENCH_CALIBRATE [1]  15 s of pgbench before the fleet starts (0: none)
 #   BENCH_PROFILE [0]    1: perf profiles of 20 s of peak and of open80 (perf-summary-PHASE.txt)
 #   BENCH_STALL []       SERVICE:AT:FOR: freeze SERVICE AT s into open80 for FOR s (stall.txt)
@@ -18,6 +22,9 @@
 #                        restored at the end): a setting of the machine, not of the fleet
 #   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory on BASE, BASE+1, BASE+2
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
+#   BENCH_PG_PORT [5433]  the benchmark's own PostgreSQL cluster: initdb's defaults (autovacuum
+#                        on), loopback only, a fresh directory removed at the end
+#   BENCH_PG_AUTOVACUUM [on]  off: the same cluster without autovacuum (an A/B of its cost)
 #   BENCH_BROKER_PORT [5673]  the benchmark's own RabbitMQ node: AMQP there, management API on
 #                        BENCH_BROKER_PORT + 10000
 #   BENCH_RABBITMQ_WAL_BYTES [8388608]  that node's raft.wal_max_size_bytes: each rollover of the
@@ -28,10 +35,15 @@
 #                        no rollover marks then, as its data directory is not known)
 #   BENCH_OUT [target/bench/<run id>]  BENCH_START_TIMEOUT [1800] seconds to build and start
 #   BENCH_LOADGEN_ARGS   extra loadgen arguments for every phase but complete
-#   APP__*               passed to the services, as run.sh does
-# A fresh node keeps other runs' and tests' queue data out of the measurement. pg_stat_statements
-# figures come where the server preloads it. Never touches the saga_* databases or the default
-# vhost that run.sh and the tests use.
+#   APP__*               passed to the services, as run.sh does. Retention is short for the
+#                        whole run unless set here, so the soak reaches its steady state:
+#                        APP__RETENTION__INBOX_WINDOW [5m] __PUBLISHED_OUTBOX [1m]
+#                        __HISTORY [10m] __SCHEDULE ["*/10 * * * * *"]
+# Fresh nodes keep other runs' and tests' data out of the measurement, and the machine's own
+# PostgreSQL (whose CI settings turn autovacuum off) out of it altogether; the saga_* databases
+# and the default vhost that run.sh and the tests use are never touched. Quick A/B examples:
+#   BENCH_PHASES=peak,complete BENCH_CALIBRATE=0 ./deploy/bench.sh
+#   BENCH_PHASES=open80 BENCH_OPEN_RATE=800 BENCH_STEADY_DURATION=120 BENCH_PG_AUTOVACUUM=off ./deploy/bench.sh
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -57,6 +69,16 @@ if [ -n "${BENCH_RABBITMQ_PORT:-}" ]; then
     RABBITMQ_API="${BENCH_RABBITMQ_API:-$DEPLOY_RABBITMQ_API}"
 fi
 RABBITMQ_WAL_BYTES="${BENCH_RABBITMQ_WAL_BYTES:-8388608}"
+PG_PORT="${BENCH_PG_PORT:-5433}"
+PG_AUTOVACUUM="${BENCH_PG_AUTOVACUUM:-on}"
+case $PG_AUTOVACUUM in on | off) ;; *) die "BENCH_PG_AUTOVACUUM must be on or off, not '$PG_AUTOVACUUM'" ;; esac
+PG_URL="postgres://postgres:postgres@127.0.0.1:$PG_PORT/postgres"
+# Short retention for the whole run, so that the soak reaches its steady state within it; the
+# fleet reads these as any APP__* setting (a fleet without the pruner ignores them).
+export APP__RETENTION__INBOX_WINDOW="${APP__RETENTION__INBOX_WINDOW:-5m}"
+export APP__RETENTION__PUBLISHED_OUTBOX="${APP__RETENTION__PUBLISHED_OUTBOX:-1m}"
+export APP__RETENTION__HISTORY="${APP__RETENTION__HISTORY:-10m}"
+export APP__RETENTION__SCHEDULE="${APP__RETENTION__SCHEDULE:-*/10 * * * * *}"
 AMQP_URL="amqp://$DEPLOY_RABBITMQ_USER:$DEPLOY_RABBITMQ_PASSWORD@127.0.0.1:$RABBITMQ_PORT/$(urlencode "$VHOST")"
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_NS="${BENCH_HALT_POLL_NS:-}"
@@ -71,6 +93,8 @@ mkdir -p "$OUT"
 RUN_PID=''
 BROKER_PID=''
 BROKER_DIR=''
+PG_DIR=''
+PG_CTL=''
 cleanup() {
     trap '' INT TERM
     # The machine's setting first: what follows may wait a minute (the broker's stop) or fail.
@@ -85,6 +109,7 @@ cleanup() {
         wait "$RUN_PID" 2>/dev/null || true
     fi
     stop_broker
+    stop_private_postgres
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -171,6 +196,57 @@ stop_broker() {
     rm -rf "$BROKER_DIR"
 }
 
+# Runs a command as the postgres OS user when we are root (initdb and the server refuse root).
+as_pg_user() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# The benchmark's own PostgreSQL cluster: initdb of the newest installed server into a fresh
+# directory, its defaults (autovacuum on, as users run it) but for what must differ: its port,
+# loopback only, the socket in its directory, scram passwords over TCP (postgres/postgres).
+# BENCH_PG_AUTOVACUUM=off turns autovacuum off, for an A/B of what vacuum costs.
+start_private_postgres() {
+    local bin
+    bin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)"
+    [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
+    PG_CTL="$bin/pg_ctl"
+    ! port_open 127.0.0.1 "$PG_PORT" || die "port $PG_PORT is in use; set BENCH_PG_PORT"
+    PG_DIR="$(mktemp -d /tmp/saga-bench-postgres.XXXXXX)"
+    mkdir -p "$OUT/postgres"
+    echo postgres >"$PG_DIR/pwfile"
+    [ "$(id -u)" != 0 ] || chown -R postgres:postgres "$PG_DIR"
+    log "initdb of the benchmark's PostgreSQL cluster in $PG_DIR ($bin)"
+    (cd "$PG_DIR" && as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U postgres --pwfile="$PG_DIR/pwfile" \
+        --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8) >"$OUT/postgres/initdb.log" 2>&1 ||
+        die "initdb failed (see $OUT/postgres/initdb.log)"
+    printf '%s\n' "# deploy/bench.sh: what differs from initdb's defaults" "port = $PG_PORT" \
+        "listen_addresses = '127.0.0.1'" "unix_socket_directories = '$PG_DIR'" \
+        "autovacuum = $PG_AUTOVACUUM" >>"$PG_DIR/data/postgresql.conf"
+    log "starting the benchmark's PostgreSQL on 127.0.0.1:$PG_PORT (autovacuum $PG_AUTOVACUUM; its log goes to $OUT/postgres/)"
+    (cd "$PG_DIR" && as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgresql.log" -w -t 120 start) \
+        >"$OUT/postgres/start.log" 2>&1 || {
+        cp "$PG_DIR/postgresql.log" "$OUT/postgres/" 2>/dev/null || true
+        die "the benchmark's PostgreSQL did not start (see $OUT/postgres/)"
+    }
+    psql "$PG_URL" -Atqc 'select 1' >/dev/null || die "cannot connect to $PG_URL"
+}
+
+stop_private_postgres() {
+    [ -n "$PG_DIR" ] || return 0
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        log "stopping the benchmark's PostgreSQL"
+        (cd "$PG_DIR" && as_pg_user "$PG_CTL" -D "$PG_DIR/data" -m fast -w -t 120 stop) >&2 ||
+            log "pg_ctl stop failed"
+    fi
+    cp "$PG_DIR/postgresql.log" "$OUT/postgres/" 2>/dev/null || true
+    rm -rf "$PG_DIR"
+    PG_DIR=''
+}
+
 ready() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:${PORT[$1]}/health/ready")" = 200 ]
 }
@@ -178,25 +254,26 @@ ready() {
 ensure_rust
 # ss and pgrep: a minimal Debian root has neither.
 apt_install iproute2 procps
-ensure_postgres
+# The server's binaries for the benchmark's cluster, and psql and pgbench; run.sh still checks
+# the machine's own server (deploy/lib.sh), which the benchmark does not use.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
+command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 ensure_rabbitmq
 if [ "${BENCH_PROFILE:-0}" = 1 ] && ! command -v perf >/dev/null 2>&1; then
     apt_install linux-perf || log "BENCH_PROFILE=1 but perf could not be installed; no profile"
 fi
 [ "$OWN_BROKER" = 0 ] || start_broker
+start_private_postgres
 for svc in "${SERVICES[@]}"; do
     ! port_open 127.0.0.1 "${PORT[$svc]}" || die "port ${PORT[$svc]} is in use (another bench.sh?); set BENCH_PORT_BASE"
 done
 
-# A fresh state per run: empty databases and an empty vhost, owned by the benchmark alone.
+# A fresh state per run: the cluster is new; an empty vhost, owned by the benchmark alone.
 for svc in "${SERVICES[@]}"; do
-    db="${DB_PREFIX}${svc}"
-    log "recreating database $db"
-    psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="$db" \
-        <<<"SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec" >&2 ||
-        die "could not drop $db"
+    log "creating database ${DB_PREFIX}${svc}"
+    psql "$PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="${DB_PREFIX}${svc}" \
+        <<<"SELECT format('CREATE DATABASE %I', :'db') \gexec" >&2 || die "could not create ${DB_PREFIX}${svc}"
 done
-ensure_databases "${DB_PREFIX}orchestrator" "${DB_PREFIX}payment" "${DB_PREFIX}inventory"
 log "recreating RabbitMQ vhost $VHOST"
 vhost_api="$RABBITMQ_API/api/vhosts/$(urlencode "$VHOST")"
 code="$(rabbit_api -X DELETE "$vhost_api")" || true
@@ -213,9 +290,9 @@ cargo build --release -p loadgen
 
 log "starting the fleet with deploy/run.sh (output in $OUT/run.log)"
 ORCHESTRATOR_PORT=${PORT[orchestrator]} PAYMENT_PORT=${PORT[payment]} INVENTORY_PORT=${PORT[inventory]} \
-    ORCHESTRATOR_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}orchestrator" \
-    PAYMENT_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}payment" \
-    INVENTORY_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/${DB_PREFIX}inventory" \
+    ORCHESTRATOR_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}orchestrator" \
+    PAYMENT_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}payment" \
+    INVENTORY_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}inventory" \
     APP__AMQP__URL="$AMQP_URL" ./deploy/run.sh </dev/null >"$OUT/run.log" 2>&1 &
 RUN_PID=$!
 deadline=$((SECONDS + START_TIMEOUT))
@@ -234,17 +311,23 @@ for svc in "${SERVICES[@]}"; do
     PIDS+="$svc=${SPID[$svc]},"
 done
 RABBIT_PID="$(listener_pid "$RABBITMQ_PORT")"
-PG_PID="$(listener_pid 5432)"
+PG_PID="$(head -n1 "$PG_DIR/data/postmaster.pid" 2>/dev/null || true)"
 [ -n "$RABBIT_PID" ] && [ -n "$PG_PID" ] || die "cannot find the broker or postmaster pid (ss -ltnp)"
 log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, inventory ${SPID[inventory]}, beam.smp $RABBIT_PID, postmaster $PG_PID"
 
 ARGS=(--run-id "$RUN_ID" --out "$OUT" --amqp "$AMQP_URL" --rabbitmq-api "$RABBITMQ_API"
-    --pg "$DEPLOY_PG_URL" --db-prefix "$DB_PREFIX" --pids "${PIDS}rabbitmq=$RABBIT_PID,postgres=$PG_PID"
+    --pg "$PG_URL" --db-prefix "$DB_PREFIX" --pids "${PIDS}rabbitmq=$RABBIT_PID,postgres=$PG_PID"
     --orchestrator "http://127.0.0.1:${PORT[orchestrator]}" --payment "http://127.0.0.1:${PORT[payment]}"
     --inventory "http://127.0.0.1:${PORT[inventory]}"
     --warmup "${BENCH_WARMUP:-10}" --duration "${BENCH_DURATION:-60}"
     --complete-duration "${BENCH_COMPLETE_DURATION:-60}" --steady-duration "${BENCH_STEADY_DURATION:-600}"
-    --clients "${BENCH_CLIENTS:-128}" --open-fraction "${BENCH_OPEN_FRACTION:-0.8}")
+    --clients "${BENCH_CLIENTS:-128}" --open-fraction "${BENCH_OPEN_FRACTION:-0.8}"
+    --soak-duration "${BENCH_SOAK_DURATION:-1800}" --soak-window "${BENCH_SOAK_WINDOW:-300}"
+    --inbox-window "$APP__RETENTION__INBOX_WINDOW" --published-outbox "$APP__RETENTION__PUBLISHED_OUTBOX"
+    --history "$APP__RETENTION__HISTORY"
+    --note "postgresql: the benchmark's own cluster on port $PG_PORT, initdb's defaults, autovacuum $PG_AUTOVACUUM"
+    --note "retention (APP__RETENTION__*), the whole run: inbox_window $APP__RETENTION__INBOX_WINDOW, published_outbox $APP__RETENTION__PUBLISHED_OUTBOX, history $APP__RETENTION__HISTORY, schedule '$APP__RETENTION__SCHEDULE'")
+[ -z "${BENCH_PHASES:-}" ] || ARGS+=(--phases "$BENCH_PHASES")
 [ -z "${BENCH_OPEN_RATE:-}" ] || ARGS+=(--open-rate "$BENCH_OPEN_RATE")
 [ -z "${BENCH_STALL:-}" ] || ARGS+=(--stall "$BENCH_STALL")
 [ "${BENCH_PROFILE:-0}" != 1 ] || ARGS+=(--profile)

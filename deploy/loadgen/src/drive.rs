@@ -35,8 +35,8 @@
 //! `updated_at` (the commit of its terminal transition, same machine clock) minus the moment
 //! the POST was due, not from when a poll happened to notice.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -49,6 +49,7 @@ use crate::mix::{self, Kind, OrderRequest, Population, Rng};
 use crate::progress;
 use crate::report;
 use crate::seeding;
+use crate::tally::Tally;
 use crate::tap::{Ending, Registration, Tap, Tracker};
 
 /// Requests at once while seeding and checking: enough to be quick, few enough not to queue
@@ -143,6 +144,36 @@ pub(crate) struct Shared {
     pub(crate) seq: AtomicU64,
     /// With `--amqp`: where each order waits for its lifecycle event.
     pub(crate) tracker: Option<Arc<Tracker>>,
+    /// Where each order goes once its outcome is known.
+    collector: Mutex<Collector>,
+}
+
+/// What the run keeps of its orders: all of them, or aggregates (`--window`, see [`crate::tally`]).
+enum Collector {
+    Every(Vec<Record>),
+    Windows(Box<Tally>),
+}
+
+impl Shared {
+    fn keep(&self, record: Record) {
+        // Only a panic while holding the lock poisons it; the collector is consistent then.
+        match &mut *self
+            .collector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Collector::Every(all) => all.push(record),
+            Collector::Windows(tally) => tally.add(&record),
+        }
+    }
+
+    fn take(&self) -> Collector {
+        let mut collector = self
+            .collector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *collector, Collector::Every(Vec::new()))
+    }
 }
 
 pub struct RunOutcome {
@@ -179,6 +210,16 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         population.plentiful.len() + population.scarce.len()
     );
     seeding::seed(&http, &settings, &population).await?;
+    let collector = match settings.window_s {
+        None => Collector::Every(Vec::new()),
+        Some(window_s) => {
+            let ledger =
+                crate::invariants::Ledger::new(population.accounts(), population.products());
+            let duration_s = settings.duration.as_secs_f64().round() as usize;
+            let tally = Tally::new(duration_s, window_s, ledger, settings.payment_checks);
+            Collector::Windows(Box::new(tally))
+        }
+    };
 
     let shared = Arc::new(Shared {
         http,
@@ -189,14 +230,15 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         counters: Counters::default(),
         seq: AtomicU64::new(0),
         tracker: tap.as_ref().map(|tap| tap.tracker.clone()),
+        collector: Mutex::new(collector),
     });
     // Markers for `loadgen bench`, which accounts CPU between them (seeding and checks excluded).
     mark(&settings, "started");
     let progress = (!settings.quiet).then(|| tokio::spawn(progress::progress(shared.clone())));
-    let mut records = match settings.load {
+    match settings.load {
         Load::Closed { clients } => closed_loop(&shared, clients).await,
         Load::Open { rate } => open_loop(&shared, rate).await,
-    };
+    }
     if let Some(p) = progress {
         p.abort();
         eprintln!();
@@ -212,34 +254,34 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         }
         tap.close().await;
     }
-    records.sort_by_key(|r| r.seq);
     let load_s = shared.start.elapsed().as_secs_f64();
-
-    let (mismatches, payment_errors, checked_payments) = if settings.skip_checks {
-        (Vec::new(), Vec::new(), 0)
-    } else {
-        eprintln!("loadgen: checking balances, stock and payments");
-        seeding::check(&shared.http, &settings, &shared.population, &records).await?
+    let dropped = shared.counters.dropped.load(Relaxed);
+    let run = |checks| report::Run::new(&settings, shared.start_wall, load_s, dropped, checks);
+    let report = match shared.take() {
+        Collector::Every(mut records) => {
+            records.sort_by_key(|r| r.seq);
+            let settled: Vec<_> = records.iter().map(seeding::settled).collect();
+            let p = &shared.population;
+            let e = crate::invariants::expected(p.accounts(), p.products(), &settled);
+            let sample = seeding::payment_sample(&records, settings.payment_checks);
+            let checks = check(&shared, e, sample).await?;
+            // A mark file that cannot be read costs its profile, not the run that was measured.
+            let marks_s = settings.marks.as_ref().and_then(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| marks_since(&text, shared.start_wall))
+                    .map_err(|e| eprintln!("loadgen: --marks {}: {e}; no profile", path.display()))
+                    .ok()
+            });
+            report::build(run(checks), records, marks_s.as_deref())
+        }
+        Collector::Windows(tally) => {
+            let aggregates = report::Aggregates::of(&tally);
+            let (ledger, sample) = tally.into_checks();
+            let checks = check(&shared, ledger.expected(), sample).await?;
+            report::build_from(run(checks), aggregates)
+        }
     };
-    // A mark file that cannot be read costs its profile, not the run that was measured.
-    let marks_s = settings.marks.as_ref().and_then(|path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| marks_since(&text, shared.start_wall))
-            .map_err(|e| eprintln!("loadgen: --marks {}: {e}; no profile", path.display()))
-            .ok()
-    });
-    let report = report::build(
-        &settings,
-        shared.start_wall,
-        load_s,
-        shared.counters.dropped.load(Relaxed),
-        records,
-        mismatches,
-        payment_errors,
-        checked_payments,
-        marks_s.as_deref(),
-    );
     report::print(&report);
     report::write(&settings, &report)?;
     Ok(RunOutcome {
@@ -267,6 +309,26 @@ fn marks_since(text: &str, start: DateTime<Utc>) -> Result<Vec<f64>, String> {
         .collect()
 }
 
+/// The invariants against what the participants report now (nothing with `--skip-checks`).
+async fn check(
+    shared: &Shared,
+    e: crate::invariants::Expected,
+    sample: Vec<seeding::PaymentCheck>,
+) -> Result<seeding::Checks, Error> {
+    if shared.settings.skip_checks {
+        return Ok(seeding::Checks::default());
+    }
+    eprintln!("loadgen: checking balances, stock and payments");
+    seeding::check(
+        &shared.http,
+        &shared.settings,
+        &shared.population,
+        e,
+        sample,
+    )
+    .await
+}
+
 /// Writes `<out>/<label>.<what>` (empty). Best effort: a run without an output directory still
 /// measures; the JSON write at the end reports the directory problem.
 fn mark(settings: &Settings, what: &str) {
@@ -277,7 +339,7 @@ fn mark(settings: &Settings, what: &str) {
     }
 }
 
-async fn closed_loop(shared: &Arc<Shared>, clients: usize) -> Vec<Record> {
+async fn closed_loop(shared: &Arc<Shared>, clients: usize) {
     let end = shared.start + shared.settings.duration;
     let mut set = JoinSet::new();
     for client in 0..clients {
@@ -285,26 +347,19 @@ async fn closed_loop(shared: &Arc<Shared>, clients: usize) -> Vec<Record> {
         set.spawn(async move {
             let mut rng =
                 Rng::new(seed_of(&shared.settings.run_id) ^ (client as u64).wrapping_mul(0x9E37));
-            let mut records = Vec::new();
             while Instant::now() < end {
                 let (kind, order) = draw(&shared, &mut rng);
-                records.push(one_order(&shared, kind, order, Instant::now()).await);
+                let record = one_order(&shared, kind, order, Instant::now()).await;
+                shared.keep(record);
             }
-            records
         });
     }
-    let mut all = Vec::new();
     while let Some(done) = set.join_next().await {
-        // A panicking client task is a bug in this tool; its records are lost, say so.
-        match done {
-            Ok(records) => all.extend(records),
-            Err(e) => eprintln!("loadgen: a client task failed: {e}"),
-        }
+        reaped(done);
     }
-    all
 }
 
-async fn open_loop(shared: &Arc<Shared>, rate: f64) -> Vec<Record> {
+async fn open_loop(shared: &Arc<Shared>, rate: f64) {
     let end = shared.start + shared.settings.duration;
     let mut ticks =
         tokio::time::interval_at(shared.start.into(), Duration::from_secs_f64(1.0 / rate));
@@ -313,7 +368,6 @@ async fn open_loop(shared: &Arc<Shared>, rate: f64) -> Vec<Record> {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut rng = Rng::new(seed_of(&shared.settings.run_id));
     let mut set = JoinSet::new();
-    let mut all = Vec::new();
     loop {
         let due = ticks.tick().await.into_std();
         if due >= end {
@@ -325,23 +379,24 @@ async fn open_loop(shared: &Arc<Shared>, rate: f64) -> Vec<Record> {
         }
         let (kind, order) = draw(shared, &mut rng);
         let shared = shared.clone();
-        set.spawn(async move { one_order(&shared, kind, order, due).await });
+        set.spawn(async move {
+            let record = one_order(&shared, kind, order, due).await;
+            shared.keep(record);
+        });
         // Reap finished tasks as we go so the set does not hold every task until the end.
         while let Some(done) = set.try_join_next() {
-            keep(&mut all, done);
+            reaped(done);
         }
     }
     while let Some(done) = set.join_next().await {
-        keep(&mut all, done);
+        reaped(done);
     }
-    all
 }
 
-fn keep(all: &mut Vec<Record>, done: Result<Record, tokio::task::JoinError>) {
-    // A panicking order task is a bug in this tool; its record is lost, say so.
-    match done {
-        Ok(record) => all.push(record),
-        Err(e) => eprintln!("loadgen: an order task failed: {e}"),
+/// A panicking order or client task is a bug in this tool; its orders are lost, say so.
+fn reaped(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        eprintln!("loadgen: an order task failed: {e}");
     }
 }
 

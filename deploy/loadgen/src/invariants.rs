@@ -36,23 +36,32 @@ pub struct Expected {
     pub unverifiable: BTreeSet<String>,
 }
 
-pub fn expected<'a>(
-    accounts: impl IntoIterator<Item = (&'a str, i64)>,
-    products: impl IntoIterator<Item = (&'a str, i64)>,
-    orders: &[Settled<'a>],
-) -> Expected {
-    let mut e = Expected {
-        balance: accounts
-            .into_iter()
-            .map(|(id, b)| (id.to_string(), b))
-            .collect(),
-        ..Expected::default()
-    };
-    for (id, stock) in products {
-        e.available.insert(id.to_string(), stock);
-        e.reserved.insert(id.to_string(), 0);
+/// The expected values built up one order at a time, so a run that keeps no orders (the soak)
+/// checks the same way as one that does.
+#[derive(Debug)]
+pub struct Ledger(Expected);
+
+impl Ledger {
+    pub fn new<'a>(
+        accounts: impl IntoIterator<Item = (&'a str, i64)>,
+        products: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> Self {
+        let mut e = Expected {
+            balance: accounts
+                .into_iter()
+                .map(|(id, b)| (id.to_string(), b))
+                .collect(),
+            ..Expected::default()
+        };
+        for (id, stock) in products {
+            e.available.insert(id.to_string(), stock);
+            e.reserved.insert(id.to_string(), 0);
+        }
+        Self(e)
     }
-    for order in orders {
+
+    pub fn settle(&mut self, order: &Settled<'_>) {
+        let e = &mut self.0;
         match order.completed {
             Some(true) => {
                 if let Some(b) = e.balance.get_mut(order.customer_id) {
@@ -76,7 +85,22 @@ pub fn expected<'a>(
             }
         }
     }
-    e
+
+    pub fn expected(self) -> Expected {
+        self.0
+    }
+}
+
+pub fn expected<'a>(
+    accounts: impl IntoIterator<Item = (&'a str, i64)>,
+    products: impl IntoIterator<Item = (&'a str, i64)>,
+    orders: &[Settled<'a>],
+) -> Expected {
+    let mut ledger = Ledger::new(accounts, products);
+    for order in orders {
+        ledger.settle(order);
+    }
+    ledger.expected()
 }
 
 /// Compares expected values with the ones read back (`None`: could not be read).

@@ -8,6 +8,7 @@
 //! - [`drive`]: the open- and closed-loop drivers, and tracking each order to its terminal
 //!   status (by its lifecycle event with `--amqp`, by polling otherwise); `progress`, the live
 //!   line while they run.
+//! - [`tally`]: what a run keeps of its orders with `--window`: aggregates, not every order.
 //! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
 //!   to the orders waiting for them.
 //! - [`stats`]: percentiles, the per-second series, the per-minute windows and the profile
@@ -30,6 +31,7 @@ mod progress;
 pub mod report;
 pub mod seeding;
 pub mod stats;
+pub mod tally;
 pub mod tap;
 
 pub use drive::run;

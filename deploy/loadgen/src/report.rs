@@ -5,9 +5,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Load, Settings};
-use crate::drive::{Error, Record, Tracking};
+use crate::drive::{Error, Record};
 use crate::invariants::Mismatch;
+use crate::seeding::Checks;
 use crate::stats::{self, AroundMarks, Latency, MarkBin, Point, Second, Window};
+use crate::tally::{Counts, Tally};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
@@ -49,8 +51,10 @@ pub struct Report {
     pub mismatches: Vec<Mismatch>,
     pub payment_errors: Vec<String>,
     pub series: Vec<Second>,
-    /// The load window by minute, orders placed by when they were sent.
-    pub minutes: Vec<Window>,
+    /// Seconds per window: a minute, or `--window`.
+    pub window_s: usize,
+    /// The load window by `window_s`, orders placed by when they were sent.
+    pub windows: Vec<Window>,
     /// With `--marks`: the orders' end-to-end latency by when they were sent against the
     /// nearest mark.
     pub around_marks: Option<AroundMarks>,
@@ -64,7 +68,8 @@ pub struct Brief {
     pub label: String,
     pub summary: Summary,
     pub invariants_hold: bool,
-    pub minutes: Vec<Window>,
+    pub window_s: usize,
+    pub windows: Vec<Window>,
     pub around_marks: Option<AroundMarks>,
 }
 
@@ -74,28 +79,65 @@ impl Brief {
             label: r.settings.label.clone(),
             summary: r.summary.clone(),
             invariants_hold: r.invariants_hold,
-            minutes: r.minutes.clone(),
+            window_s: r.window_s,
+            windows: r.windows.clone(),
             around_marks: r.around_marks.clone(),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; a parameter struct would only rename them
-pub fn build(
-    settings: &Settings,
+/// The run's facts besides its orders: its settings, times and what the checks found.
+pub struct Run<'a> {
+    settings: &'a Settings,
     started_at: DateTime<Utc>,
     load_seconds: f64,
     dropped: u64,
-    records: Vec<Record>,
-    mismatches: Vec<Mismatch>,
-    payment_errors: Vec<String>,
-    payments_checked: usize,
-    marks_s: Option<&[f64]>,
-) -> Report {
-    let count = |f: &dyn Fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
-    let reason = |r: &Record, want: &str| {
-        r.status.as_deref() == Some("FAILED") && r.failure_reason.as_deref() == Some(want)
-    };
+    checks: Checks,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        started_at: DateTime<Utc>,
+        load_seconds: f64,
+        dropped: u64,
+        checks: Checks,
+    ) -> Self {
+        Self {
+            settings,
+            started_at,
+            load_seconds,
+            dropped,
+            checks,
+        }
+    }
+}
+
+/// What the report is made of, from every order ([`build`]) or from a [`Tally`] (`--window`).
+pub struct Aggregates {
+    counts: Counts,
+    series: Vec<Second>,
+    windows: Vec<Window>,
+    accept_ms: Latency,
+    e2e_ms: Latency,
+    around_marks: Option<AroundMarks>,
+}
+
+impl Aggregates {
+    pub fn of(t: &Tally) -> Self {
+        Self {
+            counts: t.counts.clone(),
+            series: t.series(),
+            windows: t.windows(),
+            accept_ms: t.accept.latency(),
+            e2e_ms: t.e2e.latency(),
+            around_marks: None,
+        }
+    }
+}
+
+/// The report from every order: exact percentiles, windows of a minute, the marks' profile.
+pub fn build(run: Run<'_>, records: Vec<Record>, marks_s: Option<&[f64]>) -> Report {
     let points: Vec<Point> = records
         .iter()
         .map(|r| Point {
@@ -106,58 +148,72 @@ pub fn build(
             e2e_ms: r.e2e_ms,
         })
         .collect();
-    let series = stats::series(&points);
-    let window = settings.duration.as_secs_f64().round() as usize;
-    let minutes = stats::windows(&points, window, 60);
-    let around_marks = marks_s.map(|marks| stats::around_marks(&points, marks, load_seconds));
-    let accepted: Vec<&Record> = records.iter().filter(|r| r.order_id.is_some()).collect();
-    let summary = Summary {
-        sent: records.len(),
-        accepted: accepted.len(),
-        errors: count(&|r| r.error.is_some()),
-        dropped,
-        completed: count(&|r| r.status.as_deref() == Some("COMPLETED")),
-        failed_payment_declined: count(&|r| reason(r, "payment_declined")),
-        failed_out_of_stock: count(&|r| reason(r, "out_of_stock")),
-        failed_other: count(&|r| {
-            r.status.as_deref() == Some("FAILED")
-                && !reason(r, "payment_declined")
-                && !reason(r, "out_of_stock")
-        }),
-        unfinished: accepted.iter().filter(|r| !r.terminal()).count(),
-        load_seconds,
-        completed_per_s: stats::sustained(&series, window, |s| s.completed),
-        finished_per_s: stats::sustained(&series, window, |s| s.completed + s.failed),
-        accepted_per_s: stats::sustained(&series, window, |s| s.accepted),
-        accept_ms: stats::latency(
-            &accepted
-                .iter()
-                .filter_map(|r| r.accept_ms)
-                .collect::<Vec<_>>(),
-        ),
-        e2e_ms: stats::latency(&records.iter().filter_map(|r| r.e2e_ms).collect::<Vec<_>>()),
-        polls_per_order: accepted.iter().map(|r| f64::from(r.polls)).sum::<f64>()
-            / accepted.len().max(1) as f64,
-        tracked_by_event: count(&|r| r.tracked_by == Some(Tracking::Event)),
-        tracked_by_fallback_get: count(&|r| r.tracked_by == Some(Tracking::FallbackGet)),
-        tracked_by_polling: count(&|r| r.tracked_by == Some(Tracking::Polled)),
-        balance_and_stock_mismatches: mismatches.len(),
-        payments_checked,
-        payment_errors: payment_errors.len(),
+    let window = run.settings.duration.as_secs_f64().round() as usize;
+    let mut counts = Counts::default();
+    for r in &records {
+        counts.add(r);
+    }
+    let accept: Vec<f64> = records
+        .iter()
+        .filter(|r| r.order_id.is_some())
+        .filter_map(|r| r.accept_ms)
+        .collect();
+    let e2e: Vec<f64> = records.iter().filter_map(|r| r.e2e_ms).collect();
+    let aggregates = Aggregates {
+        counts,
+        series: stats::series(&points),
+        windows: stats::windows(&points, window, 60),
+        accept_ms: stats::latency(&accept),
+        e2e_ms: stats::latency(&e2e),
+        around_marks: marks_s.map(|marks| stats::around_marks(&points, marks, run.load_seconds)),
     };
-    let invariants_hold =
-        settings.skip_checks || (mismatches.is_empty() && payment_errors.is_empty());
+    let mut report = build_from(run, aggregates);
+    report.records = records;
+    report
+}
+
+pub fn build_from(run: Run<'_>, a: Aggregates) -> Report {
+    let window = run.settings.duration.as_secs_f64().round() as usize;
+    let c = &a.counts;
+    let checks = run.checks;
+    let summary = Summary {
+        sent: c.sent,
+        accepted: c.accepted,
+        errors: c.errors,
+        dropped: run.dropped,
+        completed: c.completed,
+        failed_payment_declined: c.failed_payment_declined,
+        failed_out_of_stock: c.failed_out_of_stock,
+        failed_other: c.failed_other,
+        unfinished: c.unfinished,
+        load_seconds: run.load_seconds,
+        completed_per_s: stats::sustained(&a.series, window, |s| s.completed),
+        finished_per_s: stats::sustained(&a.series, window, |s| s.completed + s.failed),
+        accepted_per_s: stats::sustained(&a.series, window, |s| s.accepted),
+        accept_ms: a.accept_ms,
+        e2e_ms: a.e2e_ms,
+        polls_per_order: c.polls as f64 / c.accepted.max(1) as f64,
+        tracked_by_event: c.tracked_by_event,
+        tracked_by_fallback_get: c.tracked_by_fallback_get,
+        tracked_by_polling: c.tracked_by_polling,
+        balance_and_stock_mismatches: checks.mismatches.len(),
+        payments_checked: checks.payments_checked,
+        payment_errors: checks.payment_errors.len(),
+    };
+    let invariants_hold = run.settings.skip_checks
+        || (checks.mismatches.is_empty() && checks.payment_errors.is_empty());
     Report {
-        settings: settings.clone(),
-        started_at,
+        settings: run.settings.clone(),
+        started_at: run.started_at,
         summary,
         invariants_hold,
-        mismatches,
-        payment_errors,
-        series,
-        minutes,
-        around_marks,
-        records,
+        mismatches: checks.mismatches,
+        payment_errors: checks.payment_errors,
+        series: a.series,
+        window_s: run.settings.window_s.unwrap_or(60),
+        windows: a.windows,
+        around_marks: a.around_marks,
+        records: Vec::new(),
     }
 }
 
@@ -203,7 +259,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(t, "latency (ms)       p50      p95      p99      max");
     let _ = writeln!(t, "  accept      {}", lat(&s.accept_ms));
     let _ = writeln!(t, "  end-to-end  {}", lat(&s.e2e_ms));
-    t.push_str(&minutes_table(&r.minutes));
+    t.push_str(&windows_table(&r.windows, r.window_s));
     if let Some(a) = &r.around_marks {
         t.push_str(&marks_table(a));
     }
@@ -242,29 +298,37 @@ pub fn table(r: &Report) -> String {
     t
 }
 
-/// The by-minute lines of the table; nothing for a run of one minute or less, whose line would
-/// repeat the whole run's. `loadgen bench` repeats them in its summary.
-pub fn minutes_table(minutes: &[Window]) -> String {
+/// The lines of the table by window (a minute, or `--window`): orders by when they were sent,
+/// completions by when they ended; nothing for a run of one window, whose line would repeat the
+/// whole run's. `loadgen bench` repeats them in its summary.
+pub fn windows_table(windows: &[Window], window_s: usize) -> String {
     let mut t = String::new();
-    if minutes.len() < 2 {
+    if windows.len() < 2 {
         return t;
     }
+    let by = if window_s == 60 {
+        "by minute".to_string()
+    } else {
+        format!("by {window_s} s")
+    };
     let _ = writeln!(
         t,
-        "by minute sent  sent/s  end-to-end (ms) p50      p95      p99      max  unfinished"
+        "{by:>14} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>11}",
+        "sent/s", "COMPL/s", "e2e p50", "p95", "p99", "max", "unfinished"
     );
-    for m in minutes {
-        let l = &m.e2e_ms;
+    for w in windows {
+        let l = &w.e2e_ms;
         let _ = writeln!(
             t,
-            "   {:>11} {:>7.1} {:>20.1} {:>8.1} {:>8.1} {:>8.1} {:>11}",
-            format!("{}-{} s", m.from_s, m.from_s + m.seconds),
-            m.sent_per_s,
+            "{:>14} {:>7.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>11}",
+            format!("{}-{} s", w.from_s, w.from_s + w.seconds),
+            w.sent_per_s,
+            w.completed_per_s,
             l.p50,
             l.p95,
             l.p99,
             l.max,
-            m.unfinished
+            w.unfinished
         );
     }
     t
@@ -361,12 +425,13 @@ mod tests {
                 mean: 95.0,
             },
             unfinished: 0,
+            completed_per_s: 990.0,
         }
     }
 
     #[test]
     fn a_line_per_minute_shows_which_minute_was_slow() {
-        let t = minutes_table(&[minute(0, 210.0), minute(60, 3664.0)]);
+        let t = windows_table(&[minute(0, 210.0), minute(60, 3664.0)], 60);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(
@@ -381,7 +446,7 @@ mod tests {
 
     #[test]
     fn the_lines_follow_their_header_column_for_column() {
-        let t = minutes_table(&[minute(0, 210.0), minute(60, 3664.0)]);
+        let t = windows_table(&[minute(0, 210.0), minute(60, 3664.0)], 60);
         let lines: Vec<&str> = t.lines().collect();
         // Each figure ends where its heading does.
         for (heading, figure) in [("sent/s", "1000.0"), ("p99", "3664.0"), ("max", "400.0")] {
@@ -472,24 +537,15 @@ mod tests {
             failure_reason: None,
             e2e_ms: Some(70.0),
             polls: 0,
-            tracked_by: Some(Tracking::Event),
+            tracked_by: Some(crate::drive::Tracking::Event),
         };
         let Ok(crate::cli::Command::Run(settings)) = crate::cli::parse(&[]) else {
             panic!("parse failed");
         };
         let records = vec![record(0, 1.0), record(1, 2.1), record(2, 3.0)];
         let build = |marks: Option<&[f64]>| {
-            build(
-                &settings,
-                Utc::now(),
-                4.0,
-                0,
-                records.clone(),
-                vec![],
-                vec![],
-                0,
-                marks,
-            )
+            let run = Run::new(&settings, Utc::now(), 4.0, 0, Checks::default());
+            build(run, records.clone(), marks)
         };
         let with = build(Some(&[0.5, 2.0, 3.5]));
         let profile = with.around_marks.as_ref().expect("a profile with --marks");
@@ -506,6 +562,6 @@ mod tests {
 
     #[test]
     fn a_run_of_one_minute_gets_no_minute_lines() {
-        assert_eq!(minutes_table(&[minute(0, 210.0)]), "");
+        assert_eq!(windows_table(&[minute(0, 210.0)], 60), "");
     }
 }

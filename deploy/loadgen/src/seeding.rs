@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
 use futures_util::stream;
+use uuid::Uuid;
 
 use crate::cli::Settings;
 use crate::drive::{Error, Record, SIDE_CONCURRENCY};
-use crate::invariants::{self, Mismatch, Settled};
+use crate::invariants::{self, Expected, Mismatch, Settled};
 use crate::mix::Population;
 
 pub async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Result<(), Error> {
@@ -48,30 +49,71 @@ pub async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Resul
     }
 }
 
-/// Reads back every seeded account and product and a sample of payments.
+/// What one order did, for the invariants.
+pub fn settled(r: &Record) -> Settled<'_> {
+    Settled {
+        customer_id: &r.customer_id,
+        total_cents: r.total_cents,
+        lines: r.lines.iter().map(|(id, q)| (id.as_str(), *q)).collect(),
+        completed: match (r.status.as_deref(), &r.error, r.http_status) {
+            (Some("COMPLETED"), _, _) => Some(true),
+            (Some("FAILED"), _, _) => Some(false),
+            // Refused outright (4xx): no order exists, so nothing moved.
+            (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// A terminal order whose payments are read back: one payment, in the state its end implies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentCheck {
+    pub order_id: Uuid,
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+impl PaymentCheck {
+    pub fn of(r: &Record) -> Option<Self> {
+        if !r.terminal() {
+            return None;
+        }
+        Some(Self {
+            order_id: r.order_id?,
+            status: r.status.clone()?,
+            failure_reason: r.failure_reason.clone(),
+        })
+    }
+}
+
+/// Every terminal order, or an even sample of `checks` of them (0: all).
+pub fn payment_sample(records: &[Record], checks: usize) -> Vec<PaymentCheck> {
+    let terminal: Vec<PaymentCheck> = records.iter().filter_map(PaymentCheck::of).collect();
+    let step = if checks == 0 {
+        1
+    } else {
+        terminal.len().div_ceil(checks).max(1)
+    };
+    terminal.into_iter().step_by(step).collect()
+}
+
+/// What the invariants' checks found.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    pub mismatches: Vec<Mismatch>,
+    pub payment_errors: Vec<String>,
+    pub payments_checked: usize,
+}
+
+/// Reads back every seeded account and product, compared with `e`, and the payments of
+/// `sample`.
 pub async fn check(
     http: &reqwest::Client,
     s: &Settings,
     p: &Population,
-    records: &[Record],
-) -> Result<(Vec<Mismatch>, Vec<String>, usize), Error> {
-    let settled: Vec<Settled<'_>> = records
-        .iter()
-        .map(|r| Settled {
-            customer_id: &r.customer_id,
-            total_cents: r.total_cents,
-            lines: r.lines.iter().map(|(id, q)| (id.as_str(), *q)).collect(),
-            completed: match (r.status.as_deref(), &r.error, r.http_status) {
-                (Some("COMPLETED"), _, _) => Some(true),
-                (Some("FAILED"), _, _) => Some(false),
-                // Refused outright (4xx): no order exists, so nothing moved.
-                (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
-                _ => None,
-            },
-        })
-        .collect();
-    let e = invariants::expected(p.accounts(), p.products(), &settled);
-
+    e: Expected,
+    sample: Vec<PaymentCheck>,
+) -> Result<Checks, Error> {
     let accounts = read_all(
         http,
         p.accounts()
@@ -123,18 +165,10 @@ pub async fn check(
         );
     }
 
-    // Payments: every terminal order, or an even sample of them.
-    let terminal: Vec<&Record> = records.iter().filter(|r| r.terminal()).collect();
-    let step = if s.payment_checks == 0 {
-        1
-    } else {
-        terminal.len().div_ceil(s.payment_checks).max(1)
-    };
-    let sample: Vec<&Record> = terminal.into_iter().step_by(step).collect();
     let checked = sample.len();
     let payment_errors: Vec<String> = stream::iter(sample)
         .map(|r| async move {
-            let order_id = r.order_id?;
+            let order_id = r.order_id;
             let url = format!("{}/api/payments?order_id={order_id}", s.payment);
             let rows: Result<Vec<serde_json::Value>, String> = match http.get(&url).send().await {
                 Ok(resp) => resp.json().await.map_err(|e| e.to_string()),
@@ -145,11 +179,7 @@ pub async fn check(
                     .iter()
                     .filter_map(|v| v.get("status")?.as_str().map(str::to_string))
                     .collect();
-                invariants::payment_matches(
-                    r.status.as_deref().unwrap_or(""),
-                    r.failure_reason.as_deref(),
-                    &statuses,
-                )
+                invariants::payment_matches(&r.status, r.failure_reason.as_deref(), &statuses)
             });
             result.err().map(|e| format!("order {order_id}: {e}"))
         })
@@ -157,7 +187,11 @@ pub async fn check(
         .filter_map(|e| async move { e })
         .collect()
         .await;
-    Ok((mismatches, payment_errors, checked))
+    Ok(Checks {
+        mismatches,
+        payment_errors,
+        payments_checked: checked,
+    })
 }
 
 async fn read_all(

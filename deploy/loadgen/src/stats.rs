@@ -1,5 +1,5 @@
-//! Latency percentiles, the per-second series behind the chart and the per-minute windows of
-//! the report.
+//! Latency percentiles (exact, or from a [`Histogram`] where a run keeps no orders), the
+//! per-second series behind the chart and the per-minute windows of the report.
 
 /// Percentiles of one set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,6 +35,90 @@ pub fn latency(values: &[f64]) -> Latency {
         p99: percentile(&sorted, 99.0),
         max: sorted[sorted.len() - 1],
         mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+    }
+}
+
+/// Latencies in buckets 1 % wide (on a log scale), for runs too long to keep every value: the
+/// soak's windows and its per-second p99. A percentile is the upper bound of the bucket that
+/// holds the nearest-rank value, capped at the largest value seen: at most 1 % above it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Bucket index of `counts[0]`; only the buckets from the smallest to the largest value
+    /// seen are kept (a few hundred for latencies of 20 ms to 1 s).
+    first: usize,
+    counts: Vec<u32>,
+    count: usize,
+    sum: f64,
+    max: f64,
+}
+
+/// The upper bound of bucket 0, and each bucket's upper bound over the one before.
+const HISTOGRAM_FLOOR_MS: f64 = 0.01;
+const HISTOGRAM_GROWTH: f64 = 1.01;
+
+impl Histogram {
+    fn bucket(ms: f64) -> usize {
+        if ms <= HISTOGRAM_FLOOR_MS {
+            return 0;
+        }
+        ((ms / HISTOGRAM_FLOOR_MS).ln() / HISTOGRAM_GROWTH.ln()).ceil() as usize
+    }
+
+    fn upper(bucket: usize) -> f64 {
+        HISTOGRAM_FLOOR_MS * HISTOGRAM_GROWTH.powi(bucket as i32)
+    }
+
+    pub fn add(&mut self, ms: f64) {
+        if !ms.is_finite() {
+            return;
+        }
+        let ms = ms.max(0.0);
+        let b = Self::bucket(ms);
+        if self.counts.is_empty() {
+            self.first = b;
+        } else if b < self.first {
+            let grow = self.first - b;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = b;
+        }
+        let i = b - self.first;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
+        self.count += 1;
+        self.sum += ms;
+        self.max = self.max.max(ms);
+    }
+
+    /// Nearest-rank percentile (`q` in 0..=100), as the bucket's upper bound; 0 when empty.
+    pub fn percentile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = (((q / 100.0) * self.count as f64).ceil() as usize).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n as usize;
+            if seen >= rank {
+                return Self::upper(self.first + i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn latency(&self) -> Latency {
+        if self.count == 0 {
+            return Latency::default();
+        }
+        Latency {
+            count: self.count,
+            p50: self.percentile(50.0),
+            p95: self.percentile(95.0),
+            p99: self.percentile(99.0),
+            max: self.max,
+            mean: self.sum / self.count as f64,
+        }
     }
 }
 
@@ -118,6 +202,10 @@ pub struct Window {
     pub e2e_ms: Latency,
     /// Accepted orders sent in it whose saga had not ended when tracking gave up.
     pub unfinished: usize,
+    /// Sagas that reached COMPLETED in it (by their end, not by when they were sent), per
+    /// second: the throughput of the stretch.
+    #[serde(default)]
+    pub completed_per_s: f64,
 }
 
 /// Cuts the points sent within `duration_s` into windows of `width_s` seconds, by send time.
@@ -127,7 +215,11 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
     let mut e2e: Vec<Vec<f64>> = vec![Vec::new(); count];
     let mut sent = vec![0_usize; count];
     let mut unfinished = vec![0_usize; count];
+    let mut completed = vec![0_usize; count];
     for p in points {
+        if let Some(end) = p.ended_s.filter(|&e| p.completed && e < duration_s as f64) {
+            completed[end.max(0.0) as usize / width] += 1;
+        }
         if p.sent_s >= duration_s as f64 {
             continue;
         }
@@ -149,6 +241,7 @@ pub fn windows(points: &[Point], duration_s: usize, width_s: usize) -> Vec<Windo
                 sent_per_s: sent[i] as f64 / seconds as f64,
                 e2e_ms: latency(&e2e[i]),
                 unfinished: unfinished[i],
+                completed_per_s: completed[i] as f64 / seconds as f64,
             }
         })
         .collect()
@@ -359,6 +452,38 @@ mod tests {
         let none = around_marks(&points, &[], 40.0);
         assert_eq!((none.marks, none.every_s), (0, 0.0));
         assert!(none.bins.iter().all(|b| b.e2e_ms.count == 0));
+    }
+
+    #[test]
+    fn a_window_counts_its_completions_by_when_they_ended() {
+        // Sent in the first minute, ended in the second: the second minute's throughput.
+        let w = windows(&[p(59.0, Some(2000.0)), p(1.0, Some(10.0))], 120, 60);
+        assert_eq!(w[0].completed_per_s, 1.0 / 60.0);
+        assert_eq!(w[1].completed_per_s, 1.0 / 60.0);
+    }
+
+    #[test]
+    fn histogram_percentiles_are_within_one_percent_above_the_exact_ones() {
+        let values: Vec<f64> = (1..=10_000).map(|i| f64::from(i) * 0.1).collect();
+        let mut h = Histogram::default();
+        // Added in reverse, so the kept range also grows downwards.
+        for v in values.iter().rev() {
+            h.add(*v);
+        }
+        let (exact, approx) = (latency(&values), h.latency());
+        assert_eq!((approx.count, approx.max), (exact.count, exact.max));
+        assert!((approx.mean - exact.mean).abs() < 1e-6);
+        for (e, a) in [
+            (exact.p50, approx.p50),
+            (exact.p95, approx.p95),
+            (exact.p99, approx.p99),
+        ] {
+            assert!(a >= e && a <= e * 1.01, "exact {e}, histogram {a}");
+        }
+        assert_eq!(Histogram::default().latency(), Latency::default());
+        let mut one = Histogram::default();
+        one.add(42.0);
+        assert_eq!(one.percentile(99.0), 42.0);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! diagnostic extras. Everything after `--` goes to every phase's loadgen but complete's.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::plan::PlanSettings;
+use super::plan::{PlanSettings, REPORTED};
+use super::soak::Retention;
 use crate::cli::{amqp_url, fraction, number, url};
 
 pub const USAGE: &str = "\
@@ -16,9 +18,12 @@ phase a loadgen run with its own seeded population and the invariants checked at
   complete  the same, every order meant to complete: the most COMPLETED sagas/s
   open80    open loop at --open-fraction of peak's finished sagas/s: the latencies at a
             sustainable load, and whether queues, outbox or memory grow
+  soak      the same rate for --soak-duration, aggregated per --soak-window: whether
+            throughput, latency and the tables' sizes level off under retention
 While each load runs it samples the CPU time and memory of the given processes, the queues,
-the outbox backlog, disk flushes and pressure stalls; it writes the summary (summary.txt),
-samples and charts into --out, and exits 1 when a phase's invariants do not hold.
+the outbox backlog, disk flushes and pressure stalls (in the soak also every table's size, each
+minute); it writes the summary (summary.txt), samples and charts into --out, and exits 1 when
+a phase's invariants do not hold.
 
 Fleet:
   --orchestrator URL, --payment URL, --inventory URL   as for loadgen (defaults 3000-3002)
@@ -31,6 +36,12 @@ Fleet:
 Phases (seconds; 0 leaves the warm-up or the complete phase out):
   --warmup S (10)  --duration S (60)  --complete-duration S (60)  --steady-duration S (600)
   --clients N (128)  --open-fraction F (0.8)  --open-rate R (instead of the fraction)
+  --soak-duration S (1800; 0 leaves it out)  --soak-window S (300)
+  --phases LIST          only these of peak,complete,open80,soak (the warm-up still runs, and
+                         the peak when an open phase needs its rate)
+Retention the fleet runs with (for the soak's bytes per saga; the fleet's defaults if not
+given; humantime, e.g. 5m, 7d):
+  --inbox-window D (7d)  --published-outbox D (10m)  --history D (30d)
 Extras:
   --calibrate            15 s of pgbench (3-insert transactions, 16 connections) first
   --profile              perf record, 20 s of peak and of open80, 10 s after each starts
@@ -71,6 +82,7 @@ pub struct BenchSettings {
     pub pids: Pids,
     pub broker_dir: Option<PathBuf>,
     pub plan: PlanSettings,
+    pub retention: Retention,
     pub calibrate: bool,
     pub profile: bool,
     pub stall: Option<Stall>,
@@ -93,6 +105,7 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
         pids: Pids::default(),
         broker_dir: None,
         plan: PlanSettings::default(),
+        retention: Retention::default(),
         calibrate: false,
         profile: false,
         stall: None,
@@ -129,6 +142,12 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
             "--clients" => s.plan.clients = number(flag, value()?)?,
             "--open-fraction" => s.plan.open_fraction = fraction(flag, value()?)?,
             "--open-rate" => s.plan.open_rate = Some(number(flag, value()?)?),
+            "--soak-duration" => s.plan.soak_s = number(flag, value()?)?,
+            "--soak-window" => s.plan.soak_window_s = number(flag, value()?)?,
+            "--phases" => s.plan.only = Some(phases(value()?)?),
+            "--inbox-window" => s.retention.inbox_window = duration(flag, value()?)?,
+            "--published-outbox" => s.retention.published_outbox = duration(flag, value()?)?,
+            "--history" => s.retention.history = duration(flag, value()?)?,
             "--calibrate" => s.calibrate = true,
             "--profile" => s.profile = true,
             "--stall" => s.stall = Some(stall(value()?)?),
@@ -144,6 +163,9 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
     if s.plan.peak_s == 0 || s.plan.steady_s == 0 || s.plan.clients == 0 {
         return Err("--duration, --steady-duration and --clients must be at least 1".into());
     }
+    if s.plan.soak_window_s == 0 {
+        return Err("--soak-window must be at least 1".into());
+    }
     if s.plan.open_rate == Some(0) {
         return Err("--open-rate must be at least 1".into());
     }
@@ -156,6 +178,19 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
         ));
     }
     Ok(s)
+}
+
+fn phases(list: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+    match names.iter().find(|n| !REPORTED.contains(&n.as_str())) {
+        Some(bad) => Err(format!("--phases: {bad:?} is not one of {REPORTED:?}")),
+        None => Ok(names),
+    }
+}
+
+fn duration(flag: &str, value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{flag}: {value:?} is not a duration such as 5m or 7d: {e}"))
 }
 
 fn pids(list: &str) -> Result<Pids, String> {
@@ -226,6 +261,21 @@ mod tests {
         assert_eq!((s.pids.rabbitmq, s.pids.postgres), (20, 30));
         assert_eq!((s.plan.peak_s, s.plan.complete_s), (20, 0));
         assert_eq!(s.extra, ["--declined", "0.2"]);
+    }
+
+    #[test]
+    fn the_soak_its_phases_and_the_retention_are_parsed() {
+        let s = parse(&args(&format!(
+            "{BASE} --soak-duration 120 --soak-window 30 --phases open80,soak \
+             --inbox-window 5m --history 10m"
+        )))
+        .unwrap();
+        assert_eq!((s.plan.soak_s, s.plan.soak_window_s), (120, 30));
+        assert_eq!(s.plan.only, Some(vec!["open80".into(), "soak".into()]));
+        assert_eq!(s.retention.inbox_window, Duration::from_secs(300));
+        assert_eq!(s.retention.published_outbox, Duration::from_secs(600));
+        assert!(parse(&args(&format!("{BASE} --phases peak,warmup"))).is_err());
+        assert!(parse(&args(&format!("{BASE} --history 10 minutes"))).is_err());
     }
 
     #[test]

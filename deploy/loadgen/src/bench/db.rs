@@ -76,6 +76,23 @@ pub async fn wal_bytes(conn: &mut PgConnection, from: &str, to: &str) -> Option<
         .flatten()
 }
 
+/// The server settings a result depends on most, as one line for the summary.
+pub async fn settings(conn: &mut PgConnection) -> String {
+    let mut line = String::from("postgres settings (read from the server):");
+    for name in [
+        "autovacuum",
+        "shared_buffers",
+        "fsync",
+        "synchronous_commit",
+        "max_connections",
+        "max_wal_size",
+    ] {
+        let value = text(conn, &format!("SELECT current_setting('{name}')")).await;
+        let _ = write!(line, " {name}={}", value.as_deref().unwrap_or("?"));
+    }
+    line
+}
+
 pub async fn unpublished(conn: &mut PgConnection) -> Option<i64> {
     number(conn, "SELECT count(*) FROM outbox_pending").await
 }

@@ -6,6 +6,7 @@
 //!   are its own, apart from the samplers'), accounts CPU between the markers it writes when
 //!   its load starts and ends (seeding and checks left out), and writes the summary.
 //! - [`samplers`]: memory, pressure, flush probe, rollovers and backlog while a phase runs.
+//! - [`soak`]: the soak's table sizes, and the bytes kept per saga.
 //! - [`procfs`], [`db`], [`broker`]: where the figures are read.
 //! - [`analysis`], [`summary`]: the figures derived from the samples, and the report.
 //! - [`extras`]: CPU probe, pgbench calibration, stall, perf profile.
@@ -18,6 +19,7 @@ pub mod extras;
 pub mod plan;
 pub mod procfs;
 pub mod samplers;
+pub mod soak;
 pub mod summary;
 
 use std::fmt::Write as _;
@@ -77,7 +79,9 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
     };
     let mut header = b.machine().await;
     let mut reported: Vec<PhaseOutcome> = Vec::new();
-    let mut rate = 0;
+    let mut rate = b.s.plan.open_rate.unwrap_or(0);
+    let mut spans = Vec::new();
+    let mut durations = Vec::new();
     for phase in plan::phases(&b.s.plan) {
         let outcome = b.phase(&phase, rate).await?;
         if phase.name == "peak" {
@@ -86,20 +90,25 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
                 .ok_or("no result from the peak phase")?;
             rate = plan::open_rate(&b.s.plan, peak);
         }
+        spans.push(soak::Span {
+            from: outcome.window.0,
+            to: outcome.window.1,
+            finished_per_s: outcome.finished_per_s().unwrap_or(0.0),
+        });
         if phase.reported {
+            let mut d = format!("{} {}s", phase.name, phase.seconds);
+            if phase.load == plan::PhaseLoad::Open {
+                let _ = write!(d, " at {rate}/s");
+            }
+            durations.push(d);
             reported.push(outcome);
         }
     }
-    let p = &b.s.plan;
-    let mut durations = format!("peak {}s", p.peak_s);
-    if p.complete_s > 0 {
-        let _ = write!(durations, ", complete {}s", p.complete_s);
-    }
-    let _ = write!(durations, ", open80 {}s at {rate}/s", p.steady_s);
+    let mut durations = durations.join(", ");
     if let Some(stall) = &b.s.stall {
         let _ = write!(
             durations,
-            " with {} frozen for {}s at {}s",
+            " with {} frozen for {}s at {}s of open80",
             stall.service, stall.for_s, stall.at_s
         );
     }
@@ -111,6 +120,27 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
     );
     let outbox_names: Vec<String> = b.cx.outboxes.iter().map(|(n, _)| n.clone()).collect();
     let mut text = summary::render(&header, &reported, &outbox_names);
+    if let Some(soak) = reported.iter().find(|p| !p.table_sizes.is_empty()) {
+        let p = &b.s.plan;
+        let window_s = p.soak_window_s;
+        text.push_str(&soak::render(
+            &soak.table_sizes,
+            p.soak_s,
+            window_s,
+            &b.s.retention,
+            &spans,
+            soak.window.1,
+        ));
+        if let Some(b) = &soak.brief {
+            let s = &b.summary;
+            let _ = writeln!(
+                text,
+                "soak: {} orders accepted, {} of them unfinished when tracking gave up; {} \
+                 requests failed",
+                s.accepted, s.unfinished, s.errors
+            );
+        }
+    }
     let out = b.s.out.display();
     for extra in ["stall.txt"] {
         if let Ok(lines) = std::fs::read_to_string(b.s.out.join(extra)) {
@@ -123,7 +153,7 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
         .collect();
     let _ = writeln!(
         text,
-        "charts: {}; raw results: {out}/*.json; samples: {out}/{{rss,backlog,flush,pressure}}-*.tsv",
+        "charts: {}; raw results: {out}/*.json; samples: {out}/{{rss,backlog,flush,pressure,sizes}}-*.tsv",
         charts.join(" ")
     );
     std::fs::write(b.s.out.join("summary.txt"), &text)?;
@@ -164,6 +194,7 @@ impl Bench {
         if let Some(conn) = self.admin.as_mut() {
             pg_version = db::text(conn, "SELECT current_setting('server_version')").await;
             sync_commit = db::text(conn, "SELECT current_setting('synchronous_commit')").await;
+            lines.push(db::settings(conn).await);
         }
         let rustc = std::process::Command::new("rustc")
             .arg("--version")
@@ -268,7 +299,8 @@ impl Bench {
             name.into(),
         ];
         args.extend(phase.args(rate, &s.extra));
-        if s.broker_dir.is_some() {
+        // The soak keeps no orders to place around the rollovers (its loadgen refuses --marks).
+        if s.broker_dir.is_some() && phase.window_s.is_none() {
             let marks = s.out.join(format!("rollovers-{name}.txt"));
             args.extend(["--marks".into(), marks.display().to_string()]);
         }
@@ -294,6 +326,13 @@ impl Bench {
         let running = samplers::start(&self.cx, name);
 
         let started = wait_for(&marker("started"), &mut child).await;
+        let (sizes_stop, sizes_stopped) = tokio::sync::watch::channel(false);
+        let sizes = phase.window_s.filter(|_| started).map(|window_s| {
+            let file = s.out.join(format!("sizes-{name}.tsv"));
+            let every = soak::sizes_every(window_s);
+            let databases = self.cx.outboxes.clone();
+            tokio::spawn(soak::sample_sizes(databases, every, file, sizes_stopped))
+        });
         let profile = (s.profile && matches!(name, "peak" | "open80") && started).then(|| {
             let out = s.out.clone();
             tokio::spawn(async move {
@@ -344,6 +383,11 @@ impl Bench {
         let counters_after = self.counters().await;
         let statements_after = self.statements_snapshot().await;
         let samples = running.stop().await;
+        let _ = sizes_stop.send(true);
+        let table_sizes = match sizes {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         let mut notes = Vec::new();
         if let Some(stall) = stall {
             let text = stall.await.unwrap_or_default();
@@ -430,6 +474,8 @@ impl Bench {
             queues_end,
             statements,
             open_loop: phase.load == plan::PhaseLoad::Open,
+            keeps_orders: phase.window_s.is_none(),
+            table_sizes,
             notes,
         };
         Ok(outcome)

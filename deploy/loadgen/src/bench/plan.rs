@@ -5,7 +5,12 @@
 //!   3. complete: closed loop, `clients`, every order meant to complete (no declines, nothing
 //!      out of stock): the most COMPLETED sagas per second;
 //!   4. open80:   open loop at `open_fraction` of the peak's finished sagas/s (or `open_rate`):
-//!      the latencies at a sustainable load, and whether queues, outbox or memory grow.
+//!      the latencies at a sustainable load, and whether queues, outbox or memory grow;
+//!   5. soak:     the same rate for `soak_s` (30 minutes by default), its loadgen keeping
+//!      aggregates per `soak_window_s` instead of every order: whether throughput, latency and
+//!      the tables' sizes stay flat once retention prunes as fast as the load writes.
+//!
+//! `only` runs a subset (the warm-up still runs, and the peak when an open phase needs its rate).
 
 /// The durations and loads of the phases; a duration of 0 leaves the warm-up or the complete
 /// phase out.
@@ -20,7 +25,15 @@ pub struct PlanSettings {
     /// A fixed open-loop rate instead of a share of the peak: to compare two settings at the
     /// same load, where their peaks (and so their 80 %) differ.
     pub open_rate: Option<u64>,
+    /// 0 leaves the soak out.
+    pub soak_s: u64,
+    pub soak_window_s: u64,
+    /// The reported phases to run (`--phases`); `None`: all.
+    pub only: Option<Vec<String>>,
 }
+
+/// The reported phases, in the order they run.
+pub const REPORTED: [&str; 4] = ["peak", "complete", "open80", "soak"];
 
 impl Default for PlanSettings {
     fn default() -> Self {
@@ -32,6 +45,9 @@ impl Default for PlanSettings {
             clients: 128,
             open_fraction: 0.8,
             open_rate: None,
+            soak_s: 1800,
+            soak_window_s: 300,
+            only: None,
         }
     }
 }
@@ -53,19 +69,28 @@ pub struct Phase {
     pub all_complete: bool,
     /// In the summary (the warm-up is not).
     pub reported: bool,
+    /// Aggregates per window of this many seconds instead of every order (the soak).
+    pub window_s: Option<u64>,
 }
 
 pub fn phases(p: &PlanSettings) -> Vec<Phase> {
-    let closed = |name, load, seconds, all_complete, reported| Phase {
+    let phase = |name, load, seconds, all_complete, reported| Phase {
         name,
         load,
         seconds,
         all_complete,
         reported,
+        window_s: None,
     };
+    let chosen = |name: &str| {
+        p.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
+    };
+    let open = (chosen("open80") || (chosen("soak") && p.soak_s > 0)) && p.open_rate.is_none();
     let mut plan = Vec::new();
     if p.warmup_s > 0 {
-        plan.push(closed(
+        plan.push(phase(
             "warmup",
             PhaseLoad::Closed(32),
             p.warmup_s,
@@ -73,18 +98,28 @@ pub fn phases(p: &PlanSettings) -> Vec<Phase> {
             false,
         ));
     }
-    plan.push(closed(
-        "peak",
-        PhaseLoad::Closed(p.clients),
-        p.peak_s,
-        false,
-        true,
-    ));
-    if p.complete_s > 0 {
-        let load = PhaseLoad::Closed(p.clients);
-        plan.push(closed("complete", load, p.complete_s, true, true));
+    if chosen("peak") || open {
+        plan.push(phase(
+            "peak",
+            PhaseLoad::Closed(p.clients),
+            p.peak_s,
+            false,
+            true,
+        ));
     }
-    plan.push(closed("open80", PhaseLoad::Open, p.steady_s, false, true));
+    if p.complete_s > 0 && chosen("complete") {
+        let load = PhaseLoad::Closed(p.clients);
+        plan.push(phase("complete", load, p.complete_s, true, true));
+    }
+    if chosen("open80") {
+        plan.push(phase("open80", PhaseLoad::Open, p.steady_s, false, true));
+    }
+    if p.soak_s > 0 && chosen("soak") {
+        plan.push(Phase {
+            window_s: Some(p.soak_window_s),
+            ..phase("soak", PhaseLoad::Open, p.soak_s, false, true)
+        });
+    }
     plan
 }
 
@@ -106,6 +141,9 @@ impl Phase {
         if !self.reported {
             args.push("--skip-checks".into());
         }
+        if let Some(window) = self.window_s {
+            args.extend(["--window".into(), window.to_string()]);
+        }
         if self.all_complete {
             args.extend(["--declined", "0", "--out-of-stock", "0"].map(String::from));
         } else {
@@ -123,19 +161,36 @@ mod tests {
     fn the_standard_plan_is_warmup_peak_complete_open80() {
         let plan = phases(&PlanSettings::default());
         let names: Vec<_> = plan.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["warmup", "peak", "complete", "open80"]);
+        assert_eq!(names, ["warmup", "peak", "complete", "open80", "soak"]);
         assert!(!plan[0].reported && plan[1..].iter().all(|p| p.reported));
         assert_eq!(plan[3].seconds, 600);
+        assert_eq!((plan[4].seconds, plan[4].window_s), (1800, Some(300)));
     }
 
     #[test]
     fn a_zero_duration_leaves_the_complete_phase_out() {
         let settings = PlanSettings {
             complete_s: 0,
+            soak_s: 0,
             ..PlanSettings::default()
         };
         let names: Vec<_> = phases(&settings).iter().map(|p| p.name).collect();
         assert_eq!(names, ["warmup", "peak", "open80"]);
+    }
+
+    #[test]
+    fn a_subset_of_phases_runs_with_the_peak_only_when_an_open_phase_needs_it() {
+        let names = |only: &[&str], open_rate| {
+            let settings = PlanSettings {
+                only: Some(only.iter().map(|s| s.to_string()).collect()),
+                open_rate,
+                ..PlanSettings::default()
+            };
+            phases(&settings).iter().map(|p| p.name).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["complete"], None), ["warmup", "complete"]);
+        assert_eq!(names(&["soak"], None), ["warmup", "peak", "soak"]);
+        assert_eq!(names(&["soak"], Some(800)), ["warmup", "soak"]);
     }
 
     #[test]
@@ -163,6 +218,10 @@ mod tests {
         assert_eq!(
             joined(&plan[3]),
             "--rate 1168 --duration 600 --declined 0.2"
+        );
+        assert_eq!(
+            joined(&plan[4]),
+            "--rate 1168 --duration 1800 --window 300 --declined 0.2"
         );
     }
 }

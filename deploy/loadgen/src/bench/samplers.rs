@@ -135,7 +135,7 @@ impl Running {
 }
 
 /// Waits `every`; false once the phase is over.
-async fn tick(stopped: &mut watch::Receiver<bool>, every: Duration) -> bool {
+pub(super) async fn tick(stopped: &mut watch::Receiver<bool>, every: Duration) -> bool {
     if *stopped.borrow() {
         return false;
     }

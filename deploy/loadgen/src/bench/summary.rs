@@ -28,6 +28,10 @@ pub struct PhaseOutcome {
     pub statements: Option<String>,
     /// Open loop: the phase whose growth is checked.
     pub open_loop: bool,
+    /// Its loadgen keeps every order, so its own memory grows by design (all but the soak).
+    pub keeps_orders: bool,
+    /// The soak: every table's size, every minute.
+    pub table_sizes: Vec<super::soak::TableSize>,
     /// Lines of the extras (the profile's file).
     pub notes: Vec<String>,
 }
@@ -87,15 +91,17 @@ fn levels(s: &Samples, outboxes: &[String]) -> Vec<(String, EarlyLate, Allowance
 /// phase still filling up: too few to tell growth from the start.
 const MIN_BACKLOG_SAMPLES: usize = 10;
 
-/// The growth verdict of a phase: what grew, or "none". The load generator keeps every order
-/// in memory by design, so its own memory is left out.
-pub fn growth(s: &Samples, outboxes: &[String]) -> String {
+/// The growth verdict of a phase: what grew, or "none". A load generator that keeps every
+/// order grows by design, so its own memory is left out then (`keeps_orders`).
+pub fn growth(s: &Samples, outboxes: &[String], keeps_orders: bool) -> String {
     if s.backlog.len() < MIN_BACKLOG_SAMPLES {
         return format!("too short to tell ({} backlog samples)", s.backlog.len());
     }
     let grown: Vec<String> = levels(s, outboxes)
         .into_iter()
-        .filter(|(name, e, allowance)| name != "loadgen" && analysis::grows(e, *allowance))
+        .filter(|(name, e, allowance)| {
+            !(keeps_orders && name == "loadgen") && analysis::grows(e, *allowance)
+        })
         .map(|(name, e, _)| format!("{name} {:.1} -> {:.1}", e.early, e.late))
         .collect();
     if grown.is_empty() {
@@ -173,7 +179,7 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
     // Which minutes a phase's p99 came from, and the orders around the broker's rollovers.
     for p in phases {
         let Some(b) = &p.brief else { continue };
-        let minutes = report::minutes_table(&b.minutes);
+        let minutes = report::windows_table(&b.windows, b.window_s);
         if !minutes.is_empty() {
             let _ = write!(t, "{}:\n{minutes}", p.name);
         }
@@ -282,7 +288,8 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
         let _ = writeln!(t);
         // The closed loop bounds what is in flight by its clients: growth is open80's question.
         if p.open_loop {
-            let _ = writeln!(t, "{:<8} growth: {}", "", growth(&p.samples, outboxes));
+            let verdict = growth(&p.samples, outboxes, p.keeps_orders);
+            let _ = writeln!(t, "{:<8} growth: {verdict}", "");
         }
     }
     let _ = writeln!(t);
@@ -362,19 +369,32 @@ mod tests {
 
     #[test]
     fn a_steady_phase_shows_no_growth() {
-        assert_eq!(growth(&samples(31.0 * 1024.0, 30), &outboxes()), "none");
+        assert_eq!(
+            growth(&samples(31.0 * 1024.0, 30), &outboxes(), true),
+            "none"
+        );
     }
 
     #[test]
     fn a_phase_of_a_few_backlog_samples_is_too_short_to_tell() {
         let mut short = samples(80.0 * 1024.0, 9000);
         short.backlog.truncate(4);
-        assert!(growth(&short, &outboxes()).starts_with("too short"));
+        assert!(growth(&short, &outboxes(), true).starts_with("too short"));
+    }
+
+    #[test]
+    fn the_load_generators_memory_counts_only_where_it_keeps_no_orders() {
+        let mut s = samples(31.0 * 1024.0, 30);
+        let mut grown = vec![20.0 * 1024.0; 90];
+        grown.extend(vec![900.0 * 1024.0; 10]);
+        s.rss_kb[1].1 = grown;
+        assert_eq!(growth(&s, &outboxes(), true), "none");
+        assert!(growth(&s, &outboxes(), false).contains("loadgen 20.0 -> 900.0"));
     }
 
     #[test]
     fn growing_memory_and_queues_are_named() {
-        let verdict = growth(&samples(80.0 * 1024.0, 9000), &outboxes());
+        let verdict = growth(&samples(80.0 * 1024.0, 9000), &outboxes(), true);
         assert!(verdict.starts_with("GROWS: "), "{verdict}");
         assert!(verdict.contains("payment 30.0 -> 80.0"), "{verdict}");
         assert!(verdict.contains("queued"), "{verdict}");
