@@ -246,9 +246,11 @@ async fn pruning_all_along_beside_a_stream_of_orders_loses_nothing() {
         (&fleet.inventory.db_url, "outbox"),
     ] {
         let sql = format!("SELECT count(*) AS n FROM {table}");
-        eventually(&format!("{table} pruned"), HISTORY + PATIENCE * 2, || async {
-            (number(url, &sql).await == 0).then_some(())
-        })
+        eventually(
+            &format!("{table} pruned"),
+            HISTORY + PATIENCE * 2,
+            || async { (number(url, &sql).await == 0).then_some(()) },
+        )
         .await;
     }
 }
