@@ -84,9 +84,13 @@ pub struct Tally {
     seconds: Vec<SecondTally>,
     windows: Vec<WindowTally>,
     ledger: Ledger,
-    /// At most `sample_size` terminal orders; `terminal` of them seen so far.
+    /// At most `sample_size` terminal orders that ended in window `sample_window` (the latest
+    /// one, the drain counted in the last); `terminal` of them seen so far. Only the latest
+    /// window's: the fleet prunes older payments (`retention.history`), so an earlier order's
+    /// payment may be gone by design.
     sample: Vec<PaymentCheck>,
     sample_size: usize,
+    sample_window: usize,
     terminal: u64,
     rng: Rng,
 }
@@ -108,6 +112,7 @@ impl Tally {
             ledger,
             sample: Vec::new(),
             sample_size: sample_size.max(1),
+            sample_window: 0,
             terminal: 0,
             rng: Rng::new(0x5eed_0f0d),
         }
@@ -157,12 +162,23 @@ impl Tally {
             }
         }
         if let Some(check) = PaymentCheck::of(r) {
-            self.keep_for_payments(check);
+            let ended_s = r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0;
+            let last = self.windows.len().saturating_sub(1);
+            let window = (ended_s.max(0.0) as usize / self.window_s).min(last);
+            self.keep_for_payments(check, window);
         }
     }
 
-    /// Reservoir sampling (Algorithm R).
-    fn keep_for_payments(&mut self, check: PaymentCheck) {
+    /// Reservoir sampling (Algorithm R) over the orders that ended in the latest window.
+    fn keep_for_payments(&mut self, check: PaymentCheck, window: usize) {
+        if window < self.sample_window {
+            return;
+        }
+        if window > self.sample_window {
+            self.sample.clear();
+            self.terminal = 0;
+            self.sample_window = window;
+        }
         self.terminal += 1;
         if self.sample.len() < self.sample_size {
             self.sample.push(check);
@@ -310,8 +326,13 @@ mod tests {
     #[test]
     fn the_ledger_sees_every_order_and_the_payment_sample_stays_bounded() {
         let mut tally = Tally::new(100, 10, ledger(), 5);
+        let mut last_window = Vec::new();
         for i in 0..50 {
-            tally.add(&record(i, i as f64, Some(10.0), Some("COMPLETED")));
+            let r = record(i, i as f64, Some(10.0), Some("COMPLETED"));
+            if i >= 40 {
+                last_window.extend(r.order_id);
+            }
+            tally.add(&r);
         }
         let (ledger, sample) = tally.into_checks();
         let e = ledger.expected();
@@ -321,5 +342,9 @@ mod tests {
         let mut ids: Vec<_> = sample.iter().map(|c| c.order_id).collect();
         ids.dedup();
         assert_eq!(ids.len(), 5);
+        assert!(
+            ids.iter().all(|id| last_window.contains(id)),
+            "only orders that ended in the last window, whose payments the fleet still keeps"
+        );
     }
 }
