@@ -14,6 +14,7 @@
 //! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
 
 pub mod admin;
+pub mod auth;
 pub mod correlation;
 pub mod error;
 pub mod extract;
