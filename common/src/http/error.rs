@@ -2,7 +2,7 @@
 //! logged with their chain and never shown to the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -45,6 +45,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header of a refusal the client should repeat later.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,7 +56,19 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, answered with `Retry-After: <seconds>`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After` seconds this error is answered with, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     pub fn status(&self) -> StatusCode {
@@ -153,6 +167,13 @@ impl ApiError {
         )
     }
 
+    /// 503 `overloaded`: the service is healthy but full and takes no more work for now; the
+    /// caller adds the `Retry-After` ([`Self::with_retry_after`]). Not logged here: a service
+    /// shedding load refuses many requests and says so itself, a few times, not once each.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+    }
+
     /// 500: logged with its cause chain, never shown.
     pub fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %ErrorChain(error), "internal error");
@@ -186,7 +207,13 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
