@@ -5,12 +5,16 @@
 //!   timeline, the reply consumer and the timeout worker. It imports nothing from `orders`.
 //! - [`orders`]: the order API (`/api/orders`), request parsing, order storage and the intake;
 //!   built on `saga`.
-//! - [`configuration`]: settings: the common ones plus the saga deadlines and the intake.
+//! - [`admission`]: the bound on sagas in flight (`503 overloaded` past it), its running count
+//!   and the periodic recount that corrects it. A leaf, like `state`.
+//! - [`configuration`]: settings: the common ones plus the saga deadlines, the intake and
+//!   admission control.
 //! - [`state`]: what the HTTP handlers share.
 //! - [`startup`]: [`startup::Application`] (build, port, run until stopped).
 //! - [`migration`]: this service's schema (orders with saga state, transitions; outbox, inbox).
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
 
+pub mod admission;
 pub mod api_doc;
 pub mod configuration;
 pub mod migration;

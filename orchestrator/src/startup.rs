@@ -1,5 +1,6 @@
 //! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
-//! saga routes, the reply handler, the order intake and the timeout scheduler.
+//! saga routes, the reply handler, the order intake, the timeout scheduler and admission
+//! control's recount.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use saga_common::messaging::topology;
 use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
+use crate::admission::{Admission, recount};
 use crate::configuration::Settings;
 use crate::orders::intake::Intake;
 use crate::saga::replies::SagaReplies;
@@ -67,12 +69,19 @@ impl Service for Orchestrator {
     }
 
     fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {
+        let admission = Admission::new(&settings.admission);
         let state = AppState {
             db: foundation.db.clone(),
             wakeup: foundation.wakeup.clone(),
             saga: settings.saga.clone(),
+            admission: admission.clone(),
         };
-        let (intake, writer) = Intake::new(&settings.intake);
+        // The queue bound is admission control's: off, a full queue makes requests wait.
+        let max_queued = settings
+            .admission
+            .enabled
+            .then_some(settings.admission.max_queued);
+        let (intake, writer) = Intake::new(&settings.intake, max_queued);
         let routes = Router::new()
             .merge(crate::orders::router(state.clone(), intake))
             // Operator actions on sagas sit behind the same admin token as the dead letters.
@@ -82,19 +91,28 @@ impl Service for Orchestrator {
             ));
         let handler = SagaReplies {
             settings: settings.saga.clone(),
+            admission: admission.clone(),
         };
         // Both stop with the front tier: the intake once HTTP has drained and its last orders
         // are written, the sweep before the relay's last flush (it resends commands).
         let grace = Duration::from_millis(settings.service.shutdown_grace_ms) / 2;
         let timeouts = timeouts(state.clone());
-        Parts::new(routes, handler)
+        let recount = settings
+            .admission
+            .enabled
+            .then(|| recount::task(foundation.db.clone(), admission));
+        let parts = Parts::new(routes, handler)
             .with_task(Task::new("order intake", move |stop| async move {
                 writer
                     .spawn(state.db.clone(), state.wakeup.clone(), stop, grace)
                     .await
                     .map_err(TaskError::from)
             }))
-            .with_task(timeouts)
+            .with_task(timeouts);
+        match recount {
+            Some(recount) => parts.with_task(recount),
+            None => parts,
+        }
     }
 }
 

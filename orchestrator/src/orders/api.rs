@@ -19,6 +19,7 @@ use super::OrdersState;
 use super::intake::{IntakeError, Placed, Placement};
 use super::model::{Order, OrderStatus, OrderView, PlaceOrder, PlaceOrderRequest};
 use super::store::{self, Cursor, ListFilter};
+use crate::admission::Shed;
 use crate::saga::machine;
 use crate::saga::plan::{self, ORDER_PLACED, Trigger};
 use crate::saga::timeline::{self, TimelineEntry};
@@ -31,6 +32,11 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// to the outbox, all in one transaction (shared with other orders placed at the same moment:
 /// see [`intake`](super::intake)). The answer comes before any participant has acted:
 /// poll `GET /api/orders/{id}` (or its timeline) for the outcome.
+///
+/// While the orchestrator is full (as many sagas in flight as `admission.max_in_flight`, or
+/// as many orders waiting to be stored as `admission.max_queued`) the order is refused with
+/// `503 overloaded` and `Retry-After`, before anything is written: the same request, with the
+/// same `Idempotency-Key`, may be sent again after that many seconds.
 #[utoipa::path(post, path = "/api/orders", tag = "orders",
     request_body = PlaceOrderRequest,
     params(
@@ -44,7 +50,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid fields (each named in `details`), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 503, description = "`overloaded`: the orchestrator is full (sagas in flight or orders waiting to be stored at their bound); nothing was written, the Idempotency-Key is still free. Or `service_unavailable`: the database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before sending the order again"))),
     ))]
 pub async fn place_order(
     State(state): State<OrdersState>,
@@ -54,6 +61,9 @@ pub async fn place_order(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let new_order = PlaceOrder::parse(request)?;
+    // After the checks (a bad request is told so even while shedding), before anything is
+    // written. A replay of a used key is refused too: telling it apart would cost a query.
+    let ticket = state.app.admission.admit()?;
 
     // Microseconds, as PostgreSQL stores them, so a replay answers byte for byte the same.
     let now = Utc::now().trunc_subsecs(6);
@@ -87,6 +97,7 @@ pub async fn place_order(
     };
     match state.intake.place(placement).await {
         Ok(Placed::Inserted) => {
+            ticket.keep();
             tracing::debug!(
                 total_cents = order.total_cents,
                 "order accepted; saga started"
@@ -94,6 +105,8 @@ pub async fn place_order(
             Ok(accepted(&order))
         }
         Ok(Placed::KeyTaken) => {
+            // Another order's saga, counted when it was accepted.
+            drop(ticket);
             let key = idempotency_key.as_deref().unwrap_or_default();
             let existing = store::find_by_idempotency_key(&state.app.db, key)
                 .await?
@@ -104,6 +117,7 @@ pub async fn place_order(
                 })?;
             replay(&existing, &new_order)
         }
+        Err(IntakeError::Full) => Err(state.app.admission.refuse(Shed::QueueFull).into()),
         Err(IntakeError::Database(error)) => Err(error.into()),
         Err(error @ IntakeError::Stopped) => Err(ApiError::internal(&error)),
     }

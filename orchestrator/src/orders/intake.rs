@@ -7,6 +7,10 @@
 //! orders. A request is answered only once its order is committed; a failed batch is written
 //! again one order at a time, so a bad order takes no other with it. The writer stops on the
 //! shutdown signal, after writing every request it accepted.
+//!
+//! The queue of requests waiting for a writer is bounded: with admission control on
+//! (`admission.max_queued`) a request finding it full is refused at once ([`IntakeError::Full`],
+//! answered `503 overloaded`); off, it waits for room.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,6 +53,9 @@ pub enum IntakeError {
     Database(#[from] DbErr),
     #[error("the order intake has stopped")]
     Stopped,
+    /// Nothing written: as many orders as the queue holds are waiting for the writers.
+    #[error("the order intake's queue is full")]
+    Full,
 }
 
 struct Request {
@@ -60,6 +67,8 @@ struct Request {
 #[derive(Clone)]
 pub struct Intake {
     requests: mpsc::Sender<Request>,
+    /// A full queue refuses (`true`) rather than making the request wait for room.
+    refuse_when_full: bool,
 }
 
 /// The writer side of an [`Intake`], not yet running.
@@ -85,27 +94,45 @@ impl Writer {
 
 impl Intake {
     /// The handle requests place orders through, and the writer that serves it once spawned
-    /// (requests queue until then).
-    pub fn new(settings: &IntakeSettings) -> (Self, Writer) {
+    /// (requests queue until then). With `max_queued`, at most that many requests wait and
+    /// another is refused ([`IntakeError::Full`]); without, they wait for room.
+    pub fn new(settings: &IntakeSettings, max_queued: Option<usize>) -> (Self, Writer) {
         let batch_size = settings.batch_size.max(1);
-        // Room for a few batches per writer: beyond that, requests wait to be queued, which is
-        // the backpressure a client sees as latency rather than as memory growing here.
-        let (requests, receiver) = mpsc::channel(batch_size * settings.concurrency.max(1) * 4);
+        // Without a bound: room for a few batches per writer; beyond that, requests wait to be
+        // queued, which is the backpressure a client sees as latency rather than as memory
+        // growing here.
+        let capacity = max_queued.unwrap_or(batch_size * settings.concurrency.max(1) * 4);
+        let (requests, receiver) = mpsc::channel(capacity.max(1));
         let batching = Batching {
             size: batch_size,
             concurrency: settings.concurrency.max(1),
             linger: Duration::from_millis(settings.linger_ms),
         };
-        (Self { requests }, Writer { receiver, batching })
+        let intake = Self {
+            requests,
+            refuse_when_full: max_queued.is_some(),
+        };
+        (intake, Writer { receiver, batching })
     }
 
-    /// Answers once `placement` is committed (or refused).
+    /// Answers once `placement` is committed (or refused). Queued or refused before it first
+    /// waits, so a refusal costs no time.
     pub async fn place(&self, placement: Placement) -> Result<Placed, IntakeError> {
         let (answer, answered) = oneshot::channel();
-        self.requests
-            .send(Request { placement, answer })
-            .await
-            .map_err(|_| IntakeError::Stopped)?;
+        let request = Request { placement, answer };
+        if self.refuse_when_full {
+            self.requests
+                .try_send(request)
+                .map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => IntakeError::Full,
+                    mpsc::error::TrySendError::Closed(_) => IntakeError::Stopped,
+                })?;
+        } else {
+            self.requests
+                .send(request)
+                .await
+                .map_err(|_| IntakeError::Stopped)?;
+        }
         Ok(answered.await.map_err(|_| IntakeError::Stopped)??)
     }
 }

@@ -56,6 +56,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether this step takes its saga from in flight to a final state.
+    pub fn ends_saga(&self) -> bool {
+        self.step.to.is_final() && self.from.is_none_or(|from| !from.is_final())
+    }
+
     /// `saga` as it is once this step is written: the next event for the same saga in a batch
     /// is planned on it.
     pub fn advance(&self, saga: &mut Saga) {

@@ -5,7 +5,8 @@
 //! order, and the second writes every step through the [`engine`](super::engine). The row locks
 //! make a racing consumer or the timeout worker take turns, so two never both apply a
 //! transition. A reply that contradicts its saga fails the batch, and is dead-lettered when
-//! the consumer handles it alone.
+//! the consumer handles it alone. The sagas a batch ends free their admission slots
+//! (`crate::admission`): replies are the only way a saga ends.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +24,7 @@ use super::engine;
 use super::machine::SagaEvent;
 use super::plan::{self, ApplyError, Trigger};
 use super::store::{self, Saga};
+use crate::admission::Admission;
 use crate::configuration::SagaSettings;
 
 /// Inbox consumer name.
@@ -33,6 +35,8 @@ const SAGAS: PartName = PartName::new("sagas");
 
 pub struct SagaReplies {
     pub settings: SagaSettings,
+    /// Told how many sagas each batch ended.
+    pub admission: Admission,
 }
 
 /// Maps a reply to the saga event it reports, checking its payload on the way.
@@ -127,8 +131,14 @@ impl MessageHandler for SagaReplies {
             }
         }
         // The rows are locked, so only a writer that bypasses the locks can fail the check.
-        engine::write(txn, &plans)
+        let enqueued = engine::write(txn, &plans)
             .await?
-            .ok_or_else(|| HandleError::Transient("a saga changed while it was locked".into()))
+            .ok_or_else(|| HandleError::Transient("a saga changed while it was locked".into()))?;
+        // Counted before the consumer commits (the handler has no later moment): a commit that
+        // fails then counts an end twice when the batch is handled again, which the next
+        // recount corrects.
+        self.admission
+            .ended(plans.iter().filter(|plan| plan.ends_saga()).count());
+        Ok(enqueued)
     }
 }

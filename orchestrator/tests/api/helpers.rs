@@ -3,7 +3,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use orchestrator::configuration::{SagaSettings, Settings};
+use orchestrator::configuration::{AdmissionSettings, IntakeSettings, SagaSettings, Settings};
 use orchestrator::startup::Orchestrator;
 use saga_common::configuration::{RetentionSettings, ServiceSettings};
 use saga_common::shutdown::Shutdown;
@@ -48,6 +48,10 @@ pub struct FleetOptions {
     pub with_inventory: bool,
     /// Every service's `retention` section.
     pub retention: RetentionSettings,
+    /// The orchestrator's `intake` section.
+    pub intake: IntakeSettings,
+    /// The orchestrator's `admission` section.
+    pub admission: AdmissionSettings,
 }
 
 impl Default for FleetOptions {
@@ -57,6 +61,8 @@ impl Default for FleetOptions {
             with_payment: true,
             with_inventory: true,
             retention: RetentionSettings::default(),
+            intake: IntakeSettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }
@@ -86,7 +92,8 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
     let mut orchestrator_settings = Settings {
         service: service_settings(defaults.service, "orchestrator", &vhost).await,
         saga: options.saga,
-        intake: defaults.intake,
+        intake: options.intake,
+        admission: options.admission,
     };
     let mut payment_settings =
         service_settings(payment::startup::default_settings(), "payment", &vhost).await;

@@ -71,7 +71,7 @@ async fn count(db: &DatabaseConnection, table: &str) -> i64 {
 async fn the_intake_writes_what_it_accepted_then_stops_on_the_signal() {
     let db = orchestrator_database().await;
     let settings = SagaSettings::default();
-    let (intake, writer) = Intake::new(&IntakeSettings::default());
+    let (intake, writer) = Intake::new(&IntakeSettings::default(), None);
     // Accepted before the writer runs: queued, not yet written.
     let queued: Vec<_> = (0..5)
         .map(|_| {

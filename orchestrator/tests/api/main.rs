@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admission;
 mod api_validation;
 mod health_and_docs;
 mod lifecycle;

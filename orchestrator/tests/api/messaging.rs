@@ -8,6 +8,7 @@ use sea_orm::Database;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use orchestrator::admission::Admission;
 use orchestrator::orders::model::{Order, OrderItem};
 use orchestrator::orders::store;
 use orchestrator::saga::SagaState;
@@ -142,6 +143,7 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
     (
         SagaReplies {
             settings: Default::default(),
+            admission: Admission::new(&Default::default()),
         },
         db,
         order,

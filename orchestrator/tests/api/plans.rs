@@ -96,6 +96,17 @@ async fn statements_on_empty_tables_get_one_generic_plan_that_walks_their_index(
     assert!(listing.contains("orders_by_status"), "{listing}");
     assert!(!listing.contains("Seq Scan"), "{listing}");
 
+    // Admission control's recount of the sagas in flight: only the `PENDING` entries of the
+    // status index (an index-only scan with the status as its condition), whatever the table's
+    // size.
+    let in_flight = plan_of(url, orchestrator::admission::recount::COUNT_IN_FLIGHT, "").await;
+    let condition = conditions_of(&in_flight, "orders_by_status");
+    assert!(
+        condition.len() == 1 && condition[0].contains("status"),
+        "{in_flight}"
+    );
+    assert!(!in_flight.contains("Seq Scan"), "{in_flight}");
+
     // The newest payments, as `payments::list` reads them: the primary key (UUIDv7,
     // time-ordered) read backwards, no scan and no sort of the whole table.
     let newest = payment::payments::list_statement(None);
