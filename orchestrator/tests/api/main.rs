@@ -12,6 +12,7 @@ mod messaging;
 mod operations;
 mod orders;
 mod plans;
+mod resends;
 mod retention;
 mod saga_flows;
 mod timeouts;
