@@ -109,28 +109,33 @@ pub fn stage(
 }
 
 /// Counts each repeat on its saga's latest entry, if that entry is the same step; returns the
-/// order ids counted. The latest entry is found by key (`saga_transitions_by_order`).
+/// order ids counted.
 fn repeats_part(rows: &[&TransitionRow<'_>], sagas: Option<&str>) -> Result<Option<Part>, DbErr> {
     if rows.is_empty() {
         return Ok(None);
     }
+    Ok(Some(Part::new(repeats_sql(sagas), vec![db::rows(rows)?])))
+}
+
+/// The statement of [`repeats_part`] (public for the plan test). The latest entry of each saga
+/// is found by key (`saga_transitions_by_order`, walked backwards, one row), then updated by
+/// its primary key. `OFFSET 0` keeps the rows and their latest ids a subquery of their own: as
+/// one flat join, the generic plan walked every transition and compared each with every row.
+pub fn repeats_sql(sagas: Option<&str>) -> String {
     let filter = sagas
-        .map(|sagas| format!("AND t.order_id IN ({sagas}) "))
+        .map(|sagas| format!("AND r.order_id IN ({sagas}) "))
         .unwrap_or_default();
-    Ok(Some(Part::new(
-        format!(
-            "UPDATE saga_transitions s SET repeat_count = s.repeat_count + 1, \
-               last_repeated_at = now() \
-             FROM jsonb_to_recordset($1::jsonb) AS t(order_id uuid, from_state text, \
-               to_state text, trigger text, commands text[]) \
-             WHERE s.id = (SELECT l.id FROM saga_transitions l WHERE l.order_id = t.order_id \
-                 ORDER BY l.id DESC LIMIT 1) \
-               AND s.trigger = t.trigger AND s.from_state IS NOT DISTINCT FROM t.from_state \
-               AND s.to_state = t.to_state AND s.commands = t.commands \
-             {filter}RETURNING s.order_id"
-        ),
-        vec![db::rows(rows)?],
-    )))
+    format!(
+        "UPDATE saga_transitions s SET repeat_count = s.repeat_count + 1, \
+           last_repeated_at = now() \
+         FROM (SELECT t.*, latest.id FROM jsonb_to_recordset($1::jsonb) AS t(order_id uuid, \
+             from_state text, to_state text, trigger text, commands text[]) \
+           CROSS JOIN LATERAL (SELECT l.id FROM saga_transitions l \
+             WHERE l.order_id = t.order_id ORDER BY l.id DESC LIMIT 1) latest OFFSET 0) r \
+         WHERE s.id = r.id AND s.trigger = r.trigger \
+           AND s.from_state IS NOT DISTINCT FROM r.from_state AND s.to_state = r.to_state \
+           AND s.commands = r.commands {filter}RETURNING s.order_id"
+    )
 }
 
 /// Appends `rows`, in this order, but those counted by the part [`REPEATS`] (when `repeated`:
