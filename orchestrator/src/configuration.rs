@@ -27,6 +27,10 @@ pub struct SagaSettings {
     /// Resends of a forward command before the saga compensates and fails `timed_out`.
     /// Compensating commands are resent without limit: compensation must finish.
     pub max_resends: i32,
+    /// The longest wait between two resends of one command. The n-th resend's deadline is its
+    /// state's timeout × 2^n, capped here (never below the state's own timeout), so a saga
+    /// stuck on a participant that is down asks less and less often, but at least this often.
+    pub max_resend_interval_ms: u64,
     /// Cron expression (with seconds) of the sweep for overdue sagas.
     pub sweep_schedule: String,
     /// Most sagas handled per sweep, so one sweep stays short.
@@ -40,6 +44,10 @@ impl Default for SagaSettings {
             awaiting_stock_timeout_ms: 30_000,
             compensation_timeout_ms: 30_000,
             max_resends: 3,
+            // Ten minutes: a participant back after an outage finds its queued copy at once
+            // (the saga needs no resend for that); this only bounds how long a copy that was
+            // really lost waits to be sent again.
+            max_resend_interval_ms: 600_000,
             sweep_schedule: "*/1 * * * * *".into(),
             sweep_batch: 500,
         }

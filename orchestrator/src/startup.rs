@@ -2,13 +2,14 @@
 //! saga routes, the reply handler, the order intake, the timeout scheduler and admission
 //! control's recount.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use utoipa::OpenApi;
 
 use saga_common::configuration::ServiceSettings;
-use saga_common::messaging::topology;
+use saga_common::messaging::{BrokerStatus, topology};
 use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
@@ -96,7 +97,7 @@ impl Service for Orchestrator {
         // Both stop with the front tier: the intake once HTTP has drained and its last orders
         // are written, the sweep before the relay's last flush (it resends commands).
         let grace = Duration::from_millis(settings.service.shutdown_grace_ms) / 2;
-        let timeouts = timeouts(state.clone());
+        let timeouts = timeouts(state.clone(), foundation.broker.clone());
         let recount = settings
             .admission
             .enabled
@@ -117,9 +118,10 @@ impl Service for Orchestrator {
 }
 
 /// The sweep for overdue sagas; it resends commands, so it stops before the relay's last flush.
-fn timeouts(state: AppState) -> Task {
+/// It asks the broker about the participants' queues on the service's own connection.
+fn timeouts(state: AppState, broker: Arc<BrokerStatus>) -> Task {
     Task::new("timeouts", move |stop| async move {
-        crate::saga::timeouts::start(state.db, state.saga, state.wakeup, stop)
+        crate::saga::timeouts::start(state.db, state.saga, state.wakeup, broker, stop)
             .await
             .map_err(TaskError::from)?
             .await

@@ -20,6 +20,7 @@ use sea_orm::DatabaseConnection;
 use super::consumer::{ConsumerContext, MessageHandler, consume};
 use super::inbox::DedupWindow;
 use super::outbox::{Relay, RelayError, RelayWakeup};
+use super::probe::Probe;
 use super::topology;
 use crate::configuration::{AmqpSettings, OutboxSettings, RetrySettings};
 use crate::shutdown::Shutdown;
@@ -29,6 +30,8 @@ use crate::shutdown::Shutdown;
 pub struct BrokerStatus {
     connected: AtomicBool,
     consuming: AtomicBool,
+    /// A channel for asking about queues, open while the session is (see [`Probe`]).
+    probe: Probe,
 }
 
 impl BrokerStatus {
@@ -42,9 +45,17 @@ impl BrokerStatus {
         self.consuming.load(Ordering::Relaxed)
     }
 
+    /// Asks the broker about a queue over this service's connection.
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
     fn set(&self, connected: bool, consuming: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         self.consuming.store(consuming, Ordering::Relaxed);
+        if !connected {
+            self.probe.set(None);
+        }
     }
 }
 
@@ -145,6 +156,9 @@ impl<H: MessageHandler> Messaging<H> {
                 .await?;
             consumers.push((channel, tag, consumer));
         }
+        self.status
+            .probe
+            .set(Some(connection.create_channel().await?));
         *established = true;
         self.status.set(true, true);
         tracing::info!(
@@ -206,6 +220,14 @@ impl<H: MessageHandler> Messaging<H> {
                     && channels.iter().all(|(c, _)| c.status().connected()))
                 {
                     return SessionError::Disconnected;
+                }
+                // The broker closes the probe's channel on a failed passive declare (a queue
+                // that does not exist): reopened here, the session goes on.
+                if !self.status.probe.is_open() {
+                    match connection.create_channel().await {
+                        Ok(channel) => self.status.probe.set(Some(channel)),
+                        Err(_) => return SessionError::Disconnected,
+                    }
                 }
             }
         };

@@ -10,6 +10,7 @@
 //! - [`dead_letters`]: list, replay and delete a DLQ's messages (behind the admin API).
 //! - [`participant`]: the inbox-effect-reply shape of every participant command.
 //! - [`broker`]: one connection per service, supervised: connect, declare, consume, relay, reconnect.
+//! - [`probe`]: ready messages and consumers of a queue, asked on the session's probe channel.
 
 pub mod broker;
 pub mod consumer;
@@ -19,11 +20,13 @@ pub mod headers;
 pub mod inbox;
 pub mod outbox;
 pub mod participant;
+pub mod probe;
 pub mod topology;
 
 pub use broker::{BrokerStatus, Messaging};
 pub use consumer::{HandleError, MessageHandler, handle};
 pub use envelope::{Envelope, OutgoingMessage};
+pub use probe::{Probe, ProbeError, QueueDepth};
 
 /// A message that is not of the contract its consumer takes will never be: dead-letter it with
 /// the stable reason (here, not in `envelope`, which the consumer itself builds on).

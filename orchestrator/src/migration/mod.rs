@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000301_create_orders_and_transitions;
 mod m20261122_000302_add_saga_deadlines;
 mod m20261207_000303_tune_autovacuum;
+mod m20261208_000304_count_repeated_transitions;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000301_create_orders_and_transitions::Migration),
             Box::new(m20261122_000302_add_saga_deadlines::Migration),
             Box::new(m20261207_000303_tune_autovacuum::MIGRATION),
+            Box::new(m20261208_000304_count_repeated_transitions::MIGRATION),
         ])
     }
 }

@@ -46,7 +46,8 @@ pub struct SagaView {
     pub deadline_at: Option<DateTime<Utc>>,
     /// Past its deadline and not yet handled by the worker.
     pub stuck: bool,
-    /// Resends of the pending command in the current state.
+    /// Resends of the pending command in the current state, held ones (the participant was
+    /// down, its queue already held the command) included. The next waits twice as long.
     pub resends: i32,
     /// Id of the command the saga waits on (resent with this id).
     pub pending_message_id: Option<Uuid>,

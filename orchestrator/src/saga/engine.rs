@@ -6,7 +6,7 @@
 //! [`plan`](super::plan) decides steps in memory; [`stage`] adds any number of them to a
 //! statement (one part per table); [`write`] runs one of them; [`apply`] plans and writes one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
@@ -33,9 +33,8 @@ pub enum Applied {
     Conflict,
 }
 
-/// Names of the parts [`stage`] adds.
+/// Name of the part [`stage`] moves sagas with (the timeline's are [`timeline::stage`]'s).
 const SAGAS: PartName = PartName::new("sagas");
-const TIMELINE: PartName = PartName::new("timeline");
 
 /// Adds `plans` (several may be successive steps of one saga, in order) to `writes`: the saga
 /// rows of the steps after a first one (a first step's columns go into its order's insert, see
@@ -69,10 +68,14 @@ pub fn stage(
             }
         }
     }
+    // A resend (a step staying in its state) may repeat the saga's latest timeline entry, but
+    // only as its saga's first step here: after another, the latest entry is not written yet.
+    let mut seen = HashSet::new();
     let transitions: Vec<TransitionRow> = plans
         .iter()
         .enumerate()
         .map(|(i, plan)| TransitionRow {
+            repeatable: seen.insert(plan.order_id) && plan.from == Some(plan.step.to),
             order_id: plan.order_id,
             from_state: plan.from.map(|s| s.name()),
             to_state: plan.step.to.name(),
@@ -96,10 +99,9 @@ pub fn stage(
         .flat_map(|p| p.messages.iter().cloned())
         .collect();
     let mut outbox = outbox::Insert::new(&messages, sagas)?;
-    writes
-        .add(SAGAS, store::advance_part(&advances)?)
-        .add(TIMELINE, timeline::transitions_part(&transitions, sagas)?)
-        .add(OUTBOX, outbox.part());
+    writes.add(SAGAS, store::advance_part(&advances)?);
+    timeline::stage(writes, &transitions, sagas)?;
+    writes.add(OUTBOX, outbox.part());
     Ok((outbox, advances.len()))
 }
 

@@ -29,7 +29,8 @@ pub struct Saga {
     pub version: i32,
     /// When the timeout worker acts if nothing happened; `None` once final.
     pub deadline_at: Option<DateTime<Utc>>,
-    /// Times the pending command was resent in the current state.
+    /// Times the pending command was resent in the current state (held resends included):
+    /// the exponent of the next deadline's backoff (`plan::backoff`).
     pub resends: i32,
     /// The command the saga waits on, resent with this same id.
     pub pending_message_id: Option<Uuid>,

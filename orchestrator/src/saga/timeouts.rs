@@ -4,8 +4,19 @@
 //! instances can sweep at once. While resends are left, the pending command is sent again with
 //! its original message id (the participant's inbox answers with the reply it recorded); after
 //! `max_resends` the saga compensates and ends FAILED `timed_out`. Compensation is resent
-//! without limit.
+//! without limit. Each resend waits twice as long as the one before, up to
+//! `max_resend_interval_ms` ([`plan::backoff`]).
+//!
+//! A resend to a participant that is down is held ([`Plan::hold`](super::plan::Plan::hold)):
+//! counted and backed off, but no copy sent. Down means its work queue has messages and no
+//! consumer, asked once per queue per sweep with a passive declare ([`Queues`]). The copy sent
+//! before is then still waiting in that queue (durable quorum queues, persistent messages,
+//! confirmed publishes), and the participant takes it as soon as it consumes again, so another
+//! copy would only pile up behind it. Rejected alternatives: a per-message TTL on the work
+//! queues dead-letters expired copies, flooding the DLQ; checking the outbox for an unconfirmed
+//! copy misses the common case, a copy confirmed into the queue of a stopped participant.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -14,13 +25,14 @@ use tokio_cron_scheduler::JobSchedulerError;
 use uuid::Uuid;
 
 use saga_common::messaging::outbox::RelayWakeup;
+use saga_common::messaging::{BrokerStatus, Probe};
 use saga_common::service::schedule;
 use saga_common::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
 use super::engine::{self, Applied};
 use super::machine::SagaEvent;
-use super::plan::{self, ApplyError, Trigger};
+use super::plan::{self, ApplyError, Plan, Trigger};
 use super::store::{self, Saga};
 use crate::configuration::SagaSettings;
 
@@ -42,6 +54,54 @@ pub enum SweepError {
 pub struct SweepReport {
     pub resent: usize,
     pub compensated: usize,
+    /// Resends held: the participant is down and the copy sent before still waits.
+    pub held: usize,
+}
+
+impl SweepReport {
+    fn handled(&self) -> usize {
+        self.resent + self.compensated + self.held
+    }
+}
+
+/// The work queues a sweep resends to, asked about once each per sweep (not once per saga).
+struct Queues<'a> {
+    probe: &'a Probe,
+    /// Whether the queue's participant is down, by queue.
+    down: HashMap<&'static str, bool>,
+}
+
+impl<'a> Queues<'a> {
+    fn new(probe: &'a Probe) -> Self {
+        Self {
+            probe,
+            down: HashMap::new(),
+        }
+    }
+
+    /// Whether `queue` holds messages with no consumer to take them. When the broker cannot
+    /// be asked, resends go ahead as they always did: a copy too many is harmless (the inbox
+    /// absorbs it), a copy held wrongly could wait until the next deadline.
+    async fn participant_down(&mut self, queue: &'static str) -> bool {
+        if let Some(down) = self.down.get(queue) {
+            return *down;
+        }
+        let down = match self.probe.depth(queue).await {
+            Ok(depth) => depth.consumers == 0 && depth.messages > 0,
+            Err(error) => {
+                tracing::warn!(queue, %error, "cannot ask the broker about a participant's queue; resending");
+                false
+            }
+        };
+        if down {
+            tracing::warn!(
+                queue,
+                "no consumer on a participant's queue and messages waiting in it; resends to it are held"
+            );
+        }
+        self.down.insert(queue, down);
+        down
+    }
 }
 
 /// Overdue sagas claimed and written together, on one transaction.
@@ -54,10 +114,12 @@ pub async fn sweep(
     db: &DatabaseConnection,
     settings: &SagaSettings,
     wakeup: &RelayWakeup,
+    probe: &Probe,
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
-    while report.resent + report.compensated < settings.sweep_batch {
-        let limit = SWEEP_CHUNK.min(settings.sweep_batch - report.resent - report.compensated);
+    let mut queues = Queues::new(probe);
+    while report.handled() < settings.sweep_batch {
+        let limit = SWEEP_CHUNK.min(settings.sweep_batch - report.handled());
         let txn = db.begin().await?;
         let overdue = store::claim_overdue(&txn, limit).await?;
         if overdue.is_empty() {
@@ -78,7 +140,7 @@ pub async fn sweep(
                 correlation_id: &order.correlation_id,
             };
             match plan::plan(order, event, &trigger, settings, now) {
-                Ok(Some(plan)) => plans.push(plan),
+                Ok(Some(plan)) => plans.push(hold_if_down(plan, &mut queues).await),
                 // A saga with a deadline always resends or compensates; logged, not looped on.
                 Ok(None) => saga_span(order).in_scope(
                     || tracing::error!(state = %order.state, "overdue saga left unchanged"),
@@ -107,9 +169,13 @@ pub async fn sweep(
             if Some(plan.step.to) != plan.from {
                 report.compensated += 1;
                 tracing::warn!(from = plan.from.map_or("", |s| s.name()), to = %plan.step.to, "saga past its deadline; compensating");
-            } else {
+            } else if plan.resend.is_some() {
                 report.resent += 1;
                 tracing::warn!(state = %plan.step.to, resends = plan.step.resends, "saga past its deadline; pending command resent");
+            } else {
+                // The queue's warning said it once for the sweep.
+                report.held += 1;
+                tracing::debug!(state = %plan.step.to, resends = plan.step.resends, "saga past its deadline; participant down, resend held");
             }
         }
         if overdue.len() < limit {
@@ -117,6 +183,15 @@ pub async fn sweep(
         }
     }
     Ok(report)
+}
+
+/// `plan` held if it resends to a participant that is down (see the module's notes).
+async fn hold_if_down(plan: Plan, queues: &mut Queues<'_>) -> Plan {
+    let queue = plan.from.and_then(plan::waits_on);
+    match queue {
+        Some(queue) if plan.resend.is_some() && queues.participant_down(queue).await => plan.hold(),
+        _ => plan,
+    }
 }
 
 /// Applies a deadline or operator event to a saga the caller holds.
@@ -151,18 +226,21 @@ pub async fn start(
     db: DatabaseConnection,
     settings: SagaSettings,
     wakeup: RelayWakeup,
+    broker: Arc<BrokerStatus>,
     stop: Shutdown,
 ) -> Result<JoinHandle<()>, JobSchedulerError> {
     let schedule = settings.sweep_schedule.clone();
     let settings = Arc::new(settings);
     schedule::start("timeout sweep", &schedule, stop, move || {
-        let (db, settings, wakeup) = (db.clone(), settings.clone(), wakeup.clone());
+        let (db, settings, wakeup, broker) =
+            (db.clone(), settings.clone(), wakeup.clone(), broker.clone());
         async move {
-            match sweep(&db, &settings, &wakeup).await {
+            match sweep(&db, &settings, &wakeup, broker.probe()).await {
                 Ok(report) if report != SweepReport::default() => {
                     tracing::info!(
                         resent = report.resent,
                         compensated = report.compensated,
+                        held = report.held,
                         "timeout sweep"
                     );
                 }

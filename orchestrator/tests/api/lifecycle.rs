@@ -127,6 +127,7 @@ async fn the_timeout_worker_sweeps_until_the_signal_then_stops() {
         db.clone(),
         settings,
         RelayWakeup::default(),
+        Default::default(),
         stop.clone(),
     )
     .await

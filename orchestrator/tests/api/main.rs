@@ -13,6 +13,7 @@ mod messaging;
 mod operations;
 mod orders;
 mod plans;
+mod resends;
 mod retention;
 mod saga_flows;
 mod timeouts;

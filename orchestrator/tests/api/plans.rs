@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
 use orchestrator::orders::model::OrderStatus;
 use orchestrator::orders::store::{self, ListFilter};
+use orchestrator::saga::timeline;
 use saga_common::configuration::DatabaseSettings;
 use saga_common::messaging::outbox;
 
@@ -147,6 +148,33 @@ async fn statements_on_empty_tables_get_one_generic_plan_that_walks_their_index(
     assert!(!by_id.contains("Sort"), "{by_id}");
     // The scan: the oldest pending rows, in key order (what it sorts is the batch it took).
     assert!(scan.contains("outbox_pending_pkey"), "{scan}");
+}
+
+#[tokio::test]
+async fn a_repeated_resend_reads_and_counts_its_saga_s_latest_transition_by_key() {
+    let fleet = spawn_fleet().await;
+    let plan = plan_of(
+        &fleet.orchestrator.db_url,
+        &timeline::repeats_sql(None),
+        "'[]'::jsonb",
+    )
+    .await;
+    // Both reads of `saga_transitions` have an `Index Cond`: the latest entry by order, the row
+    // to update by id; none walks the table, which keeps every step of every saga.
+    let latest = conditions_of(&plan, "saga_transitions_by_order");
+    let updated = conditions_of(&plan, "saga_transitions_pkey");
+    assert!(
+        !latest.is_empty() && latest.iter().all(|c| c.contains("order_id")),
+        "{plan}"
+    );
+    assert!(
+        !updated.is_empty() && updated.iter().all(|c| c.contains("id")),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("Materialize"),
+        "{plan}"
+    );
 }
 
 /// The `Index Cond` lines of the plan nodes that scan `index`, one per node; an empty string for

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use orchestrator::configuration::SagaSettings;
 use orchestrator::saga::timeouts::{SweepReport, sweep};
+use saga_common::messaging::Probe;
 use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::testing::{PATIENCE, eventually};
 use sea_orm_migration::MigratorTrait;
@@ -11,7 +12,7 @@ use sea_orm_migration::MigratorTrait;
 use crate::helpers::{FleetOptions, TestFleet, database, order_body, query_one, spawn_fleet_with};
 
 /// Deadlines that only the test triggers: the scheduled sweep runs once a year.
-fn manual_sweeps(max_resends: i32) -> SagaSettings {
+pub(crate) fn manual_sweeps(max_resends: i32) -> SagaSettings {
     SagaSettings {
         max_resends,
         sweep_schedule: "0 0 0 1 1 *".into(),
@@ -19,7 +20,7 @@ fn manual_sweeps(max_resends: i32) -> SagaSettings {
     }
 }
 
-async fn fleet_without_payment(saga: SagaSettings) -> TestFleet {
+pub(crate) async fn fleet_without_payment(saga: SagaSettings) -> TestFleet {
     spawn_fleet_with(FleetOptions {
         saga,
         with_payment: false,
@@ -28,7 +29,7 @@ async fn fleet_without_payment(saga: SagaSettings) -> TestFleet {
     .await
 }
 
-async fn expire(fleet: &TestFleet, order_id: Uuid) {
+pub(crate) async fn expire(fleet: &TestFleet, order_id: Uuid) {
     let db = database(&fleet.orchestrator.db_url).await;
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
@@ -50,7 +51,7 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str, id: Uuid) -> i64 {
     .unwrap()
 }
 
-fn last_step(timeline: &Value) -> &Value {
+pub(crate) fn last_step(timeline: &Value) -> &Value {
     timeline["transitions"].as_array().unwrap().last().unwrap()
 }
 
@@ -64,13 +65,13 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
 
     // Not overdue yet: nothing to do.
     assert_eq!(
-        sweep(&db, &settings, &RelayWakeup::default())
+        sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
             .await
             .unwrap(),
         SweepReport::default()
     );
     expire(&fleet, order_id).await;
-    let report = sweep(&db, &settings, &RelayWakeup::default())
+    let report = sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
         .await
         .unwrap();
 
@@ -78,7 +79,7 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
         report,
         SweepReport {
             resent: 1,
-            compensated: 0
+            ..SweepReport::default()
         }
     );
     let charge_id = query_one(
@@ -104,7 +105,7 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
     assert_eq!(step["commands"][0], "payment.charge");
     // The new deadline is in the future again.
     assert_eq!(
-        sweep(&db, &settings, &RelayWakeup::default())
+        sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
             .await
             .unwrap(),
         SweepReport::default()
@@ -120,15 +121,15 @@ async fn a_saga_out_of_resends_compensates_instead() {
     let db = database(&fleet.orchestrator.db_url).await;
 
     expire(&fleet, order_id).await;
-    let report = sweep(&db, &settings, &RelayWakeup::default())
+    let report = sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
         .await
         .unwrap();
 
     assert_eq!(
         report,
         SweepReport {
-            resent: 0,
-            compensated: 1
+            compensated: 1,
+            ..SweepReport::default()
         }
     );
     let step = last_step(&fleet.timeline(order_id).await).clone();
@@ -163,10 +164,10 @@ async fn two_sweepers_at_once_never_handle_one_saga_twice() {
         database(&fleet.orchestrator.db_url).await,
     );
 
-    let wakeup = RelayWakeup::default();
+    let (wakeup, probe) = (RelayWakeup::default(), Probe::default());
     let (a, b) = tokio::join!(
-        sweep(&db_a, &settings, &wakeup),
-        sweep(&db_b, &settings, &wakeup)
+        sweep(&db_a, &settings, &wakeup, &probe),
+        sweep(&db_b, &settings, &wakeup, &probe)
     );
 
     let (a, b) = (a.unwrap(), b.unwrap());
