@@ -45,6 +45,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Vec<FieldError>,
+    /// Whole seconds sent as `Retry-After` (429 and 503 that say when to come back).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,6 +56,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -143,6 +146,23 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// 429: the caller sent more than its rate allows; `Retry-After` says when one more request
+    /// would pass (whole seconds, at least 1, so a client never retries at once).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry after the time in `Retry-After`",
+        );
+        error.retry_after = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// The `Retry-After` seconds this error sends, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// 503: a dependency is down; the client may retry.
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %ErrorChain(error), "dependency unavailable");
@@ -186,7 +206,13 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

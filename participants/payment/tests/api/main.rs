@@ -9,4 +9,5 @@ mod admin;
 mod commands;
 mod database;
 mod docs;
+mod rate_limits;
 mod retention;
