@@ -250,6 +250,7 @@ mod tests {
 /// The layer on a real server (port 0, connection info as in production), with a stand-in for
 /// the authentication layer: `x-test-caller: operator` or `customer:<id>`, else anonymous.
 #[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure report
 mod served {
     use axum::routing::get;
     use reqwest::StatusCode;
