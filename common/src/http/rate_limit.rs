@@ -148,6 +148,55 @@ pub fn layer(router: Router, settings: &RateLimitSettings) -> Router {
     router.layer(axum::middleware::from_fn_with_state(limits, middleware))
 }
 
+/// Adds the `429` answer (`ErrorBody`, `Retry-After` header) to every operation of `openapi`
+/// on a path that is not exempt, so clients see it where it can happen.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{Content, Header, Ref, RefOr, ResponseBuilder, Schema};
+
+    let response = ResponseBuilder::new()
+        .description("Rate limited: too many requests from this customer or address")
+        .header(
+            "Retry-After",
+            Header::new(RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .description(Some("Whole seconds until one more request would pass"))
+                    .build(),
+            ))),
+        )
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if EXEMPT_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
+            continue;
+        }
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| RefOr::T(response.clone()));
+        }
+    }
+}
+
 async fn sweep_until_dropped(limits: Weak<RateLimits>) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     ticks.tick().await; // the first tick is immediate

@@ -40,7 +40,10 @@ pub fn finish(
     openapi: utoipa::openapi::OpenApi,
     rate_limit: &RateLimitSettings,
 ) -> Router {
-    let openapi = openapi.merge_from(SharedDocs::openapi());
+    let mut openapi = openapi.merge_from(SharedDocs::openapi());
+    if rate_limit.enabled {
+        super::rate_limit::document(&mut openapi);
+    }
     let router = routes
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
         .fallback(not_found)
