@@ -100,6 +100,12 @@ pub enum OrderFailureReason {
     TimedOut,
 }
 
+/// The largest amount of money in cents anything of the fleet holds or moves: a balance, an
+/// order's total, a charge (10^15 cents, ten trillion in the currency's unit). Far below
+/// `i64::MAX` (about 9.2 × 10^18), so a sum of two such amounts, or of a balance and a refund,
+/// cannot overflow; a refund onto a full balance is capped there (see the payment ledger).
+pub const MAX_AMOUNT_CENTS: i64 = 1_000_000_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargePayment {
     pub order_id: Uuid,

@@ -10,6 +10,7 @@
 //!   dead letters.
 //! - [`http`]: the JSON error, extractors, health, Swagger UI and the admin routes.
 //! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
+//! - [`nul`]: finding the NUL characters PostgreSQL cannot store, before they reach it.
 //! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.
 //! - `testing` (feature `testing`): private databases and RabbitMQ vhosts for integration tests.
 
@@ -20,6 +21,7 @@ pub mod db;
 pub mod http;
 pub mod messaging;
 pub mod migration;
+pub mod nul;
 pub mod retention;
 pub mod secret;
 pub mod service;

@@ -499,6 +499,12 @@ pub async fn service_settings(
     // published: a writer that forgot to hand its rows to the relay fails its test.
     settings.outbox.orphan_age_ms = 3_600_000;
     settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
+    // Every test client is 127.0.0.1: the limits stay on (the layer runs in every test) but
+    // high enough that no test that is not about them is ever throttled.
+    settings.rate_limit.per_address_per_second = 100_000;
+    settings.rate_limit.per_address_burst = 100_000;
+    settings.rate_limit.per_customer_per_second = 100_000;
+    settings.rate_limit.per_customer_burst = 100_000;
     settings
 }
 

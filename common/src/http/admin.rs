@@ -289,6 +289,11 @@ pub async fn delete_dead_letter(
         "message_id",
         format!("must be 1 to {MAX_ID_CHARS} characters long"),
     );
+    violations.check(
+        !crate::nul::has_nul(&message_id),
+        "message_id",
+        crate::nul::NUL_RULE,
+    );
     violations.finish(())?;
     let dead_letters = state.dead_letters.clone();
     let id = message_id.clone();

@@ -157,6 +157,17 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// 429: the caller sent more than its rate allows; `Retry-After` says when one more request
+    /// would pass (whole seconds, at least 1, so a client never retries at once).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry after the time in `Retry-After`",
+        )
+        .with_retry_after(retry_after_secs.max(1))
+    }
+
     /// 503: a dependency is down; the client may retry.
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %ErrorChain(error), "dependency unavailable");

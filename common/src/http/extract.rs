@@ -58,8 +58,18 @@ fn is_json(request: &Request) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses JSON, telling syntax errors (400) from shape errors (422, with the field path).
+/// Parses JSON, telling syntax errors (400) from shape errors (422, with the field path). A
+/// string or key holding a NUL is a 422 naming it, whatever `T` is (see `crate::nul`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Walked only when the escape is there at all; a body that is not JSON falls through to
+    // the parse below, which says so.
+    if crate::nul::may_hold_nul(bytes)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(path) = crate::nul::find_in_json(&value)
+    {
+        let field = if path == "." { "body".to_owned() } else { path };
+        return Err(ApiError::invalid_field(field, crate::nul::NUL_RULE));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -130,14 +140,27 @@ impl Violations {
 /// What [`check_id`] asks of an identifier.
 pub const ID_RULE: &str = "must be 1 to 64 characters long";
 
-/// Whether `value` is an identifier: 1 to 64 characters.
+/// Whether `value` is an identifier: 1 to 64 characters, no NUL.
 pub fn is_id(value: &str) -> bool {
-    (1..=64).contains(&value.chars().count())
+    id_problem(value).is_none()
 }
 
-/// An identifier of 1 to 64 characters.
+/// What is wrong with `value` as an identifier, if anything.
+pub fn id_problem(value: &str) -> Option<&'static str> {
+    if !(1..=64).contains(&value.chars().count()) {
+        Some(ID_RULE)
+    } else if crate::nul::has_nul(value) {
+        Some(crate::nul::NUL_RULE)
+    } else {
+        None
+    }
+}
+
+/// An identifier of 1 to 64 characters, without NUL.
 pub fn check_id(violations: &mut Violations, field: &str, value: &str) {
-    violations.check(is_id(value), field, ID_RULE);
+    if let Some(problem) = id_problem(value) {
+        violations.add(field, problem);
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +184,26 @@ mod tests {
             parse_json::<Body>(br#"{"items":[{"quantity":1},{"quantity":"x"}]}"#).unwrap_err();
         assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error.body().details[0].field, "items[1].quantity");
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_the_body_is_a_422_naming_its_path() {
+        let error =
+            parse_json::<Body>(br#"{"items":[{"quantity":1,"note":"a\u0000"}]}"#).unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.body().details[0].field, "items[0].note");
+        assert_eq!(error.body().details[0].message, crate::nul::NUL_RULE);
+        let escaped_backslash = parse_json::<serde_json::Value>(br#"{"a":"\\u0000"}"#);
+        assert!(
+            escaped_backslash.is_ok(),
+            "`\\u0000` is a backslash, not a NUL"
+        );
+        let mut violations = Violations::default();
+        check_id(&mut violations, "customer_id", "c\0x");
+        check_id(&mut violations, "customer_id", "c\u{0}x");
+        let details = violations.finish(()).unwrap_err().body().details;
+        assert_eq!(details.len(), 2);
+        assert_eq!(details[1].message, crate::nul::NUL_RULE);
     }
 
     #[test]

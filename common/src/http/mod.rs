@@ -10,6 +10,7 @@
 //! - [`health`]: `/health/live` and `/health/ready`.
 //! - [`keyed`]: `GET`/`PUT` of rows kept under an id the client chooses.
 //! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
+//! - [`rate_limit`]: requests per customer / per client address; `429 rate_limited`.
 //! - [`retention`]: `POST /api/admin/retention/prune` (run the pruner now, or a dry run).
 //! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
 
@@ -21,6 +22,7 @@ pub mod extract;
 pub mod health;
 pub mod keyed;
 pub mod query;
+pub mod rate_limit;
 pub mod retention;
 pub mod server;
 

@@ -31,8 +31,19 @@ pub struct QueryFields {
 }
 
 impl QueryFields {
-    /// Reads `pairs` (as sent); a parameter given twice is a 400, as axum's `Query` had it.
+    /// Reads `pairs` (as sent); a parameter given twice is a 400, as axum's `Query` had it. A
+    /// name or value holding a NUL (`%00`) is a 422 naming the parameter, whether or not the
+    /// struct reads it.
     pub fn new(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| crate::nul::has_nul(name) || crate::nul::has_nul(value))
+        {
+            return Err(ApiError::invalid_field(
+                name.replace('\0', "\\u0000"),
+                crate::nul::NUL_RULE,
+            ));
+        }
         let mut values = HashMap::with_capacity(pairs.len());
         for (name, value) in pairs {
             if values.insert(name.clone(), value).is_some() {
@@ -157,10 +168,9 @@ pub struct Id(pub String);
 
 impl QueryValue for Id {
     fn parse_query(text: &str) -> Result<Self, String> {
-        if super::extract::is_id(text) {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(super::extract::ID_RULE.into())
+        match super::extract::id_problem(text) {
+            None => Ok(Self(text.to_owned())),
+            Some(problem) => Err(problem.into()),
         }
     }
 }
@@ -268,6 +278,17 @@ mod tests {
             ),
             ("order_id", "must be a UUID")
         );
+    }
+
+    #[test]
+    fn a_nul_in_any_parameter_is_named() {
+        let error = parse::<Page>(pairs(
+            "limit=1&customer_id=c%00x".replace("%00", "\0").as_str(),
+        ))
+        .unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.body().details[0].field, "customer_id");
+        assert_eq!(Id::parse_query("c\0x"), Err(crate::nul::NUL_RULE.into()));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Router finishing touches shared by every service (the shared part of the API document
 //! included), and serving with graceful shutdown.
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
@@ -11,6 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::admin::AdminDocs;
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::BODY_LIMIT_BYTES;
+use crate::configuration::RateLimitSettings;
 use crate::shutdown::Shutdown;
 
 /// What every service's document holds besides its own paths: the probes, the error body and
@@ -25,15 +28,28 @@ use crate::shutdown::Shutdown;
 struct SharedDocs;
 
 /// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`: `openapi` and the shared
-/// paths), JSON 404/405 answers, the 1 MiB body limit and the correlation-id middleware to a
-/// service's routes.
-pub fn finish(routes: Router, openapi: utoipa::openapi::OpenApi) -> Router {
-    let openapi = openapi.merge_from(SharedDocs::openapi());
-    routes
+/// paths), JSON 404/405 answers, the 1 MiB body limit, the rate limits and the correlation-id
+/// middleware to a service's routes.
+///
+/// Layers run outermost first: correlation id (so a 429 is logged and carries the id), then
+/// [authentication, which must insert the `Caller` before the rate limiter reads it], then the
+/// rate limits, then the routes. The rate limits come before the body is read, so a refused
+/// request costs no parsing.
+pub fn finish(
+    routes: Router,
+    openapi: utoipa::openapi::OpenApi,
+    rate_limit: &RateLimitSettings,
+) -> Router {
+    let mut openapi = openapi.merge_from(SharedDocs::openapi());
+    if rate_limit.enabled {
+        super::rate_limit::document(&mut openapi);
+    }
+    let router = routes
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
+    super::rate_limit::layer(router, rate_limit)
         .layer(axum::middleware::from_fn(super::correlation::middleware))
 }
 
@@ -45,13 +61,17 @@ async fn method_not_allowed() -> impl IntoResponse {
     ApiError::method_not_allowed()
 }
 
-/// Serves until `shutdown`; requests in flight are allowed to finish.
+/// Serves until `shutdown`; requests in flight are allowed to finish. Each request carries its
+/// peer address (`ConnectInfo<SocketAddr>`), which the rate limits key anonymous callers on.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
 }

@@ -56,7 +56,7 @@ impl HandleError {
 
     /// A payload that does not match its type's schema.
     pub fn invalid_payload(error: serde_json::Error) -> Self {
-        Self::permanent("invalid_payload", error)
+        Self::permanent(INVALID_PAYLOAD, error)
     }
 
     pub fn unknown_type(message_type: &str) -> Self {
@@ -102,8 +102,10 @@ pub async fn handle<H: MessageHandler>(
 
 /// Reason code of a message whose transient failures outlasted `retry.max_attempts`.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
-/// Reason code of a body that is not an envelope.
+/// Reason code of a body that is not an envelope (or whose own fields hold a NUL).
 pub const MALFORMED_MESSAGE: &str = "malformed_message";
+/// Reason code of a payload that does not fit its type, or holds a NUL character.
+pub const INVALID_PAYLOAD: &str = "invalid_payload";
 /// Reason code of a message older than the deduplication window: never applied, since the
 /// inbox may no longer know it was (see [`DedupWindow`]).
 pub const OUTSIDE_DEDUP_WINDOW: &str = "outside_dedup_window";
@@ -204,9 +206,22 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
     let history = History::of(&delivery);
     let now = Utc::now();
     let (reason, detail) = match serde_json::from_slice::<Envelope>(&delivery.data) {
-        Ok(envelope) => match context.dedup_window.admits(envelope.occurred_at, now) {
-            Ok(()) => return Some((envelope, Received { delivery, history })),
-            Err(outside) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
+        // A NUL would fail every insert of it (PostgreSQL text), a retry loop that ends in
+        // `retries_exhausted` naming nothing: refused here, once, naming the field.
+        Ok(envelope) => match (
+            envelope.nul_field(),
+            context.dedup_window.admits(envelope.occurred_at, now),
+        ) {
+            (Some(field), _) => {
+                let reason = if field.starts_with("payload") {
+                    INVALID_PAYLOAD
+                } else {
+                    MALFORMED_MESSAGE
+                };
+                (reason, format!("{field} {}", crate::nul::NUL_RULE))
+            }
+            (None, Ok(())) => return Some((envelope, Received { delivery, history })),
+            (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
         },
         Err(error) => (MALFORMED_MESSAGE, error.to_string()),
     };

@@ -92,6 +92,22 @@ impl Envelope {
         C::decode(&self.message_type, &self.payload)
     }
 
+    /// The first field holding a NUL character, which PostgreSQL cannot store: `payload.` and
+    /// its path for one in the payload (`payload.lines[0].product_id`), else the envelope's own
+    /// field. `None` for every envelope this fleet writes.
+    pub fn nul_field(&self) -> Option<String> {
+        if crate::nul::has_nul(&self.message_type) {
+            return Some("type".into());
+        }
+        if crate::nul::has_nul(&self.correlation_id) {
+            return Some("correlation_id".into());
+        }
+        crate::nul::find_in_json(&self.payload).map(|path| match path.as_str() {
+            "." => "payload".into(),
+            _ => format!("payload.{path}"),
+        })
+    }
+
     /// This envelope without its payload: the ids and type its AMQP properties carry.
     pub fn header(&self) -> Self {
         Self {
@@ -191,6 +207,21 @@ pub fn long_string(value: &str) -> AMQPValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_is_named_by_the_field_that_holds_it() {
+        let lines = serde_json::json!({"lines": [{"product_id": "p\u{0}", "quantity": 1}]});
+        let mut envelope =
+            Envelope::untyped("inventory.reserve", Uuid::nil(), "c", None, &lines).unwrap();
+        assert_eq!(
+            envelope.nul_field().as_deref(),
+            Some("payload.lines[0].product_id")
+        );
+        envelope.correlation_id = "c\0".into();
+        assert_eq!(envelope.nul_field().as_deref(), Some("correlation_id"));
+        let clean = Envelope::untyped("x", Uuid::nil(), "c", None, &1).unwrap();
+        assert_eq!(clean.nul_field(), None);
+    }
 
     #[test]
     fn envelope_serialises_with_the_documented_field_names() {

@@ -95,6 +95,10 @@ impl<S: Service> Application<S> {
             .retention
             .validate()
             .map_err(StartupError::Settings)?;
+        common
+            .rate_limit
+            .validate()
+            .map_err(StartupError::Settings)?;
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let parts = S::assemble(&settings, &foundation);
         let pruner = Pruner::new(
@@ -112,7 +116,7 @@ impl<S: Service> Application<S> {
             ));
         let mut tasks = parts.tasks;
         tasks.push(pruning(pruner));
-        let router = crate::http::server::finish(routes, S::openapi());
+        let router = crate::http::server::finish(routes, S::openapi(), &common.rate_limit);
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
             port: foundation.port,

@@ -16,6 +16,12 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 pub const MAX_UNIT_PRICE_CENTS: i64 = 1_000_000_000;
 
+// The largest order's total is an amount the payment service accepts.
+const _: () = assert!(
+    MAX_ITEMS as i64 * MAX_QUANTITY * MAX_UNIT_PRICE_CENTS
+        <= saga_common::contracts::MAX_AMOUNT_CENTS
+);
+
 /// `POST /api/orders` body as sent; checked by [`PlaceOrder::parse`].
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,12 +107,12 @@ impl PlaceOrder {
         })
     }
 
-    /// Cannot overflow: at most 100 × 10 000 × 10⁹ = 10¹⁵.
+    /// At most 100 × 10 000 × 10⁹ = 10¹⁵ = `MAX_AMOUNT_CENTS` (checked at compile time below),
+    /// so it never saturates; saturating arithmetic keeps that true even if a bound changes.
     pub fn total_cents(&self) -> i64 {
-        self.items
-            .iter()
-            .map(|i| i64::from(i.quantity) * i.unit_price_cents)
-            .sum()
+        self.items.iter().fold(0_i64, |total, i| {
+            total.saturating_add(i64::from(i.quantity).saturating_mul(i.unit_price_cents))
+        })
     }
 }
 

@@ -38,15 +38,19 @@ impl Participant for PaymentCommands {
     }
 }
 
-/// Checks a command: its payload fits its type, it is for its own saga, it charges no negative
-/// amount.
+/// Checks a command: its payload fits its type, it is for its own saga, it charges an amount
+/// from 0 to `MAX_AMOUNT_CENTS`.
 fn parse(envelope: &Envelope) -> Result<PaymentCommand, HandleError> {
     let command = match envelope.decode::<contracts::PaymentCommand>()? {
         contracts::PaymentCommand::Charge(charge) => {
-            if charge.amount_cents < 0 {
+            // Bounded, so the ledger's sums cannot overflow (`MAX_AMOUNT_CENTS`).
+            if !(0..=contracts::MAX_AMOUNT_CENTS).contains(&charge.amount_cents) {
                 return Err(HandleError::permanent(
                     "invalid_payload",
-                    "amount must not be negative",
+                    format!(
+                        "amount_cents must be between 0 and {}",
+                        contracts::MAX_AMOUNT_CENTS
+                    ),
                 ));
             }
             PaymentCommand::Charge {

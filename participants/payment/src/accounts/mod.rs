@@ -11,6 +11,7 @@ use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use saga_common::contracts::MAX_AMOUNT_CENTS;
 use saga_common::db::Part;
 use saga_common::http::keyed::Keyed;
 use saga_common::http::{ApiError, ErrorBody, JsonBody};
@@ -27,8 +28,8 @@ pub struct Account {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBalance {
-    /// New balance in cents, 0 or more.
-    #[schema(example = 50000, minimum = 0)]
+    /// New balance in cents, 0 to 10^15 (`MAX_AMOUNT_CENTS`).
+    #[schema(example = 50000, minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub balance_cents: i64,
 }
 
@@ -61,7 +62,11 @@ pub async fn put_account(
     let balance = body.balance_cents;
     ACCOUNTS
         .put(&db, &customer_id, balance, |violations| {
-            violations.check(balance >= 0, "balance_cents", "must be 0 or more");
+            violations.check(
+                (0..=MAX_AMOUNT_CENTS).contains(&balance),
+                "balance_cents",
+                format!("must be between 0 and {MAX_AMOUNT_CENTS}"),
+            );
         })
         .await
 }

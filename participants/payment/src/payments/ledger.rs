@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::PaymentStatus;
-use saga_common::contracts::DeclineReason;
+use saga_common::contracts::{DeclineReason, MAX_AMOUNT_CENTS};
 
 /// A payment command, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,8 @@ impl Ledger {
         let amount_cents = match payment.status {
             PaymentStatus::Charged => {
                 // The refund names the payer, whose account was read (and locked) for it.
-                *self.balances.entry(customer_id.to_owned()).or_default() += payment.amount_cents;
+                let balance = self.balances.entry(customer_id.to_owned()).or_default();
+                *balance = credit(*balance, payment.amount_cents, order_id);
                 payment.status = PaymentStatus::Refunded;
                 if let Origin::Stored { refunded } = origin {
                     *refunded = true;
@@ -227,6 +228,22 @@ impl Ledger {
         changes.balance_deltas.sort();
         changes
     }
+}
+
+/// `balance` plus a refund of `amount`, capped at `MAX_AMOUNT_CENTS`: the sum cannot overflow,
+/// and a balance stays within what the API accepts. Only a balance an operator set near the
+/// cap while the order was in flight can reach it; the refund is still carried out (the saga
+/// must end) and the cents not credited are logged for the operator to settle.
+fn credit(balance: i64, amount: i64, order_id: Uuid) -> i64 {
+    let credited = balance.saturating_add(amount).min(MAX_AMOUNT_CENTS);
+    if credited < balance.saturating_add(amount) {
+        tracing::warn!(
+            %order_id,
+            not_credited_cents = balance.saturating_add(amount) - credited,
+            "refund capped at the maximum balance"
+        );
+    }
+    credited.max(balance)
 }
 
 #[cfg(test)]
@@ -341,6 +358,37 @@ mod tests {
         assert_eq!(changes.refunded, vec![stored.payment_id]);
         assert_eq!(changes.balance_deltas, vec![("c-1".into(), 25)]);
         assert!(changes.new_payments.is_empty());
+    }
+
+    #[test]
+    fn a_refund_onto_a_balance_near_the_maximum_is_capped_there_and_cannot_overflow() {
+        let order = Uuid::now_v7();
+        let stored = PaymentRow {
+            payment_id: Uuid::now_v7(),
+            order_id: order,
+            customer_id: "c-1".into(),
+            amount_cents: MAX_AMOUNT_CENTS,
+            status: PaymentStatus::Charged,
+            decline_reason: None,
+        };
+        // The operator set the balance to the maximum while the order was in flight.
+        let full = MAX_AMOUNT_CENTS - 10;
+        let mut ledger = Ledger::new(vec![stored.clone()], [("c-1".into(), full)].into());
+        assert_eq!(
+            ledger.apply(&refund(order, "c-1")),
+            Outcome::Refunded {
+                amount_cents: MAX_AMOUNT_CENTS
+            },
+            "the payment is refunded, so the saga can end"
+        );
+        let changes = ledger.changes();
+        assert_eq!(changes.refunded, vec![stored.payment_id]);
+        assert_eq!(
+            changes.balance_deltas,
+            vec![("c-1".into(), 10)],
+            "up to the cap"
+        );
+        assert_eq!(credit(i64::MAX, i64::MAX, order), i64::MAX, "no overflow");
     }
 
     #[test]

@@ -72,4 +72,12 @@ async fn the_openapi_document_describes_the_admin_routes_and_their_bearer_token(
     );
     // The service's own routes are still there.
     assert!(document["paths"]["/api/accounts/{customer_id}"].is_object());
+    // Every route that can be rate limited says so; the probes cannot be.
+    let limited = &document["paths"]["/api/accounts/{customer_id}"]["put"]["responses"]["429"];
+    assert_eq!(
+        limited["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(limited["headers"]["Retry-After"].is_object());
+    assert!(document["paths"]["/health/ready"]["get"]["responses"]["429"].is_null());
 }

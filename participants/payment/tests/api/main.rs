@@ -9,4 +9,6 @@ mod admin;
 mod commands;
 mod database;
 mod docs;
+mod hardening;
+mod rate_limits;
 mod retention;

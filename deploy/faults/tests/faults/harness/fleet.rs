@@ -181,6 +181,9 @@ impl Fleet {
                     ),
                     ("APP__SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned()),
                     ("APP__ADMIN__TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+                    // Every scenario's load comes from 127.0.0.1 without a customer token, one
+                    // address; the limits have their own tests and must not shape these.
+                    ("APP__RATE_LIMIT__ENABLED".to_owned(), "false".to_owned()),
                     (
                         "APP__RETRY__MAX_ATTEMPTS".to_owned(),
                         retry.max_attempts.to_string(),
