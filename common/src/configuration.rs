@@ -290,11 +290,11 @@ impl RetentionSettings {
     }
 }
 
-/// The operator endpoints under `/api/admin`.
+/// The old home of the operator token (`APP__ADMIN__TOKEN`), read for one more release when
+/// `auth.operator_token` is empty, with a deprecation warning at start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminSettings {
-    /// Bearer token the admin routes require; empty (the default) disables them (403), so an
-    /// unset token never means open access. Never serialised.
+    /// Deprecated alias of `auth.operator_token`. Never serialised.
     #[serde(skip_serializing, default)]
     pub token: SecretString,
 }
@@ -311,6 +311,66 @@ impl AdminSettings {
     }
 }
 
+/// Who may call what (`APP__AUTH__...`; see `docs/security.md`): the operator's bearer token and
+/// the keys customer JWTs are verified with. Secrets are never serialised nor shown in `Debug`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Bearer token of the operator routes; empty (the default) turns them off (403
+    /// `admin_disabled`), so a forgotten setting never means open access.
+    #[serde(skip_serializing)]
+    pub operator_token: SecretString,
+    /// HS256 secret of customer JWTs; empty: no HS256 token is accepted.
+    #[serde(skip_serializing)]
+    pub jwt_secret: SecretString,
+    /// The secret before the last rotation, also accepted, so tokens minted with it stay valid
+    /// until they expire: a rotation without downtime. Empty: none.
+    #[serde(skip_serializing)]
+    pub jwt_previous_secret: SecretString,
+    /// PEM public key (RSA: RS256, EC P-256: ES256) of customer JWTs; refused at start if it
+    /// does not parse.
+    pub jwt_public_key: Option<String>,
+    /// JWKS of an identity provider: keys by `kid`, RS256 or ES256.
+    pub jwks_url: Option<String>,
+    /// Required `iss` when set; not checked otherwise.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` when set; not checked otherwise.
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` (and `nbf`).
+    #[serde(with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// Every request is the operator's: local experiments only; warned at start and on every
+    /// readiness probe.
+    pub disabled: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            operator_token: SecretString::default(),
+            jwt_secret: SecretString::default(),
+            jwt_previous_secret: SecretString::default(),
+            jwt_public_key: None,
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            disabled: false,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Settings with an operator token and an HS256 secret (tests, examples).
+    pub fn with_secrets(operator_token: &str, jwt_secret: &str) -> Self {
+        Self {
+            operator_token: SecretString::from(operator_token),
+            jwt_secret: SecretString::from(jwt_secret),
+            ..Self::default()
+        }
+    }
+}
+
 /// The settings every service has; a service adds its own sections next to these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSettings {
@@ -321,9 +381,11 @@ pub struct ServiceSettings {
     /// `#[serde(default)]` keeps older config files valid.
     #[serde(default)]
     pub retry: RetrySettings,
-    /// Only holds a secret, so it is never serialised with a value.
+    /// Deprecated: `admin.token` is read as `auth.operator_token` when that is empty.
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
     #[serde(default)]
     pub retention: RetentionSettings,
     /// Log filter in `tracing` env-filter syntax.
@@ -348,6 +410,7 @@ impl ServiceSettings {
             outbox: OutboxSettings::default(),
             retry: RetrySettings::default(),
             admin: AdminSettings::default(),
+            auth: AuthSettings::default(),
             retention: RetentionSettings::default(),
             log_level: "info".into(),
             shutdown_grace_ms: 10_000,

@@ -9,6 +9,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::admin::AdminDocs;
+use super::auth::Authenticator;
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::BODY_LIMIT_BYTES;
 use crate::shutdown::Shutdown;
@@ -25,15 +26,24 @@ use crate::shutdown::Shutdown;
 struct SharedDocs;
 
 /// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`: `openapi` and the shared
-/// paths), JSON 404/405 answers, the 1 MiB body limit and the correlation-id middleware to a
-/// service's routes.
-pub fn finish(routes: Router, openapi: utoipa::openapi::OpenApi) -> Router {
+/// paths), JSON 404/405 answers, the 1 MiB body limit, the authentication layer and the
+/// correlation-id middleware to a service's routes.
+///
+/// The authentication layer wraps every route (and the fallbacks) but never refuses: the probes
+/// and the docs stay open, and guards on the routes decide. It sits inside the correlation
+/// middleware, so its log lines carry the request's correlation id; a layer keyed on the
+/// [`Caller`](super::auth::Caller) (the rate limiter) goes inside it, i.e. is added before it.
+pub fn finish(routes: Router, openapi: utoipa::openapi::OpenApi, auth: &Authenticator) -> Router {
     let openapi = openapi.merge_from(SharedDocs::openapi());
     routes
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            super::auth::middleware,
+        ))
         .layer(axum::middleware::from_fn(super::correlation::middleware))
 }
 
