@@ -456,6 +456,29 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_come_from_the_environment_and_hide_their_secrets() {
+        let settings = from_environment(&[
+            ("APP__AUTH__OPERATOR_TOKEN", "op-s3cret-token-0123"),
+            ("APP__AUTH__JWT_SECRET", "jwt-s3cret-0123456789"),
+            ("APP__AUTH__JWT_PREVIOUS_SECRET", "old-jwt-s3cret-0123456789"),
+            ("APP__AUTH__JWT_AUDIENCE", "shop"),
+            ("APP__AUTH__JWT_LEEWAY", "1m"),
+        ]);
+        let auth = &settings.auth;
+        assert_eq!(auth.operator_token.expose_secret(), "op-s3cret-token-0123");
+        assert_eq!(auth.jwt_secret.expose_secret(), "jwt-s3cret-0123456789");
+        assert_eq!(auth.jwt_audience.as_deref(), Some("shop"));
+        assert_eq!(auth.jwt_issuer, None);
+        assert_eq!(auth.jwt_leeway, Duration::from_secs(60));
+        assert!(!auth.disabled, "never the default");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let defaults = from_environment(&[]).auth;
+        assert_eq!(defaults.jwt_leeway, Duration::from_secs(30));
+        assert!(defaults.operator_token.expose_secret().is_empty());
+    }
+
+    #[test]
     fn settings_show_no_password_in_debug_output() {
         let settings = from_environment(&[
             ("APP__DATABASE__URL", "postgres://app:db-pa55word@db:5432/x"),

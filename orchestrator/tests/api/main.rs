@@ -6,6 +6,7 @@
 mod helpers;
 
 mod api_validation;
+mod auth;
 mod health_and_docs;
 mod lifecycle;
 mod messaging;
