@@ -460,7 +460,10 @@ mod tests {
         let settings = from_environment(&[
             ("APP__AUTH__OPERATOR_TOKEN", "op-s3cret-token-0123"),
             ("APP__AUTH__JWT_SECRET", "jwt-s3cret-0123456789"),
-            ("APP__AUTH__JWT_PREVIOUS_SECRET", "old-jwt-s3cret-0123456789"),
+            (
+                "APP__AUTH__JWT_PREVIOUS_SECRET",
+                "old-jwt-s3cret-0123456789",
+            ),
             ("APP__AUTH__JWT_AUDIENCE", "shop"),
             ("APP__AUTH__JWT_LEEWAY", "1m"),
         ]);

@@ -168,7 +168,8 @@ pub fn unix_now() -> i64 {
 /// `Authorization`); test helpers use it so the routes' guards let them through.
 pub fn operator_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {OPERATOR_TOKEN}")).unwrap();
+    let value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {OPERATOR_TOKEN}")).unwrap();
     headers.insert(reqwest::header::AUTHORIZATION, value);
     reqwest::Client::builder()
         .default_headers(headers)

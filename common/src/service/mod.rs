@@ -109,7 +109,9 @@ impl<S: Service> Application<S> {
         let routes = parts
             .routes
             .merge(crate::http::health::router(
-                foundation.readiness().warning_auth_disabled(common.auth.disabled),
+                foundation
+                    .readiness()
+                    .warning_auth_disabled(common.auth.disabled),
             ))
             .merge(crate::http::admin::router(S::NAME, S::QUEUE, common))
             .merge(crate::http::retention::router(pruner.clone()));

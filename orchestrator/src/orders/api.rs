@@ -306,7 +306,10 @@ pub async fn list_orders(
     if let Some(customer) = who.customer() {
         // An explicit refusal rather than quietly answering with the caller's own orders: a
         // client asking for someone else's list has a bug worth seeing.
-        if customer_id.as_deref().is_some_and(|asked| asked != customer) {
+        if customer_id
+            .as_deref()
+            .is_some_and(|asked| asked != customer)
+        {
             return Err(ApiError::forbidden(
                 "customer_mismatch",
                 "a customer token lists only its own orders",

@@ -105,10 +105,7 @@ impl PlaceOrder {
                 unit_price_cents: item.unit_price_cents,
             });
         }
-        violations.finish(Self {
-            customer_id,
-            items,
-        })
+        violations.finish(Self { customer_id, items })
     }
 
     /// Cannot overflow: at most 100 × 10 000 × 10⁹ = 10¹⁵.

@@ -71,10 +71,12 @@ async fn order_routes_answer_401_without_or_with_a_refused_token() {
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} {token:?}"
             );
-            assert!(response.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Bearer"));
+            assert!(
+                response.headers()["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer")
+            );
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["error"], "unauthorized");
         }
@@ -87,9 +89,15 @@ async fn a_customer_may_not_use_the_operator_routes() {
     let alice = customer_token("alice");
     for (method, path) in [
         (reqwest::Method::GET, "/api/sagas".to_owned()),
-        (reqwest::Method::POST, format!("/api/sagas/{}/retry", Uuid::now_v7())),
+        (
+            reqwest::Method::POST,
+            format!("/api/sagas/{}/retry", Uuid::now_v7()),
+        ),
         (reqwest::Method::GET, "/api/admin/dead-letters".to_owned()),
-        (reqwest::Method::POST, "/api/admin/retention/prune".to_owned()),
+        (
+            reqwest::Method::POST,
+            "/api/admin/retention/prune".to_owned(),
+        ),
     ] {
         let response = call(&fleet, method.clone(), &path, Some(&alice))
             .send()
@@ -110,10 +118,20 @@ async fn a_customer_orders_for_itself_and_a_mismatch_is_refused() {
     let body: Value = placed.json().await.unwrap();
     assert_eq!(body["customer_id"], "alice", "taken from sub");
 
-    let same = place_as(&fleet, &alice, &json!({"customer_id": "alice", "items": items()})).await;
+    let same = place_as(
+        &fleet,
+        &alice,
+        &json!({"customer_id": "alice", "items": items()}),
+    )
+    .await;
     assert_eq!(same.status(), StatusCode::ACCEPTED);
 
-    let other = place_as(&fleet, &alice, &json!({"customer_id": "bob", "items": items()})).await;
+    let other = place_as(
+        &fleet,
+        &alice,
+        &json!({"customer_id": "bob", "items": items()}),
+    )
+    .await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
     let error: Value = other.json().await.unwrap();
     assert_eq!(error["error"], "customer_mismatch");
@@ -146,7 +164,10 @@ async fn a_customer_cannot_see_list_or_follow_anothers_orders() {
         let own = call(
             &fleet,
             reqwest::Method::GET,
-            &format!("/api/orders/{}{suffix}", alices["order_id"].as_str().unwrap()),
+            &format!(
+                "/api/orders/{}{suffix}",
+                alices["order_id"].as_str().unwrap()
+            ),
             Some(&alice),
         )
         .send()
@@ -173,7 +194,10 @@ async fn a_customer_cannot_see_list_or_follow_anothers_orders() {
         // The same body but for the id it names: nothing tells the two apart.
         assert_eq!(
             foreign["message"].as_str().unwrap().replace(bobs_id, "ID"),
-            missing["message"].as_str().unwrap().replace(&unknown.to_string(), "ID"),
+            missing["message"]
+                .as_str()
+                .unwrap()
+                .replace(&unknown.to_string(), "ID"),
         );
         assert_eq!(foreign["error"], missing["error"]);
     }

@@ -67,17 +67,16 @@ impl Authenticator {
     /// that does not parse, or a JWKS URL that cannot be fetched by this build, is an error.
     pub async fn from_settings(settings: &ServiceSettings) -> Result<Self, KeyError> {
         let auth = &settings.auth;
-        let operator_token = if auth.operator_token.expose_secret().is_empty()
-            && settings.admin.enabled()
-        {
-            tracing::warn!(
-                "APP__ADMIN__TOKEN (admin.token) is deprecated and will be removed in the next \
+        let operator_token =
+            if auth.operator_token.expose_secret().is_empty() && settings.admin.enabled() {
+                tracing::warn!(
+                    "APP__ADMIN__TOKEN (admin.token) is deprecated and will be removed in the next \
                  release: set APP__AUTH__OPERATOR_TOKEN (auth.operator_token) instead"
-            );
-            settings.admin.token.clone()
-        } else {
-            auth.operator_token.clone()
-        };
+                );
+                settings.admin.token.clone()
+            } else {
+                auth.operator_token.clone()
+            };
         let token_chars = operator_token.expose_secret().chars().count();
         if auth.disabled {
             tracing::warn!(
@@ -123,8 +122,7 @@ impl Authenticator {
 
     pub fn policy(&self) -> Policy {
         Policy {
-            operator_enabled: self.0.disabled
-                || !self.0.operator_token.expose_secret().is_empty(),
+            operator_enabled: self.0.disabled || !self.0.operator_token.expose_secret().is_empty(),
         }
     }
 
@@ -155,7 +153,11 @@ impl Authenticator {
 
 /// The layer every route sits behind (see the module's notes):
 /// `from_fn_with_state(authenticator, auth::middleware)`.
-pub async fn middleware(State(auth): State<Authenticator>, mut request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(auth): State<Authenticator>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let (caller, refusal) = auth.classify(request.headers()).await;
     if let Some(refusal) = refusal {
         tracing::debug!(reason = refusal.reason(), "bearer refused");

@@ -10,9 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use saga_common::configuration::{AdminSettings, AuthSettings};
-use saga_common::testing::{
-    ADMIN_TOKEN, JWT_SECRET, customer_token, sign_hs256, unix_now,
-};
+use saga_common::testing::{ADMIN_TOKEN, JWT_SECRET, customer_token, sign_hs256, unix_now};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
@@ -42,7 +40,10 @@ async fn verdict(app: &TestApp, token: &str) -> (StatusCode, String) {
         assert!(challenge.starts_with("Bearer"), "{challenge}");
     }
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    (status, body["error"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 fn claims(sub: &str) -> Value {
@@ -62,8 +63,7 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, private_pem: &str, claims: &Val
 fn b64(bytes: &[u8]) -> String {
     use std::fmt::Write;
     // base64url without padding, by hand: three bytes to four characters.
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -112,7 +112,11 @@ async fn operator_routes_answer_401_without_credentials_and_403_to_a_customer() 
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status(), StatusCode::FORBIDDEN, "a customer sets no balance");
+    assert_eq!(
+        put.status(),
+        StatusCode::FORBIDDEN,
+        "a customer sets no balance"
+    );
     // The probes and the docs stay open.
     for path in ["/health/live", "/health/ready", "/api/docs/openapi.json"] {
         let open = app
@@ -132,7 +136,8 @@ async fn every_kind_of_bad_hs256_token_is_refused_with_401() {
         settings.auth.jwt_issuer = Some("https://id.example".into());
     })
     .await;
-    let good = json!({"sub": "c-1", "exp": unix_now() + 600, "aud": "shop", "iss": "https://id.example"});
+    let good =
+        json!({"sub": "c-1", "exp": unix_now() + 600, "aud": "shop", "iss": "https://id.example"});
     assert_eq!(
         verdict(&app, &sign_hs256(JWT_SECRET, &good)).await,
         (StatusCode::FORBIDDEN, "forbidden".into()),
@@ -153,13 +158,34 @@ async fn every_kind_of_bad_hs256_token_is_refused_with_401() {
     let none_payload = b64(good.to_string().as_bytes());
     let refused = [
         ("alg none", format!("{none_header}.{none_payload}.")),
-        ("bad signature", sign_hs256("another-secret-0123456789-0123456789", &good)),
-        ("wrong audience", sign_hs256(JWT_SECRET, &with(json!({"aud": "elsewhere"})))),
-        ("wrong issuer", sign_hs256(JWT_SECRET, &with(json!({"iss": "https://evil.example"})))),
-        ("expired beyond the leeway", sign_hs256(JWT_SECRET, &with(json!({"exp": unix_now() - 120})))),
-        ("missing exp", sign_hs256(JWT_SECRET, &with(json!({"exp": null})))),
-        ("missing sub", sign_hs256(JWT_SECRET, &with(json!({"sub": null})))),
-        ("control character in sub", sign_hs256(JWT_SECRET, &with(json!({"sub": "c\u{0}1"})))),
+        (
+            "bad signature",
+            sign_hs256("another-secret-0123456789-0123456789", &good),
+        ),
+        (
+            "wrong audience",
+            sign_hs256(JWT_SECRET, &with(json!({"aud": "elsewhere"}))),
+        ),
+        (
+            "wrong issuer",
+            sign_hs256(JWT_SECRET, &with(json!({"iss": "https://evil.example"}))),
+        ),
+        (
+            "expired beyond the leeway",
+            sign_hs256(JWT_SECRET, &with(json!({"exp": unix_now() - 120}))),
+        ),
+        (
+            "missing exp",
+            sign_hs256(JWT_SECRET, &with(json!({"exp": null}))),
+        ),
+        (
+            "missing sub",
+            sign_hs256(JWT_SECRET, &with(json!({"sub": null}))),
+        ),
+        (
+            "control character in sub",
+            sign_hs256(JWT_SECRET, &with(json!({"sub": "c\u{0}1"}))),
+        ),
         ("malformed", "not.a.jwt".to_owned()),
         ("not a JWT at all", "garbage".to_owned()),
         (
@@ -181,7 +207,10 @@ async fn every_kind_of_bad_hs256_token_is_refused_with_401() {
     let expired = sign_hs256(JWT_SECRET, &with(json!({"exp": unix_now() - 120})));
     let response = get_account(&app, Some(&format!("Bearer {expired}"))).await;
     let body: Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("expired"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +228,11 @@ async fn rs256_and_es256_tokens_verify_with_a_public_key_and_hs256_ones_are_then
         })
         .await;
         let token = sign(algorithm, None, private, &claims("c-1"));
-        assert_eq!(verdict(&app, &token).await.0, StatusCode::FORBIDDEN, "{algorithm:?}");
+        assert_eq!(
+            verdict(&app, &token).await.0,
+            StatusCode::FORBIDDEN,
+            "{algorithm:?}"
+        );
         // The key's algorithm, not the token's, decides: HS256 with the public key as the
         // secret, or a token of the other asymmetric algorithm, proves nothing.
         let confused = sign_hs256(public, &claims("c-1"));
@@ -277,20 +310,31 @@ async fn a_jwks_key_verifies_by_kid_and_a_rotated_in_key_is_fetched_once() {
     assert_eq!(verdict(&app, &e1).await.0, StatusCode::FORBIDDEN);
     // A kid's key verifies only its own algorithm's tokens.
     let mislabelled = sign(Algorithm::ES256, Some("k1"), EC_PRIVATE, &claims("c-1"));
-    assert_eq!(verdict(&app, &mislabelled).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        verdict(&app, &mislabelled).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // The provider rotates: k2 replaces k1. The first token naming k2 makes the service fetch.
     *server.keys.lock().unwrap() = JwkSet {
         keys: vec![jwk("k2", Algorithm::RS256, RSA2_PRIVATE)],
     };
     let k2 = sign(Algorithm::RS256, Some("k2"), RSA2_PRIVATE, &claims("c-1"));
-    assert_eq!(verdict(&app, &k2).await.0, StatusCode::FORBIDDEN, "k2 fetched");
+    assert_eq!(
+        verdict(&app, &k2).await.0,
+        StatusCode::FORBIDDEN,
+        "k2 fetched"
+    );
     assert_eq!(*server.fetches.lock().unwrap(), 2);
     // k1 is gone; another unknown kid within 30 s does not fetch again.
     assert_eq!(verdict(&app, &k1).await.0, StatusCode::UNAUTHORIZED);
     let unknown = sign(Algorithm::RS256, Some("k9"), RSA2_PRIVATE, &claims("c-1"));
     assert_eq!(verdict(&app, &unknown).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(*server.fetches.lock().unwrap(), 2, "unknown kids are throttled");
+    assert_eq!(
+        *server.fetches.lock().unwrap(),
+        2,
+        "unknown kids are throttled"
+    );
 }
 
 #[tokio::test]
@@ -302,7 +346,10 @@ async fn with_auth_disabled_every_request_is_the_operators() {
         };
     })
     .await;
-    assert_eq!(get_account(&app, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_account(&app, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         get_account(&app, Some("Bearer whatever")).await.status(),
         StatusCode::NOT_FOUND
