@@ -74,28 +74,49 @@ pub fn unauthorized(refusal: Option<Refusal>) -> Response {
     response
 }
 
-fn operator_check(parts: &Parts) -> Result<Operator, Response> {
-    match caller(parts) {
-        Caller::Operator => Ok(Operator),
-        _ if !policy(parts).operator_enabled => Err(ApiError::forbidden(
-            "admin_disabled",
-            "the operator API is disabled: no operator token is configured \
-             (APP__AUTH__OPERATOR_TOKEN)",
-        )
-        .into_response()),
-        Caller::Customer { .. } => Err(ApiError::forbidden(
-            "forbidden",
-            "this route is the operator's; a customer token does not open it",
-        )
-        .into_response()),
-        Caller::Anonymous | Caller::Refused => {
-            Err(unauthorized(parts.extensions.get::<Refusal>().copied()))
+/// Why a guard turned a request away; rendered as the answers in the module's notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No or refused credentials: 401.
+    Unauthenticated(Option<Refusal>),
+    /// A customer on an operator route: 403 `forbidden`.
+    NotOperator,
+    /// No operator token configured: 403 `admin_disabled`.
+    OperatorDisabled,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated(refusal) => unauthorized(refusal),
+            Self::NotOperator => ApiError::forbidden(
+                "forbidden",
+                "this route is the operator's; a customer token does not open it",
+            )
+            .into_response(),
+            Self::OperatorDisabled => ApiError::forbidden(
+                "admin_disabled",
+                "the operator API is disabled: no operator token is configured \
+                 (APP__AUTH__OPERATOR_TOKEN)",
+            )
+            .into_response(),
         }
     }
 }
 
+fn operator_check(parts: &Parts) -> Result<Operator, Denied> {
+    match caller(parts) {
+        Caller::Operator => Ok(Operator),
+        _ if !policy(parts).operator_enabled => Err(Denied::OperatorDisabled),
+        Caller::Customer { .. } => Err(Denied::NotOperator),
+        Caller::Anonymous | Caller::Refused => Err(Denied::Unauthenticated(
+            parts.extensions.get::<Refusal>().copied(),
+        )),
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Operator {
-    type Rejection = Response;
+    type Rejection = Denied;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         operator_check(parts)
@@ -103,15 +124,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CustomerOrOperator {
-    type Rejection = Response;
+    type Rejection = Denied;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match caller(parts) {
             Caller::Operator => Ok(Self::Operator),
             Caller::Customer { id } => Ok(Self::Customer(id)),
-            Caller::Anonymous | Caller::Refused => {
-                Err(unauthorized(parts.extensions.get::<Refusal>().copied()))
-            }
+            Caller::Anonymous | Caller::Refused => Err(Denied::Unauthenticated(
+                parts.extensions.get::<Refusal>().copied(),
+            )),
         }
     }
 }
@@ -130,6 +151,6 @@ async fn require_operator(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     match operator_check(&parts) {
         Ok(Operator) => next.run(Request::from_parts(parts, body)).await,
-        Err(refusal) => refusal,
+        Err(denied) => denied.into_response(),
     }
 }
