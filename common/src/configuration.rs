@@ -290,11 +290,11 @@ impl RetentionSettings {
     }
 }
 
-/// The operator endpoints under `/api/admin`.
+/// The old home of the operator token (`APP__ADMIN__TOKEN`), read for one more release when
+/// `auth.operator_token` is empty, with a deprecation warning at start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminSettings {
-    /// Bearer token the admin routes require; empty (the default) disables them (403), so an
-    /// unset token never means open access. Never serialised.
+    /// Deprecated alias of `auth.operator_token`. Never serialised.
     #[serde(skip_serializing, default)]
     pub token: SecretString,
 }
@@ -360,6 +360,66 @@ impl RateLimitSettings {
     }
 }
 
+/// Who may call what (`APP__AUTH__...`; see `docs/security.md`): the operator's bearer token and
+/// the keys customer JWTs are verified with. Secrets are never serialised nor shown in `Debug`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Bearer token of the operator routes; empty (the default) turns them off (403
+    /// `admin_disabled`), so a forgotten setting never means open access.
+    #[serde(skip_serializing)]
+    pub operator_token: SecretString,
+    /// HS256 secret of customer JWTs; empty: no HS256 token is accepted.
+    #[serde(skip_serializing)]
+    pub jwt_secret: SecretString,
+    /// The secret before the last rotation, also accepted, so tokens minted with it stay valid
+    /// until they expire: a rotation without downtime. Empty: none.
+    #[serde(skip_serializing)]
+    pub jwt_previous_secret: SecretString,
+    /// PEM public key (RSA: RS256, EC P-256: ES256) of customer JWTs; refused at start if it
+    /// does not parse.
+    pub jwt_public_key: Option<String>,
+    /// JWKS of an identity provider: keys by `kid`, RS256 or ES256.
+    pub jwks_url: Option<String>,
+    /// Required `iss` when set; not checked otherwise.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` when set; not checked otherwise.
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` (and `nbf`).
+    #[serde(with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// Every request is the operator's: local experiments only; warned at start and on every
+    /// readiness probe.
+    pub disabled: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            operator_token: SecretString::default(),
+            jwt_secret: SecretString::default(),
+            jwt_previous_secret: SecretString::default(),
+            jwt_public_key: None,
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            disabled: false,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Settings with an operator token and an HS256 secret (tests, examples).
+    pub fn with_secrets(operator_token: &str, jwt_secret: &str) -> Self {
+        Self {
+            operator_token: SecretString::from(operator_token),
+            jwt_secret: SecretString::from(jwt_secret),
+            ..Self::default()
+        }
+    }
+}
+
 /// The settings every service has; a service adds its own sections next to these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSettings {
@@ -370,9 +430,11 @@ pub struct ServiceSettings {
     /// `#[serde(default)]` keeps older config files valid.
     #[serde(default)]
     pub retry: RetrySettings,
-    /// Only holds a secret, so it is never serialised with a value.
+    /// Deprecated: `admin.token` is read as `auth.operator_token` when that is empty.
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
     #[serde(default)]
     pub retention: RetentionSettings,
     #[serde(default)]
@@ -399,6 +461,7 @@ impl ServiceSettings {
             outbox: OutboxSettings::default(),
             retry: RetrySettings::default(),
             admin: AdminSettings::default(),
+            auth: AuthSettings::default(),
             retention: RetentionSettings::default(),
             rate_limit: RateLimitSettings::default(),
             log_level: "info".into(),
@@ -442,6 +505,32 @@ mod tests {
             !format!("{settings:?}").contains("s3cret-token"),
             "the token never shows in Debug output"
         );
+    }
+
+    #[test]
+    fn auth_settings_come_from_the_environment_and_hide_their_secrets() {
+        let settings = from_environment(&[
+            ("APP__AUTH__OPERATOR_TOKEN", "op-s3cret-token-0123"),
+            ("APP__AUTH__JWT_SECRET", "jwt-s3cret-0123456789"),
+            (
+                "APP__AUTH__JWT_PREVIOUS_SECRET",
+                "old-jwt-s3cret-0123456789",
+            ),
+            ("APP__AUTH__JWT_AUDIENCE", "shop"),
+            ("APP__AUTH__JWT_LEEWAY", "1m"),
+        ]);
+        let auth = &settings.auth;
+        assert_eq!(auth.operator_token.expose_secret(), "op-s3cret-token-0123");
+        assert_eq!(auth.jwt_secret.expose_secret(), "jwt-s3cret-0123456789");
+        assert_eq!(auth.jwt_audience.as_deref(), Some("shop"));
+        assert_eq!(auth.jwt_issuer, None);
+        assert_eq!(auth.jwt_leeway, Duration::from_secs(60));
+        assert!(!auth.disabled, "never the default");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let defaults = from_environment(&[]).auth;
+        assert_eq!(defaults.jwt_leeway, Duration::from_secs(30));
+        assert!(defaults.operator_token.expose_secret().is_empty());
     }
 
     #[test]

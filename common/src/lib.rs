@@ -8,7 +8,8 @@
 //! - [`contracts`]: the messages exchanged over RabbitMQ, the one place both sides agree on.
 //! - [`messaging`]: envelope, topology, broker session, consumer loop, outbox, inbox and
 //!   dead letters.
-//! - [`http`]: the JSON error, extractors, health, Swagger UI and the admin routes.
+//! - [`http`]: the JSON error, extractors, authentication and guards, health, Swagger UI and the
+//!   admin routes.
 //! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
 //! - [`nul`]: finding the NUL characters PostgreSQL cannot store, before they reach it.
 //! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::configuration::{AdminSettings, ServiceSettings};
+use crate::configuration::{AuthSettings, ServiceSettings};
 use crate::service::{Application, Service, TaskFailed};
 use crate::shutdown::Shutdown;
 
@@ -138,8 +138,44 @@ pub async fn prune(client: &reqwest::Client, address: &str, dry_run: bool) -> re
         .expect("POST /api/admin/retention/prune failed")
 }
 
-/// The admin token test services are configured with.
+/// The operator token test services are configured with (`auth.operator_token`).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The same token, by its new name.
+pub const OPERATOR_TOKEN: &str = ADMIN_TOKEN;
+/// The HS256 secret test services verify customer tokens with (`auth.jwt_secret`).
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-0123456789";
+
+/// A customer token for `customer_id`, HS256 with [`JWT_SECRET`], valid for an hour.
+pub fn customer_token(customer_id: &str) -> String {
+    sign_hs256(
+        JWT_SECRET,
+        &serde_json::json!({"sub": customer_id, "exp": unix_now() + 3_600}),
+    )
+}
+
+/// A token of `claims` signed HS256 with `secret`.
+pub fn sign_hs256(secret: &str, claims: &Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
+}
+
+/// Seconds since the epoch, for `exp` and `iat` claims.
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A client that sends the operator token on every request (a request may still set its own
+/// `Authorization`); test helpers use it so the routes' guards let them through.
+pub fn operator_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {OPERATOR_TOKEN}")).unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 /// A private RabbitMQ vhost with full permissions for the test user.
 pub struct TestVhost {
@@ -484,7 +520,7 @@ pub fn peeked_header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 /// `defaults` made fit for a test: a free port, a fresh database, `vhost`, a short grace
-/// period and the test admin token.
+/// period, the test operator token and JWT secret.
 pub async fn service_settings(
     defaults: ServiceSettings,
     label: &str,
@@ -498,7 +534,7 @@ pub async fn service_settings(
     // Orphan rows are never old enough here, so a message only the scan would find is never
     // published: a writer that forgot to hand its rows to the relay fails its test.
     settings.outbox.orphan_age_ms = 3_600_000;
-    settings.admin = AdminSettings::with_token(ADMIN_TOKEN);
+    settings.auth = AuthSettings::with_secrets(OPERATOR_TOKEN, JWT_SECRET);
     // Every test client is 127.0.0.1: the limits stay on (the layer runs in every test) but
     // high enough that no test that is not about them is ever throttled.
     settings.rate_limit.per_address_per_second = 100_000;
@@ -536,7 +572,10 @@ pub async fn wait_ready(client: &reqwest::Client, address: &str) {
 /// One service under test, alone on its own database and vhost; stopped when dropped.
 pub struct TestService {
     pub address: String,
+    /// Sends the operator token on every request ([`operator_client`]).
     pub client: reqwest::Client,
+    /// Sends no credentials, for the 401 cases.
+    pub anonymous: reqwest::Client,
     pub vhost: TestVhost,
     pub database_url: String,
     shutdown: Shutdown,
@@ -571,7 +610,8 @@ impl TestService {
         let (address, task) = start::<S>(settings, &shutdown).await;
         Self {
             address,
-            client: reqwest::Client::new(),
+            client: operator_client(),
+            anonymous: reqwest::Client::new(),
             vhost,
             database_url,
             shutdown,

@@ -85,11 +85,10 @@ impl Service for Orchestrator {
         let (intake, writer) = Intake::new(&settings.intake, max_queued);
         let routes = Router::new()
             .merge(crate::orders::router(state.clone(), intake))
-            // Operator actions on sagas sit behind the same admin token as the dead letters.
-            .merge(saga_common::http::admin::protect(
-                crate::saga::api::router(state.clone()),
-                &settings.service.admin,
-            ));
+            // Operator actions on sagas sit behind the operator token, as the dead letters.
+            .merge(saga_common::http::auth::protect(crate::saga::api::router(
+                state.clone(),
+            )));
         let handler = SagaReplies {
             settings: settings.saga.clone(),
             admission: admission.clone(),

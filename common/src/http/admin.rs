@@ -1,30 +1,25 @@
-//! `/api/admin/*`: operator endpoints behind `Authorization: Bearer <admin.token>`: list,
+//! `/api/admin/*`: operator endpoints (the operator token, [`super::auth::guard`]): list,
 //! replay and delete this service's dead letters ([`crate::messaging::dead_letters`]).
 //!
 //! A service adds them with `.merge(admin::router(SERVICE, queue, &settings))` and documents
 //! them with `modifiers(&AdminDocs)`; other operator routes get the same guard from [`protect`].
-//! Without a configured token the routes answer 403 `admin_disabled`: a forgotten setting never
-//! means open access, and refusing to start would take the service down over its least
-//! important feature. A missing or wrong bearer is 401, checked before anything else.
+//! Without a configured operator token the routes answer 403 `admin_disabled`: a forgotten
+//! setting never means open access, and refusing to start would take the service down over its
+//! least important feature.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::{JsonBody, Violations};
 use super::query::{FromQuery, Limit, Offset, Params, QueryFields};
-use crate::configuration::{AdminSettings, ServiceSettings};
+use crate::configuration::ServiceSettings;
 use crate::messaging::dead_letters::{
     DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, RefusedReplay, ReplayReport,
     Selection,
@@ -32,7 +27,7 @@ use crate::messaging::dead_letters::{
 use crate::messaging::inbox::DedupWindow;
 
 /// Name of the bearer security scheme in the OpenAPI documents.
-pub const SECURITY_SCHEME: &str = "admin_token";
+pub const SECURITY_SCHEME: &str = super::auth::docs::OPERATOR_SCHEME;
 
 const MAX_REPLAY_IDS: usize = 1_000;
 const MAX_ID_CHARS: usize = 128;
@@ -43,12 +38,7 @@ pub struct AdminState {
     dead_letters: Arc<DeadLetterQueue>,
 }
 
-/// The configured admin token, as the guard middleware holds it.
-#[derive(Clone)]
-struct AdminToken(Arc<SecretString>);
-
-/// The dead-letter routes for `queue`, the work queue `service` consumes, guarded by
-/// `settings.admin.token`.
+/// The dead-letter routes for `queue`, the work queue `service` consumes, for the operator.
 pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router {
     let state = AdminState {
         dead_letters: Arc::new(DeadLetterQueue::new(
@@ -66,75 +56,15 @@ pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router 
             delete(delete_dead_letter),
         )
         .with_state(state);
-    protect(routes, &settings.admin)
+    protect(routes)
 }
 
-/// Puts every route of `routes` behind the admin token, with the rules above: 403 when none is
-/// configured, 401 for a missing or wrong bearer. Any operator route of a service can use it;
-/// document such a route with `security(("admin_token" = []))` and [`BearerScheme`].
-pub fn protect<S>(routes: Router<S>, admin: &AdminSettings) -> Router<S>
+/// Puts every route of `routes` behind the operator token ([`super::auth::guard::protect`]).
+pub fn protect<S>(routes: Router<S>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    if !admin.enabled() {
-        tracing::warn!(
-            "no admin.token configured (APP__ADMIN__TOKEN): the admin routes answer 403"
-        );
-    } else if admin.token.expose_secret().chars().count() < 16 {
-        tracing::warn!("admin.token is shorter than 16 characters; use a long random token");
-    }
-    // `route_layer`: only matched routes are guarded, so an unknown path is still a plain 404.
-    routes.route_layer(axum::middleware::from_fn_with_state(
-        AdminToken(Arc::new(admin.token.clone())),
-        require_token,
-    ))
-}
-
-async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
-    let configured = token.0.expose_secret();
-    if configured.is_empty() {
-        return ApiError::forbidden(
-            "admin_disabled",
-            "the admin API is disabled: no admin token is configured (APP__ADMIN__TOKEN)",
-        )
-        .into_response();
-    }
-    match bearer(request.headers()) {
-        Some(given) if same_token(configured.as_bytes(), given.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => {
-            let mut response =
-                ApiError::unauthorized("this route requires `Authorization: Bearer <admin token>`")
-                    .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"admin\""),
-            );
-            response
-        }
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|token| !token.is_empty())
-}
-
-/// Compares every byte of the configured token whatever the given one holds, so the time taken
-/// depends only on the configured token's length, never on how much of it a guess got right.
-fn same_token(expected: &[u8], given: &[u8]) -> bool {
-    let mut difference = expected.len() ^ given.len();
-    for (index, byte) in expected.iter().enumerate() {
-        let other = given.get(index).copied().unwrap_or(!*byte);
-        difference |= usize::from(byte ^ other);
-    }
-    std::hint::black_box(difference) == 0
+    super::auth::protect(routes)
 }
 
 /// Runs a dead-letter operation in its own task, so a client that hangs up does not cut a replay
@@ -171,11 +101,11 @@ impl FromQuery for DeadLetterQuery {
 
 /// Lists this service's dead letters, oldest first, without consuming them.
 #[utoipa::path(get, path = "/api/admin/dead-letters", tag = "admin", params(DeadLetterQuery),
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     responses(
         (status = 200, description = "A page of the DLQ", body = DeadLetterPage),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "`offset` or `limit` out of range", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
     ))]
@@ -237,13 +167,13 @@ impl ReplayRequest {
 /// `retention.inbox_window` is not replayed: it stays in the DLQ and is listed in `refused`
 /// (`outside_dedup_window`), since the inbox may have forgotten it and it could take effect twice.
 #[utoipa::path(post, path = "/api/admin/dead-letters/replay", tag = "admin",
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     request_body = ReplayRequest,
     responses(
         (status = 200, description = "What was replayed, not found, not confirmed, or refused", body = ReplayReport),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Neither or both of `message_ids` and `all`, or a bad id", body = ErrorBody),
@@ -269,12 +199,12 @@ pub struct DeleteReport {
 
 /// Removes a dead letter for good.
 #[utoipa::path(delete, path = "/api/admin/dead-letters/{message_id}", tag = "admin",
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     params(("message_id" = String, Path, description = "The message's id (1 to 128 characters)")),
     responses(
         (status = 200, description = "Removed", body = DeleteReport),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "No dead letter with this id", body = ErrorBody),
         (status = 422, description = "Invalid id", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
@@ -319,31 +249,12 @@ pub async fn delete_dead_letter(
         ErrorBody, FieldError
     )),
     modifiers(&BearerScheme),
-    tags((name = "admin", description = "Operator endpoints (dead letters, retention). Require `Authorization: Bearer <admin token>`."))
+    tags((name = "admin", description = "Operator endpoints (dead letters, retention). Require `Authorization: Bearer <operator token>`."))
 )]
 pub struct AdminApi;
 
-/// Declares the `admin_token` bearer scheme the admin paths refer to.
-pub struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi
-            .components
-            .get_or_insert_with(utoipa::openapi::Components::new);
-        components.add_security_scheme(
-            SECURITY_SCHEME,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "The service's `admin.token` (`APP__ADMIN__TOKEN`); `deploy/run.sh` prints the one it generated.",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
+/// Declares the bearer schemes (operator and customer) the paths refer to.
+pub use super::auth::docs::BearerSchemes as BearerScheme;
 
 /// Adds the admin paths, schemas and security scheme to a service's document:
 /// `#[openapi(..., modifiers(&saga_common::http::admin::AdminDocs))]`.
@@ -359,30 +270,6 @@ impl Modify for AdminDocs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_match_only_when_equal() {
-        assert!(same_token(b"s3cret-token", b"s3cret-token"));
-        assert!(!same_token(b"s3cret-token", b"s3cret-tokeN"));
-        assert!(!same_token(b"s3cret-token", b"s3cret"));
-        assert!(!same_token(b"s3cret", b"s3cret-token"));
-        assert!(!same_token(b"abc", b""));
-    }
-
-    #[test]
-    fn only_a_bearer_authorization_yields_a_token() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&headers), None);
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  abc "),
-        );
-        assert_eq!(bearer(&headers), Some("abc"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer(&headers), None);
-    }
 
     #[test]
     fn a_replay_names_ids_or_all_but_not_both() {

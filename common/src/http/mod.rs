@@ -9,10 +9,13 @@
 //! - [`correlation`]: `X-Correlation-Id` in, out, and on every log line of the request.
 //! - [`health`]: `/health/live` and `/health/ready`.
 //! - [`keyed`]: `GET`/`PUT` of rows kept under an id the client chooses.
-//! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete) behind a bearer token.
+//! - [`auth`]: who is calling ([`auth::Caller`]): the authentication layer, customer JWTs and
+//!   JWKS, the `Operator` / `CustomerOrOperator` guards and the OpenAPI bearer schemes.
 //! - [`rate_limit`]: requests per customer / per client address; `429 rate_limited`.
+//! - [`admin`]: `/api/admin/dead-letters` (list, replay, delete), for the operator.
 //! - [`retention`]: `POST /api/admin/retention/prune` (run the pruner now, or a dry run).
-//! - [`server`]: router finishing touches (fallbacks, body limit, Swagger UI) and serving.
+//! - [`server`]: router finishing touches (fallbacks, body limit, authentication, Swagger UI)
+//!   and serving.
 
 pub mod admin;
 pub mod auth;

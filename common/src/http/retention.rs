@@ -1,5 +1,5 @@
 //! `POST /api/admin/retention/prune[?dry_run=true]`: run the pruner now, or see what it would
-//! remove, behind the admin token ([`super::admin::protect`]). Every service has it.
+//! remove, behind the operator token ([`super::admin::protect`]). Every service has it.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -8,15 +8,14 @@ use utoipa::{IntoParams, OpenApi};
 
 use super::error::{ApiError, ErrorBody};
 use super::query::{FromQuery, Params, QueryFields};
-use crate::configuration::AdminSettings;
 use crate::retention::{PruneReport, Pruner, RuleReport};
 
-/// The route, guarded by the admin token.
-pub fn router(pruner: Pruner, admin: &AdminSettings) -> Router {
+/// The route, for the operator.
+pub fn router(pruner: Pruner) -> Router {
     let routes = Router::new()
         .route("/api/admin/retention/prune", post(prune))
         .with_state(pruner);
-    super::admin::protect(routes, admin)
+    super::admin::protect(routes)
 }
 
 #[derive(Debug, IntoParams)]
@@ -39,11 +38,11 @@ impl FromQuery for PruneQuery {
 /// and reports what it removed per rule and table, with each rule's cutoff; with
 /// `dry_run=true` only counts.
 #[utoipa::path(post, path = "/api/admin/retention/prune", tag = "admin", params(PruneQuery),
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     responses(
         (status = 200, description = "What was removed (or would be)", body = PruneReport),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token configured: the admin API is disabled", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "`dry_run` is not true or false", body = ErrorBody),
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     ))]

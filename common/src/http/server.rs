@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::admin::AdminDocs;
+use super::auth::Authenticator;
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::BODY_LIMIT_BYTES;
 use crate::configuration::RateLimitSettings;
@@ -28,16 +29,18 @@ use crate::shutdown::Shutdown;
 struct SharedDocs;
 
 /// Adds Swagger UI (`/api/docs`, document at `/api/docs/openapi.json`: `openapi` and the shared
-/// paths), JSON 404/405 answers, the 1 MiB body limit, the rate limits and the correlation-id
-/// middleware to a service's routes.
+/// paths), JSON 404/405 answers, the 1 MiB body limit, the rate limits, the authentication
+/// layer and the correlation-id middleware to a service's routes.
 ///
-/// Layers run outermost first: correlation id (so a 429 is logged and carries the id), then
-/// [authentication, which must insert the `Caller` before the rate limiter reads it], then the
-/// rate limits, then the routes. The rate limits come before the body is read, so a refused
-/// request costs no parsing.
+/// Layers run outermost first: correlation id (so a refusal is logged with the id), then
+/// authentication, which never refuses (the probes and the docs stay open; guards on the routes
+/// decide) but puts the [`Caller`](super::auth::Caller) into the request, then the rate limits,
+/// keyed on that caller, then the routes. The rate limits come before the body is read, so a
+/// refused request costs no parsing.
 pub fn finish(
     routes: Router,
     openapi: utoipa::openapi::OpenApi,
+    auth: &Authenticator,
     rate_limit: &RateLimitSettings,
 ) -> Router {
     let mut openapi = openapi.merge_from(SharedDocs::openapi());
@@ -49,7 +52,10 @@ pub fn finish(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
-    super::rate_limit::layer(router, rate_limit)
+    super::rate_limit::layer(router, rate_limit).layer(axum::middleware::from_fn_with_state(
+        auth.clone(),
+        super::auth::middleware,
+    ))
         .layer(axum::middleware::from_fn(super::correlation::middleware))
 }
 

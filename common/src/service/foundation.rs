@@ -73,6 +73,7 @@ impl Foundation {
         Readiness {
             db: self.db.clone(),
             broker: self.broker.clone(),
+            auth_disabled: false,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The one service skeleton. A service names its parts by implementing [`Service`] (settings,
 //! migrations, queue and handler, routes, API document, extra tasks); the rest is here, once:
 //!
-//! - [`Application`]: build (settings check, database, migrations, port, health, docs, admin
-//!   routes, messaging, the retention pruner) and run until stopped.
+//! - [`Application`]: build (settings check, authentication, database, migrations, port,
+//!   health, docs, admin routes, messaging, the retention pruner) and run until stopped.
 //! - [`run_from_environment`]: the whole process, what every `main` calls.
 //! - [`foundation`]: the database, port and broker status the parts share.
 //! - [`tasks`]: the long-running tasks and the order in which they stop.
@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::configuration::ServiceSettings;
+use crate::http::auth::Authenticator;
 use crate::messaging::{MessageHandler, Messaging};
 use crate::retention::{Pruner, Retention};
 use crate::shutdown::Shutdown;
@@ -99,6 +100,9 @@ impl<S: Service> Application<S> {
             .rate_limit
             .validate()
             .map_err(StartupError::Settings)?;
+        let auth = Authenticator::from_settings(common)
+            .await
+            .map_err(|e| StartupError::Settings(e.to_string()))?;
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let parts = S::assemble(&settings, &foundation);
         let pruner = Pruner::new(
@@ -108,15 +112,17 @@ impl<S: Service> Application<S> {
         );
         let routes = parts
             .routes
-            .merge(crate::http::health::router(foundation.readiness()))
+            .merge(crate::http::health::router(
+                foundation
+                    .readiness()
+                    .warning_auth_disabled(common.auth.disabled),
+            ))
             .merge(crate::http::admin::router(S::NAME, S::QUEUE, common))
-            .merge(crate::http::retention::router(
-                pruner.clone(),
-                &common.admin,
-            ));
+            .merge(crate::http::retention::router(pruner.clone()));
         let mut tasks = parts.tasks;
         tasks.push(pruning(pruner));
-        let router = crate::http::server::finish(routes, S::openapi(), &common.rate_limit);
+        let router =
+            crate::http::server::finish(routes, S::openapi(), &auth, &common.rate_limit);
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
             port: foundation.port,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use saga_common::http::auth::CustomerOrOperator;
 use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::query::{FromQuery, Id, Limit, Params, QueryFields, QueryValue};
@@ -33,11 +34,15 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// see [`intake`](super::intake)). The answer comes before any participant has acted:
 /// poll `GET /api/orders/{id}` (or its timeline) for the outcome.
 ///
+/// A customer places orders for themself: `customer_id` may be omitted (it is the token's
+/// `sub`); the operator names the customer.
+///
 /// While the orchestrator is full (as many sagas in flight as `admission.max_in_flight`, or
 /// as many orders waiting to be stored as `admission.max_queued`) the order is refused with
 /// `503 overloaded` and `Retry-After`, before anything is written: the same request, with the
 /// same `Idempotency-Key`, may be sent again after that many seconds.
 #[utoipa::path(post, path = "/api/orders", tag = "orders",
+    security(("operator_token" = []), ("customer_jwt" = [])),
     request_body = PlaceOrderRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 128 characters. The same key with the same body returns the same order; with another body, 422."),
@@ -47,19 +52,34 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
         (status = 202, description = "Accepted; the saga runs", body = OrderView,
             headers(("Location" = String, description = "/api/orders/{order_id}"))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token whose `sub` is not the body's `customer_id` (`customer_mismatch`)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields (each named in `details`), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (each named in `details`; `customer_id` is required with the operator token), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody),
         (status = 503, description = "`overloaded`: the orchestrator is full (sagas in flight or orders waiting to be stored at their bound); nothing was written, the Idempotency-Key is still free. Or `service_unavailable`: the database is unavailable", body = ErrorBody,
             headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before sending the order again"))),
     ))]
 pub async fn place_order(
     State(state): State<OrdersState>,
     Extension(correlation): Extension<CorrelationId>,
+    who: CustomerOrOperator,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<PlaceOrderRequest>,
+    JsonBody(mut request): JsonBody<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
+    if let Some(customer) = who.customer() {
+        match &request.customer_id {
+            None => request.customer_id = Some(customer.to_owned()),
+            Some(given) if given == customer => {}
+            Some(_) => {
+                return Err(ApiError::forbidden(
+                    "customer_mismatch",
+                    "`customer_id` is not the customer this token was issued to",
+                ));
+            }
+        }
+    }
     let new_order = PlaceOrder::parse(request)?;
     // After the checks (a bad request is told so even while shedding), before anything is
     // written. A replay of a used key is refused too: telling it apart would cost a query.
@@ -164,27 +184,37 @@ fn accepted(order: &Order) -> Response {
     response
 }
 
-/// Reads an order and its status.
+/// Reads an order and its status. A customer sees only their own orders.
 #[utoipa::path(get, path = "/api/orders/{order_id}", tag = "orders",
+    security(("operator_token" = []), ("customer_jwt" = [])),
     params(("order_id" = Uuid, Path, description = "The id `POST /api/orders` returned")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "No such order, or (with a customer token) another customer's: the same answer", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn get_order(
     State(state): State<OrdersState>,
+    who: CustomerOrOperator,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = load(&state, &order_id).await?;
+    let order = load(&state, &who, &order_id).await?;
     Ok(Json(OrderView::from(&order)))
 }
 
-async fn load(state: &OrdersState, order_id: &str) -> Result<Order, ApiError> {
+/// The order, if `who` may see it. Another customer's order is answered exactly as an unknown
+/// id (same status, same body), so a customer cannot learn which ids exist.
+async fn load(
+    state: &OrdersState,
+    who: &CustomerOrOperator,
+    order_id: &str,
+) -> Result<Order, ApiError> {
     let order_id = parse_uuid("order_id", order_id)?;
     record_order(order_id);
     store::find(&state.app.db, order_id)
         .await?
+        .filter(|order| who.customer().is_none_or(|id| id == order.customer_id))
         .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))
 }
 
@@ -196,19 +226,22 @@ pub struct Timeline {
     pub transitions: Vec<TimelineEntry>,
 }
 
-/// Every saga transition of an order, in order.
+/// Every saga transition of an order, in order. A customer sees only their own orders'.
 #[utoipa::path(get, path = "/api/orders/{order_id}/timeline", tag = "orders",
+    security(("operator_token" = []), ("customer_jwt" = [])),
     params(("order_id" = Uuid, Path)),
     responses(
         (status = 200, description = "The timeline", body = Timeline),
-        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "No such order, or (with a customer token) another customer's: the same answer", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]
 pub async fn get_timeline(
     State(state): State<OrdersState>,
+    who: CustomerOrOperator,
     Path(order_id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let order = load(&state, &order_id).await?;
+    let order = load(&state, &who, &order_id).await?;
     let transitions = timeline::timeline(&state.app.db, order.order_id).await?;
     Ok(Json(Timeline {
         order_id: order.order_id,
@@ -224,6 +257,8 @@ pub struct ListQuery {
     /// `PENDING`, `COMPLETED` or `FAILED`.
     #[param(value_type = Option<OrderStatus>)]
     pub status: Option<OrderStatus>,
+    /// Only this customer's orders. With a customer token it defaults to the token's `sub`,
+    /// and naming another customer is 403 `customer_mismatch`.
     #[param(value_type = Option<String>)]
     pub customer_id: Option<Id>,
     /// 1 to 100; default 20.
@@ -265,20 +300,40 @@ pub struct OrderPage {
     pub next_cursor: Option<String>,
 }
 
-/// Lists orders, newest first, cursor-paginated.
+/// Lists orders, newest first, cursor-paginated: every customer's for the operator, only the
+/// caller's own for a customer.
 #[utoipa::path(get, path = "/api/orders", tag = "orders", params(ListQuery),
+    security(("operator_token" = []), ("customer_jwt" = [])),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token with another customer's `customer_id` (`customer_mismatch`)", body = ErrorBody),
         (status = 422, description = "A bad `status`, `limit` or `cursor`", body = ErrorBody),
     ))]
 pub async fn list_orders(
     State(state): State<OrdersState>,
+    who: CustomerOrOperator,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<OrderPage>, ApiError> {
     let limit = u64::from(query.limit.get());
+    let mut customer_id = query.customer_id.map(|id| id.0);
+    if let Some(customer) = who.customer() {
+        // An explicit refusal rather than quietly answering with the caller's own orders: a
+        // client asking for someone else's list has a bug worth seeing.
+        if customer_id
+            .as_deref()
+            .is_some_and(|asked| asked != customer)
+        {
+            return Err(ApiError::forbidden(
+                "customer_mismatch",
+                "a customer token lists only its own orders",
+            ));
+        }
+        customer_id = Some(customer.to_owned());
+    }
     let filter = ListFilter {
         status: query.status,
-        customer_id: query.customer_id.map(|id| id.0),
+        customer_id,
         after: query.cursor,
         limit: limit + 1,
     };

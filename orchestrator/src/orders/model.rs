@@ -27,8 +27,11 @@ const _: () = assert!(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"customer_id": "c-1", "items": [{"product_id": "p-1", "quantity": 2, "unit_price_cents": 1999}]}))]
 pub struct PlaceOrderRequest {
-    /// 1 to 64 characters.
-    pub customer_id: String,
+    /// 1 to 64 characters. With a customer token it may be omitted (it is then the token's
+    /// `sub`) and, if given, must be the token's `sub` (else 403 `customer_mismatch`); with the
+    /// operator token it is required.
+    #[serde(default)]
+    pub customer_id: Option<String>,
     /// 1 to 100 lines.
     pub items: Vec<OrderItemRequest>,
 }
@@ -68,7 +71,14 @@ impl PlaceOrder {
     /// Checks every field and reports all that are wrong at once.
     pub fn parse(request: PlaceOrderRequest) -> Result<Self, ApiError> {
         let mut violations = Violations::default();
-        check_id(&mut violations, "customer_id", &request.customer_id);
+        let given = request.customer_id.is_some();
+        let customer_id = request.customer_id.unwrap_or_default();
+        if given {
+            check_id(&mut violations, "customer_id", &customer_id);
+        } else {
+            // Only the operator gets here without one: a customer's is taken from the token.
+            violations.check(false, "customer_id", "is required with the operator token");
+        }
         violations.check(
             (1..=MAX_ITEMS).contains(&request.items.len()),
             "items",
@@ -101,10 +111,7 @@ impl PlaceOrder {
                 unit_price_cents: item.unit_price_cents,
             });
         }
-        violations.finish(Self {
-            customer_id: request.customer_id,
-            items,
-        })
+        violations.finish(Self { customer_id, items })
     }
 
     /// At most 100 × 10 000 × 10⁹ = 10¹⁵ = `MAX_AMOUNT_CENTS` (checked at compile time below),
@@ -196,7 +203,7 @@ mod tests {
 
     fn request(quantity: i64, price: i64, items: usize) -> PlaceOrderRequest {
         PlaceOrderRequest {
-            customer_id: "c-1".into(),
+            customer_id: Some("c-1".into()),
             items: (0..items)
                 .map(|i| OrderItemRequest {
                     product_id: format!("p-{i}"),
@@ -226,7 +233,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let mut bad = request(0, -1, 2);
-        bad.customer_id = String::new();
+        bad.customer_id = Some(String::new());
         bad.items[1].product_id = "x".repeat(65);
         bad.items[1].quantity = MAX_QUANTITY + 1;
         let error = PlaceOrder::parse(bad).unwrap_err();

@@ -1,6 +1,6 @@
 //! Operator endpoints: see the sagas in progress (and the stuck ones), retry or compensate one.
 //! Both actions are recorded in the saga's timeline (`operator.retry`, `operator.compensate`).
-//! The routes sit behind the admin bearer token (`saga_common::http::admin::protect`).
+//! The routes sit behind the operator token (`saga_common::http::auth::protect`).
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -96,11 +96,11 @@ impl FromQuery for SagaQuery {
 
 /// Sagas in progress, the most overdue first.
 #[utoipa::path(get, path = "/api/sagas", tag = "operations", params(SagaQuery),
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     responses(
         (status = 200, description = "Sagas in progress", body = Vec<SagaView>),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "A bad `stuck` or `limit`", body = ErrorBody),
     ))]
 pub async fn list_sagas(
@@ -115,11 +115,11 @@ pub async fn list_sagas(
 /// Resends the command the saga waits on, with its original message id.
 #[utoipa::path(post, path = "/api/sagas/{order_id}/retry", tag = "operations",
     params(("order_id" = Uuid, Path)),
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     responses(
         (status = 200, description = "Pending command resent", body = SagaView),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
         (status = 409, description = "The saga is already final", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
@@ -135,11 +135,11 @@ pub async fn retry_saga(
 /// saga already compensating, resends the compensation.
 #[utoipa::path(post, path = "/api/sagas/{order_id}/compensate", tag = "operations",
     params(("order_id" = Uuid, Path)),
-    security(("admin_token" = [])),
+    security(("operator_token" = [])),
     responses(
         (status = 200, description = "Compensation started (or resent)", body = SagaView),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "No admin token is configured: operator routes are off", body = ErrorBody),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
         (status = 409, description = "The saga is already final", body = ErrorBody),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),

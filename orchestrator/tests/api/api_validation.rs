@@ -156,9 +156,10 @@ async fn a_wrong_type_missing_or_unknown_field_is_a_422_naming_it() {
             json!({"customer_id": "c", "items": [{"product_id": "p", "quantity": "two", "unit_price_cents": 1}]}),
             "items[0].quantity",
         ),
+        // The operator must name the customer (a customer token may leave it out).
         (
             json!({"items": [{"product_id": "p", "quantity": 1, "unit_price_cents": 1}]}),
-            "body",
+            "customer_id",
         ),
         (
             json!({"customer_id": "c", "items": [{"product_id": "p", "quantity": 1, "unit_price_cents": 1, "colour": "red"}]}),

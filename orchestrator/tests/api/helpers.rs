@@ -23,7 +23,10 @@ pub struct TestFleet {
     pub payment: Service,
     pub inventory: Service,
     pub vhost: TestVhost,
+    /// Sends the operator token on every request.
     pub client: reqwest::Client,
+    /// Sends no credentials, for the 401 cases.
+    pub anonymous: reqwest::Client,
     /// Settings of a participant not started yet.
     payment_settings: Option<ServiceSettings>,
     inventory_settings: Option<ServiceSettings>,
@@ -143,7 +146,8 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         payment,
         inventory,
         vhost,
-        client: reqwest::Client::new(),
+        client: saga_common::testing::operator_client(),
+        anonymous: reqwest::Client::new(),
         payment_settings,
         inventory_settings,
         shutdown,

@@ -7,6 +7,7 @@ mod helpers;
 
 mod admission;
 mod api_validation;
+mod auth;
 mod hardening;
 mod health_and_docs;
 mod lifecycle;

@@ -37,7 +37,12 @@ async fn fleet_without_payment() -> TestFleet {
 async fn operator_routes_need_the_admin_token() {
     let fleet = fleet_without_payment().await;
     let base = &fleet.orchestrator.base;
-    let anonymous = fleet.get(format!("{base}/api/sagas")).await;
+    let anonymous = fleet
+        .anonymous
+        .get(format!("{base}/api/sagas"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let body: Value = anonymous.json().await.unwrap();
     assert_eq!(body["error"], "unauthorized");

@@ -57,19 +57,25 @@ pub struct SetStock {
 }
 
 pub fn router(db: DatabaseConnection) -> Router {
-    Router::new()
-        .route(
-            "/api/products/{product_id}",
-            get(get_product).put(put_product),
-        )
-        .with_state(db)
+    // Operator only: a customer reads their business through the orchestrator's orders.
+    saga_common::http::auth::protect(
+        Router::new()
+            .route(
+                "/api/products/{product_id}",
+                get(get_product).put(put_product),
+            )
+            .with_state(db),
+    )
 }
 
 /// Creates the product or sets its available stock.
 #[utoipa::path(put, path = "/api/products/{product_id}", tag = "products",
+    security(("operator_token" = [])),
     params(("product_id" = String, Path, description = "1 to 64 characters")),
     request_body = SetStock,
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 201, description = "Product created", body = Product),
         (status = 200, description = "Available stock set", body = Product),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -96,8 +102,11 @@ pub async fn put_product(
 
 /// Reads a product's stock.
 #[utoipa::path(get, path = "/api/products/{product_id}", tag = "products",
+    security(("operator_token" = [])),
     params(("product_id" = String, Path, description = "1 to 64 characters")),
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 200, description = "The product", body = Product),
         (status = 404, description = "No such product", body = ErrorBody),
         (status = 422, description = "Invalid product id", body = ErrorBody),

@@ -363,14 +363,20 @@ pub async fn list(
 }
 
 pub fn router(db: DatabaseConnection) -> Router {
-    Router::new()
-        .route("/api/reservations", get(list_reservations))
-        .with_state(db)
+    // Operator only: a customer reads their business through the orchestrator's orders.
+    saga_common::http::auth::protect(
+        Router::new()
+            .route("/api/reservations", get(list_reservations))
+            .with_state(db),
+    )
 }
 
 /// Lists reservation lines, newest order first; only the order's when given.
 #[utoipa::path(get, path = "/api/reservations", tag = "reservations", params(OrderFilter),
+    security(("operator_token" = [])),
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 200, description = "Reservation lines", body = Vec<ReservationLine>),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]

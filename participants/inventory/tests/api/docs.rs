@@ -50,11 +50,11 @@ async fn the_openapi_document_describes_every_endpoint_and_its_errors() {
         }
     }
     assert_eq!(
-        document["components"]["securitySchemes"]["admin_token"]["scheme"],
+        document["components"]["securitySchemes"]["operator_token"]["scheme"],
         "bearer"
     );
     assert_eq!(
-        paths["/api/admin/dead-letters"]["get"]["security"][0]["admin_token"],
+        paths["/api/admin/dead-letters"]["get"]["security"][0]["operator_token"],
         serde_json::json!([])
     );
     app.stop().await;

@@ -162,7 +162,7 @@ impl TestApp {
     /// GET `/api/admin/dead-letters`, with the test token or without any.
     pub async fn get_dead_letters(&self, authorized: bool) -> reqwest::Response {
         let request = self
-            .client
+            .anonymous
             .get(format!("{}/api/admin/dead-letters", self.address));
         let request = if authorized {
             request.bearer_auth(ADMIN_TOKEN)

@@ -34,19 +34,25 @@ pub struct SetBalance {
 }
 
 pub fn router(db: DatabaseConnection) -> Router {
-    Router::new()
-        .route(
-            "/api/accounts/{customer_id}",
-            get(get_account).put(put_account),
-        )
-        .with_state(db)
+    // Operator only: a customer reads their business through the orchestrator's orders.
+    saga_common::http::auth::protect(
+        Router::new()
+            .route(
+                "/api/accounts/{customer_id}",
+                get(get_account).put(put_account),
+            )
+            .with_state(db),
+    )
 }
 
 /// Creates the account or sets its balance.
 #[utoipa::path(put, path = "/api/accounts/{customer_id}", tag = "accounts",
+    security(("operator_token" = [])),
     params(("customer_id" = String, Path, description = "1 to 64 characters")),
     request_body = SetBalance,
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 201, description = "Account created", body = Account),
         (status = 200, description = "Balance set", body = Account),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -73,8 +79,11 @@ pub async fn put_account(
 
 /// Reads an account.
 #[utoipa::path(get, path = "/api/accounts/{customer_id}", tag = "accounts",
+    security(("operator_token" = [])),
     params(("customer_id" = String, Path, description = "1 to 64 characters")),
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 200, description = "The account", body = Account),
         (status = 404, description = "No such account", body = ErrorBody),
         (status = 422, description = "Invalid customer id", body = ErrorBody),

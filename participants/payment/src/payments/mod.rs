@@ -192,14 +192,20 @@ pub fn list_statement(order_id: Option<Uuid>) -> Statement {
 }
 
 pub fn router(db: DatabaseConnection) -> Router {
-    Router::new()
-        .route("/api/payments", get(list_payments))
-        .with_state(db)
+    // Operator only: a customer reads their business through the orchestrator's orders.
+    saga_common::http::auth::protect(
+        Router::new()
+            .route("/api/payments", get(list_payments))
+            .with_state(db),
+    )
 }
 
 /// Lists payments, newest first; only the order's when given.
 #[utoipa::path(get, path = "/api/payments", tag = "payments", params(OrderFilter),
+    security(("operator_token" = [])),
     responses(
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 200, description = "Payments", body = Vec<Payment>),
         (status = 422, description = "`order_id` is not a UUID", body = ErrorBody),
     ))]

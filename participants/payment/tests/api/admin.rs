@@ -35,7 +35,9 @@ async fn call(
     body: Option<&Value>,
     authorization: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = app.client.request(method, format!("{}{path}", app.address));
+    let mut request = app
+        .anonymous
+        .request(method, format!("{}{path}", app.address));
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
@@ -83,7 +85,7 @@ async fn admin_routes_answer_401_without_the_right_bearer_token() {
 
 #[tokio::test]
 async fn without_a_configured_token_the_admin_routes_are_refused_not_open() {
-    let app = spawn_app_with(|settings| settings.admin = Default::default()).await;
+    let app = spawn_app_with(|settings| settings.auth = Default::default()).await;
     for (method, path, body) in admin_routes() {
         for authorization in [None, Some("Bearer "), Some("Bearer anything")] {
             let response = call(&app, method.clone(), path, body.as_ref(), authorization).await;

@@ -16,7 +16,7 @@ async fn the_openapi_document_describes_the_admin_routes_and_their_bearer_token(
         .await
         .unwrap();
 
-    let scheme = &document["components"]["securitySchemes"]["admin_token"];
+    let scheme = &document["components"]["securitySchemes"]["operator_token"];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
     for (path, method, statuses) in [
@@ -38,7 +38,7 @@ async fn the_openapi_document_describes_the_admin_routes_and_their_bearer_token(
     ] {
         let operation = &document["paths"][path][method];
         assert_eq!(
-            operation["security"][0]["admin_token"],
+            operation["security"][0]["operator_token"],
             serde_json::json!([]),
             "{method} {path} is not behind the token"
         );

@@ -182,7 +182,7 @@ async fn a_duplicate_delivered_inside_the_window_after_a_prune_is_still_absorbed
 async fn the_prune_route_needs_the_admin_token_and_a_boolean_dry_run() {
     let app = spawn_app().await;
     let url = format!("{}/api/admin/retention/prune?dry_run=true", app.address);
-    let anonymous = app.client.post(&url).send().await.unwrap();
+    let anonymous = app.anonymous.post(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let wrong = app
         .client
@@ -242,7 +242,7 @@ async fn the_openapi_document_describes_the_prune_route_behind_the_token() {
         .unwrap();
     let operation = &document["paths"]["/api/admin/retention/prune"]["post"];
     assert_eq!(
-        operation["security"][0]["admin_token"],
+        operation["security"][0]["operator_token"],
         serde_json::json!([])
     );
     assert_eq!(operation["parameters"][0]["name"], "dry_run");

@@ -20,8 +20,12 @@ use super::postgres::Postgres;
 use super::rabbitmq::RabbitMq;
 use super::{Process, Scratch, tail, within};
 
-/// The bearer token every service's admin routes take (`APP__ADMIN__TOKEN`).
+/// The operator token every service takes (`APP__AUTH__OPERATOR_TOKEN`); the harness sends it
+/// on every call (orders, accounts, products and the admin routes).
 pub const ADMIN_TOKEN: &str = "fault-tests-admin-token-0123456789";
+/// The HS256 secret of customer tokens (`APP__AUTH__JWT_SECRET`): configured as production
+/// would be, though the harness itself calls as the operator.
+const JWT_SECRET: &str = "fault-tests-jwt-secret-0123456789-0123456789";
 
 /// The three services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -180,10 +184,11 @@ impl Fleet {
                         "1000".to_owned(),
                     ),
                     ("APP__SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned()),
-                    ("APP__ADMIN__TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
-                    // Every scenario's load comes from 127.0.0.1 without a customer token, one
-                    // address; the limits have their own tests and must not shape these.
-                    ("APP__RATE_LIMIT__ENABLED".to_owned(), "false".to_owned()),
+                    (
+                        "APP__AUTH__OPERATOR_TOKEN".to_owned(),
+                        ADMIN_TOKEN.to_owned(),
+                    ),
+                    ("APP__AUTH__JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
                     (
                         "APP__RETRY__MAX_ATTEMPTS".to_owned(),
                         retry.max_attempts.to_string(),
@@ -425,10 +430,20 @@ pub struct Api {
     pub inventory: String,
 }
 
+/// `Authorization: Bearer <operator token>`, sent on every call of the harness.
+fn operator_bearer() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}"))
+        .expect("the test token is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    headers
+}
+
 impl Api {
     fn new(orchestrators: &[String], payment: &str, inventory: &str) -> Self {
         Self {
             client: reqwest::Client::builder()
+                .default_headers(operator_bearer())
                 // A service that hangs must not hang the test: every call is bounded.
                 .timeout(Duration::from_secs(5))
                 .connect_timeout(Duration::from_secs(1))
