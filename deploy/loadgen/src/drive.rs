@@ -44,9 +44,11 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::auth::Credentials;
 use crate::cli::{Load, Settings};
 use crate::mix::{self, Kind, OrderRequest, Population, Rng};
 use crate::progress;
+use crate::refusal::Refusal;
 use crate::report;
 use crate::seeding;
 use crate::tally::Tally;
@@ -74,6 +76,8 @@ pub struct Record {
     pub sent_s: f64,
     pub accept_ms: Option<f64>,
     pub http_status: Option<u16>,
+    /// A 503 or 429: refused, not an error (`error` stays `None`).
+    pub refusal: Option<Refusal>,
     pub error: Option<String>,
     pub order_id: Option<Uuid>,
     pub status: Option<String>,
@@ -128,6 +132,9 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// 503 answers (admission control) and 429 answers (rate limits).
+    pub(crate) shed: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -138,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) settings: Settings,
     pub(crate) population: Population,
+    /// The operator's and each customer's `Authorization` header.
+    pub(crate) credentials: Credentials,
     pub(crate) start: Instant,
     pub(crate) start_wall: DateTime<Utc>,
     pub(crate) counters: Counters,
@@ -209,7 +218,14 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         population.rich.len() + population.broke.len(),
         population.plentiful.len() + population.scarce.len()
     );
-    seeding::seed(&http, &settings, &population).await?;
+    let customers = population.rich.iter().chain(&population.broke);
+    let credentials = Credentials::new(
+        settings.operator_token.as_ref(),
+        settings.jwt_secret.as_ref(),
+        customers.map(String::as_str),
+    )?;
+    eprintln!("loadgen: credentials: {}", credentials.describe());
+    seeding::seed(&http, &settings, &population, &credentials).await?;
     let collector = match settings.window_s {
         None => Collector::Every(Vec::new()),
         Some(window_s) => {
@@ -225,6 +241,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         http,
         settings: settings.clone(),
         population,
+        credentials,
         start: Instant::now(),
         start_wall: Utc::now(),
         counters: Counters::default(),
@@ -323,6 +340,7 @@ async fn check(
         &shared.http,
         &shared.settings,
         &shared.population,
+        &shared.credentials,
         e,
         sample,
     )
@@ -350,7 +368,13 @@ async fn closed_loop(shared: &Arc<Shared>, clients: usize) {
             while Instant::now() < end {
                 let (kind, order) = draw(&shared, &mut rng);
                 let record = one_order(&shared, kind, order, Instant::now()).await;
+                // Refused: come back when the fleet said to (bounded, and not past the end).
+                let pause = record.refusal.as_ref().map(Refusal::pause);
                 shared.keep(record);
+                if let Some(pause) = pause {
+                    let wake = (Instant::now() + pause).min(end);
+                    tokio::time::sleep_until(wake.into()).await;
+                }
             }
         });
     }
@@ -435,6 +459,7 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
         sent_s,
         accept_ms: None,
         http_status: None,
+        refusal: None,
         error: None,
         order_id: None,
         status: None,
@@ -445,9 +470,10 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
     };
     c.sent.fetch_add(1, Relaxed);
     c.in_flight.fetch_add(1, Relaxed);
+    let post = shared.http.post(format!("{}/api/orders", s.orchestrator));
     let posted = shared
-        .http
-        .post(format!("{}/api/orders", s.orchestrator))
+        .credentials
+        .customer(post, &order.customer_id)
         // An idempotency key per order, so a retried POST could never start a second saga.
         .header("idempotency-key", format!("{}-{seq}", s.run_id))
         .json(&order)
@@ -466,11 +492,20 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
                 }
             } else {
                 let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let body = response.text().await.unwrap_or_default();
-                record.error = Some(format!(
-                    "HTTP {status}: {}",
-                    body.chars().take(200).collect::<String>()
-                ));
+                record.refusal =
+                    Refusal::of(status.as_u16(), retry_after.as_deref(), &body, Utc::now());
+                if record.refusal.is_none() {
+                    record.error = Some(format!(
+                        "HTTP {status}: {}",
+                        body.chars().take(200).collect::<String>()
+                    ));
+                }
                 None
             }
         }
@@ -481,7 +516,11 @@ async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instan
     };
     record.accept_ms = Some(due.elapsed().as_secs_f64() * 1000.0);
     let Some(view) = view else {
-        c.errors.fetch_add(1, Relaxed);
+        match record.refusal.as_ref().map(|r| r.kind) {
+            Some(crate::refusal::Kind::Shed) => c.shed.fetch_add(1, Relaxed),
+            Some(crate::refusal::Kind::RateLimited) => c.rate_limited.fetch_add(1, Relaxed),
+            None => c.errors.fetch_add(1, Relaxed),
+        };
         c.in_flight.fetch_sub(1, Relaxed);
         return record;
     };
@@ -555,7 +594,9 @@ async fn follow_event(
             }
             record.tracked_by = Some(Tracking::FallbackGet);
             record.polls += 1;
-            get_order(shared, order_id).await.unwrap_or(view)
+            get_order(shared, order_id, &record.customer_id)
+                .await
+                .unwrap_or(view)
         }
     }
 }
@@ -576,17 +617,21 @@ async fn poll(
         delay = (delay * 2).min(MAX_POLL.max(fair_share));
         record.polls += 1;
         // A failed poll is retried at the next step; only the deadline ends tracking.
-        if let Some(view) = get_order(shared, last.order_id).await {
+        if let Some(view) = get_order(shared, last.order_id, &record.customer_id).await {
             last = view;
         }
     }
     last
 }
 
-/// `GET /api/orders/{id}`; `None` when it fails or answers with an error.
-async fn get_order(shared: &Shared, order_id: Uuid) -> Option<OrderView> {
+/// `GET /api/orders/{id}` as the order's customer; `None` when it fails or answers with an
+/// error.
+async fn get_order(shared: &Shared, order_id: Uuid, customer_id: &str) -> Option<OrderView> {
     let url = format!("{}/api/orders/{order_id}", shared.settings.orchestrator);
-    let response = shared.http.get(&url).send().await.ok()?;
+    let get = shared
+        .credentials
+        .customer(shared.http.get(&url), customer_id);
+    let response = get.send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }

@@ -20,6 +20,11 @@ pub struct Counts {
     pub sent: usize,
     pub accepted: usize,
     pub errors: usize,
+    /// 503 answers (admission control), 429 answers (rate limits), and those of either that
+    /// lacked a `Retry-After` or their error code (see [`crate::refusal`]).
+    pub shed: usize,
+    pub rate_limited: usize,
+    pub refusals_malformed: usize,
     pub completed: usize,
     pub failed_payment_declined: usize,
     pub failed_out_of_stock: usize,
@@ -35,6 +40,13 @@ impl Counts {
     pub fn add(&mut self, r: &Record) {
         self.sent += 1;
         self.errors += usize::from(r.error.is_some());
+        if let Some(refusal) = &r.refusal {
+            match refusal.kind {
+                crate::refusal::Kind::Shed => self.shed += 1,
+                crate::refusal::Kind::RateLimited => self.rate_limited += 1,
+            }
+            self.refusals_malformed += usize::from(!refusal.well_formed());
+        }
         match (r.status.as_deref(), r.failure_reason.as_deref()) {
             (Some("COMPLETED"), _) => self.completed += 1,
             (Some("FAILED"), Some("payment_declined")) => self.failed_payment_declined += 1,
@@ -246,6 +258,7 @@ mod tests {
             sent_s,
             accept_ms: Some(5.0),
             http_status: Some(202),
+            refusal: None,
             error: None,
             order_id: Some(uuid::Uuid::now_v7()),
             status: status.map(String::from),
