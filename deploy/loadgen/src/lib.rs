@@ -10,7 +10,7 @@
 //! - [`seeding`]: the population written before the load and read back after it.
 //! - [`drive`]: the open- and closed-loop drivers, and tracking each order to its terminal
 //!   status (by its lifecycle event with `--amqp`, by polling otherwise); `progress`, the live
-//!   line while they run.
+//!   line while they run; `order`, placing one order and following it to its end.
 //! - [`tally`]: what a run keeps of its orders with `--window`: aggregates, not every order.
 //! - [`tap`]: the `--amqp` listener on the `saga.events` exchange, and the matching of events
 //!   to the orders waiting for them.
@@ -31,6 +31,7 @@ pub mod cli;
 pub mod drive;
 pub mod invariants;
 pub mod mix;
+mod order;
 mod progress;
 pub mod refusal;
 pub mod report;
