@@ -11,7 +11,7 @@ use crate::seeding::Checks;
 use crate::stats::{self, AroundMarks, Latency, MarkBin, Point, Second, Window};
 use crate::tally::{Counts, Tally};
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub sent: usize,
     pub accepted: usize,

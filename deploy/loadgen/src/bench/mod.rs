@@ -9,6 +9,7 @@
 //! - [`soak`]: the soak's table sizes, and the bytes kept per saga.
 //! - [`procfs`], [`db`], [`broker`]: where the figures are read.
 //! - [`analysis`], [`summary`]: the figures derived from the samples, and the report.
+//! - [`overload`]: the overload phase's targets and the drain after it.
 //! - [`extras`]: CPU probe, pgbench calibration, stall, perf profile.
 
 pub mod analysis;
@@ -16,6 +17,7 @@ pub mod broker;
 pub mod cli;
 pub mod db;
 pub mod extras;
+pub mod overload;
 pub mod plan;
 pub mod procfs;
 pub mod samplers;
@@ -28,6 +30,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use sqlx::PgConnection;
 
 use crate::drive::Error;
@@ -80,15 +83,29 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
     let mut header = b.machine().await;
     let mut reported: Vec<PhaseOutcome> = Vec::new();
     let mut rate = b.s.plan.open_rate.unwrap_or(0);
+    let mut overload_rate = b.s.plan.overload_rate.unwrap_or(0);
+    let mut peak_brief = None;
+    let mut verdict = None;
     let mut spans = Vec::new();
     let mut durations = Vec::new();
     for phase in plan::phases(&b.s.plan) {
-        let outcome = b.phase(&phase, rate).await?;
+        let phase_rate = match phase.load {
+            plan::PhaseLoad::Overload => overload_rate,
+            _ => rate,
+        };
+        let outcome = b.phase(&phase, phase_rate).await?;
         if phase.name == "peak" {
             let peak = outcome
                 .finished_per_s()
                 .ok_or("no result from the peak phase")?;
             rate = plan::open_rate(&b.s.plan, peak);
+            overload_rate = plan::overload_rate(&b.s.plan, peak);
+            peak_brief = outcome.brief.clone();
+        }
+        if phase.load == plan::PhaseLoad::Overload {
+            verdict = b
+                .overload_verdict(&outcome, phase_rate, peak_brief.as_ref())
+                .await;
         }
         spans.push(soak::Span {
             from: outcome.window.0,
@@ -97,8 +114,11 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
         });
         if phase.reported {
             let mut d = format!("{} {}s", phase.name, phase.seconds);
-            if phase.load == plan::PhaseLoad::Open {
-                let _ = write!(d, " at {rate}/s");
+            if matches!(
+                phase.load,
+                plan::PhaseLoad::Open | plan::PhaseLoad::Overload
+            ) {
+                let _ = write!(d, " at {phase_rate}/s");
             }
             durations.push(d);
             reported.push(outcome);
@@ -140,6 +160,11 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
                 s.accepted, s.unfinished, s.errors
             );
         }
+    }
+    if let Some(verdict) = &verdict {
+        let rendered = verdict.render();
+        std::fs::write(b.s.out.join("overload.txt"), &rendered)?;
+        text.push_str(&rendered);
     }
     let out = b.s.out.display();
     for extra in ["stall.txt"] {
@@ -240,6 +265,31 @@ impl Bench {
         }
     }
 
+    /// After the overload phase: waits for the sagas in flight to end, then judges the phase.
+    async fn overload_verdict(
+        &self,
+        outcome: &PhaseOutcome,
+        offered_per_s: u64,
+        peak: Option<&Brief>,
+    ) -> Option<overload::Verdict> {
+        let Some(brief) = &outcome.brief else {
+            eprintln!("bench: the overload phase wrote no result; no verdict");
+            return None;
+        };
+        let orchestrator = self.cx.outboxes.iter().find(|(n, _)| n == "orchestrator");
+        eprintln!("bench: waiting for every saga to end after the overload phase");
+        let drain = match orchestrator {
+            Some((_, url)) => overload::wait_for_drain(url, overload::DRAIN_LIMIT).await,
+            None => overload::Drain {
+                pending: None,
+                waited_s: 0.0,
+            },
+        };
+        let verdict = overload::verdict(offered_per_s, brief, peak, drain);
+        eprint!("{}", verdict.render());
+        Some(verdict)
+    }
+
     /// CPU ticks per process group now (`postgres_bench`: the backends of the fleet's
     /// databases; `postgres_all` and `machine_busy` include other users of the machine).
     fn cpu_ticks(&self, loadgen: u32) -> Vec<(String, u64)> {
@@ -298,7 +348,8 @@ impl Bench {
             "--label".into(),
             name.into(),
         ];
-        args.extend(phase.args(rate, &s.extra));
+        let population = (s.plan.customers, s.plan.broke_customers);
+        args.extend(phase.args(rate, population, &s.extra));
         // The soak keeps no orders to place around the rollovers (its loadgen refuses --marks).
         if s.broker_dir.is_some() && phase.window_s.is_none() {
             let marks = s.out.join(format!("rollovers-{name}.txt"));
@@ -309,10 +360,16 @@ impl Bench {
             &s.out.join("machine.txt"),
             &format!("load average before {name}: {}\n", procfs::load_average()),
         );
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command.args(&args).stdout(Stdio::piped());
+        // In the environment, where loadgen looks by default: a command line is world-readable.
+        if let Some(token) = &s.operator_token {
+            command.env(crate::auth::OPERATOR_TOKEN_ENV, token.expose_secret());
+        }
+        if let Some(secret) = &s.jwt_secret {
+            command.env(crate::auth::JWT_SECRET_ENV, secret.expose_secret());
+        }
+        let mut child = command.spawn()?;
         let loadgen = child.id();
         let tee = child.stdout.take().map(|out| {
             let file = s.out.join(format!("{name}.txt"));
