@@ -106,7 +106,11 @@ pub(crate) async fn place(
                 let body = response.text().await.unwrap_or_default();
                 record.refusal =
                     Refusal::of(status.as_u16(), retry_after.as_deref(), &body, Utc::now());
-                if record.refusal.is_none() {
+                // A 503 or 429 without Retry-After or its code (say, 503 service_unavailable
+                // when a database is down) is an error, with no promise that nothing was
+                // written; it is still kept as a refusal for the closed loop's pause and counted
+                // as malformed.
+                if !record.refusal.as_ref().is_some_and(Refusal::well_formed) {
                     record.error = Some(format!(
                         "HTTP {status}: {}",
                         body.chars().take(200).collect::<String>()
@@ -122,10 +126,10 @@ pub(crate) async fn place(
     };
     record.accept_ms = Some(due.elapsed().as_secs_f64() * 1000.0);
     let Some(view) = view else {
-        match record.refusal.as_ref().map(|r| r.kind) {
-            Some(crate::refusal::Kind::Shed) => c.shed.fetch_add(1, Relaxed),
-            Some(crate::refusal::Kind::RateLimited) => c.rate_limited.fetch_add(1, Relaxed),
-            None => c.errors.fetch_add(1, Relaxed),
+        match (&record.error, record.refusal.as_ref().map(|r| r.kind)) {
+            (None, Some(crate::refusal::Kind::Shed)) => c.shed.fetch_add(1, Relaxed),
+            (None, Some(crate::refusal::Kind::RateLimited)) => c.rate_limited.fetch_add(1, Relaxed),
+            _ => c.errors.fetch_add(1, Relaxed),
         };
         c.in_flight.fetch_sub(1, Relaxed);
         return record;

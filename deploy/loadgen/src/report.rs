@@ -23,7 +23,8 @@ pub struct Summary {
     pub shed: usize,
     #[serde(default)]
     pub rate_limited: usize,
-    /// Refusals without a `Retry-After` or with an unexpected error code.
+    /// 503s and 429s without a `Retry-After` or their error code: counted in `errors`, not in
+    /// `shed` or `rate_limited`.
     #[serde(default)]
     pub refusals_malformed: usize,
     /// Open loop: ticks skipped because `--max-in-flight` orders were unfinished.
@@ -261,8 +262,8 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         t,
-        "refused    shed (503) {}  rate-limited (429) {}  of them without Retry-After or \
-         error code {}",
+        "refused    shed (503) {}  rate-limited (429) {}  (503/429 without Retry-After or \
+         their error code, counted as errors: {})",
         s.shed, s.rate_limited, s.refusals_malformed
     );
     let _ = writeln!(

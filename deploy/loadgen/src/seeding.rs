@@ -66,7 +66,8 @@ pub fn settled(r: &Record) -> Settled<'_> {
             (Some("FAILED"), _, _) => Some(false),
             // Refused outright (4xx): no order exists, so nothing moved.
             (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
-            // Shed (503) or rate-limited (429): the contract is that nothing was written.
+            // Shed (503 overloaded) or rate-limited (429), with Retry-After: the contract is
+            // that nothing was written. Any other 5xx stays unverifiable.
             (None, None, _) if r.refusal.is_some() => Some(false),
             _ => None,
         },

@@ -103,9 +103,8 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
             peak_brief = outcome.brief.clone();
         }
         if phase.load == plan::PhaseLoad::Overload {
-            verdict = b
-                .overload_verdict(&outcome, phase_rate, peak_brief.as_ref())
-                .await;
+            let peak = peak_brief.as_ref();
+            verdict = overload::judge(&b.cx.outboxes, &outcome, phase_rate, peak).await;
         }
         spans.push(soak::Span {
             from: outcome.window.0,
@@ -263,31 +262,6 @@ impl Bench {
             lines,
             probe_before,
         }
-    }
-
-    /// After the overload phase: waits for the sagas in flight to end, then judges the phase.
-    async fn overload_verdict(
-        &self,
-        outcome: &PhaseOutcome,
-        offered_per_s: u64,
-        peak: Option<&Brief>,
-    ) -> Option<overload::Verdict> {
-        let Some(brief) = &outcome.brief else {
-            eprintln!("bench: the overload phase wrote no result; no verdict");
-            return None;
-        };
-        let orchestrator = self.cx.outboxes.iter().find(|(n, _)| n == "orchestrator");
-        eprintln!("bench: waiting for every saga to end after the overload phase");
-        let drain = match orchestrator {
-            Some((_, url)) => overload::wait_for_drain(url, overload::DRAIN_LIMIT).await,
-            None => overload::Drain {
-                pending: None,
-                waited_s: 0.0,
-            },
-        };
-        let verdict = overload::verdict(offered_per_s, brief, peak, drain);
-        eprint!("{}", verdict.render());
-        Some(verdict)
     }
 
     /// CPU ticks per process group now (`postgres_bench`: the backends of the fleet's

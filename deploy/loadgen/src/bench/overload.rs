@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::db;
+use super::summary::PhaseOutcome;
 use crate::report::Brief;
 
 /// The accepted orders' end-to-end p99 that admission control must keep.
@@ -117,9 +118,9 @@ pub fn verdict(
         what: "every refusal a 503 or 429 with Retry-After, no other error",
         ok: Some(s.refusals_malformed == 0 && s.errors == 0),
         detail: format!(
-            "{} shed (503), {} rate-limited (429), {} of them without Retry-After or their \
-             error code; {} other errors",
-            s.shed, s.rate_limited, s.refusals_malformed, s.errors
+            "{} shed (503), {} rate-limited (429); {} errors, of them {} 503/429 without \
+             Retry-After or their error code",
+            s.shed, s.rate_limited, s.errors, s.refusals_malformed
         ),
     });
     checks.push(Check {
@@ -164,6 +165,31 @@ pub fn verdict(
         offered_per_s,
         checks,
     }
+}
+
+/// After the overload phase: waits for the sagas in flight to end (in the orchestrator's
+/// database, among the fleet's `databases`), then judges the phase; `None` without its result.
+pub async fn judge(
+    databases: &[(String, String)],
+    outcome: &PhaseOutcome,
+    offered_per_s: u64,
+    peak: Option<&Brief>,
+) -> Option<Verdict> {
+    let Some(brief) = &outcome.brief else {
+        eprintln!("bench: the overload phase wrote no result; no verdict");
+        return None;
+    };
+    eprintln!("bench: waiting for every saga to end after the overload phase");
+    let drain = match databases.iter().find(|(name, _)| name == "orchestrator") {
+        Some((_, url)) => wait_for_drain(url, DRAIN_LIMIT).await,
+        None => Drain {
+            pending: None,
+            waited_s: 0.0,
+        },
+    };
+    let verdict = verdict(offered_per_s, brief, peak, drain);
+    eprint!("{}", verdict.render());
+    Some(verdict)
 }
 
 /// Reads the orchestrator's `PENDING` orders (all runs': a drain is of the fleet, not of one
@@ -267,6 +293,7 @@ mod tests {
     fn a_refusal_without_retry_after_or_any_other_error_misses() {
         let mut bare = good();
         bare.refusals_malformed = 1;
+        bare.errors = 1;
         let v = verdict(2360, &brief(bare), Some(&peak()), DRAINED);
         assert_eq!(
             failed(&v),
