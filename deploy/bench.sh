@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark: starts the fleet in release mode (through deploy/run.sh) on its own
 # ports, databases and RabbitMQ vhost, hands it to `loadgen bench` and stops it. loadgen runs
-# the phases (warmup, peak, complete, open80, soak), samples CPU, memory, queues, outbox, table
+# the phases (warmup, peak, complete, open80, overload, soak), samples CPU, memory, queues, outbox, table
 # sizes, disk flushes and pressure stalls, checks the invariants and writes the summary, samples
 # and charts into BENCH_OUT (`loadgen bench --help` says what each phase measures). This script
 # only installs, starts and stops processes: the benchmark's own PostgreSQL cluster and RabbitMQ
@@ -12,9 +12,16 @@
 #   BENCH_STEADY_DURATION [600]  BENCH_CLIENTS [128]  BENCH_OPEN_FRACTION [0.8]
 #   BENCH_SOAK_DURATION [1800] (0: no soak)  BENCH_SOAK_WINDOW [300]  seconds per soak window
 #   BENCH_OPEN_RATE []  open80 and soak at this many orders/s instead of a share of the peak
-#   BENCH_PHASES []     only these of peak, complete, open80, soak, e.g. "open80,soak" (the
-#                       warm-up runs still; peak too when an open phase needs its rate, that
-#                       is without BENCH_OPEN_RATE)
+#   BENCH_OVERLOAD_DURATION [60] (0: no overload phase)  BENCH_OVERLOAD_FACTOR [2]: the
+#                       overload phase offers FACTOR times the peak's finished sagas/s, open
+#                       loop, and checks admission control's targets (summary.txt, overload.txt)
+#   BENCH_OVERLOAD_RATE []  the overload phase at this many orders/s instead
+#   BENCH_CUSTOMERS [5000]  BENCH_BROKE_CUSTOMERS [200]  each phase's customers: thousands, so
+#                       that per-customer rate limits (10/s by default) never bite
+#   BENCH_PHASES []     only these of peak, complete, open80, overload, soak, e.g.
+#                       "open80,soak" (the warm-up runs still; peak too when an open or the
+#                       overload phase needs its rate, that is without BENCH_OPEN_RATE or
+#                       BENCH_OVERLOAD_RATE)
 #   BENCH_CALIBRATE [1]  15 s of pgbench before the fleet starts (0: none)
 #   BENCH_PROFILE [0]    1: perf profiles of 20 s of peak and of open80 (perf-summary-PHASE.txt)
 #   BENCH_STALL []       SERVICE:AT:FOR: freeze SERVICE AT s into open80 for FOR s (stall.txt)
@@ -35,6 +42,10 @@
 #                        no rollover marks then, as its data directory is not known)
 #   BENCH_OUT [target/bench/<run id>]  BENCH_START_TIMEOUT [1800] seconds to build and start
 #   BENCH_LOADGEN_ARGS   extra loadgen arguments for every phase but complete
+#   APP__AUTH__OPERATOR_TOKEN, APP__AUTH__JWT_SECRET [generated]  the fleet's credentials;
+#                        exported (with APP__ADMIN__TOKEN, the old name, set to the operator
+#                        token) to run.sh and to loadgen, which sends the operator token on
+#                        seeding and checks and a JWT per customer on its orders
 #   APP__*               passed to the services, as run.sh does. Retention is short for the
 #                        whole run unless set here, so the soak reaches its steady state:
 #                        APP__RETENTION__INBOX_WINDOW [5m] __PUBLISHED_OUTBOX [1m]
@@ -43,6 +54,7 @@
 # PostgreSQL (whose CI settings turn autovacuum off) out of it altogether; the saga_* databases
 # and the default vhost that run.sh and the tests use are never touched. Quick A/B examples:
 #   BENCH_PHASES=peak,complete BENCH_CALIBRATE=0 ./deploy/bench.sh
+#   BENCH_PHASES=overload BENCH_DURATION=30 BENCH_CALIBRATE=0 ./deploy/bench.sh
 #   BENCH_PHASES=open80 BENCH_OPEN_RATE=800 BENCH_STEADY_DURATION=120 BENCH_PG_AUTOVACUUM=off ./deploy/bench.sh
 set -euo pipefail
 
@@ -284,6 +296,15 @@ code="$(rabbit_api -X PUT -H 'content-type: application/json' -d '{"configure":"
     "$RABBITMQ_API/api/permissions/$(urlencode "$VHOST")/$DEPLOY_RABBITMQ_USER")" || true
 case $code in 201 | 204) ;; *) die "could not grant $DEPLOY_RABBITMQ_USER on vhost $VHOST (HTTP $code)" ;; esac
 
+# The fleet's credentials: the caller's, or fresh ones. Exported, so run.sh hands them to the
+# services and loadgen (and each phase's child loadgen) finds them where it looks by default;
+# never on a command line. APP__ADMIN__TOKEN too, for services that predate APP__AUTH__*.
+random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
+APP__AUTH__OPERATOR_TOKEN="${APP__AUTH__OPERATOR_TOKEN:-$(random_secret operator)}"
+APP__AUTH__JWT_SECRET="${APP__AUTH__JWT_SECRET:-$(random_secret jwt)}"
+APP__ADMIN__TOKEN=$APP__AUTH__OPERATOR_TOKEN
+export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET APP__ADMIN__TOKEN
+
 log "building the load generator (release)"
 cargo build --release -p loadgen
 [ -x "$BIN_DIR/loadgen" ] || die "$BIN_DIR/loadgen was not built"
@@ -323,12 +344,15 @@ ARGS=(--run-id "$RUN_ID" --out "$OUT" --amqp "$AMQP_URL" --rabbitmq-api "$RABBIT
     --complete-duration "${BENCH_COMPLETE_DURATION:-60}" --steady-duration "${BENCH_STEADY_DURATION:-600}"
     --clients "${BENCH_CLIENTS:-128}" --open-fraction "${BENCH_OPEN_FRACTION:-0.8}"
     --soak-duration "${BENCH_SOAK_DURATION:-1800}" --soak-window "${BENCH_SOAK_WINDOW:-300}"
+    --overload-duration "${BENCH_OVERLOAD_DURATION:-60}" --overload-factor "${BENCH_OVERLOAD_FACTOR:-2}"
+    --customers "${BENCH_CUSTOMERS:-5000}" --broke-customers "${BENCH_BROKE_CUSTOMERS:-200}"
     --inbox-window "$APP__RETENTION__INBOX_WINDOW" --published-outbox "$APP__RETENTION__PUBLISHED_OUTBOX"
     --history "$APP__RETENTION__HISTORY"
     --note "postgresql: the benchmark's own cluster on port $PG_PORT, initdb's defaults, autovacuum $PG_AUTOVACUUM"
     --note "retention (APP__RETENTION__*), the whole run: inbox_window $APP__RETENTION__INBOX_WINDOW, published_outbox $APP__RETENTION__PUBLISHED_OUTBOX, history $APP__RETENTION__HISTORY, schedule '$APP__RETENTION__SCHEDULE'")
 [ -z "${BENCH_PHASES:-}" ] || ARGS+=(--phases "$BENCH_PHASES")
 [ -z "${BENCH_OPEN_RATE:-}" ] || ARGS+=(--open-rate "$BENCH_OPEN_RATE")
+[ -z "${BENCH_OVERLOAD_RATE:-}" ] || ARGS+=(--overload-rate "$BENCH_OVERLOAD_RATE")
 [ -z "${BENCH_STALL:-}" ] || ARGS+=(--stall "$BENCH_STALL")
 [ "${BENCH_PROFILE:-0}" != 1 ] || ARGS+=(--profile)
 [ "${BENCH_CALIBRATE:-1}" = 0 ] || ARGS+=(--calibrate)

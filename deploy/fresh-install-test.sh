@@ -2,7 +2,9 @@
 # Runs a newcomer's first `./deploy/run.sh` in a fresh Debian 12 root that has only a Rust
 # toolchain, and checks that it works: run.sh installs the C linker, installs and starts
 # PostgreSQL and RabbitMQ, builds and starts the fleet; this script then waits for /health/ready
-# on the three services, places one order, sees it COMPLETED and stops run.sh with SIGTERM.
+# on the three services, places one order (the operator token run.sh generated for the account
+# and product, a customer token from deploy/token.sh for the order), sees it COMPLETED and
+# stops run.sh with SIGTERM.
 # A cold release build makes it far too slow for deploy/test.sh. Run it on its own, as root:
 #   ./deploy/fresh-install-test.sh        (exit status 0 when every step passed)
 #
@@ -114,10 +116,12 @@ alive() {
 
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/health/ready")" = 200 ]; }
 
-# http METHOD PORT PATH [BODY]: prints the body; fails on a status other than 2xx.
+# http TOKEN METHOD PORT PATH [BODY]: prints the body; fails on a status other than 2xx.
+# The token is sent as a bearer token (the operator's, or a customer's JWT).
 http() {
-    local args=(-sS --fail-with-body --max-time 10 -X "$1" "http://127.0.0.1:$2$3")
-    [ $# -lt 4 ] || args+=(-H 'content-type: application/json' -d "$4")
+    local args=(-sS --fail-with-body --max-time 10 -H "Authorization: Bearer $1" -X "$2"
+        "http://127.0.0.1:$3$4")
+    [ $# -lt 5 ] || args+=(-H 'content-type: application/json' -d "$5")
     curl "${args[@]}"
 }
 
@@ -147,7 +151,7 @@ refuses_without_root() {
 }
 
 inside() {
-    local run=$1 root=$1/root deadline run_pid status port order id state
+    local run=$1 root=$1/root deadline run_pid status port order id state operator customer
     # The services' logs live in the root, which goes away with the namespaces.
     # shellcheck disable=SC2064 # expanded now: the trap runs after this function's locals are gone
     trap "cp -f '$root$ROOT_REPO/deploy/.run/'*.log '$FRESH_LOGS/' 2>/dev/null || true" EXIT
@@ -195,9 +199,19 @@ inside() {
     expect_log "RabbitMQ management API answers"
     step "ok: run.sh installed and started PostgreSQL and RabbitMQ (with its management API)"
 
-    http PUT 3001 /api/accounts/c-1 '{"balance_cents": 10000}' >/dev/null || fail "could not create account c-1"
-    http PUT 3002 /api/products/p-1 '{"stock": 10}' >/dev/null || fail "could not create product p-1"
-    order="$(http POST 3000 /api/orders \
+    # The newcomer's credentials: the operator token run.sh generated (and wrote, mode 600),
+    # and a customer token from deploy/token.sh, run in the root as the README shows.
+    operator="$(cat "$root$ROOT_REPO/deploy/.run/operator-token")" || fail "run.sh wrote no deploy/.run/operator-token"
+    [ "$(stat -c %a "$root$ROOT_REPO/deploy/.run/jwt-secret")" = 600 ] || fail "deploy/.run/jwt-secret is not mode 600"
+    customer="$(env -i HOME=$ROOT_HOME USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        chroot "$root" /bin/bash -c "cd $ROOT_REPO && ./deploy/token.sh c-1" 2>"$FRESH_LOGS/token.log")" ||
+        fail "./deploy/token.sh c-1 failed (see $FRESH_LOGS/token.log)"
+    step "ok: run.sh wrote the operator token; deploy/token.sh minted a customer token"
+
+    http "$operator" PUT 3001 /api/accounts/c-1 '{"balance_cents": 10000}' >/dev/null || fail "could not create account c-1"
+    http "$operator" PUT 3002 /api/products/p-1 '{"stock": 10}' >/dev/null || fail "could not create product p-1"
+    order="$(http "$customer" POST 3000 /api/orders \
         '{"customer_id": "c-1", "items": [{"product_id": "p-1", "quantity": 2, "unit_price_cents": 1999}]}')" ||
         fail "POST /api/orders failed: $order"
     id="$(grep -o '"order_id":"[^"]*"' <<<"$order" | head -n1 | cut -d'"' -f4)"
@@ -205,7 +219,7 @@ inside() {
     step "placed order $id; waiting for COMPLETED"
     deadline=$((SECONDS + 60))
     while :; do
-        order="$(http GET 3000 "/api/orders/$id")" || fail "GET /api/orders/$id failed: $order"
+        order="$(http "$customer" GET 3000 "/api/orders/$id")" || fail "GET /api/orders/$id failed: $order"
         state="$(grep -o '"status":"[A-Z_]*"' <<<"$order" | head -n1 | cut -d'"' -f4)"
         case $state in
         COMPLETED) break ;;
@@ -214,7 +228,7 @@ inside() {
         [ "$SECONDS" -lt "$deadline" ] || fail "order $id still $state after 60s: $order"
         sleep 0.5
     done
-    grep -Eq '"available": ?8[,}]' <<<"$(http GET 3002 /api/products/p-1)" || fail "product p-1 does not show 8 available"
+    grep -Eq '"available": ?8[,}]' <<<"$(http "$operator" GET 3002 /api/products/p-1)" || fail "product p-1 does not show 8 available"
     step "ok: order $id is COMPLETED and the stock went from 10 to 8"
 
     kill -TERM "$run_pid"

@@ -10,13 +10,19 @@
 #   INVENTORY_DATABASE_URL    [.../saga_inventory]
 #   APP__APPLICATION__HOST    [127.0.0.1]  shared by all three services
 #   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all three
-#   APP__ADMIN__TOKEN         [generated] bearer token of /api/admin/* on all three; printed
+#   APP__AUTH__OPERATOR_TOKEN [generated] the operator's bearer token on all three (accounts,
+#                             products, sagas, /api/admin/*); printed. APP__ADMIN__TOKEN, its
+#                             old name, is still taken when the new one is unset (deprecated)
+#   APP__AUTH__JWT_SECRET     [generated] HS256 secret the customers' JWTs are verified with;
+#                             ./deploy/token.sh CUSTOMER_ID mints one
 #   SAGA_STOP_TIMEOUT         [20] seconds a service gets to stop before SIGKILL
 # The per-service variables become APP__APPLICATION__PORT and APP__DATABASE__URL of that
 # service; any other APP__* variable is passed through to all three.
 # Only the saga_* databases are created; a database named by an overriding URL must exist.
 #
 # Logs (JSON lines) and pid files: deploy/.run/<service>.log, deploy/.run/<service>.pid
+# The operator token and the JWT secret of the running fleet: deploy/.run/operator-token and
+# deploy/.run/jwt-secret (mode 600, removed when run.sh stops), read by deploy/token.sh.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -37,16 +43,29 @@ declare -A DB_URL=(
 )
 export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
 export APP__AMQP__URL="${APP__AMQP__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-# The admin routes refuse every request without a token, so always run with one: the caller's,
-# or a fresh random one (hex behind a prefix, so the settings loader cannot mistake it for a
-# number and mangle it).
-if [ -z "${APP__ADMIN__TOKEN:-}" ]; then
-    APP__ADMIN__TOKEN="admin-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-    ADMIN_TOKEN_ORIGIN="generated for this run"
+# Operator routes refuse every request without a token, and customers need a signing secret,
+# so always run with both: the caller's, or fresh random ones (hex behind a prefix, so the
+# settings loader cannot mistake one for a number and mangle it).
+random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
+if [ -n "${APP__AUTH__OPERATOR_TOKEN:-}" ]; then
+    OPERATOR_TOKEN_ORIGIN="from APP__AUTH__OPERATOR_TOKEN"
+elif [ -n "${APP__ADMIN__TOKEN:-}" ]; then
+    APP__AUTH__OPERATOR_TOKEN=$APP__ADMIN__TOKEN
+    OPERATOR_TOKEN_ORIGIN="from APP__ADMIN__TOKEN"
+    log "APP__ADMIN__TOKEN is deprecated: set APP__AUTH__OPERATOR_TOKEN instead (the old name goes in the next release)"
 else
-    ADMIN_TOKEN_ORIGIN="from APP__ADMIN__TOKEN"
+    APP__AUTH__OPERATOR_TOKEN="$(random_secret operator)"
+    OPERATOR_TOKEN_ORIGIN="generated for this run"
 fi
-export APP__ADMIN__TOKEN
+if [ -n "${APP__AUTH__JWT_SECRET:-}" ]; then
+    JWT_SECRET_ORIGIN="from APP__AUTH__JWT_SECRET"
+else
+    APP__AUTH__JWT_SECRET="$(random_secret jwt)"
+    JWT_SECRET_ORIGIN="generated for this run"
+fi
+# The old name too, with the same value: services that predate APP__AUTH__* read only it.
+APP__ADMIN__TOKEN=$APP__AUTH__OPERATOR_TOKEN
+export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET APP__ADMIN__TOKEN
 STOP_TIMEOUT="${SAGA_STOP_TIMEOUT:-20}"
 READY_TIMEOUT=60
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
@@ -58,6 +77,7 @@ case $APP__APPLICATION__HOST in
 *) PROBE_HOST=$APP__APPLICATION__HOST ;;
 esac
 
+SECRETS_WRITTEN='' # set once this run wrote deploy/.run/{operator-token,jwt-secret}
 declare -A PID=() # service -> pid of the process we started
 declare -A REAPED=() # pid -> 1 once `wait` collected it (the number may be reused after that)
 
@@ -101,6 +121,7 @@ stop_services() {
         done
     fi
     for svc in "${!PID[@]}"; do rm -f "$DEPLOY_RUN_DIR/$svc.pid"; done
+    [ -z "$SECRETS_WRITTEN" ] || rm -f "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret"
     PID=()
 }
 trap stop_services EXIT
@@ -177,6 +198,17 @@ ensure_rabbitmq
 ensure_databases saga_orchestrator saga_payment saga_inventory
 upgrade_classic_work_queues
 
+# For deploy/token.sh and scripts: readable by this user only (umask in a subshell: the
+# services' logs keep the usual mode).
+(
+    umask 077
+    rm -f "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret" # an older file's mode
+    printf '%s\n' "$APP__AUTH__OPERATOR_TOKEN" >"$DEPLOY_RUN_DIR/operator-token"
+    printf '%s\n' "$APP__AUTH__JWT_SECRET" >"$DEPLOY_RUN_DIR/jwt-secret"
+)
+chmod 600 "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret"
+SECRETS_WRITTEN=1
+
 log "building release binaries"
 # Only the three services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
 # would each add a full LTO link of the fleet to every start.
@@ -233,9 +265,13 @@ cat <<EOF
                      $api:${PORT[payment]}/api/docs (payment)
                      $api:${PORT[inventory]}/api/docs (inventory)
   RabbitMQ console   $DEPLOY_RABBITMQ_API (${DEPLOY_RABBITMQ_USER}/${DEPLOY_RABBITMQ_PASSWORD})
-  Admin token        $APP__ADMIN__TOKEN ($ADMIN_TOKEN_ORIGIN)
-  Dead letters       /api/admin/dead-letters on each service (docs/runbook.md), e.g.
-                     curl -H "Authorization: Bearer $APP__ADMIN__TOKEN" $api:${PORT[payment]}/api/admin/dead-letters
+  Operator token     $APP__AUTH__OPERATOR_TOKEN ($OPERATOR_TOKEN_ORIGIN;
+                     also in $DEPLOY_RUN_DIR/operator-token), for accounts, products,
+                     sagas and /api/admin/*, e.g. the dead letters (docs/runbook.md):
+                     curl -H "Authorization: Bearer \$(cat $DEPLOY_RUN_DIR/operator-token)" $api:${PORT[payment]}/api/admin/dead-letters
+  Customer tokens    ./deploy/token.sh CUSTOMER_ID [--ttl 1h] prints a JWT for that customer
+                     (signed with the JWT secret, $JWT_SECRET_ORIGIN; in
+                     $DEPLOY_RUN_DIR/jwt-secret), for POST /api/orders and its own orders
   Logs (JSON lines)  $DEPLOY_RUN_DIR/{orchestrator,payment,inventory}.log
 Press Ctrl-C to stop the services.
 

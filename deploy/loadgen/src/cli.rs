@@ -4,8 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
+use crate::auth::{JWT_SECRET_ENV, OLD_OPERATOR_TOKEN_ENV, OPERATOR_TOKEN_ENV};
+
 pub const USAGE: &str = "\
 usage: loadgen [--closed N | --rate R] [options]
+       loadgen token CUSTOMER_ID [--ttl 1h] [--jwt-secret S]   print a customer JWT
+       loadgen bench --help                                    the standard benchmark
 
 Load:
   --closed N             closed loop: N clients, each places an order and waits for its
@@ -28,6 +34,13 @@ Endpoints:
   --orchestrator URL     default http://127.0.0.1:3000
   --payment URL          default http://127.0.0.1:3001
   --inventory URL        default http://127.0.0.1:3002
+Credentials (better from the environment: a flag's value shows in the process list):
+  --operator-token T     sent as `Authorization: Bearer T` when seeding and checking
+                         (default: $APP__AUTH__OPERATOR_TOKEN, else $APP__ADMIN__TOKEN)
+  --jwt-secret S         the fleet's HS256 secret: each customer's orders and order reads
+                         carry a JWT minted with it (sub = customer id, valid 24 h)
+                         (default: $APP__AUTH__JWT_SECRET; without one, customers send the
+                         operator token)
 Tracking and checks:
   --amqp URL             learn each order's end from the orchestrator's order.completed /
                          order.failed events on the saga.events exchange of this broker and
@@ -47,6 +60,9 @@ Tracking and checks:
                          the load runs; read when it ends): the report profiles the end-to-end
                          latency of the orders by when they were sent against the nearest one,
                          from 1 s before to 2 s after, in quarter seconds
+  Refusals (503 shed by admission control, 429 rate-limited) are counted apart from
+  errors; in the closed loop the client waits the answer's Retry-After (1 s if none, at
+  most 10 s) before its next order; the open loop does not retry.
   --window S             keep no orders, only aggregates: per second, per window of S seconds
                          (the report's windows instead of minutes) and the invariants'
                          expected values, so memory stays flat in a long run; percentiles are
@@ -102,6 +118,12 @@ pub struct Settings {
     pub out: PathBuf,
     pub label: String,
     pub quiet: bool,
+    /// `--operator-token`: never serialised into the report, redacted in `Debug`.
+    #[serde(skip)]
+    pub operator_token: Option<SecretString>,
+    /// `--jwt-secret`: likewise.
+    #[serde(skip)]
+    pub jwt_secret: Option<SecretString>,
 }
 
 mod secs {
@@ -137,7 +159,28 @@ pub enum Command {
     Help,
 }
 
+/// Reads the environment for the credentials' defaults.
 pub fn parse(args: &[String]) -> Result<Command, String> {
+    parse_with(args, &|name| std::env::var(name).ok())
+}
+
+/// The credentials' defaults from `env` (the process environment, or a test's map); an empty
+/// value counts as unset.
+fn credentials_from(env: &dyn Fn(&str) -> Option<String>) -> [Option<SecretString>; 2] {
+    let get = |name: &str| env(name).filter(|v| !v.is_empty());
+    [
+        get(OPERATOR_TOKEN_ENV)
+            .or_else(|| get(OLD_OPERATOR_TOKEN_ENV))
+            .map(SecretString::from),
+        get(JWT_SECRET_ENV).map(SecretString::from),
+    ]
+}
+
+pub fn parse_with(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, String> {
+    let [operator_token, jwt_secret] = credentials_from(env);
     let run_id = format!("r{}", chrono::Utc::now().timestamp());
     let mut s = Settings {
         load: Load::Closed { clients: 64 },
@@ -164,6 +207,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         out: PathBuf::from("target/bench"),
         label: String::new(),
         quiet: false,
+        operator_token,
+        jwt_secret,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -222,6 +267,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--out" => s.out = PathBuf::from(value()?),
             "--label" => s.label = value()?.to_string(),
             "--quiet" => s.quiet = true,
+            "--operator-token" => s.operator_token = Some(secret(flag, value()?)?),
+            "--jwt-secret" => s.jwt_secret = Some(secret(flag, value()?)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -254,6 +301,70 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         s.label = s.run_id.clone();
     }
     Ok(Command::Run(Box::new(s)))
+}
+
+fn secret(flag: &str, value: &str) -> Result<SecretString, String> {
+    if value.is_empty() {
+        return Err(format!("{flag} must not be empty"));
+    }
+    Ok(SecretString::from(value))
+}
+
+/// `loadgen token CUSTOMER_ID [--ttl D] [--jwt-secret S]`.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub customer_id: String,
+    pub ttl: Duration,
+    pub jwt_secret: SecretString,
+}
+
+pub const TOKEN_USAGE: &str = "\
+usage: loadgen token CUSTOMER_ID [--ttl D] [--jwt-secret S]
+
+Prints a customer JWT for the fleet: HS256, sub = CUSTOMER_ID, exp = now + D, iat = now.
+  --ttl D          how long it is valid, humantime (default 1h; e.g. 15m, 24h)
+  --jwt-secret S   the fleet's secret (default: $APP__AUTH__JWT_SECRET)
+";
+
+pub fn parse_token(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TokenRequest, String> {
+    let [_, mut jwt_secret] = credentials_from(env);
+    let mut customer_id = None;
+    let mut ttl = Duration::from_secs(3600);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--ttl" => {
+                let v = value()?;
+                ttl = humantime::parse_duration(v)
+                    .map_err(|e| format!("--ttl: {v:?} is not a duration such as 1h: {e}"))?;
+                if ttl.is_zero() {
+                    return Err("--ttl must be positive".into());
+                }
+            }
+            "--jwt-secret" => jwt_secret = Some(secret(arg, value()?)?),
+            flag if flag.starts_with("--") => return Err(format!("unknown argument {flag}")),
+            id if customer_id.is_none() => customer_id = Some(id.to_string()),
+            extra => return Err(format!("unexpected argument {extra:?}")),
+        }
+    }
+    let customer_id = customer_id
+        .filter(|id| !id.is_empty())
+        .ok_or("the customer id is missing")?;
+    let jwt_secret =
+        jwt_secret.ok_or("no JWT secret: set APP__AUTH__JWT_SECRET or pass --jwt-secret")?;
+    Ok(TokenRequest {
+        customer_id,
+        ttl,
+        jwt_secret,
+    })
 }
 
 pub(crate) fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -373,6 +484,72 @@ mod tests {
         assert!(parse(&args(&["--window", "0"])).is_err());
         assert!(parse(&args(&["--window", "60", "--payment-checks", "0"])).is_err());
         assert!(parse(&args(&["--window", "60", "--marks", "m.txt"])).is_err());
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_the_old_name_and_the_flags() {
+        use secrecy::ExposeSecret;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let run = |a: &[&str], e: &dyn Fn(&str) -> Option<String>| match parse_with(&args(a), e) {
+            Ok(Command::Run(s)) => s,
+            _ => panic!("should parse"),
+        };
+        let s = run(
+            &[],
+            &env(&[("APP__ADMIN__TOKEN", "old"), ("APP__AUTH__JWT_SECRET", "j")]),
+        );
+        assert_eq!(s.operator_token.as_ref().unwrap().expose_secret(), "old");
+        assert_eq!(s.jwt_secret.as_ref().unwrap().expose_secret(), "j");
+        let both = env(&[
+            ("APP__ADMIN__TOKEN", "old"),
+            ("APP__AUTH__OPERATOR_TOKEN", "new"),
+        ]);
+        let s = run(&[], &both);
+        assert_eq!(s.operator_token.as_ref().unwrap().expose_secret(), "new");
+        let s = run(&["--operator-token", "flag"], &both);
+        assert_eq!(s.operator_token.as_ref().unwrap().expose_secret(), "flag");
+        assert!(run(&[], &env(&[])).operator_token.is_none());
+    }
+
+    #[test]
+    fn secrets_are_neither_serialised_nor_debug_printed() {
+        let Ok(Command::Run(s)) = parse_with(
+            &args(&[
+                "--operator-token",
+                "op-s3cret",
+                "--jwt-secret",
+                "jwt-s3cret",
+            ]),
+            &|_| None,
+        ) else {
+            panic!("should parse");
+        };
+        let printed = format!("{s:?} {}", serde_json::to_string(&*s).unwrap());
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn a_token_request_needs_an_id_and_a_secret() {
+        let secret = |name: &str| (name == "APP__AUTH__JWT_SECRET").then(|| "k".to_string());
+        let t = parse_token(&args(&["c-7", "--ttl", "15m"]), &secret).unwrap();
+        assert_eq!(
+            (t.customer_id.as_str(), t.ttl),
+            ("c-7", Duration::from_secs(900))
+        );
+        assert_eq!(
+            parse_token(&args(&["c-7"]), &secret).unwrap().ttl.as_secs(),
+            3600
+        );
+        assert!(parse_token(&args(&[]), &secret).is_err());
+        assert!(parse_token(&args(&["c-7"]), &|_| None).is_err());
+        assert!(parse_token(&args(&["c-7", "--ttl", "soon"]), &secret).is_err());
     }
 
     #[test]

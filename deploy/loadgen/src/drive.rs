@@ -40,23 +40,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::auth::Credentials;
 use crate::cli::{Load, Settings};
 use crate::mix::{self, Kind, OrderRequest, Population, Rng};
 use crate::progress;
+use crate::refusal::Refusal;
 use crate::report;
 use crate::seeding;
 use crate::tally::Tally;
-use crate::tap::{Ending, Registration, Tap, Tracker};
+use crate::tap::{Tap, Tracker};
 
 /// Requests at once while seeding and checking: enough to be quick, few enough not to queue
 /// behind the services' database pools (8 connections each).
 pub(crate) const SIDE_CONCURRENCY: usize = 32;
-const FIRST_POLL: Duration = Duration::from_millis(20);
-const MAX_POLL: Duration = Duration::from_millis(320);
 /// Longest wait for one HTTP answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,6 +73,8 @@ pub struct Record {
     pub sent_s: f64,
     pub accept_ms: Option<f64>,
     pub http_status: Option<u16>,
+    /// A 503 or 429: refused, not an error (`error` stays `None`).
+    pub refusal: Option<Refusal>,
     pub error: Option<String>,
     pub order_id: Option<Uuid>,
     pub status: Option<String>,
@@ -102,32 +103,15 @@ impl Record {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct OrderView {
-    order_id: Uuid,
-    status: String,
-    failure_reason: Option<String>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<Ending> for OrderView {
-    /// The event's time stands in for the terminal transition's `updated_at`.
-    fn from(ending: Ending) -> Self {
-        Self {
-            order_id: ending.order_id,
-            status: ending.status.to_owned(),
-            failure_reason: ending.failure_reason,
-            updated_at: ending.at,
-        }
-    }
-}
-
 /// Live counters for the progress line.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// 503 answers (admission control) and 429 answers (rate limits).
+    pub(crate) shed: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -138,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) settings: Settings,
     pub(crate) population: Population,
+    /// The operator's and each customer's `Authorization` header.
+    pub(crate) credentials: Credentials,
     pub(crate) start: Instant,
     pub(crate) start_wall: DateTime<Utc>,
     pub(crate) counters: Counters,
@@ -209,7 +195,14 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         population.rich.len() + population.broke.len(),
         population.plentiful.len() + population.scarce.len()
     );
-    seeding::seed(&http, &settings, &population).await?;
+    let customers = population.rich.iter().chain(&population.broke);
+    let credentials = Credentials::new(
+        settings.operator_token.as_ref(),
+        settings.jwt_secret.as_ref(),
+        customers.map(String::as_str),
+    )?;
+    eprintln!("loadgen: credentials: {}", credentials.describe());
+    seeding::seed(&http, &settings, &population, &credentials).await?;
     let collector = match settings.window_s {
         None => Collector::Every(Vec::new()),
         Some(window_s) => {
@@ -225,6 +218,7 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
         http,
         settings: settings.clone(),
         population,
+        credentials,
         start: Instant::now(),
         start_wall: Utc::now(),
         counters: Counters::default(),
@@ -323,6 +317,7 @@ async fn check(
         &shared.http,
         &shared.settings,
         &shared.population,
+        &shared.credentials,
         e,
         sample,
     )
@@ -349,8 +344,14 @@ async fn closed_loop(shared: &Arc<Shared>, clients: usize) {
                 Rng::new(seed_of(&shared.settings.run_id) ^ (client as u64).wrapping_mul(0x9E37));
             while Instant::now() < end {
                 let (kind, order) = draw(&shared, &mut rng);
-                let record = one_order(&shared, kind, order, Instant::now()).await;
+                let record = crate::order::place(&shared, kind, order, Instant::now()).await;
+                // Refused: come back when the fleet said to (bounded, and not past the end).
+                let pause = record.refusal.as_ref().map(Refusal::pause);
                 shared.keep(record);
+                if let Some(pause) = pause {
+                    let wake = (Instant::now() + pause).min(end);
+                    tokio::time::sleep_until(wake.into()).await;
+                }
             }
         });
     }
@@ -380,7 +381,7 @@ async fn open_loop(shared: &Arc<Shared>, rate: f64) {
         let (kind, order) = draw(shared, &mut rng);
         let shared = shared.clone();
         set.spawn(async move {
-            let record = one_order(&shared, kind, order, due).await;
+            let record = crate::order::place(&shared, kind, order, due).await;
             shared.keep(record);
         });
         // Reap finished tasks as we go so the set does not hold every task until the end.
@@ -409,188 +410,6 @@ fn seed_of(run_id: &str) -> u64 {
     run_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Places one order (due at `due`) and follows it to its terminal status.
-async fn one_order(shared: &Shared, kind: Kind, order: OrderRequest, due: Instant) -> Record {
-    let s = &shared.settings;
-    let c = &shared.counters;
-    let seq = shared.seq.fetch_add(1, Relaxed);
-    let sent_s = due.saturating_duration_since(shared.start).as_secs_f64();
-    // When the order was due on the wall clock, which the orchestrator stamps the saga's end
-    // with: mapped from the monotonic clock now rather than once at the start, so that a step
-    // of the wall clock during a run (NTP, a paused VM) shifts only the orders in flight across
-    // it, not every later one.
-    let due_wall = Utc::now() - chrono::Duration::from_std(due.elapsed()).unwrap_or_default();
-    let mut record = Record {
-        seq,
-        kind,
-        customer_id: order.customer_id.clone(),
-        total_cents: order.total_cents(),
-        lines: order
-            .items
-            .iter()
-            .map(|i| (i.product_id.clone(), i.quantity))
-            .collect(),
-        sent_s,
-        accept_ms: None,
-        http_status: None,
-        error: None,
-        order_id: None,
-        status: None,
-        failure_reason: None,
-        e2e_ms: None,
-        polls: 0,
-        tracked_by: None,
-    };
-    c.sent.fetch_add(1, Relaxed);
-    c.in_flight.fetch_add(1, Relaxed);
-    let posted = shared
-        .http
-        .post(format!("{}/api/orders", s.orchestrator))
-        // An idempotency key per order, so a retried POST could never start a second saga.
-        .header("idempotency-key", format!("{}-{seq}", s.run_id))
-        .json(&order)
-        .send()
-        .await;
-    let view = match posted {
-        Ok(response) => {
-            record.http_status = Some(response.status().as_u16());
-            if response.status() == reqwest::StatusCode::ACCEPTED {
-                match response.json::<OrderView>().await {
-                    Ok(view) => Some(view),
-                    Err(e) => {
-                        record.error = Some(format!("202 with an unreadable body: {e}"));
-                        None
-                    }
-                }
-            } else {
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                record.error = Some(format!(
-                    "HTTP {status}: {}",
-                    body.chars().take(200).collect::<String>()
-                ));
-                None
-            }
-        }
-        Err(e) => {
-            record.error = Some(format!("POST failed: {e}"));
-            None
-        }
-    };
-    record.accept_ms = Some(due.elapsed().as_secs_f64() * 1000.0);
-    let Some(view) = view else {
-        c.errors.fetch_add(1, Relaxed);
-        c.in_flight.fetch_sub(1, Relaxed);
-        return record;
-    };
-    c.accepted.fetch_add(1, Relaxed);
-    record.order_id = Some(view.order_id);
-    let deadline = Instant::now() + s.track_timeout;
-    let last = match &shared.tracker {
-        Some(tracker) => follow_event(shared, tracker, view, deadline, &mut record).await,
-        None => {
-            record.tracked_by = Some(Tracking::Polled);
-            poll(shared, view, deadline, &mut record).await
-        }
-    };
-    record.status = Some(last.status.clone());
-    record.failure_reason = last.failure_reason.clone();
-    match last.status.as_str() {
-        "COMPLETED" => c.completed.fetch_add(1, Relaxed),
-        "FAILED" => c.failed.fetch_add(1, Relaxed),
-        _ => 0,
-    };
-    if record.terminal() {
-        let ms = (last.updated_at - due_wall).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        record.e2e_ms = Some(ms.max(0.0));
-    }
-    c.in_flight.fetch_sub(1, Relaxed);
-    record
-}
-
-/// Waits for the order's lifecycle event; one GET if none comes by `deadline`, polling if the
-/// tap stops.
-async fn follow_event(
-    shared: &Shared,
-    tracker: &Tracker,
-    view: OrderView,
-    deadline: Instant,
-    record: &mut Record,
-) -> OrderView {
-    let order_id = view.order_id;
-    // Cannot happen today (a new order is PENDING), but a terminal answer needs no waiting.
-    if view.status != "PENDING" {
-        record.tracked_by = Some(Tracking::Polled);
-        return view;
-    }
-    let mut receiver = match tracker.register(order_id) {
-        Registration::Ended(ending) => {
-            record.tracked_by = Some(Tracking::Event);
-            return ending.into();
-        }
-        Registration::Waiting(receiver) => receiver,
-        Registration::TapClosed => {
-            record.tracked_by = Some(Tracking::Polled);
-            return poll(shared, view, deadline, record).await;
-        }
-    };
-    match tokio::time::timeout_at(deadline.into(), &mut receiver).await {
-        Ok(Ok(ending)) => {
-            record.tracked_by = Some(Tracking::Event);
-            ending.into()
-        }
-        // The sender was dropped: the tap stopped.
-        Ok(Err(_)) => {
-            record.tracked_by = Some(Tracking::Polled);
-            poll(shared, view, deadline, record).await
-        }
-        Err(_elapsed) => {
-            tracker.forget(order_id);
-            // The event may have been sent between the deadline and forget().
-            if let Ok(ending) = receiver.try_recv() {
-                record.tracked_by = Some(Tracking::Event);
-                return ending.into();
-            }
-            record.tracked_by = Some(Tracking::FallbackGet);
-            record.polls += 1;
-            get_order(shared, order_id).await.unwrap_or(view)
-        }
-    }
-}
-
-/// Polls until the order is terminal or `deadline` passes; returns the last view read.
-async fn poll(
-    shared: &Shared,
-    mut last: OrderView,
-    deadline: Instant,
-    record: &mut Record,
-) -> OrderView {
-    let (s, c) = (&shared.settings, &shared.counters);
-    let mut delay = FIRST_POLL;
-    while last.status == "PENDING" && Instant::now() < deadline {
-        tokio::time::sleep(delay).await;
-        let in_flight = c.in_flight.load(Relaxed) as f64;
-        let fair_share = Duration::from_secs_f64(in_flight / s.poll_budget);
-        delay = (delay * 2).min(MAX_POLL.max(fair_share));
-        record.polls += 1;
-        // A failed poll is retried at the next step; only the deadline ends tracking.
-        if let Some(view) = get_order(shared, last.order_id).await {
-            last = view;
-        }
-    }
-    last
-}
-
-/// `GET /api/orders/{id}`; `None` when it fails or answers with an error.
-async fn get_order(shared: &Shared, order_id: Uuid) -> Option<OrderView> {
-    let url = format!("{}/api/orders/{order_id}", shared.settings.orchestrator);
-    let response = shared.http.get(&url).send().await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json::<OrderView>().await.ok()
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("bench") {
-        return bench(&args[1..]).await;
+    match args.first().map(String::as_str) {
+        Some("bench") => return bench(&args[1..]).await,
+        Some("token") => return token(&args[1..]),
+        _ => {}
     }
     let settings = match loadgen::cli::parse(&args) {
         Ok(loadgen::cli::Command::Run(settings)) => *settings,
@@ -30,6 +32,32 @@ async fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("loadgen: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `loadgen token`: one customer JWT on stdout (what deploy/token.sh prints).
+fn token(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", loadgen::cli::TOKEN_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let request = match loadgen::cli::parse_token(args, &|name| std::env::var(name).ok()) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("loadgen token: {message}\n\n{}", loadgen::cli::TOKEN_USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    match loadgen::auth::mint(&request.jwt_secret, &request.customer_id, request.ttl, now) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("loadgen token: {error}");
             ExitCode::from(1)
         }
     }

@@ -30,6 +30,7 @@ pub(crate) async fn progress(shared: Arc<Shared>) {
             failed: c.failed.load(Relaxed),
             in_flight: c.in_flight.load(Relaxed),
             errors: c.errors.load(Relaxed),
+            refused: c.shed.load(Relaxed) + c.rate_limited.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
         });
         let mut err = std::io::stderr();
@@ -54,6 +55,8 @@ struct Progress {
     failed: u64,
     in_flight: usize,
     errors: u64,
+    /// Shed (503) and rate-limited (429).
+    refused: u64,
     dropped: u64,
 }
 
@@ -63,7 +66,7 @@ fn progress_line(p: &Progress) -> String {
     let done = (p.elapsed.as_secs_f64() / p.duration.as_secs_f64().max(f64::EPSILON)).min(1.0);
     let filled = (done * BAR_WIDTH as f64).round() as usize;
     format!(
-        "[{}{}] {:>4.0}s/{:.0}s  sent {}/s  finished {}/s  completed {}  failed {}  in flight {}  errors {}  dropped {}",
+        "[{}{}] {:>4.0}s/{:.0}s  sent {}/s  finished {}/s  completed {}  failed {}  in flight {}  errors {}  refused {}  dropped {}",
         "#".repeat(filled),
         "-".repeat(BAR_WIDTH - filled),
         p.elapsed.as_secs_f64(),
@@ -74,6 +77,7 @@ fn progress_line(p: &Progress) -> String {
         p.failed,
         p.in_flight,
         p.errors,
+        p.refused,
         p.dropped,
     )
 }
@@ -92,6 +96,7 @@ mod tests {
             failed: 190,
             in_flight: 12,
             errors: 0,
+            refused: 0,
             dropped: 0,
         }
     }

@@ -11,11 +11,22 @@ use crate::seeding::Checks;
 use crate::stats::{self, AroundMarks, Latency, MarkBin, Point, Second, Window};
 use crate::tally::{Counts, Tally};
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub sent: usize,
     pub accepted: usize,
+    /// Failed requests; refusals (below) are not errors.
     pub errors: usize,
+    /// 503 (shed by admission control) and 429 (rate-limited) answers; `default` reads the
+    /// results of runs from before they were counted.
+    #[serde(default)]
+    pub shed: usize,
+    #[serde(default)]
+    pub rate_limited: usize,
+    /// 503s and 429s without a `Retry-After` or their error code: counted in `errors`, not in
+    /// `shed` or `rate_limited`.
+    #[serde(default)]
+    pub refusals_malformed: usize,
     /// Open loop: ticks skipped because `--max-in-flight` orders were unfinished.
     pub dropped: u64,
     pub completed: usize,
@@ -180,6 +191,9 @@ pub fn build_from(run: Run<'_>, a: Aggregates) -> Report {
         sent: c.sent,
         accepted: c.accepted,
         errors: c.errors,
+        shed: c.shed,
+        rate_limited: c.rate_limited,
+        refusals_malformed: c.refusals_malformed,
         dropped: run.dropped,
         completed: c.completed,
         failed_payment_declined: c.failed_payment_declined,
@@ -245,6 +259,12 @@ pub fn table(r: &Report) -> String {
         t,
         "orders sent {}  accepted {}  errors {}  dropped {}",
         s.sent, s.accepted, s.errors, s.dropped
+    );
+    let _ = writeln!(
+        t,
+        "refused    shed (503) {}  rate-limited (429) {}  (503/429 without Retry-After or \
+         their error code, counted as errors: {})",
+        s.shed, s.rate_limited, s.refusals_malformed
     );
     let _ = writeln!(
         t,
@@ -531,6 +551,7 @@ mod tests {
             sent_s,
             accept_ms: Some(5.0),
             http_status: Some(202),
+            refusal: None,
             error: None,
             order_id: Some(uuid::Uuid::nil()),
             status: Some("COMPLETED".into()),

@@ -7,12 +7,18 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use uuid::Uuid;
 
+use crate::auth::Credentials;
 use crate::cli::Settings;
 use crate::drive::{Error, Record, SIDE_CONCURRENCY};
 use crate::invariants::{self, Expected, Mismatch, Settled};
 use crate::mix::Population;
 
-pub async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Result<(), Error> {
+pub async fn seed(
+    http: &reqwest::Client,
+    s: &Settings,
+    p: &Population,
+    auth: &Credentials,
+) -> Result<(), Error> {
     let accounts = p.accounts().map(|(id, balance)| {
         (
             format!("{}/api/accounts/{id}", s.payment),
@@ -28,8 +34,8 @@ pub async fn seed(http: &reqwest::Client, s: &Settings, p: &Population) -> Resul
     let puts: Vec<_> = accounts.chain(products).collect();
     let results: Vec<Result<(), String>> = stream::iter(puts)
         .map(|(url, body)| async move {
-            let response = http
-                .put(&url)
+            let response = auth
+                .operator(http.put(&url))
                 .json(&body)
                 .send()
                 .await
@@ -60,6 +66,9 @@ pub fn settled(r: &Record) -> Settled<'_> {
             (Some("FAILED"), _, _) => Some(false),
             // Refused outright (4xx): no order exists, so nothing moved.
             (None, Some(_), Some(code)) if (400..500).contains(&code) => Some(false),
+            // Shed (503 overloaded) or rate-limited (429), with Retry-After: the contract is
+            // that nothing was written. Any other 5xx stays unverifiable.
+            (None, None, _) if r.refusal.is_some() => Some(false),
             _ => None,
         },
     }
@@ -111,17 +120,20 @@ pub async fn check(
     http: &reqwest::Client,
     s: &Settings,
     p: &Population,
+    auth: &Credentials,
     e: Expected,
     sample: Vec<PaymentCheck>,
 ) -> Result<Checks, Error> {
     let accounts = read_all(
         http,
+        auth,
         p.accounts()
             .map(|(id, _)| (id.to_string(), format!("{}/api/accounts/{id}", s.payment))),
     )
     .await;
     let products = read_all(
         http,
+        auth,
         p.products()
             .map(|(id, _)| (id.to_string(), format!("{}/api/products/{id}", s.inventory))),
     )
@@ -170,7 +182,9 @@ pub async fn check(
         .map(|r| async move {
             let order_id = r.order_id;
             let url = format!("{}/api/payments?order_id={order_id}", s.payment);
-            let rows: Result<Vec<serde_json::Value>, String> = match http.get(&url).send().await {
+            let get = auth.operator(http.get(&url));
+            let rows: Result<Vec<serde_json::Value>, String> = match get.send().await {
+                Ok(resp) if !resp.status().is_success() => Err(format!("HTTP {}", resp.status())),
                 Ok(resp) => resp.json().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -196,11 +210,12 @@ pub async fn check(
 
 async fn read_all(
     http: &reqwest::Client,
+    auth: &Credentials,
     urls: impl Iterator<Item = (String, String)>,
 ) -> BTreeMap<String, Option<serde_json::Value>> {
     stream::iter(urls.collect::<Vec<_>>())
         .map(|(id, url)| async move {
-            let value = match http.get(&url).send().await {
+            let value = match auth.operator(http.get(&url)).send().await {
                 Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
                 _ => None,
             };

@@ -20,6 +20,12 @@ pub struct Counts {
     pub sent: usize,
     pub accepted: usize,
     pub errors: usize,
+    /// Refusals as the contract has them (see [`crate::refusal`]): 503 `overloaded` (admission
+    /// control) and 429 `rate_limited`, each with `Retry-After`. A 503 or 429 without either
+    /// is an error, counted in `errors` and also in `refusals_malformed`.
+    pub shed: usize,
+    pub rate_limited: usize,
+    pub refusals_malformed: usize,
     pub completed: usize,
     pub failed_payment_declined: usize,
     pub failed_out_of_stock: usize,
@@ -35,6 +41,14 @@ impl Counts {
     pub fn add(&mut self, r: &Record) {
         self.sent += 1;
         self.errors += usize::from(r.error.is_some());
+        match &r.refusal {
+            Some(refusal) if !refusal.well_formed() => self.refusals_malformed += 1,
+            Some(refusal) => match refusal.kind {
+                crate::refusal::Kind::Shed => self.shed += 1,
+                crate::refusal::Kind::RateLimited => self.rate_limited += 1,
+            },
+            None => {}
+        }
         match (r.status.as_deref(), r.failure_reason.as_deref()) {
             (Some("COMPLETED"), _) => self.completed += 1,
             (Some("FAILED"), Some("payment_declined")) => self.failed_payment_declined += 1,
@@ -246,6 +260,7 @@ mod tests {
             sent_s,
             accept_ms: Some(5.0),
             http_status: Some(202),
+            refusal: None,
             error: None,
             order_id: Some(uuid::Uuid::now_v7()),
             status: status.map(String::from),
@@ -254,6 +269,38 @@ mod tests {
             polls: 0,
             tracked_by: Some(Tracking::Event),
         }
+    }
+
+    #[test]
+    fn refusals_are_counted_apart_from_errors_unless_malformed() {
+        let refused = |status: u16, retry_after: Option<&str>, body: &str| {
+            let now = chrono::Utc::now();
+            let refusal = crate::refusal::Refusal::of(status, retry_after, body, now);
+            let well_formed = refusal.as_ref().is_some_and(|r| r.well_formed());
+            Record {
+                http_status: Some(status),
+                order_id: None,
+                refusal,
+                error: (!well_formed).then(|| format!("HTTP {status}")),
+                ..record(0, 0.0, None, None)
+            }
+        };
+        let mut counts = Counts::default();
+        counts.add(&refused(503, Some("1"), r#"{"error":"overloaded"}"#));
+        counts.add(&refused(429, Some("2"), r#"{"error":"rate_limited"}"#));
+        counts.add(&refused(503, None, r#"{"error":"overloaded"}"#));
+        counts.add(&refused(
+            503,
+            Some("1"),
+            r#"{"error":"service_unavailable"}"#,
+        ));
+        assert_eq!((counts.shed, counts.rate_limited, counts.errors), (1, 1, 2));
+        assert_eq!((counts.refusals_malformed, counts.accepted), (2, 0));
+        // A refusal moved nothing; an error of unknown effect is unverifiable.
+        let shed = refused(503, Some("1"), r#"{"error":"overloaded"}"#);
+        assert_eq!(seeding::settled(&shed).completed, Some(false));
+        let down = refused(503, Some("1"), r#"{"error":"service_unavailable"}"#);
+        assert_eq!(seeding::settled(&down).completed, None);
     }
 
     fn ledger() -> Ledger {

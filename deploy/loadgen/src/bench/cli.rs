@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use super::plan::{PlanSettings, REPORTED};
 use super::soak::Retention;
 use crate::cli::{amqp_url, fraction, number, url};
@@ -18,6 +20,11 @@ phase a loadgen run with its own seeded population and the invariants checked at
   complete  the same, every order meant to complete: the most COMPLETED sagas/s
   open80    open loop at --open-fraction of peak's finished sagas/s: the latencies at a
             sustainable load, and whether queues, outbox or memory grow
+  overload  open loop at --overload-factor (2) times peak's finished sagas/s for 60 s:
+            admission control's targets, checked in the summary: accepted orders'
+            end-to-end p99 <= 2 s, COMPLETED/s >= 90 % of peak's, every refusal a 503 (or
+            429) with Retry-After and no other error, every accepted order ended, and every
+            saga ended after the phase (waited for, at most 120 s)
   soak      the same rate for --soak-duration, aggregated per --soak-window: whether
             throughput, latency and the tables' sizes level off under retention
 While each load runs it samples the CPU time and memory of the given processes, the queues,
@@ -36,9 +43,16 @@ Fleet:
 Phases (seconds; 0 leaves the warm-up or the complete phase out):
   --warmup S (10)  --duration S (60)  --complete-duration S (60)  --steady-duration S (600)
   --clients N (128)  --open-fraction F (0.8)  --open-rate R (instead of the fraction)
+  --overload-duration S (60; 0 leaves it out)  --overload-factor F (2)
+  --overload-rate R      orders/s of the overload phase (instead of the factor)
   --soak-duration S (1800; 0 leaves it out)  --soak-window S (300)
-  --phases LIST          only these of peak,complete,open80,soak (the warm-up still runs, and
-                         the peak when an open phase needs its rate)
+  --phases LIST          only these of peak,complete,open80,overload,soak (the warm-up still
+                         runs, and the peak when an open or the overload phase needs its rate)
+  --customers N (5000)  --broke-customers N (200)   each phase's population: spread over
+                         thousands of customers, per-customer rate limits never bite
+Credentials (passed to each phase's loadgen in its environment, never on its command line):
+  --operator-token T     default $APP__AUTH__OPERATOR_TOKEN, else $APP__ADMIN__TOKEN
+  --jwt-secret S         default $APP__AUTH__JWT_SECRET
 Retention the fleet runs with (for the soak's bytes per saga; the fleet's defaults if not
 given; humantime, e.g. 5m, 7d):
   --inbox-window D (7d)  --published-outbox D (10m)  --history D (30d)
@@ -90,6 +104,9 @@ pub struct BenchSettings {
     pub out: PathBuf,
     pub run_id: String,
     pub extra: Vec<String>,
+    /// Given to each phase's loadgen in its environment (a command line is world-readable).
+    pub operator_token: Option<SecretString>,
+    pub jwt_secret: Option<SecretString>,
 }
 
 pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
@@ -113,6 +130,8 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
         out: PathBuf::new(),
         run_id,
         extra: Vec::new(),
+        operator_token: None,
+        jwt_secret: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -143,6 +162,19 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
             "--open-fraction" => s.plan.open_fraction = fraction(flag, value()?)?,
             "--open-rate" => s.plan.open_rate = Some(number(flag, value()?)?),
             "--soak-duration" => s.plan.soak_s = number(flag, value()?)?,
+            "--overload-duration" => s.plan.overload_s = number(flag, value()?)?,
+            "--overload-factor" => {
+                let factor: f64 = number(flag, value()?)?;
+                if !(factor > 0.0 && factor.is_finite()) {
+                    return Err("--overload-factor must be a positive number".into());
+                }
+                s.plan.overload_factor = factor;
+            }
+            "--overload-rate" => s.plan.overload_rate = Some(number(flag, value()?)?),
+            "--customers" => s.plan.customers = number(flag, value()?)?,
+            "--broke-customers" => s.plan.broke_customers = number(flag, value()?)?,
+            "--operator-token" => s.operator_token = Some(SecretString::from(value()?)),
+            "--jwt-secret" => s.jwt_secret = Some(SecretString::from(value()?)),
             "--soak-window" => s.plan.soak_window_s = number(flag, value()?)?,
             "--phases" => s.plan.only = Some(phases(value()?)?),
             "--inbox-window" => s.retention.inbox_window = duration(flag, value()?)?,
@@ -166,8 +198,11 @@ pub fn parse(args: &[String]) -> Result<BenchSettings, String> {
     if s.plan.soak_window_s == 0 {
         return Err("--soak-window must be at least 1".into());
     }
-    if s.plan.open_rate == Some(0) {
-        return Err("--open-rate must be at least 1".into());
+    if s.plan.open_rate == Some(0) || s.plan.overload_rate == Some(0) {
+        return Err("--open-rate and --overload-rate must be at least 1".into());
+    }
+    if s.plan.customers == 0 {
+        return Err("--customers must be at least 1".into());
     }
     if let Some(stall) = &s.stall
         && stall.at_s + stall.for_s >= s.plan.steady_s
@@ -276,6 +311,22 @@ mod tests {
         assert_eq!(s.retention.published_outbox, Duration::from_secs(600));
         assert!(parse(&args(&format!("{BASE} --phases peak,warmup"))).is_err());
         assert!(parse(&args(&format!("{BASE} --history 10 minutes"))).is_err());
+    }
+
+    #[test]
+    fn the_overload_phase_and_the_population_are_parsed() {
+        let s = parse(&args(&format!(
+            "{BASE} --phases overload --overload-duration 30 --overload-factor 1.5 \
+             --customers 800 --broke-customers 20 --jwt-secret k3y-s3cret"
+        )))
+        .unwrap();
+        assert_eq!(s.plan.only, Some(vec!["overload".into()]));
+        assert_eq!((s.plan.overload_s, s.plan.overload_factor), (30, 1.5));
+        assert_eq!((s.plan.customers, s.plan.broke_customers), (800, 20));
+        assert!(s.jwt_secret.is_some() && s.operator_token.is_none());
+        assert!(!format!("{s:?}").contains("k3y-s3cret"));
+        assert!(parse(&args(&format!("{BASE} --overload-rate 0"))).is_err());
+        assert!(parse(&args(&format!("{BASE} --overload-factor -1"))).is_err());
     }
 
     #[test]

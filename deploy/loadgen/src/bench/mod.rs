@@ -9,6 +9,7 @@
 //! - [`soak`]: the soak's table sizes, and the bytes kept per saga.
 //! - [`procfs`], [`db`], [`broker`]: where the figures are read.
 //! - [`analysis`], [`summary`]: the figures derived from the samples, and the report.
+//! - [`overload`]: the overload phase's targets and the drain after it.
 //! - [`extras`]: CPU probe, pgbench calibration, stall, perf profile.
 
 pub mod analysis;
@@ -16,6 +17,7 @@ pub mod broker;
 pub mod cli;
 pub mod db;
 pub mod extras;
+pub mod overload;
 pub mod plan;
 pub mod procfs;
 pub mod samplers;
@@ -28,6 +30,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use sqlx::PgConnection;
 
 use crate::drive::Error;
@@ -80,15 +83,28 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
     let mut header = b.machine().await;
     let mut reported: Vec<PhaseOutcome> = Vec::new();
     let mut rate = b.s.plan.open_rate.unwrap_or(0);
+    let mut overload_rate = b.s.plan.overload_rate.unwrap_or(0);
+    let mut peak_brief = None;
+    let mut verdict = None;
     let mut spans = Vec::new();
     let mut durations = Vec::new();
     for phase in plan::phases(&b.s.plan) {
-        let outcome = b.phase(&phase, rate).await?;
+        let phase_rate = match phase.load {
+            plan::PhaseLoad::Overload => overload_rate,
+            _ => rate,
+        };
+        let outcome = b.phase(&phase, phase_rate).await?;
         if phase.name == "peak" {
             let peak = outcome
                 .finished_per_s()
                 .ok_or("no result from the peak phase")?;
             rate = plan::open_rate(&b.s.plan, peak);
+            overload_rate = plan::overload_rate(&b.s.plan, peak);
+            peak_brief = outcome.brief.clone();
+        }
+        if phase.load == plan::PhaseLoad::Overload {
+            let peak = peak_brief.as_ref();
+            verdict = overload::judge(&b.cx.outboxes, &outcome, phase_rate, peak).await;
         }
         spans.push(soak::Span {
             from: outcome.window.0,
@@ -97,8 +113,11 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
         });
         if phase.reported {
             let mut d = format!("{} {}s", phase.name, phase.seconds);
-            if phase.load == plan::PhaseLoad::Open {
-                let _ = write!(d, " at {rate}/s");
+            if matches!(
+                phase.load,
+                plan::PhaseLoad::Open | plan::PhaseLoad::Overload
+            ) {
+                let _ = write!(d, " at {phase_rate}/s");
             }
             durations.push(d);
             reported.push(outcome);
@@ -140,6 +159,11 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
                 s.accepted, s.unfinished, s.errors
             );
         }
+    }
+    if let Some(verdict) = &verdict {
+        let rendered = verdict.render();
+        std::fs::write(b.s.out.join("overload.txt"), &rendered)?;
+        text.push_str(&rendered);
     }
     let out = b.s.out.display();
     for extra in ["stall.txt"] {
@@ -298,7 +322,8 @@ impl Bench {
             "--label".into(),
             name.into(),
         ];
-        args.extend(phase.args(rate, &s.extra));
+        let population = (s.plan.customers, s.plan.broke_customers);
+        args.extend(phase.args(rate, population, &s.extra));
         // The soak keeps no orders to place around the rollovers (its loadgen refuses --marks).
         if s.broker_dir.is_some() && phase.window_s.is_none() {
             let marks = s.out.join(format!("rollovers-{name}.txt"));
@@ -309,10 +334,16 @@ impl Bench {
             &s.out.join("machine.txt"),
             &format!("load average before {name}: {}\n", procfs::load_average()),
         );
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command.args(&args).stdout(Stdio::piped());
+        // In the environment, where loadgen looks by default: a command line is world-readable.
+        if let Some(token) = &s.operator_token {
+            command.env(crate::auth::OPERATOR_TOKEN_ENV, token.expose_secret());
+        }
+        if let Some(secret) = &s.jwt_secret {
+            command.env(crate::auth::JWT_SECRET_ENV, secret.expose_secret());
+        }
+        let mut child = command.spawn()?;
         let loadgen = child.id();
         let tee = child.stdout.take().map(|out| {
             let file = s.out.join(format!("{name}.txt"));

@@ -150,8 +150,8 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
     let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} invariants",
-        "phase", "done/s", "COMPL/s", "acc p50", "acc p99", "e2e p50", "e2e p99"
+        "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} invariants",
+        "phase", "done/s", "COMPL/s", "acc p50", "acc p99", "e2e p50", "e2e p99", "refused"
     );
     for p in phases {
         let Some(b) = &p.brief else {
@@ -166,14 +166,15 @@ pub fn render(h: &Header, phases: &[PhaseOutcome], outboxes: &[String]) -> Strin
         };
         let _ = writeln!(
             t,
-            "{:<8} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {verdict}",
+            "{:<8} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {verdict}",
             p.name,
             s.finished_per_s,
             s.completed_per_s,
             s.accept_ms.p50,
             s.accept_ms.p99,
             s.e2e_ms.p50,
-            s.e2e_ms.p99
+            s.e2e_ms.p99,
+            s.shed + s.rate_limited
         );
     }
     // Which minutes a phase's p99 came from, and the orders around the broker's rollovers.
