@@ -52,10 +52,11 @@ pub fn finish(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
-    super::rate_limit::layer(router, rate_limit).layer(axum::middleware::from_fn_with_state(
-        auth.clone(),
-        super::auth::middleware,
-    ))
+    super::rate_limit::layer(router, rate_limit)
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            super::auth::middleware,
+        ))
         .layer(axum::middleware::from_fn(super::correlation::middleware))
 }
 

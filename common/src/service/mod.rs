@@ -121,8 +121,7 @@ impl<S: Service> Application<S> {
             .merge(crate::http::retention::router(pruner.clone()));
         let mut tasks = parts.tasks;
         tasks.push(pruning(pruner));
-        let router =
-            crate::http::server::finish(routes, S::openapi(), &auth, &common.rate_limit);
+        let router = crate::http::server::finish(routes, S::openapi(), &auth, &common.rate_limit);
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
             port: foundation.port,
