@@ -43,8 +43,7 @@
 #   BENCH_OUT [target/bench/<run id>]  BENCH_START_TIMEOUT [1800] seconds to build and start
 #   BENCH_LOADGEN_ARGS   extra loadgen arguments for every phase but complete
 #   APP__AUTH__OPERATOR_TOKEN, APP__AUTH__JWT_SECRET [generated]  the fleet's credentials;
-#                        exported (with APP__ADMIN__TOKEN, the old name, set to the operator
-#                        token) to run.sh and to loadgen, which sends the operator token on
+#                        exported to run.sh and to loadgen, which sends the operator token on
 #                        seeding and checks and a JWT per customer on its orders
 #   APP__*               passed to the services, as run.sh does. Retention is short for the
 #                        whole run unless set here, so the soak reaches its steady state:
@@ -298,12 +297,11 @@ case $code in 201 | 204) ;; *) die "could not grant $DEPLOY_RABBITMQ_USER on vho
 
 # The fleet's credentials: the caller's, or fresh ones. Exported, so run.sh hands them to the
 # services and loadgen (and each phase's child loadgen) finds them where it looks by default;
-# never on a command line. APP__ADMIN__TOKEN too, for services that predate APP__AUTH__*.
+# never on a command line.
 random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
 APP__AUTH__OPERATOR_TOKEN="${APP__AUTH__OPERATOR_TOKEN:-$(random_secret operator)}"
 APP__AUTH__JWT_SECRET="${APP__AUTH__JWT_SECRET:-$(random_secret jwt)}"
-APP__ADMIN__TOKEN=$APP__AUTH__OPERATOR_TOKEN
-export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET APP__ADMIN__TOKEN
+export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET
 
 log "building the load generator (release)"
 cargo build --release -p loadgen

@@ -63,9 +63,9 @@ else
     APP__AUTH__JWT_SECRET="$(random_secret jwt)"
     JWT_SECRET_ORIGIN="generated for this run"
 fi
-# The old name too, with the same value: services that predate APP__AUTH__* read only it.
-APP__ADMIN__TOKEN=$APP__AUTH__OPERATOR_TOKEN
-export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET APP__ADMIN__TOKEN
+# Only the new names reach the services: the old one has been read above.
+unset APP__ADMIN__TOKEN
+export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET
 STOP_TIMEOUT="${SAGA_STOP_TIMEOUT:-20}"
 READY_TIMEOUT=60
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
