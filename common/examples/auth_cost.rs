@@ -23,11 +23,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hs = encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &EncodingKey::from_secret(SECRET.as_bytes())?,
     )?;
     let cases: Vec<(&str, Authenticator, Option<String>)> = vec![
         ("no header", authenticator(None).await?, None),
-        ("operator token", authenticator(None).await?, Some(OPERATOR.to_owned())),
+        (
+            "operator token",
+            authenticator(None).await?,
+            Some(OPERATOR.to_owned()),
+        ),
         ("customer JWT, HS256", authenticator(None).await?, Some(hs)),
         signed("customer JWT, RS256", "rsa", Algorithm::RS256, &claims).await?,
         signed("customer JWT, ES256", "ec", Algorithm::ES256, &claims).await?,
@@ -55,7 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// An authenticator with the operator token, the HS256 secret and `public_key` if given.
-async fn authenticator(public_key: Option<String>) -> Result<Authenticator, Box<dyn std::error::Error>> {
+async fn authenticator(
+    public_key: Option<String>,
+) -> Result<Authenticator, Box<dyn std::error::Error>> {
     let mut settings = ServiceSettings::new(0, "unused");
     settings.auth = AuthSettings::with_secrets(OPERATOR, SECRET);
     settings.auth.jwt_public_key = public_key;
