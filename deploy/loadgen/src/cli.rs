@@ -54,6 +54,9 @@ Tracking and checks:
   --poll-budget N        without --amqp: most status polls per second over all orders in
                          flight; the per-order backoff stretches to respect it (default 400)
   --payment-checks N     orders whose payments are checked, 0 = all (default 2000)
+  --payment-checks-within S  check only the payments of orders sent in the last S seconds of
+                         the load (default: all): a fleet prunes finished payments after its
+                         retention.history, so older ones are gone by design
   --skip-checks          do not check the invariants
   --marks FILE           moments that may hold the fleet up, one per line in Unix epoch
                          seconds (e.g. the broker's write-ahead-log rollovers, appended while
@@ -110,6 +113,8 @@ pub struct Settings {
     pub track_timeout: Duration,
     pub poll_budget: f64,
     pub payment_checks: usize,
+    /// `--payment-checks-within`: sample only orders sent this many seconds before the end.
+    pub payment_checks_within_s: Option<f64>,
     pub skip_checks: bool,
     /// `--marks`: a file of epoch seconds, read when the load ends.
     pub marks: Option<PathBuf>,
@@ -201,6 +206,7 @@ pub fn parse_with(
         track_timeout: Duration::from_secs(60),
         poll_budget: 400.0,
         payment_checks: 2000,
+        payment_checks_within_s: None,
         skip_checks: false,
         marks: None,
         window_s: None,
@@ -255,6 +261,9 @@ pub fn parse_with(
                 }
             }
             "--payment-checks" => s.payment_checks = number(flag, value()?)?,
+            "--payment-checks-within" => {
+                s.payment_checks_within_s = Some(seconds(flag, value()?)?.as_secs_f64());
+            }
             "--skip-checks" => s.skip_checks = true,
             "--marks" => s.marks = Some(PathBuf::from(value()?)),
             "--window" => {

@@ -257,7 +257,10 @@ pub async fn run(settings: Settings) -> Result<RunOutcome, Error> {
             let settled: Vec<_> = records.iter().map(seeding::settled).collect();
             let p = &shared.population;
             let e = crate::invariants::expected(p.accounts(), p.products(), &settled);
-            let sample = seeding::payment_sample(&records, settings.payment_checks);
+            let since_s = settings
+                .payment_checks_within_s
+                .map_or(0.0, |within| load_s - within);
+            let sample = seeding::payment_sample(&records, settings.payment_checks, since_s);
             let checks = check(&shared, e, sample).await?;
             // A mark file that cannot be read costs its profile, not the run that was measured.
             let marks_s = settings.marks.as_ref().and_then(|path| {

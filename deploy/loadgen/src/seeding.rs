@@ -95,9 +95,14 @@ impl PaymentCheck {
     }
 }
 
-/// Every terminal order, or an even sample of `checks` of them (0: all).
-pub fn payment_sample(records: &[Record], checks: usize) -> Vec<PaymentCheck> {
-    let terminal: Vec<PaymentCheck> = records.iter().filter_map(PaymentCheck::of).collect();
+/// Every terminal order, or an even sample of `checks` of them (0: all); with `since_s`, only
+/// of the orders sent at or after that second of the load (their payments are not yet pruned).
+pub fn payment_sample(records: &[Record], checks: usize, since_s: f64) -> Vec<PaymentCheck> {
+    let terminal: Vec<PaymentCheck> = records
+        .iter()
+        .filter(|r| r.sent_s >= since_s)
+        .filter_map(PaymentCheck::of)
+        .collect();
     let step = if checks == 0 {
         1
     } else {

@@ -324,6 +324,10 @@ impl Bench {
         ];
         let population = (s.plan.customers, s.plan.broke_customers);
         args.extend(phase.args(rate, population, &s.extra));
+        // The fleet prunes finished payments after `history`: check those of orders well within
+        // it (a 600 s phase under a 10-minute history would otherwise sample pruned ones).
+        let within = s.retention.history.as_secs() / 2;
+        args.extend(["--payment-checks-within".into(), within.to_string()]);
         // The soak keeps no orders to place around the rollovers (its loadgen refuses --marks).
         if s.broker_dir.is_some() && phase.window_s.is_none() {
             let marks = s.out.join(format!("rollovers-{name}.txt"));

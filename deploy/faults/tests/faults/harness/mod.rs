@@ -4,8 +4,10 @@
 //!
 //! - [`postgres`]: a private cluster (`initdb` + `postgres`) on a free port.
 //! - [`rabbitmq`]: a private RabbitMQ node on free ports, stoppable and restartable with its data.
-//! - [`fleet`]: the services as `fleet-node` processes, and the HTTP API client the tests use.
+//! - [`fleet`]: the services as `fleet-node` processes.
+//! - [`api`]: the HTTP API client the tests use, as the operator.
 
+pub mod api;
 pub mod fleet;
 pub mod postgres;
 pub mod rabbitmq;

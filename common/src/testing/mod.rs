@@ -20,6 +20,12 @@ use crate::configuration::{AuthSettings, ServiceSettings};
 use crate::service::{Application, Service, TaskFailed};
 use crate::shutdown::Shutdown;
 
+mod credentials;
+mod messages;
+
+pub use credentials::*;
+pub use messages::*;
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -123,58 +129,6 @@ pub fn uuid_v7_ago(ago: Duration) -> Uuid {
         since.as_secs(),
         since.subsec_nanos(),
     ))
-}
-
-/// `POST /api/admin/retention/prune` (`?dry_run=true` when `dry_run`) on the service at
-/// `address`, with the test token.
-pub async fn prune(client: &reqwest::Client, address: &str, dry_run: bool) -> reqwest::Response {
-    client
-        .post(format!(
-            "{address}/api/admin/retention/prune?dry_run={dry_run}"
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("POST /api/admin/retention/prune failed")
-}
-
-/// The operator token test services are configured with (`auth.operator_token`).
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-/// The same token, by its new name.
-pub const OPERATOR_TOKEN: &str = ADMIN_TOKEN;
-/// The HS256 secret test services verify customer tokens with (`auth.jwt_secret`).
-pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-0123456789";
-
-/// A customer token for `customer_id`, HS256 with [`JWT_SECRET`], valid for an hour.
-pub fn customer_token(customer_id: &str) -> String {
-    sign_hs256(
-        JWT_SECRET,
-        &serde_json::json!({"sub": customer_id, "exp": unix_now() + 3_600}),
-    )
-}
-
-/// A token of `claims` signed HS256 with `secret`.
-pub fn sign_hs256(secret: &str, claims: &Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
-}
-
-/// Seconds since the epoch, for `exp` and `iat` claims.
-pub fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// A client that sends the operator token on every request (a request may still set its own
-/// `Authorization`); test helpers use it so the routes' guards let them through.
-pub fn operator_client() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let value =
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {OPERATOR_TOKEN}")).unwrap();
-    headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
 }
 
 /// A private RabbitMQ vhost with full permissions for the test user.
@@ -386,137 +340,6 @@ pub fn init_test_telemetry() {
             crate::telemetry::init(crate::telemetry::subscriber("test", "off", std::io::sink));
         }
     });
-}
-
-/// A private, exclusive queue bound to an exchange: lets a test see what a service published.
-pub struct Tap {
-    _connection: lapin::Connection,
-    consumer: lapin::Consumer,
-}
-
-impl Tap {
-    /// Binds a fresh queue to `exchange` for each routing key. Bind before causing the message.
-    pub async fn bind(amqp_url: &str, exchange: &str, routing_keys: &[&str]) -> Self {
-        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-        use lapin::types::FieldTable;
-        let connection =
-            lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
-                .await
-                .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        // The services declare the exchanges too; declaring here lets a tap come first.
-        crate::messaging::topology::declare(&channel).await.unwrap();
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        for key in routing_keys {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    exchange.into(),
-                    (*key).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
-        }
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "tap".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        Self {
-            _connection: connection,
-            consumer,
-        }
-    }
-
-    /// The next message, parsed as an envelope; panics after [`PATIENCE`].
-    pub async fn next(&mut self) -> crate::messaging::Envelope {
-        use futures_util::StreamExt;
-        let delivery = tokio::time::timeout(PATIENCE, self.consumer.next())
-            .await
-            .expect("no message reached the tap in time")
-            .expect("tap consumer closed")
-            .expect("tap consumer failed");
-        serde_json::from_slice(&delivery.data).expect("tapped message is not an envelope")
-    }
-}
-
-/// Publishes raw bytes (persistent, confirmed) as a misbehaving or test producer would.
-pub async fn publish_raw(
-    amqp_url: &str,
-    exchange: &str,
-    routing_key: &str,
-    body: &[u8],
-    properties: lapin::BasicProperties,
-) {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    crate::messaging::topology::declare(&channel).await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let confirmation = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            body,
-            properties.with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirmation.is_ack(), "the broker refused the test message");
-    let _ = connection.close(200, "done".into()).await;
-}
-
-/// Publishes an envelope the way the outbox relay does.
-pub async fn publish_envelope(amqp_url: &str, message: &crate::messaging::OutgoingMessage) {
-    let body = serde_json::to_vec(&message.envelope).unwrap();
-    publish_raw(
-        amqp_url,
-        &message.exchange,
-        &message.routing_key,
-        &body,
-        crate::messaging::envelope::properties(&message.envelope, "test"),
-    )
-    .await;
-}
-
-/// A header of any type (numbers, tables) on a message returned by [`TestVhost::peek`].
-pub fn peeked_header_value<'a>(message: &'a Value, name: &str) -> Option<&'a Value> {
-    message.pointer(&format!("/properties/headers/{name}"))
-}
-
-/// Value of a header on a message returned by [`TestVhost::peek`].
-pub fn peeked_header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
-    message
-        .pointer(&format!("/properties/headers/{name}"))
-        .and_then(Value::as_str)
 }
 
 /// `defaults` made fit for a test: a free port, a fresh database, `vhost`, a short grace
