@@ -2,7 +2,8 @@
 //! then `APP__SECTION__KEY` environment variables (for example `APP__DATABASE__URL`).
 //!
 //! This is the only place that reads the process environment for configuration. Who may call
-//! and how often (`auth`, `rate_limit`, the deprecated `admin`) are in [`access`].
+//! and how often (`auth`, `rate_limit`, the deprecated `admin`) are in [`access`]; what the
+//! fleet tells its operators (`telemetry`) in [`telemetry`].
 
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::secret::SecretUrl;
 
 mod access;
+mod telemetry;
 
 pub use access::{AdminSettings, AuthSettings, RateLimitSettings};
+pub use telemetry::TelemetrySettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -313,6 +316,8 @@ pub struct ServiceSettings {
     pub retention: RetentionSettings,
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// Log filter in `tracing` env-filter syntax.
     pub log_level: String,
     /// How long a stop signal waits for work in flight before giving up.
@@ -338,6 +343,7 @@ impl ServiceSettings {
             auth: AuthSettings::default(),
             retention: RetentionSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            telemetry: TelemetrySettings::default(),
             log_level: "info".into(),
             shutdown_grace_ms: 10_000,
         }

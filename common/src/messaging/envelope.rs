@@ -22,6 +22,14 @@ pub struct Envelope {
     pub causation_id: Option<Uuid>,
     pub occurred_at: DateTime<Utc>,
     pub payload: serde_json::Value,
+    /// W3C trace context (`00-<trace id>-<parent span id>-<flags>`) of the span that produced
+    /// this message, stored with its outbox row and repeated in the AMQP headers; `None` on a
+    /// message written before tracing, or by a tool (docs/observability.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// W3C `tracestate` carried beside `traceparent`, unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl Envelope {
@@ -74,6 +82,8 @@ impl Envelope {
             causation_id,
             occurred_at: Utc::now(),
             payload,
+            traceparent: None,
+            tracestate: None,
         }
     }
 
@@ -118,7 +128,19 @@ impl Envelope {
             causation_id: self.causation_id,
             occurred_at: self.occurred_at,
             payload: serde_json::Value::Null,
+            traceparent: self.traceparent.clone(),
+            tracestate: self.tracestate.clone(),
         }
+    }
+
+    /// The trace id of `traceparent` (32 lowercase hex digits), for log lines; `None` when
+    /// there is no well-formed one.
+    pub fn trace_id(&self) -> Option<&str> {
+        let traceparent = self.traceparent.as_deref()?;
+        let mut parts = traceparent.split('-');
+        let (_version, trace_id) = (parts.next()?, parts.next()?);
+        (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(trace_id)
     }
 
     /// A span naming this message, for log lines about it written while a whole batch is

@@ -51,6 +51,11 @@ pub trait Service: 'static {
         Retention::shared()
     }
 
+    /// Describes this service's own metrics and registers them at zero, so every series is
+    /// present from the first scrape (docs/observability.md); called once at build, after the
+    /// shared metrics.
+    fn register_metrics() {}
+
     /// The service's routes, handler and extra tasks, on the shared foundation.
     fn assemble(settings: &Self::Settings, foundation: &Foundation) -> Parts<Self::Handler>;
 }
@@ -100,9 +105,14 @@ impl<S: Service> Application<S> {
             .rate_limit
             .validate()
             .map_err(StartupError::Settings)?;
+        common
+            .telemetry
+            .validate()
+            .map_err(StartupError::Settings)?;
         let auth = Authenticator::from_settings(common)
             .await
             .map_err(|e| StartupError::Settings(e.to_string()))?;
+        S::register_metrics();
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let parts = S::assemble(&settings, &foundation);
         let pruner = Pruner::new(

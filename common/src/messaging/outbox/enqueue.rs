@@ -1,7 +1,8 @@
 //! Writing outbox rows, on the caller's transaction: a row in `outbox`, the message as published,
 //! written once and never changed; the database adds its `outbox_pending` row (a trigger, see
 //! `migration::SPLIT_OUTBOX_PENDING`). What a write returns, [`Enqueued`], carries each message as
-//! serialised for the row, so the relay publishes it without reading it back.
+//! serialised for the row, so the relay publishes it without reading it back, and what is to be
+//! said once the transaction commits ([`AfterCommit`]: metrics and log lines).
 
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
@@ -15,7 +16,34 @@ use crate::messaging::envelope::{Envelope, OutgoingMessage};
 /// which commits the transaction and hands them to the relay.
 #[must_use = "commit with RelayWakeup::commit, or the relay finds these rows only by its scan"]
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Enqueued(pub(super) Vec<Written>);
+pub struct Enqueued(pub(super) Vec<Written>, pub(super) AfterCommit);
+
+/// What a transaction's work says once it commits, and never before: a metric, a log line. A
+/// batch rolled back and handled again one message at a time would otherwise say it twice.
+/// Run by [`RelayWakeup::commit`](super::RelayWakeup::commit) and `autocommit`, in order.
+#[derive(Clone, Default)]
+pub struct AfterCommit(Vec<std::sync::Arc<dyn Fn() + Send + Sync>>);
+
+impl AfterCommit {
+    pub(super) fn run(self) {
+        for note in self.0 {
+            note();
+        }
+    }
+}
+
+impl std::fmt::Debug for AfterCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AfterCommit({} notes)", self.0.len())
+    }
+}
+
+/// Two lists of notes are alike when they are as long: closures cannot be compared.
+impl PartialEq for AfterCommit {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+    }
+}
 
 /// One outbox row, for the relay.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,11 +71,18 @@ impl Enqueued {
             ids.into_iter()
                 .map(|id| Written { id, content: None })
                 .collect(),
+            AfterCommit::default(),
         )
     }
 
     pub fn extend(&mut self, other: Enqueued) {
         self.0.extend(other.0);
+        self.1.0.extend(other.1.0);
+    }
+
+    /// Runs `note` once the transaction that wrote these rows commits; never if it rolls back.
+    pub fn after_commit(&mut self, note: impl Fn() + Send + Sync + 'static) {
+        self.1.0.push(std::sync::Arc::new(note));
     }
 }
 
@@ -196,6 +231,7 @@ impl Insert {
                         .map(|(_, content)| Box::new(content)),
                 })
                 .collect(),
+            AfterCommit::default(),
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Transactional outbox: messages written on the business transaction, published once it commits.
 //!
-//! - `enqueue`: writing the rows ([`Insert`], [`resend`]) and what a write hands on ([`Enqueued`]).
+//! - `enqueue`: writing the rows ([`Insert`], [`resend`]) and what a write hands on ([`Enqueued`],
+//!   with the [`AfterCommit`] notes said once it commits).
 //! - `wakeup`: [`RelayWakeup`], which commits a transaction and hands its rows to the relay in
 //!   one call, so a writer cannot forget to.
 //! - `relay`: [`Relay`], the loop: rows handed over, rows read back by id, the orphan scan.
@@ -21,7 +22,7 @@ mod wakeup;
 
 #[cfg(feature = "testing")]
 pub use enqueue::enqueue_all;
-pub use enqueue::{Enqueued, Insert, OUTBOX, resend};
+pub use enqueue::{AfterCommit, Enqueued, Insert, OUTBOX, resend};
 pub use relay::{Relay, RelayError};
 #[cfg(feature = "testing")]
 pub use scan::{READ_IDS, SCAN};

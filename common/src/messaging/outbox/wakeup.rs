@@ -98,12 +98,15 @@ impl RelayWakeup {
         self.0.notify.notify_one();
     }
 
+    /// Says what the committed work had to say, then wakes the relay if it wrote rows.
     fn hand_over(&self, enqueued: Enqueued) {
-        if enqueued.0.is_empty() {
+        let Enqueued(rows, notes) = enqueued;
+        notes.run();
+        if rows.is_empty() {
             return;
         }
         if let Ok(mut work) = self.0.work.lock() {
-            work.add(enqueued.0.into_iter());
+            work.add(rows.into_iter());
         }
         self.0.notify.notify_one();
     }
@@ -131,5 +134,39 @@ impl RelayWakeup {
 
     pub(super) fn unmarked(&self) -> &Unmarked {
         &self.0.unmarked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn notes_are_said_once_the_write_commits_and_never_when_it_fails() {
+        let said = Arc::new(AtomicUsize::new(0));
+        let noted = || {
+            let mut enqueued = Enqueued::default();
+            let said = said.clone();
+            enqueued.after_commit(move || {
+                said.fetch_add(1, Ordering::SeqCst);
+            });
+            enqueued
+        };
+        let wakeup = RelayWakeup::default();
+        let failed: Result<(), &str> = wakeup.autocommit(async { Err("rolled back") }).await;
+        assert!(failed.is_err());
+        let mut both = noted();
+        both.extend(noted());
+        let written: Result<(), &str> = wakeup.autocommit(async { Ok(((), both)) }).await;
+        assert!(written.is_ok());
+        assert_eq!(said.load(Ordering::SeqCst), 2);
+        drop(noted());
+        assert_eq!(
+            said.load(Ordering::SeqCst),
+            2,
+            "a note dropped unsaid says nothing"
+        );
     }
 }
