@@ -113,8 +113,9 @@ ensure_rust() {
 }
 
 # What cargo needs from the system besides Rust: `cc` to link every binary and build script
-# (rustc does not link by itself), and a CA bundle to fetch crates over HTTPS. No crate in the
-# services' graph compiles C or asks pkg-config, so gcc and libc6-dev are enough.
+# (rustc does not link by itself), and a CA bundle to fetch crates over HTTPS (the services trust
+# the same bundle for an https:// auth.jwks_url). The one crate that compiles C, aws-lc-sys (the
+# crypto of reqwest's rustls), needs only that gcc: no cmake, clang or pkg-config.
 ensure_build_tools() {
     local need=()
     if ! command -v cc >/dev/null 2>&1; then

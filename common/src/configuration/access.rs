@@ -96,8 +96,12 @@ pub struct AuthSettings {
     /// PEM public key (RSA: RS256, EC P-256: ES256) of customer JWTs; refused at start if it
     /// does not parse.
     pub jwt_public_key: Option<String>,
-    /// JWKS of an identity provider: keys by `kid`, RS256 or ES256.
+    /// JWKS of an identity provider: keys by `kid`, RS256 or ES256. `https://` (verified against
+    /// the system's roots and `jwks_ca_file`) or `http://` (warned at start unless loopback).
     pub jwks_url: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` `jwks_url` besides the system's
+    /// roots (a private CA); unreadable or without a certificate: refused at start.
+    pub jwks_ca_file: Option<String>,
     /// Required `iss` when set; not checked otherwise.
     pub jwt_issuer: Option<String>,
     /// Required `aud` when set; not checked otherwise.
@@ -118,6 +122,7 @@ impl Default for AuthSettings {
             jwt_previous_secret: SecretString::default(),
             jwt_public_key: None,
             jwks_url: None,
+            jwks_ca_file: None,
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway: Duration::from_secs(30),

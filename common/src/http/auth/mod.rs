@@ -64,7 +64,8 @@ struct Inner {
 
 impl Authenticator {
     /// Builds the keys (fetching the JWKS once) and logs what the settings imply. A public key
-    /// that does not parse, or a JWKS URL that cannot be fetched by this build, is an error.
+    /// that does not parse, a JWKS URL that is not http(s), or a JWKS CA file that cannot be
+    /// read, is an error.
     pub async fn from_settings(settings: &ServiceSettings) -> Result<Self, KeyError> {
         let auth = &settings.auth;
         let operator_token =
@@ -102,9 +103,16 @@ impl Authenticator {
                 tracing::warn!("{name} is shorter than 32 bytes; HS256 wants a long random secret");
             }
         }
+        let ca_file = auth.jwks_ca_file.as_deref().map(str::trim);
+        let ca_file = ca_file.filter(|path| !path.is_empty());
         let jwks = match auth.jwks_url.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(url) => Some(jwks::Jwks::start(url).await?),
+            None | Some("") => {
+                if ca_file.is_some() {
+                    tracing::warn!("auth.jwks_ca_file is not used: no auth.jwks_url is set");
+                }
+                None
+            }
+            Some(url) => Some(jwks::Jwks::start(url, ca_file).await?),
         };
         let verifier = jwt::Verifier::new(auth, jwks)?;
         if !verifier.accepts_customers() && !auth.disabled {

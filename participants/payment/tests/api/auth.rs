@@ -1,10 +1,8 @@
 //! Who may call the payment service, and which bearer tokens prove what. The operator routes
 //! make the verdict visible: a customer token that verifies is 403 `forbidden`, one that does
 //! not is 401 `unauthorized`, so each token kind is checked end to end through a real service.
+//! Keys of an identity provider's JWKS are in `jwks`.
 
-use std::sync::{Arc, Mutex};
-
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -14,11 +12,11 @@ use saga_common::testing::{ADMIN_TOKEN, JWT_SECRET, customer_token, sign_hs256, 
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-const RSA_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/rsa_private.pem");
-const RSA_PUBLIC: &str = include_str!("../../../../common/tests/fixtures/rsa_public.pem");
-const RSA2_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/rsa2_private.pem");
-const EC_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/ec_private.pem");
-const EC_PUBLIC: &str = include_str!("../../../../common/tests/fixtures/ec_public.pem");
+pub const RSA_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/rsa_private.pem");
+pub const RSA_PUBLIC: &str = include_str!("../../../../common/tests/fixtures/rsa_public.pem");
+pub const RSA2_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/rsa2_private.pem");
+pub const EC_PRIVATE: &str = include_str!("../../../../common/tests/fixtures/ec_private.pem");
+pub const EC_PUBLIC: &str = include_str!("../../../../common/tests/fixtures/ec_public.pem");
 
 /// `GET /api/accounts/c-1` with `Authorization: <authorization>` (none when `None`).
 async fn get_account(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
@@ -32,7 +30,7 @@ async fn get_account(app: &TestApp, authorization: Option<&str>) -> reqwest::Res
 }
 
 /// The status and error code of a call with `Bearer <token>`.
-async fn verdict(app: &TestApp, token: &str) -> (StatusCode, String) {
+pub async fn verdict(app: &TestApp, token: &str) -> (StatusCode, String) {
     let response = get_account(app, Some(&format!("Bearer {token}"))).await;
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED {
@@ -46,11 +44,11 @@ async fn verdict(app: &TestApp, token: &str) -> (StatusCode, String) {
     )
 }
 
-fn claims(sub: &str) -> Value {
+pub fn claims(sub: &str) -> Value {
     json!({"sub": sub, "exp": unix_now() + 600})
 }
 
-fn sign(algorithm: Algorithm, kid: Option<&str>, private_pem: &str, claims: &Value) -> String {
+pub fn sign(algorithm: Algorithm, kid: Option<&str>, private_pem: &str, claims: &Value) -> String {
     let key = match algorithm {
         Algorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()).unwrap(),
         _ => EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
@@ -245,96 +243,6 @@ async fn rs256_and_es256_tokens_verify_with_a_public_key_and_hs256_ones_are_then
         let forged = sign(Algorithm::RS256, None, RSA2_PRIVATE, &claims("c-1"));
         assert_eq!(verdict(&app, &forged).await.0, StatusCode::UNAUTHORIZED);
     }
-}
-
-/// A JWKS endpoint on port 0 whose key set a test changes; it counts the fetches.
-struct JwksServer {
-    url: String,
-    keys: Arc<Mutex<JwkSet>>,
-    fetches: Arc<Mutex<u32>>,
-}
-
-impl JwksServer {
-    async fn start(keys: JwkSet) -> Self {
-        let keys = Arc::new(Mutex::new(keys));
-        let fetches = Arc::new(Mutex::new(0));
-        let (served, counted) = (keys.clone(), fetches.clone());
-        let router = axum::Router::new().route(
-            "/jwks.json",
-            axum::routing::get(move || {
-                let (served, counted) = (served.clone(), counted.clone());
-                async move {
-                    *counted.lock().unwrap() += 1;
-                    axum::Json(served.lock().unwrap().clone())
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, keys, fetches }
-    }
-}
-
-fn jwk(kid: &str, algorithm: Algorithm, private_pem: &str) -> Jwk {
-    let key = match algorithm {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()).unwrap(),
-        _ => EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-    };
-    let mut jwk = Jwk::from_encoding_key(&key, algorithm).unwrap();
-    jwk.common.key_id = Some(kid.to_owned());
-    jwk
-}
-
-#[tokio::test]
-async fn a_jwks_key_verifies_by_kid_and_a_rotated_in_key_is_fetched_once() {
-    let server = JwksServer::start(JwkSet {
-        keys: vec![
-            jwk("k1", Algorithm::RS256, RSA_PRIVATE),
-            jwk("e1", Algorithm::ES256, EC_PRIVATE),
-        ],
-    })
-    .await;
-    let app = spawn_app_with(|settings| {
-        settings.auth = AuthSettings {
-            operator_token: ADMIN_TOKEN.into(),
-            jwks_url: Some(server.url.clone()),
-            ..AuthSettings::default()
-        };
-    })
-    .await;
-    assert_eq!(*server.fetches.lock().unwrap(), 1, "fetched once at start");
-    let k1 = sign(Algorithm::RS256, Some("k1"), RSA_PRIVATE, &claims("c-1"));
-    let e1 = sign(Algorithm::ES256, Some("e1"), EC_PRIVATE, &claims("c-1"));
-    assert_eq!(verdict(&app, &k1).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(verdict(&app, &e1).await.0, StatusCode::FORBIDDEN);
-    // A kid's key verifies only its own algorithm's tokens.
-    let mislabelled = sign(Algorithm::ES256, Some("k1"), EC_PRIVATE, &claims("c-1"));
-    assert_eq!(
-        verdict(&app, &mislabelled).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-
-    // The provider rotates: k2 replaces k1. The first token naming k2 makes the service fetch.
-    *server.keys.lock().unwrap() = JwkSet {
-        keys: vec![jwk("k2", Algorithm::RS256, RSA2_PRIVATE)],
-    };
-    let k2 = sign(Algorithm::RS256, Some("k2"), RSA2_PRIVATE, &claims("c-1"));
-    assert_eq!(
-        verdict(&app, &k2).await.0,
-        StatusCode::FORBIDDEN,
-        "k2 fetched"
-    );
-    assert_eq!(*server.fetches.lock().unwrap(), 2);
-    // k1 is gone; another unknown kid within 30 s does not fetch again.
-    assert_eq!(verdict(&app, &k1).await.0, StatusCode::UNAUTHORIZED);
-    let unknown = sign(Algorithm::RS256, Some("k9"), RSA2_PRIVATE, &claims("c-1"));
-    assert_eq!(verdict(&app, &unknown).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        *server.fetches.lock().unwrap(),
-        2,
-        "unknown kids are throttled"
-    );
 }
 
 #[tokio::test]

@@ -11,5 +11,6 @@ mod commands;
 mod database;
 mod docs;
 mod hardening;
+mod jwks;
 mod rate_limits;
 mod retention;
