@@ -379,3 +379,58 @@ async fn the_fleet_exports_every_metric_the_alerts_and_dashboard_read_and_counts
         );
     }
 }
+
+const HISTOGRAMS: &[&str] = &[
+    "http_server_request_duration_seconds",
+    "messaging_process_duration_seconds",
+    "messaging_batch_size",
+    "saga_duration_seconds",
+];
+
+/// A scrape with every metric a service must export from the start: what
+/// [`assert_first_scrape`] must accept, so that its failures are about the services.
+fn complete_first_scrape(service: Service) -> String {
+    let mut text = String::new();
+    let enumerated = enumerated_labels(service);
+    for metric in EVERY_SERVICE.iter().chain(own_metrics(service)) {
+        let value = if *metric == "amqp_connection_up" {
+            1
+        } else {
+            0
+        };
+        match enumerated.iter().find(|(m, _, _)| m == metric) {
+            Some((_, label, values)) => {
+                for v in *values {
+                    text += &format!("{metric}{{{label}=\"{v}\",queue=\"q\"}} {value}\n");
+                }
+            }
+            None if HISTOGRAMS.contains(metric) => {
+                text += &format!("{metric}_bucket{{le=\"+Inf\"}} 0\n{metric}_count 0\n");
+            }
+            None => text += &format!("{metric} {value}\n"),
+        }
+    }
+    text
+}
+
+#[test]
+fn the_first_scrape_check_accepts_a_complete_scrape_and_names_what_is_missing() {
+    for service in Service::ALL {
+        let complete = complete_first_scrape(service);
+        let scrape = Exposition::parse(&complete).expect("valid exposition");
+        assert_first_scrape(service, &scrape);
+
+        let without_pool_idle = complete.replace("state=\"idle\"", "state=\"other\"");
+        let scrape = Exposition::parse(&without_pool_idle).expect("valid exposition");
+        let missing = std::panic::catch_unwind(|| assert_first_scrape(service, &scrape))
+            .expect_err("a missing enumerated series fails the check");
+        let message = missing
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            message.contains("db_pool_connections{state=\"idle\"}"),
+            "{message}"
+        );
+    }
+}
