@@ -12,6 +12,8 @@ DEPLOY_AMQP_URL="amqp://guest:guest@127.0.0.1:5672"
 DEPLOY_RABBITMQ_API="http://127.0.0.1:15672"
 DEPLOY_RABBITMQ_USER="guest"
 DEPLOY_RABBITMQ_PASSWORD="guest"
+# RabbitMQ's own Prometheus endpoint (the rabbitmq_prometheus plugin).
+DEPLOY_RABBITMQ_PROMETHEUS="http://127.0.0.1:15692"
 # Seconds to wait for a server to come up before giving up.
 DEPLOY_WAIT_SECONDS="${DEPLOY_WAIT_SECONDS:-60}"
 
@@ -270,25 +272,84 @@ ensure_rabbitmq() {
 
     if rabbit_api_up; then
         log "RabbitMQ management API answers on $DEPLOY_RABBITMQ_API"
+    else
+        rabbit_local ||
+            die "the RabbitMQ management API does not answer on $DEPLOY_RABBITMQ_API and this machine has no rabbitmq-plugins: enable rabbitmq_management on the broker"
+        _enable_rabbit_plugin rabbitmq_management
+        wait_until "the RabbitMQ management API on $DEPLOY_RABBITMQ_API" "$DEPLOY_WAIT_SECONDS" rabbit_api_up
+        log "RabbitMQ management API answers on $DEPLOY_RABBITMQ_API"
+    fi
+    ensure_rabbitmq_prometheus
+}
+
+# _enable_rabbit_plugin NAME: enables a plugin of the local node unless it is on already.
+_enable_rabbit_plugin() {
+    # "is_enabled" exits 69 when the plugin is off; "enable" works on a running node.
+    if as_root rabbitmq-plugins -q is_enabled "$1" >/dev/null 2>&1; then
+        log "$1 is enabled; waiting for its HTTP listener"
         return 0
     fi
-    rabbit_local ||
-        die "the RabbitMQ management API does not answer on $DEPLOY_RABBITMQ_API and this machine has no rabbitmq-plugins: enable rabbitmq_management on the broker"
-    # "is_enabled" exits 69 when the plugin is off; "enable" works on a running node.
-    if as_root rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
-        log "rabbitmq_management is enabled; waiting for its HTTP listener"
-    else
-        log "enabling the rabbitmq_management plugin"
-        as_root rabbitmq-plugins -q enable rabbitmq_management >&2 ||
-            die "rabbitmq-plugins enable rabbitmq_management failed"
-        # As root the Debian wrapper runs rabbitmq-plugins as root, which leaves
-        # enabled_plugins owned by root; hand it back so the rabbitmq user can rewrite it.
-        if [ -f /etc/rabbitmq/enabled_plugins ] && id rabbitmq >/dev/null 2>&1; then
-            as_root chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins || true
+    log "enabling the $1 plugin"
+    as_root rabbitmq-plugins -q enable "$1" >&2 || die "rabbitmq-plugins enable $1 failed"
+    # As root the Debian wrapper runs rabbitmq-plugins as root, which leaves
+    # enabled_plugins owned by root; hand it back so the rabbitmq user can rewrite it.
+    if [ -f /etc/rabbitmq/enabled_plugins ] && id rabbitmq >/dev/null 2>&1; then
+        as_root chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins || true
+    fi
+}
+
+rabbit_prometheus_up() { curl -sf -o /dev/null --max-time 3 "$DEPLOY_RABBITMQ_PROMETHEUS/metrics"; }
+
+# RabbitMQ's own metrics (queue depths, connections, node memory) for deploy/observability/'s
+# Prometheus. Optional for the services: a broker we cannot reconfigure only gets a warning.
+ensure_rabbitmq_prometheus() {
+    if rabbit_prometheus_up; then
+        log "RabbitMQ Prometheus endpoint answers on $DEPLOY_RABBITMQ_PROMETHEUS/metrics"
+        return 0
+    fi
+    if ! rabbit_local; then
+        log "WARNING: RabbitMQ's Prometheus endpoint does not answer on $DEPLOY_RABBITMQ_PROMETHEUS and this machine has no rabbitmq-plugins: enable rabbitmq_prometheus on the broker to scrape it"
+        return 0
+    fi
+    _enable_rabbit_plugin rabbitmq_prometheus
+    wait_until "RabbitMQ's Prometheus endpoint on $DEPLOY_RABBITMQ_PROMETHEUS" "$DEPLOY_WAIT_SECONDS" rabbit_prometheus_up
+    log "RabbitMQ Prometheus endpoint answers on $DEPLOY_RABBITMQ_PROMETHEUS/metrics"
+}
+
+# ---------------------------------------------------------------------------------------
+# Prometheus (deploy/observability/)
+
+# promtool checks the alert rules and runs their unit tests; Debian's `prometheus` package ships
+# it with the server. The package's own service is not wanted (run.sh starts a Prometheus of its
+# own on the fleet's ports): if installing started it, it is stopped and disabled at once, so it
+# does not hold port 9090.
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+        return 0
+    fi
+    local fresh=0
+    deb_installed prometheus || fresh=1
+    apt_install prometheus
+    if [ "$fresh" = 1 ]; then
+        if has_systemd; then
+            as_root systemctl disable --now prometheus >&2 2>/dev/null || true
+        elif [ -x /etc/init.d/prometheus ]; then
+            as_root service prometheus stop >/dev/null 2>&1 || true
+            command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
         fi
     fi
-    wait_until "the RabbitMQ management API on $DEPLOY_RABBITMQ_API" "$DEPLOY_WAIT_SECONDS" rabbit_api_up
-    log "RabbitMQ management API answers on $DEPLOY_RABBITMQ_API"
+    command -v promtool >/dev/null 2>&1 || die "the prometheus package is installed but promtool is not on PATH"
+    log "using $(promtool --version 2>&1 | head -n1)"
+}
+
+# Checks deploy/observability/: the scrape configuration, the rules, and the rules' unit tests.
+check_observability() {
+    local dir="$DEPLOY_DIR/observability"
+    ensure_promtool
+    log "promtool check config / check rules / test rules (deploy/observability/)"
+    promtool check config "$dir/prometheus.yml" >&2 &&
+        promtool check rules "$dir/rules.yml" >&2 &&
+        promtool test rules "$dir/rules.test.yml" >&2
 }
 
 # ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 # when missing). Extra arguments go to `cargo test`, e.g. `deploy/test.sh -- --nocapture`.
 #
 # Lint (cargo fmt --check, clippy -D warnings) runs first when CI=true, or when SAGA_LINT=1;
-# SAGA_LINT=0 skips it even in CI.
+# SAGA_LINT=0 skips it even in CI. deploy/observability/ is checked with promtool before the tests.
 # The SAGA_TEST_* variables below are only set when the caller has not set them.
 set -euo pipefail
 
@@ -33,6 +33,11 @@ if [ "$lint" = 1 ]; then
     log "cargo clippy"
     cargo clippy --workspace --all-targets --features saga-common/testing -- -D warnings
 fi
+
+# The alert rules, their unit tests and the Prometheus configuration (promtool is installed
+# with Debian's prometheus package when missing). The fleet test in deploy/faults checks that
+# the metrics these files read exist.
+check_observability || die "deploy/observability/ does not pass promtool (its errors are above)"
 
 log "cargo test"
 status=0

@@ -10,6 +10,7 @@
 //! - [`process_faults`]: services SIGKILLed and restarted, down past the saga deadline, twice.
 //! - [`infrastructure_faults`]: RabbitMQ and PostgreSQL stopped or killed, then started.
 //! - [`message_faults`] ([`duplicator`], [`poison`]): duplicates, poison, a replayed message.
+//! - [`observability`]: deploy/observability/'s rules and dashboard against the fleet's metrics.
 //!
 //! `FAULTS_PARALLEL=2` runs two scenarios at once, `FAULTS_KEEP=1` keeps their directories,
 //! `FAULTS_LOG_LEVEL` sets the services' log filter (logs are printed when a test fails).
@@ -24,6 +25,7 @@ mod harness;
 mod infrastructure_faults;
 mod invariants;
 mod message_faults;
+mod observability;
 mod poison;
 mod process_faults;
 mod scenario;
