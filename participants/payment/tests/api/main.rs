@@ -11,5 +11,6 @@ mod commands;
 mod database;
 mod docs;
 mod hardening;
+mod metrics;
 mod rate_limits;
 mod retention;
