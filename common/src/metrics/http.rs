@@ -102,4 +102,73 @@ mod tests {
             assert_eq!(rejection(status, true), reason, "{status}");
         }
     }
+
+    /// Through the whole of `server::finish`: the rate limit's 429 is inside the metrics layer,
+    /// so a throttled order is counted, under its route's template.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn an_order_refused_by_the_rate_limit_is_counted_rate_limited() {
+        use axum::Router;
+        use axum::routing::post;
+
+        use crate::configuration::{AuthSettings, RateLimitSettings, ServiceSettings};
+        use crate::testing::{JWT_SECRET, OPERATOR_TOKEN, Scrape};
+
+        let mut settings = ServiceSettings::new(0, "unused");
+        settings.auth = AuthSettings::with_secrets(OPERATOR_TOKEN, JWT_SECRET);
+        let auth = crate::http::auth::Authenticator::from_settings(&settings)
+            .await
+            .unwrap();
+        let tight = RateLimitSettings {
+            enabled: true,
+            per_customer_per_second: 1,
+            per_customer_burst: 1,
+            per_address_per_second: 1,
+            per_address_burst: 1,
+        };
+        crate::metrics::register("no.queue", true);
+        let routes = Router::new().route("/api/orders", post(|| async { StatusCode::ACCEPTED }));
+        let metrics = HttpMetrics {
+            order_route: Some("/api/orders"),
+        };
+        let router = crate::http::server::finish(
+            routes,
+            utoipa::openapi::OpenApi::default(),
+            &auth,
+            &tight,
+            metrics,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}/api/orders", listener.local_addr().unwrap());
+        let shutdown = crate::shutdown::Shutdown::new();
+        tokio::spawn(crate::http::server::serve(
+            listener,
+            router,
+            shutdown.clone(),
+        ));
+        let rate_limited =
+            |scrape: &Scrape| scrape.value(ORDERS_REJECTED, &[("reason", "rate_limited")]);
+        let before = Scrape::parse(&crate::metrics::render());
+
+        let client = reqwest::Client::new();
+        let statuses = [
+            client.post(&address).send().await.unwrap().status(),
+            client.post(&address).send().await.unwrap().status(),
+        ];
+
+        assert_eq!(
+            statuses,
+            [StatusCode::ACCEPTED, StatusCode::TOO_MANY_REQUESTS]
+        );
+        let now = Scrape::parse(&crate::metrics::render());
+        assert!(rate_limited(&now) >= rate_limited(&before) + 1.0);
+        let throttled = [
+            ("method", "POST"),
+            ("route", "/api/orders"),
+            ("status", "429"),
+        ];
+        let count = "http_server_request_duration_seconds_count";
+        assert!(now.value(count, &throttled) >= before.value(count, &throttled) + 1.0);
+        shutdown.trigger();
+    }
 }
