@@ -10,6 +10,8 @@
 //!   dead letters.
 //! - [`http`]: the JSON error, extractors, authentication and guards, health, Swagger UI and the
 //!   admin routes.
+//! - [`metrics`]: the Prometheus recorder, `GET /metrics`, and the generic metrics (HTTP,
+//!   messaging, outbox, dead letters, process and pool).
 //! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
 //! - [`nul`]: finding the NUL characters PostgreSQL cannot store, before they reach it.
 //! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.
@@ -21,6 +23,7 @@ pub mod contracts;
 pub mod db;
 pub mod http;
 pub mod messaging;
+pub mod metrics;
 pub mod migration;
 pub mod nul;
 pub mod retention;

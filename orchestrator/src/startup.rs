@@ -34,6 +34,8 @@ impl AsRef<ServiceSettings> for Settings {
 impl Service for Orchestrator {
     const NAME: &'static str = SERVICE;
     const QUEUE: &'static str = topology::ORCHESTRATOR_REPLIES;
+    /// Its refusals are `orders_rejected_total{reason}`.
+    const ORDER_ROUTE: Option<&'static str> = Some("/api/orders");
     type Settings = Settings;
     type Migrator = crate::migration::Migrator;
     type Handler = SagaReplies;

@@ -32,7 +32,8 @@ struct SharedDocs;
 /// paths), JSON 404/405 answers, the 1 MiB body limit, the rate limits, the authentication
 /// layer and the correlation-id middleware to a service's routes.
 ///
-/// Layers run outermost first: correlation id (so a refusal is logged with the id), then
+/// Layers run outermost first: the HTTP metrics (so every answer is timed and counted, refusals
+/// included; see [`crate::metrics::http`]), correlation id (so a refusal is logged with the id), then
 /// authentication, which never refuses (the probes and the docs stay open; guards on the routes
 /// decide) but puts the [`Caller`](super::auth::Caller) into the request, then the rate limits,
 /// keyed on that caller, then the routes. The rate limits come before the body is read, so a
@@ -42,6 +43,7 @@ pub fn finish(
     openapi: utoipa::openapi::OpenApi,
     auth: &Authenticator,
     rate_limit: &RateLimitSettings,
+    metrics: crate::metrics::http::HttpMetrics,
 ) -> Router {
     let mut openapi = openapi.merge_from(SharedDocs::openapi());
     if rate_limit.enabled {
@@ -58,6 +60,10 @@ pub fn finish(
             super::auth::middleware,
         ))
         .layer(axum::middleware::from_fn(super::correlation::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::http::middleware,
+        ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {

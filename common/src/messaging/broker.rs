@@ -51,6 +51,7 @@ impl BrokerStatus {
     }
 
     fn set(&self, connected: bool, consuming: bool) {
+        crate::metrics::gauges::amqp_connection(connected);
         self.connected.store(connected, Ordering::Relaxed);
         self.consuming.store(consuming, Ordering::Relaxed);
         if !connected {
@@ -177,6 +178,7 @@ impl<H: MessageHandler> Messaging<H> {
             retry: self.retry.clone(),
             dedup_window: self.dedup_window,
             db: self.db.clone(),
+            metrics: crate::metrics::consumer::ConsumerMetrics::new(self.queue),
         });
         let relay = Relay {
             db: self.db.clone(),

@@ -12,23 +12,23 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::options::BasicAckOptions;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tracing::{Instrument, Span};
+use uuid::Uuid;
 
-use super::envelope::{Envelope, long_string};
-use super::headers;
+use super::envelope::Envelope;
 use super::inbox::DedupWindow;
 use super::outbox::{Enqueued, RelayWakeup};
-use super::topology;
+use super::reroute::{Failure, History, dead_letter, retry_later};
 use crate::batching::Batches;
 use crate::configuration::RetrySettings;
+use crate::metrics::consumer::ConsumerMetrics;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ impl HandleError {
 
     pub fn unknown_type(message_type: &str) -> Self {
         Self::permanent(
-            "unknown_message_type",
+            UNKNOWN_MESSAGE_TYPE,
             format!("no handler for message type `{message_type}`"),
         )
     }
@@ -94,10 +94,22 @@ pub async fn handle<H: MessageHandler>(
     handler: &H,
     batch: &[Envelope],
 ) -> Result<(), HandleError> {
+    handle_counted(db, wakeup, handler, batch).await.map(drop)
+}
+
+/// [`handle`], returning the deliveries the handler found to be duplicates (message ids, once
+/// per copy), known only once the transaction committed.
+async fn handle_counted<H: MessageHandler>(
+    db: &DatabaseConnection,
+    wakeup: &RelayWakeup,
+    handler: &H,
+    batch: &[Envelope],
+) -> Result<Vec<Uuid>, HandleError> {
     let txn = db.begin().await?;
-    let enqueued = handler.apply(&txn, batch).await?;
+    let mut enqueued = handler.apply(&txn, batch).await?;
+    let duplicates = enqueued.take_duplicates();
     wakeup.commit(txn, enqueued).await?;
-    Ok(())
+    Ok(duplicates)
 }
 
 /// Reason code of a message whose transient failures outlasted `retry.max_attempts`.
@@ -106,6 +118,8 @@ pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 pub const MALFORMED_MESSAGE: &str = "malformed_message";
 /// Reason code of a payload that does not fit its type, or holds a NUL character.
 pub const INVALID_PAYLOAD: &str = "invalid_payload";
+/// Reason code of a message whose type its queue's contract does not have.
+pub const UNKNOWN_MESSAGE_TYPE: &str = "unknown_message_type";
 /// Reason code of a message older than the deduplication window: never applied, since the
 /// inbox may no longer know it was (see [`DedupWindow`]).
 pub const OUTSIDE_DEDUP_WINDOW: &str = "outside_dedup_window";
@@ -114,8 +128,6 @@ pub const OUTSIDE_DEDUP_WINDOW: &str = "outside_dedup_window";
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a held delivery asks whether the database is back.
 const OUTAGE_POLL: Duration = Duration::from_millis(500);
-/// `x-error` is for a human in the console: the first 2,000 characters say enough.
-const MAX_ERROR_CHARS: usize = 2_000;
 
 pub(crate) struct ConsumerContext {
     pub service: String,
@@ -130,6 +142,8 @@ pub(crate) struct ConsumerContext {
     pub dedup_window: DedupWindow,
     /// Pinged after a transient failure to tell a database outage from a failing message.
     pub db: DatabaseConnection,
+    /// Counted as each delivery is settled.
+    pub metrics: ConsumerMetrics,
 }
 
 /// Consumes one channel's deliveries until the consumer is cancelled or its channel closes.
@@ -205,36 +219,48 @@ impl Received {
 async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envelope, Received)> {
     let history = History::of(&delivery);
     let now = Utc::now();
-    let (reason, detail) = match serde_json::from_slice::<Envelope>(&delivery.data) {
+    let envelope = match serde_json::from_slice::<Envelope>(&delivery.data) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            let detail = error.to_string();
+            tracing::warn!(reason = MALFORMED_MESSAGE, %detail, queue = context.queue, "message dead-lettered unhandled");
+            let failure = Failure {
+                reason: MALFORMED_MESSAGE,
+                detail: &detail,
+                message_type: None,
+            };
+            dead_letter(&delivery, context, &history, failure).await;
+            return None;
+        }
+    };
+    let (reason, detail) = match (
+        envelope.nul_field(),
+        context.dedup_window.admits(envelope.occurred_at, now),
+    ) {
         // A NUL would fail every insert of it (PostgreSQL text), a retry loop that ends in
         // `retries_exhausted` naming nothing: refused here, once, naming the field.
-        Ok(envelope) => match (
-            envelope.nul_field(),
-            context.dedup_window.admits(envelope.occurred_at, now),
-        ) {
-            (Some(field), _) => {
-                let reason = if field.starts_with("payload") {
-                    INVALID_PAYLOAD
-                } else {
-                    MALFORMED_MESSAGE
-                };
-                (reason, format!("{field} {}", crate::nul::NUL_RULE))
-            }
-            (None, Ok(())) => return Some((envelope, Received { delivery, history })),
-            (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
-        },
-        Err(error) => (MALFORMED_MESSAGE, error.to_string()),
+        (Some(field), _) => {
+            let reason = if field.starts_with("payload") {
+                INVALID_PAYLOAD
+            } else {
+                MALFORMED_MESSAGE
+            };
+            (reason, format!("{field} {}", crate::nul::NUL_RULE))
+        }
+        (None, Ok(())) => return Some((envelope, Received { delivery, history })),
+        (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
     };
-    tracing::warn!(reason, %detail, queue = context.queue, "message dead-lettered unhandled");
-    dead_letter(
-        &delivery,
-        context,
-        &history,
-        Failure {
+    let received = Received { delivery, history };
+    async {
+        tracing::warn!(reason, %detail, "message dead-lettered unhandled");
+        let failure = Failure {
             reason,
             detail: &detail,
-        },
-    )
+            message_type: Some(&envelope.message_type),
+        };
+        dead_letter(&received.delivery, context, &received.history, failure).await;
+    }
+    .instrument(received.span(&envelope, context))
     .await;
     None
 }
@@ -252,11 +278,16 @@ async fn process<H: MessageHandler>(
             queue = context.queue,
             size = batch.envelopes.len(),
         );
-        match handle(&context.db, &context.wakeup, handler, &batch.envelopes)
+        let started = Instant::now();
+        match handle_counted(&context.db, &context.wakeup, handler, &batch.envelopes)
             .instrument(span.clone())
             .await
         {
-            Ok(()) => {
+            Ok(duplicates) => {
+                let elapsed = started.elapsed();
+                context
+                    .metrics
+                    .committed(&batch.envelopes, &duplicates, elapsed);
                 acks.ack_all(&batch.received, span);
                 return;
             }
@@ -267,8 +298,15 @@ async fn process<H: MessageHandler>(
     }
     for (envelope, received) in batch.envelopes.iter().zip(&batch.received) {
         async {
+            let started = Instant::now();
             let outcome = handle_through_outages(envelope, context, handler).await;
-            settle(received, context, outcome).await;
+            if let Ok(duplicates) = &outcome {
+                let batch = std::slice::from_ref(envelope);
+                context
+                    .metrics
+                    .committed(batch, duplicates, started.elapsed());
+            }
+            settle(received, &envelope.message_type, context, outcome).await;
         }
         .instrument(received.span(envelope, context))
         .await;
@@ -322,52 +360,15 @@ impl AckChain {
     }
 }
 
-/// What earlier failed attempts wrote on a delivery.
-struct History {
-    /// Attempts that failed before this delivery (0 on a first delivery).
-    failures: u32,
-    first_failed_at: Option<String>,
-    original_exchange: String,
-    original_routing_key: String,
-}
-
-impl History {
-    fn of(delivery: &Delivery) -> Self {
-        let empty = FieldTable::default();
-        let table = delivery.properties.headers().as_ref().unwrap_or(&empty);
-        Self {
-            failures: headers::integer(table, headers::ATTEMPT)
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
-            first_failed_at: headers::text(table, headers::FIRST_FAILED_AT),
-            original_exchange: headers::text(table, headers::ORIGINAL_EXCHANGE)
-                .unwrap_or_else(|| delivery.exchange.to_string()),
-            original_routing_key: headers::text(table, headers::ORIGINAL_ROUTING_KEY)
-                .unwrap_or_else(|| delivery.routing_key.to_string()),
-        }
-    }
-
-    /// The number of the attempt this delivery is.
-    fn attempt(&self) -> u32 {
-        self.failures.saturating_add(1)
-    }
-}
-
-/// Why a delivery is given up on.
-struct Failure<'a> {
-    reason: &'a str,
-    detail: &'a str,
-}
-
 /// Runs the handler; while a transient failure coincides with the database not answering, waits
 /// for it and runs the handler again, without counting an attempt.
 async fn handle_through_outages<H: MessageHandler>(
     envelope: &Envelope,
     context: &ConsumerContext,
     handler: &H,
-) -> Result<(), HandleError> {
+) -> Result<Vec<Uuid>, HandleError> {
     loop {
-        match handle(
+        match handle_counted(
             &context.db,
             &context.wakeup,
             handler,
@@ -389,10 +390,18 @@ async fn handle_through_outages<H: MessageHandler>(
     }
 }
 
-async fn settle(received: &Received, context: &ConsumerContext, outcome: Result<(), HandleError>) {
+/// Acks, retries or dead-letters a delivery handled alone, as `outcome` says (an `Ok` was
+/// counted at its commit). Runs in the delivery's span, so each line names its order, saga,
+/// correlation id and message type.
+async fn settle(
+    received: &Received,
+    message_type: &str,
+    context: &ConsumerContext,
+    outcome: Result<Vec<Uuid>, HandleError>,
+) {
     let (delivery, history) = (&received.delivery, &received.history);
     match outcome {
-        Ok(()) => {
+        Ok(_) => {
             if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                 // The effect is committed; a redelivery will hit the inbox and change nothing.
                 tracing::warn!(%error, "ack failed after commit");
@@ -403,181 +412,21 @@ async fn settle(received: &Received, context: &ConsumerContext, outcome: Result<
             let failure = Failure {
                 reason,
                 detail: &detail,
+                message_type: Some(message_type),
             };
             dead_letter(delivery, context, history, failure).await;
         }
         Err(HandleError::Transient(error)) if history.attempt() >= context.retry.max_attempts() => {
-            tracing::warn!(%error, attempts = history.attempt(), "retries exhausted; message dead-lettered");
+            tracing::warn!(reason = RETRIES_EXHAUSTED, %error, attempts = history.attempt(), "retries exhausted; message dead-lettered");
             let failure = Failure {
                 reason: RETRIES_EXHAUSTED,
                 detail: &error,
+                message_type: Some(message_type),
             };
             dead_letter(delivery, context, history, failure).await;
         }
         Err(HandleError::Transient(error)) => {
-            retry_later(delivery, context, history, &error).await;
+            retry_later(delivery, context, history, message_type, &error).await;
         }
     }
-}
-
-/// Publishes the delivery to the delay queue of this attempt and acks it once the broker
-/// confirmed. If that fails, the delivery is requeued after the same pause instead: slower to
-/// give up (the queue's delivery limit bounds it), never lost, never a hot loop.
-async fn retry_later(
-    delivery: &Delivery,
-    context: &ConsumerContext,
-    history: &History,
-    error: &str,
-) {
-    let attempt = history.attempt();
-    let delay = context.retry.delay_after(attempt);
-    let delay_queue = topology::retry_queue(context.queue, delay);
-    let now = Utc::now().to_rfc3339();
-    let mut table = delivery.properties.headers().clone().unwrap_or_default();
-    table.insert(
-        headers::ATTEMPT.into(),
-        AMQPValue::LongLongInt(i64::from(attempt)),
-    );
-    for (name, value) in [
-        (
-            headers::FIRST_FAILED_AT,
-            history.first_failed_at.as_deref().unwrap_or(&now),
-        ),
-        (headers::ORIGINAL_EXCHANGE, &history.original_exchange),
-        (headers::ORIGINAL_ROUTING_KEY, &history.original_routing_key),
-        (headers::ERROR, &truncated(error)),
-    ] {
-        table.insert(name.into(), long_string(value));
-    }
-    let properties = delivery.properties.clone().with_headers(table);
-
-    match publish_confirmed(context, "", &delay_queue, &delivery.data, properties).await {
-        Ok(()) => {
-            tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; message scheduled for retry");
-            if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-                // The retry copy exists; a redelivery of this one is a duplicate the inbox absorbs.
-                tracing::warn!(%error, "ack after scheduling a retry failed");
-            }
-        }
-        Err(outcome) => {
-            tracing::error!(%error, %outcome, "could not publish to the delay queue; requeueing after a pause");
-            tokio::time::sleep(delay).await;
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            if let Err(error) = delivery.acker.nack(requeue).await {
-                tracing::warn!(%error, "nack failed; the broker will redeliver on reconnect");
-            }
-        }
-    }
-}
-
-/// Publishes the delivery, with headers an operator reads in the console, to its queue's DLQ and
-/// acks it once the broker confirmed. If that publish fails, the delivery is rejected instead and
-/// the queue's own dead-letter exchange still takes it there (with RabbitMQ's `x-death` instead
-/// of our headers): never dropped, never looped.
-async fn dead_letter(
-    delivery: &Delivery,
-    context: &ConsumerContext,
-    history: &History,
-    failure: Failure<'_>,
-) {
-    let now = Utc::now().to_rfc3339();
-    let mut table = headers::without(
-        delivery
-            .properties
-            .headers()
-            .as_ref()
-            .unwrap_or(&FieldTable::default()),
-        &[headers::ATTEMPT],
-    );
-    for (name, value) in [
-        (headers::REASON, failure.reason),
-        (headers::ERROR, &truncated(failure.detail)),
-        (headers::SERVICE, &context.service),
-        (
-            headers::FIRST_FAILED_AT,
-            history.first_failed_at.as_deref().unwrap_or(&now),
-        ),
-        (headers::LAST_FAILED_AT, &now),
-        (headers::FAILED_AT, &now),
-        (headers::ORIGINAL_EXCHANGE, &history.original_exchange),
-        (headers::ORIGINAL_ROUTING_KEY, &history.original_routing_key),
-        (headers::ORIGINAL_QUEUE, context.queue),
-    ] {
-        table.insert(name.into(), long_string(value));
-    }
-    table.insert(
-        headers::ATTEMPTS.into(),
-        AMQPValue::LongLongInt(i64::from(history.attempt())),
-    );
-    table.insert(
-        headers::REDELIVERED.into(),
-        AMQPValue::Boolean(delivery.redelivered),
-    );
-    let properties = delivery.properties.clone().with_headers(table);
-    let dlq = topology::dead_letter_queue(context.queue);
-
-    match publish_confirmed(
-        context,
-        topology::DEAD_LETTER_EXCHANGE,
-        &dlq,
-        &delivery.data,
-        properties,
-    )
-    .await
-    {
-        Ok(()) => {
-            if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(%error, "ack of a dead-lettered message failed");
-            }
-        }
-        Err(outcome) => {
-            tracing::error!(%outcome, "could not publish to the DLQ; rejecting to the queue's DLX");
-            let reject = BasicNackOptions {
-                requeue: false,
-                ..BasicNackOptions::default()
-            };
-            if let Err(error) = delivery.acker.nack(reject).await {
-                tracing::warn!(%error, "reject failed; the broker will redeliver on reconnect");
-            }
-        }
-    }
-}
-
-/// Publishes with `mandatory` and waits for the broker's confirm: `Ok` only when the message was
-/// routed to a queue and the broker took responsibility for it.
-async fn publish_confirmed(
-    context: &ConsumerContext,
-    exchange: &str,
-    routing_key: &str,
-    body: &[u8],
-    properties: BasicProperties,
-) -> Result<(), String> {
-    let mandatory = BasicPublishOptions {
-        mandatory: true,
-        ..BasicPublishOptions::default()
-    };
-    let confirm = context
-        .publisher
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            mandatory,
-            body,
-            properties,
-        )
-        .await
-        .map_err(|error| error.to_string())?;
-    match confirm.await.map_err(|error| error.to_string())? {
-        Confirmation::Ack(None) => Ok(()),
-        Confirmation::Ack(Some(_)) => Err(format!("no queue is bound for `{routing_key}`")),
-        Confirmation::Nack(_) => Err("the broker refused the message".into()),
-        Confirmation::NotRequested => Err("the channel is not in confirm mode".into()),
-    }
-}
-
-fn truncated(text: &str) -> String {
-    text.chars().take(MAX_ERROR_CHARS).collect()
 }

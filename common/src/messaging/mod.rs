@@ -6,6 +6,7 @@
 //! - [`inbox`]: `(consumer, message_id)` rows that make every consumer idempotent.
 //! - [`consumer`]: the delivery loop: parse, apply a batch on one transaction, ack after commit,
 //!   retry transient failures through delay queues, dead-letter with a reason.
+//! - `reroute`: a delivery not handled, to a delay queue (retry) or the DLQ, confirmed first.
 //! - [`headers`]: the headers a failed message collects (attempts, failure times, reason), read back.
 //! - [`dead_letters`]: list, replay and delete a DLQ's messages (behind the admin API).
 //! - [`participant`]: the inbox-effect-reply shape of every participant command.
@@ -21,6 +22,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod participant;
 pub mod probe;
+mod reroute;
 pub mod topology;
 
 pub use broker::{BrokerStatus, Messaging};

@@ -94,6 +94,8 @@ struct Fresh<'a, C> {
     /// In delivery order, each once.
     commands: Vec<(&'a Envelope, C)>,
     again: Vec<OutgoingMessage>,
+    /// The deliveries with no effect (handled before, or a second copy), once per copy.
+    duplicates: Vec<Uuid>,
 }
 
 /// Sorts `commands` (one per envelope of the batch, in order) into those to decide and those
@@ -111,11 +113,13 @@ fn fresh<'a, C>(
     let mut fresh = Fresh {
         commands: Vec::with_capacity(batch.len()),
         again: Vec::new(),
+        duplicates: Vec::new(),
     };
     let mut taken = HashSet::with_capacity(batch.len());
     for (envelope, command) in batch.iter().zip(commands) {
         let first_copy = taken.insert(envelope.message_id);
         if let Some(reply) = seen.get(&envelope.message_id) {
+            fresh.duplicates.push(envelope.message_id);
             envelope.span().in_scope(|| {
                 tracing::info!(
                     answered_again = first_copy && reply.is_some(),
@@ -128,6 +132,7 @@ fn fresh<'a, C>(
         } else if first_copy {
             fresh.commands.push((envelope, command));
         } else {
+            fresh.duplicates.push(envelope.message_id);
             envelope.span().in_scope(|| {
                 tracing::info!("command delivered twice in one batch; handled once");
             });
@@ -175,5 +180,9 @@ async fn finish<C>(
             "another delivery of a command in this batch was handled at the same time".into(),
         ));
     }
-    Ok(outbox.written_in(&mut counts))
+    let mut enqueued = outbox.written_in(&mut counts);
+    for message_id in fresh.duplicates {
+        enqueued.duplicate(message_id);
+    }
+    Ok(enqueued)
 }

@@ -1,8 +1,9 @@
 //! The one service skeleton. A service names its parts by implementing [`Service`] (settings,
 //! migrations, queue and handler, routes, API document, extra tasks); the rest is here, once:
 //!
-//! - [`Application`]: build (settings check, authentication, database, migrations, port,
-//!   health, docs, admin routes, messaging, the retention pruner) and run until stopped.
+//! - [`Application`]: build (settings check, metrics, authentication, database, migrations,
+//!   port, health, docs, admin routes, `/metrics`, messaging, the retention pruner and the
+//!   gauges' refresh) and run until stopped.
 //! - [`run_from_environment`]: the whole process, what every `main` calls.
 //! - [`foundation`]: the database, port and broker status the parts share.
 //! - [`tasks`]: the long-running tasks and the order in which they stop.
@@ -50,6 +51,10 @@ pub trait Service: 'static {
     fn retention() -> Retention {
         Retention::shared()
     }
+
+    /// The route template whose `POST` refusals count as `orders_rejected_total{reason}` (the
+    /// orchestrator's `/api/orders`); `None`, the default: the service takes no orders.
+    const ORDER_ROUTE: Option<&'static str> = None;
 
     /// Describes this service's own metrics and registers them at zero, so every series is
     /// present from the first scrape (docs/observability.md); called once at build, after the
@@ -112,8 +117,17 @@ impl<S: Service> Application<S> {
         let auth = Authenticator::from_settings(common)
             .await
             .map_err(|e| StartupError::Settings(e.to_string()))?;
+        crate::metrics::register(S::QUEUE, S::ORDER_ROUTE.is_some());
         S::register_metrics();
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
+        let gauges = crate::metrics::gauges::Gauges {
+            db: foundation.db.clone(),
+            broker: foundation.broker.clone(),
+            queue: S::QUEUE,
+            every: Duration::from_millis(common.telemetry.gauge_refresh_ms),
+        };
+        // Read once now, so the first scrape shows the backlog as it is, not zero.
+        gauges.refresh().await;
         let parts = S::assemble(&settings, &foundation);
         let pruner = Pruner::new(
             foundation.db.clone(),
@@ -128,10 +142,21 @@ impl<S: Service> Application<S> {
                     .warning_auth_disabled(common.auth.disabled),
             ))
             .merge(crate::http::admin::router(S::NAME, S::QUEUE, common))
-            .merge(crate::http::retention::router(pruner.clone()));
+            .merge(crate::http::retention::router(pruner.clone()))
+            .merge(crate::metrics::router());
         let mut tasks = parts.tasks;
         tasks.push(pruning(pruner));
-        let router = crate::http::server::finish(routes, S::openapi(), &auth, &common.rate_limit);
+        tasks.push(gauges.task());
+        let http_metrics = crate::metrics::http::HttpMetrics {
+            order_route: S::ORDER_ROUTE,
+        };
+        let router = crate::http::server::finish(
+            routes,
+            S::openapi(),
+            &auth,
+            &common.rate_limit,
+            http_metrics,
+        );
         let messaging = foundation.messaging(S::NAME, common, S::QUEUE, parts.handler);
         Ok(Self {
             port: foundation.port,

@@ -22,9 +22,11 @@ use crate::shutdown::Shutdown;
 
 mod credentials;
 mod messages;
+mod metrics;
 
 pub use credentials::*;
 pub use messages::*;
+pub use metrics::*;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())

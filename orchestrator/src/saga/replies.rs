@@ -92,9 +92,11 @@ impl MessageHandler for SagaReplies {
         let now = Utc::now();
         let mut plans = Vec::new();
         let mut applied = HashSet::with_capacity(batch.len());
+        let mut duplicates = Vec::new();
         for (envelope, event) in batch.iter().zip(events) {
             // A second copy of one message in the batch is a duplicate like any other.
             if !first.contains(&envelope.message_id) || !applied.insert(envelope.message_id) {
+                duplicates.push(envelope.message_id);
                 envelope
                     .span()
                     .in_scope(|| tracing::info!("duplicate reply; already applied"));
@@ -131,7 +133,7 @@ impl MessageHandler for SagaReplies {
             }
         }
         // The rows are locked, so only a writer that bypasses the locks can fail the check.
-        let enqueued = engine::write(txn, &plans)
+        let mut enqueued = engine::write(txn, &plans)
             .await?
             .ok_or_else(|| HandleError::Transient("a saga changed while it was locked".into()))?;
         // Counted before the consumer commits (the handler has no later moment): a commit that
@@ -139,6 +141,10 @@ impl MessageHandler for SagaReplies {
         // recount corrects.
         self.admission
             .ended(plans.iter().filter(|plan| plan.ends_saga()).count());
+        // Counted by the consumer once the batch commits.
+        for message_id in duplicates {
+            enqueued.duplicate(message_id);
+        }
         Ok(enqueued)
     }
 }

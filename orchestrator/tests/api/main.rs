@@ -12,6 +12,7 @@ mod hardening;
 mod health_and_docs;
 mod lifecycle;
 mod messaging;
+mod metrics;
 mod operations;
 mod orders;
 mod plans;

@@ -16,7 +16,13 @@ use crate::messaging::envelope::{Envelope, OutgoingMessage};
 /// which commits the transaction and hands them to the relay.
 #[must_use = "commit with RelayWakeup::commit, or the relay finds these rows only by its scan"]
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Enqueued(pub(super) Vec<Written>, pub(super) AfterCommit);
+pub struct Enqueued(
+    pub(super) Vec<Written>,
+    pub(super) AfterCommit,
+    /// The deliveries of the batch that were duplicates (message ids, once per copy), for the
+    /// consumer's count once the transaction commits.
+    pub(super) Vec<uuid::Uuid>,
+);
 
 /// What a transaction's work says once it commits, and never before: a metric, a log line. A
 /// batch rolled back and handled again one message at a time would otherwise say it twice.
@@ -72,12 +78,26 @@ impl Enqueued {
                 .map(|id| Written { id, content: None })
                 .collect(),
             AfterCommit::default(),
+            Vec::new(),
         )
     }
 
     pub fn extend(&mut self, other: Enqueued) {
         self.0.extend(other.0);
         self.1.0.extend(other.1.0);
+        self.2.extend(other.2);
+    }
+
+    /// Says that a delivery of the batch being applied was a duplicate its inbox absorbed
+    /// (called once per copy): the consumer counts it `duplicate` rather than `acked`, once
+    /// the transaction commits.
+    pub fn duplicate(&mut self, message_id: uuid::Uuid) {
+        self.2.push(message_id);
+    }
+
+    /// The duplicates said so far, taken out (the consumer's, before it commits).
+    pub(crate) fn take_duplicates(&mut self) -> Vec<uuid::Uuid> {
+        std::mem::take(&mut self.2)
     }
 
     /// Runs `note` once the transaction that wrote these rows commits; never if it rolls back.
@@ -232,6 +252,7 @@ impl Insert {
                 })
                 .collect(),
             AfterCommit::default(),
+            Vec::new(),
         )
     }
 }

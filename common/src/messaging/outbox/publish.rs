@@ -73,6 +73,13 @@ pub(super) async fn send(
     let confirms = futures_util::future::try_join_all(publishes).await?;
     Ok(Sent {
         ids: batch.ids,
+        published: batch
+            .messages
+            .iter()
+            .map(|message| {
+                crate::metrics::published(message.exchange, &message.header.message_type)
+            })
+            .collect(),
         confirms: batch
             .messages
             .iter()
@@ -87,6 +94,8 @@ pub(super) async fn send(
 pub(super) struct Sent {
     ids: Vec<i64>,
     confirms: Vec<(uuid::Uuid, PublisherConfirm)>,
+    /// Each message's `messaging_published_messages_total`, counted once the broker confirmed.
+    published: Vec<metrics::Counter>,
     /// How long the confirms may take: a broker that accepts a publish but never confirms it
     /// (an unresponsive queue) must not hold the relay, and the rows' locks, forever.
     confirm_timeout: Duration,
@@ -108,6 +117,9 @@ impl Sent {
         tokio::time::timeout(self.confirm_timeout, all_confirmed)
             .await
             .map_err(|_| RelayError::ConfirmTimeout(self.confirm_timeout))??;
+        for counter in self.published {
+            counter.increment(1);
+        }
         tracing::debug!(count, "outbox batch published");
         Ok(self.ids)
     }

@@ -100,7 +100,7 @@ impl RelayWakeup {
 
     /// Says what the committed work had to say, then wakes the relay if it wrote rows.
     fn hand_over(&self, enqueued: Enqueued) {
-        let Enqueued(rows, notes) = enqueued;
+        let Enqueued(rows, notes, _) = enqueued;
         notes.run();
         if rows.is_empty() {
             return;

@@ -12,5 +12,6 @@ mod database;
 mod docs;
 mod hardening;
 mod jwks;
+mod metrics;
 mod rate_limits;
 mod retention;
