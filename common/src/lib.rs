@@ -10,6 +10,7 @@
 //!   dead letters.
 //! - [`http`]: the JSON error, extractors, authentication and guards, health, Swagger UI and the
 //!   admin routes.
+//! - [`lifecycle`]: the saga lifecycle lines operators read at `info`, and their sampling.
 //! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
 //! - [`nul`]: finding the NUL characters PostgreSQL cannot store, before they reach it.
 //! - [`secret`], [`shutdown`], [`batching`]: masked URLs, the stop signal, batches with a linger.
@@ -20,6 +21,7 @@ pub mod configuration;
 pub mod contracts;
 pub mod db;
 pub mod http;
+pub mod lifecycle;
 pub mod messaging;
 pub mod migration;
 pub mod nul;

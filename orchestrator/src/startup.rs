@@ -69,6 +69,10 @@ impl Service for Orchestrator {
             )
     }
 
+    fn register_metrics() {
+        crate::saga::facts::register();
+    }
+
     fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {
         let admission = Admission::new(&settings.admission);
         let state = AppState {
@@ -108,7 +112,11 @@ impl Service for Orchestrator {
                     .await
                     .map_err(TaskError::from)
             }))
-            .with_task(timeouts);
+            .with_task(timeouts)
+            .with_task(crate::saga::facts::gauges(
+                foundation.db.clone(),
+                Duration::from_millis(settings.service.telemetry.gauge_refresh_ms),
+            ));
         match recount {
             Some(recount) => parts.with_task(recount),
             None => parts,

@@ -112,6 +112,7 @@ impl<S: Service> Application<S> {
         let auth = Authenticator::from_settings(common)
             .await
             .map_err(|e| StartupError::Settings(e.to_string()))?;
+        crate::lifecycle::set_success_ratio(common.telemetry.log_success_ratio);
         S::register_metrics();
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let parts = S::assemble(&settings, &foundation);

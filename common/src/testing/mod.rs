@@ -21,9 +21,11 @@ use crate::service::{Application, Service, TaskFailed};
 use crate::shutdown::Shutdown;
 
 mod credentials;
+mod lines;
 mod messages;
 
 pub use credentials::*;
+pub use lines::*;
 pub use messages::*;
 
 fn env_or(name: &str, default: &str) -> String {
