@@ -12,11 +12,14 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Where captured lines go.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured(Arc<Mutex<Vec<u8>>>, bool);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
+        if self.1 {
+            std::io::stdout().write_all(buf)?;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -31,12 +34,33 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// The saga lifecycle lines (`crate::lifecycle`) of every service in this test process, as the
+/// test subscriber (`init_test_telemetry`) writes them: a test finds its own by order id.
+pub fn lifecycle_lines() -> &'static Captured {
+    static LINES: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LINES.get_or_init(Captured::default)
+}
+
 impl Captured {
+    /// The same sink, also writing every line to stdout (`TEST_LOG`).
+    pub fn echoed(&self) -> Self {
+        Self(self.0.clone(), true)
+    }
+
+    /// The lines whose `event` field is `code` and `order_id` is `order_id`.
+    pub fn of_order(&self, code: &str, order_id: uuid::Uuid) -> Vec<Value> {
+        let order_id = order_id.to_string();
+        self.events(code)
+            .into_iter()
+            .filter(|line| line["order_id"] == order_id.as_str())
+            .collect()
+    }
+
     /// Every line written so far, parsed.
     pub fn lines(&self) -> Vec<Value> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
         text.lines()
-            .map(|line| serde_json::from_str(line).unwrap())
+            .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
     }
 

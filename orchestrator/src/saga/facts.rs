@@ -7,7 +7,7 @@
 //!   a [`FailureReason`] code); `saga_duration_seconds{outcome}`, from the order's creation to
 //!   its end; `saga_timeout_actions_total{action="resend"|"compensate"}`.
 //! - `saga_in_flight{state}` and `saga_overdue`: gauges read from the database every
-//!   `telemetry.gauge_refresh_ms` by [`gauges`], on indexes (`orders_by_status`,
+//!   `telemetry.gauge_refresh_ms` by [`gauges`] ([`read`]), on indexes (`orders_by_status`,
 //!   `orders_by_deadline`), so their cost follows the sagas in flight, not the table.
 
 use std::time::Duration;
@@ -169,29 +169,49 @@ pub const GAUGES: &str = "SELECT saga_state AS state, count(*) AS n FROM orders 
      WHERE status = 'PENDING' GROUP BY saga_state \
      UNION ALL SELECT 'OVERDUE', count(*) FROM orders WHERE deadline_at <= now()";
 
-/// Reads the gauges' values and sets them; a state with no saga reads 0.
-pub async fn refresh(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+/// What the gauges read: sagas in flight by state name, and the overdue ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gauges {
+    pub in_flight: Vec<(String, i64)>,
+    pub overdue: i64,
+}
+
+impl Gauges {
+    /// Sagas in flight in `state` (a stored state name).
+    pub fn in_state(&self, state: &str) -> i64 {
+        self.in_flight
+            .iter()
+            .find(|(name, _)| name == state)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Sets the gauges; a state with no saga reads 0.
+    pub fn set(&self) {
+        for state in IN_FLIGHT_STATES {
+            gauge!(IN_FLIGHT, "state" => state).set(self.in_state(state) as f64);
+        }
+        gauge!(OVERDUE).set(self.overdue as f64);
+    }
+}
+
+/// Reads the gauges' values ([`GAUGES`]).
+pub async fn read(db: &impl ConnectionTrait) -> Result<Gauges, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_string(DbBackend::Postgres, GAUGES))
         .await?;
-    let mut counts = Vec::with_capacity(rows.len());
+    let mut gauges = Gauges::default();
     for row in rows {
-        counts.push((
+        let (state, n) = (
             row.try_get::<String>("", "state")?,
             row.try_get::<i64>("", "n")?,
-        ));
+        );
+        if state == "OVERDUE" {
+            gauges.overdue = n;
+        } else {
+            gauges.in_flight.push((state, n));
+        }
     }
-    let count = |name: &str| {
-        counts
-            .iter()
-            .find(|(state, _)| state == name)
-            .map_or(0.0, |(_, n)| *n as f64)
-    };
-    for state in IN_FLIGHT_STATES {
-        gauge!(IN_FLIGHT, "state" => state).set(count(state));
-    }
-    gauge!(OVERDUE).set(count("OVERDUE"));
-    Ok(())
+    Ok(gauges)
 }
 
 /// The front-tier task that refreshes the gauges every `every` until the stop signal; a
@@ -209,8 +229,11 @@ where
                 () = stop.wait() => return Ok::<(), TaskError>(()),
                 _ = ticks.tick() => {}
             }
-            match refresh(&db).await {
-                Ok(()) => failing = false,
+            match read(&db).await {
+                Ok(gauges) => {
+                    gauges.set();
+                    failing = false;
+                }
                 Err(error) if !failing => {
                     failing = true;
                     tracing::warn!(%error, "cannot read the saga gauges; keeping their last values");
