@@ -1,6 +1,6 @@
 //! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
-//! saga routes, the reply handler, the order intake, the timeout scheduler and admission
-//! control's recount.
+//! saga routes, the reply handler, the order intake, the timeout scheduler, admission
+//! control's recount and the saga gauges' refresh.
 
 use std::sync::Arc;
 use std::time::Duration;
