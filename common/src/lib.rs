@@ -10,6 +10,7 @@
 //!   dead letters.
 //! - [`http`]: the JSON error, extractors, authentication and guards, health, Swagger UI and the
 //!   admin routes.
+//! - [`lifecycle`]: the saga lifecycle lines operators read at `info`, and their sampling.
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics`, and the generic metrics (HTTP,
 //!   messaging, outbox, dead letters, process and pool).
 //! - [`retention`]: the pruner that removes old outbox, inbox and history rows on a schedule.
@@ -22,6 +23,7 @@ pub mod configuration;
 pub mod contracts;
 pub mod db;
 pub mod http;
+pub mod lifecycle;
 pub mod messaging;
 pub mod metrics;
 pub mod migration;

@@ -1,6 +1,6 @@
 //! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
-//! saga routes, the reply handler, the order intake, the timeout scheduler and admission
-//! control's recount.
+//! saga routes, the reply handler, the order intake, the timeout scheduler, admission
+//! control's recount and the saga gauges' refresh.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,10 @@ impl Service for Orchestrator {
             )
     }
 
+    fn register_metrics() {
+        crate::saga::facts::register();
+    }
+
     fn assemble(settings: &Settings, foundation: &Foundation) -> Parts<SagaReplies> {
         let admission = Admission::new(&settings.admission);
         let state = AppState {
@@ -110,7 +114,11 @@ impl Service for Orchestrator {
                     .await
                     .map_err(TaskError::from)
             }))
-            .with_task(timeouts);
+            .with_task(timeouts)
+            .with_task(crate::saga::facts::gauges(
+                foundation.db.clone(),
+                Duration::from_millis(settings.service.telemetry.gauge_refresh_ms),
+            ));
         match recount {
             Some(recount) => parts.with_task(recount),
             None => parts,

@@ -28,6 +28,7 @@ use super::envelope::Envelope;
 use super::headers;
 use super::inbox::DedupWindow;
 use super::topology;
+use crate::lifecycle::{Event, Line, Subject};
 use crate::secret::SecretUrl;
 
 /// Most messages one operation looks at (and never more than the DLQ held at its start, so a
@@ -311,6 +312,7 @@ impl DeadLetterQueue {
                     Ok(Confirmation::Ack(None)) => {
                         delivery.acker.ack(BasicAckOptions::default()).await?;
                         report.replayed += 1;
+                        said(Event::DeadLetterReplayed, &delivery);
                     }
                     outcome => {
                         tracing::warn!(?message_id, ?outcome, "replay not confirmed; the message stays in the DLQ");
@@ -343,6 +345,7 @@ impl DeadLetterQueue {
                 if self::message_id(&delivery).as_deref() == Some(message_id) {
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                     deleted += 1;
+                    said(Event::DeadLetterDeleted, &delivery);
                 } else {
                     session.keep(&delivery);
                 }
@@ -451,6 +454,32 @@ impl DeadLetterQueue {
             headers: headers::to_json(table).into_iter().collect(),
             payload,
             payload_format: payload_format.to_owned(),
+        }
+    }
+}
+
+/// The lifecycle line of a dead letter replayed or deleted, once the broker took the ack: with
+/// its saga's fields when the body is one of this fleet's envelopes, else its id alone.
+fn said(event: Event, delivery: &Delivery) {
+    let id = message_id(delivery);
+    let table = delivery.properties.headers().clone().unwrap_or_default();
+    let reason = headers::text(&table, headers::REASON)
+        .or_else(|| headers::text(&table, headers::FIRST_DEATH_REASON));
+    match serde_json::from_slice::<Envelope>(&delivery.data) {
+        Ok(envelope) => {
+            let mut line = Line::new(event, Subject::of(&envelope));
+            line.message_id = id.as_deref();
+            line.reason = reason.as_deref();
+            line.write();
+        }
+        Err(_) => {
+            tracing::info!(
+                event = event.code(),
+                message_id = id,
+                reason,
+                "{}",
+                event.message()
+            );
         }
     }
 }

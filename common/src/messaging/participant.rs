@@ -10,6 +10,8 @@
 //!    both). The participant decides the others, in delivery order, with one reply each.
 //! 3. One write ([`finish`]): the participant's writes, the replies' outbox rows and the
 //!    commands' inbox rows with their replies.
+//! 4. What each decided command says once the transaction commits ([`Participant::after_commit`]:
+//!    its metrics and lifecycle line), attached to the [`Enqueued`] the consumer commits.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,7 +51,16 @@ pub trait Participant: Send + Sync + 'static {
     ) -> Result<(Vec<Self::Outcome>, Writes), HandleError>;
     /// The reply to `command`; an error fails the batch.
     fn answer(command: &Envelope, outcome: Self::Outcome) -> Result<Envelope, HandleError>;
+    /// What deciding `command` says once the batch commits, and only then (metrics, the
+    /// lifecycle line): asked for each command decided, before [`Participant::answer`]; a
+    /// duplicate is not decided, so says nothing.
+    fn after_commit(_command: &Envelope, _outcome: &Self::Outcome) -> Option<Note> {
+        None
+    }
 }
+
+/// Something to say once a transaction commits (see `Enqueued::after_commit`).
+pub type Note = Box<dyn Fn() + Send + Sync>;
 
 impl<P: Participant> MessageHandler for P {
     async fn apply(
@@ -74,13 +85,21 @@ pub async fn handle<P: Participant>(
     let fresh = fresh(batch, commands, &mut loaded)?;
     let to_decide: Vec<&P::Command> = fresh.commands.iter().map(|(_, c)| c).collect();
     let (outcomes, writes) = P::decide(&mut loaded, &to_decide)?;
+    let mut notes = Vec::new();
     let replies = fresh
         .commands
         .iter()
         .zip(outcomes)
-        .map(|((envelope, _), outcome)| P::answer(envelope, outcome))
+        .map(|((envelope, _), outcome)| {
+            notes.extend(P::after_commit(envelope, &outcome));
+            P::answer(envelope, outcome)
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    finish(txn, P::CONSUMER, fresh, replies, writes).await
+    let mut enqueued = finish(txn, P::CONSUMER, fresh, replies, writes).await?;
+    if !notes.is_empty() {
+        enqueued.after_commit(move || notes.iter().for_each(|note| note()));
+    }
+    Ok(enqueued)
 }
 
 /// Adds the inbox's record of `batch` to `reads`, read back by [`fresh`].

@@ -118,6 +118,7 @@ impl<S: Service> Application<S> {
             .await
             .map_err(|e| StartupError::Settings(e.to_string()))?;
         crate::metrics::register(S::QUEUE, S::ORDER_ROUTE.is_some());
+        crate::lifecycle::set_success_ratio(common.telemetry.log_success_ratio);
         S::register_metrics();
         let foundation = Foundation::prepare::<S::Migrator>(common).await?;
         let gauges = crate::metrics::gauges::Gauges {

@@ -21,10 +21,12 @@ use crate::service::{Application, Service, TaskFailed};
 use crate::shutdown::Shutdown;
 
 mod credentials;
+mod lines;
 mod messages;
 mod metrics;
 
 pub use credentials::*;
+pub use lines::*;
 pub use messages::*;
 pub use metrics::*;
 
@@ -332,14 +334,16 @@ pub fn init_test_telemetry() {
     use std::sync::Once;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let sink = lifecycle_lines().clone();
         if std::env::var("TEST_LOG").is_ok() {
+            crate::telemetry::init(crate::telemetry::subscriber("test", "info", sink.echoed()));
+        } else {
+            // The lifecycle lines only, kept for tests to read (`lifecycle_lines`).
             crate::telemetry::init(crate::telemetry::subscriber(
                 "test",
-                "info",
-                std::io::stdout,
+                "off,saga_common::lifecycle=info",
+                sink,
             ));
-        } else {
-            crate::telemetry::init(crate::telemetry::subscriber("test", "off", std::io::sink));
         }
     });
 }

@@ -5,7 +5,7 @@ use lapin::BasicProperties;
 use saga_common::messaging::dead_letters::{DeadLetterQueue, Selection};
 use saga_common::messaging::inbox::DedupWindow;
 use saga_common::messaging::topology;
-use saga_common::testing::{PATIENCE, eventually, publish_raw};
+use saga_common::testing::{PATIENCE, capture_lines_async, eventually, publish_raw};
 
 use crate::helpers::{PERMANENT, QUEUE, SERVICE, retry, start};
 
@@ -70,17 +70,23 @@ async fn dead_letters_are_paged_without_being_consumed_and_deleted_by_id() {
         4,
         "listing consumed nothing"
     );
-    assert_eq!(admin.delete(&sent[1]).await.unwrap(), 1);
+    let (deleted, lines) = capture_lines_async(admin.delete(&sent[1])).await;
+    assert_eq!(deleted.unwrap(), 1);
+    let said = lines.events("dead_letter.deleted");
+    assert_eq!(said.len(), 1, "one line per message deleted: {said:?}");
+    assert_eq!(said[0]["message_id"], sent[1].as_str());
     assert_eq!(admin.delete(&sent[1]).await.unwrap(), 0);
     assert_eq!(harness.vhost.message_count(&dlq).await, 3);
 
-    let report = admin
-        .replay(&Selection::Ids(
-            [sent[0].clone(), "absent".to_owned()].into(),
-        ))
-        .await
-        .unwrap();
+    let (report, lines) = capture_lines_async(admin.replay(&Selection::Ids(
+        [sent[0].clone(), "absent".to_owned()].into(),
+    )))
+    .await;
+    let report = report.unwrap();
     assert_eq!(report.replayed, 1);
+    let said = lines.events("dead_letter.replayed");
+    assert_eq!(said.len(), 1, "one line per message replayed: {said:?}");
+    assert_eq!(said[0]["message_id"], sent[0].as_str());
     assert_eq!(report.not_found, ["absent"]);
     assert!(report.failed.is_empty());
     assert!(report.refused.is_empty());

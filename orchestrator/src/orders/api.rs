@@ -122,6 +122,7 @@ pub async fn place_order(
                 total_cents = order.total_cents,
                 "order accepted; saga started"
             );
+            crate::saga::facts::started(order.order_id, &order.correlation_id);
             Ok(accepted(&order))
         }
         Ok(Placed::KeyTaken) => {

@@ -173,6 +173,7 @@ impl Order {
             resends: 0,
             pending_message_id: None,
             correlation_id: self.correlation_id.clone(),
+            created_at: self.created_at,
             updated_at: self.updated_at,
         }
     }

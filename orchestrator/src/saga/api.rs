@@ -15,8 +15,10 @@ use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::query::{FromQuery, Limit, Params, QueryFields};
 use saga_common::http::{ApiError, ErrorBody};
+use saga_common::lifecycle::Subject;
 
 use super::engine::Applied;
+use super::facts;
 use super::machine::{FailureReason, SagaEvent};
 use super::plan::ApplyError;
 use super::status::{OrderStatus, StateName};
@@ -187,9 +189,15 @@ async fn operate(
         Err(error) => return Err(ApiError::internal(&error)),
     };
     state.wakeup.commit(txn, enqueued).await?;
-    tracing::warn!(action = kind, "operator action on saga");
     let updated = store::find(&state.db, order_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no saga {order_id}")))?;
+    // The trace id, if any, is the operator's request span's.
+    let subject = Subject {
+        order_id,
+        correlation_id: &order.correlation_id,
+        trace_id: None,
+    };
+    facts::operator(kind == OPERATOR_COMPENSATE, subject, updated.state);
     Ok(Json(SagaView::of(&updated, Utc::now())))
 }

@@ -10,11 +10,13 @@
 //! - [`status`]: how states read in the API (`OrderStatus`, `StateName`).
 //! - [`replies`]: the `orchestrator.replies` consumer: inbox, lock, plan, write, commit.
 //! - [`timeouts`]: the sweep that resends or compensates sagas past their deadline.
+//! - [`facts`]: the saga metrics and lifecycle lines, reported once committed; the gauges.
 //! - [`api`]: operator endpoints (`/api/sagas`: stuck sagas, retry, compensate).
 
 pub mod api;
 pub mod effects;
 pub mod engine;
+pub mod facts;
 pub mod machine;
 pub mod plan;
 pub mod replies;

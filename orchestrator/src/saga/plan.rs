@@ -312,6 +312,7 @@ mod tests {
             resends,
             pending_message_id: Some(Uuid::now_v7()),
             correlation_id: "c-1".into(),
+            created_at: Utc::now(),
             updated_at: Utc::now(),
         }
     }

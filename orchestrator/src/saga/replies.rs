@@ -16,11 +16,13 @@ use uuid::Uuid;
 
 use saga_common::contracts::Reply;
 use saga_common::db::{self, PartName, Reads};
+use saga_common::lifecycle::OwnedSubject;
 use saga_common::messaging::inbox;
 use saga_common::messaging::outbox::Enqueued;
 use saga_common::messaging::{Envelope, HandleError, MessageHandler};
 
 use super::engine;
+use super::facts::Ended;
 use super::machine::SagaEvent;
 use super::plan::{self, ApplyError, Trigger};
 use super::store::{self, Saga};
@@ -91,6 +93,7 @@ impl MessageHandler for SagaReplies {
 
         let now = Utc::now();
         let mut plans = Vec::new();
+        let mut ended = Vec::new();
         let mut applied = HashSet::with_capacity(batch.len());
         let mut duplicates = Vec::new();
         for (envelope, event) in batch.iter().zip(events) {
@@ -127,6 +130,13 @@ impl MessageHandler for SagaReplies {
                             tracing::debug!(from = %order.state, to = %plan.step.to, "saga advanced");
                         });
                     }
+                    if plan.ends_saga() {
+                        ended.push(Ended {
+                            subject: OwnedSubject::of(envelope),
+                            state: plan.step.to,
+                            created_at: order.created_at,
+                        });
+                    }
                     plan.advance(order);
                     plans.push(plan);
                 }
@@ -139,11 +149,14 @@ impl MessageHandler for SagaReplies {
         // Counted before the consumer commits (the handler has no later moment): a commit that
         // fails then counts an end twice when the batch is handled again, which the next
         // recount corrects.
-        self.admission
-            .ended(plans.iter().filter(|plan| plan.ends_saga()).count());
+        self.admission.ended(ended.len());
         // Counted by the consumer once the batch commits.
         for message_id in duplicates {
             enqueued.duplicate(message_id);
+        }
+        // Metrics and lines, unlike the slots, wait for the commit: said exactly once.
+        if !ended.is_empty() {
+            enqueued.after_commit(move || ended.iter().for_each(Ended::report));
         }
         Ok(enqueued)
     }

@@ -14,7 +14,7 @@ use super::machine::SagaState;
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
                        version, deadline_at, resends, pending_message_id, correlation_id, \
-                       updated_at";
+                       created_at, updated_at";
 
 /// A stored saga.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,8 @@ pub struct Saga {
     /// The command the saga waits on, resent with this same id.
     pub pending_message_id: Option<Uuid>,
     pub correlation_id: String,
+    /// When the order was placed: a saga's duration counts from it.
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -58,6 +60,7 @@ struct SagaRow {
     resends: i32,
     pending_message_id: Option<Uuid>,
     correlation_id: String,
+    created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
@@ -96,6 +99,7 @@ impl TryFrom<SagaRow> for Saga {
             resends: row.resends,
             pending_message_id: row.pending_message_id,
             correlation_id: row.correlation_id,
+            created_at: row.created_at,
             updated_at: row.updated_at,
         })
     }

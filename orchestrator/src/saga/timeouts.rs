@@ -24,6 +24,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio_cron_scheduler::JobSchedulerError;
 use uuid::Uuid;
 
+use saga_common::lifecycle::Subject;
 use saga_common::messaging::outbox::RelayWakeup;
 use saga_common::messaging::{BrokerStatus, Probe};
 use saga_common::service::schedule;
@@ -31,6 +32,7 @@ use saga_common::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
 use super::engine::{self, Applied};
+use super::facts::{self, TimeoutAction};
 use super::machine::SagaEvent;
 use super::plan::{self, ApplyError, Plan, Trigger};
 use super::store::{self, Saga};
@@ -162,20 +164,29 @@ pub async fn sweep(
             break;
         };
         wakeup.commit(txn, enqueued).await?;
+        let correlation: HashMap<Uuid, &str> = overdue
+            .iter()
+            .map(|order| (order.order_id, order.correlation_id.as_str()))
+            .collect();
         for plan in &plans {
-            let span =
-                tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);
-            let _entered = span.enter();
+            // A sweep belongs to no request: the line has no trace id of its own.
+            let subject = Subject {
+                order_id: plan.order_id,
+                correlation_id: correlation.get(&plan.order_id).copied().unwrap_or_default(),
+                trace_id: None,
+            };
+            let (state, resends) = (plan.step.to, plan.step.resends);
             if Some(plan.step.to) != plan.from {
                 report.compensated += 1;
-                tracing::warn!(from = plan.from.map_or("", |s| s.name()), to = %plan.step.to, "saga past its deadline; compensating");
+                facts::timeout(TimeoutAction::Compensating, subject, state, resends);
             } else if plan.resend.is_some() {
                 report.resent += 1;
-                tracing::warn!(state = %plan.step.to, resends = plan.step.resends, "saga past its deadline; pending command resent");
+                facts::timeout(TimeoutAction::Resent, subject, state, resends);
             } else {
                 // The queue's warning said it once for the sweep.
                 report.held += 1;
-                tracing::debug!(state = %plan.step.to, resends = plan.step.resends, "saga past its deadline; participant down, resend held");
+                let span = tracing::info_span!("saga", order_id = %plan.order_id, saga_id = %plan.order_id);
+                span.in_scope(|| tracing::debug!(state = %plan.step.to, resends, "saga past its deadline; participant down, resend held"));
             }
         }
         if overdue.len() < limit {

@@ -131,6 +131,14 @@ async fn an_operator_sees_a_stuck_saga_retries_it_and_then_compensates_it() {
     );
     assert_eq!(timeline["transitions"][1]["commands"][0], "payment.charge");
     assert_eq!(timeline["transitions"][2]["commands"][0], "payment.refund");
+    // Each action is in the log, where it left the saga.
+    let lines = saga_common::testing::lifecycle_lines();
+    let retried = lines.of_order("saga.operator_retried", order_id);
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(retried[0]["state"], "AWAITING_PAYMENT");
+    let compensating = lines.of_order("saga.operator_compensating", order_id);
+    assert_eq!(compensating.len(), 1, "{compensating:?}");
+    assert_eq!(compensating[0]["state"], "REFUNDING_PAYMENT");
 }
 
 #[tokio::test]

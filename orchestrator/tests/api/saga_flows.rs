@@ -1,6 +1,6 @@
 use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
-use saga_common::testing::Tap;
+use saga_common::testing::{PATIENCE, Tap, eventually, lifecycle_lines};
 
 use crate::helpers::{order_body, spawn_fleet};
 
@@ -85,6 +85,26 @@ async fn an_order_fails_when_the_payment_is_declined_and_takes_no_stock() {
     assert_eq!(payments[0]["status"], "DECLINED");
     assert_eq!(payments[0]["decline_reason"], "insufficient_funds");
     assert!(fleet.reservations(order_id).await.is_empty());
+
+    // What operators read: the payment's decline and the saga's end, once each.
+    let lines = lifecycle_lines();
+    let (declined, failed) = eventually("the decline's lifecycle lines", PATIENCE, || async {
+        let failed = lines.of_order("saga.failed", order_id);
+        (!failed.is_empty()).then(|| (lines.of_order("payment.declined", order_id), failed))
+    })
+    .await;
+    assert_eq!(declined.len(), 1, "{declined:?}");
+    assert_eq!(declined[0]["reason"], "insufficient_funds");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["reason"], "payment_declined");
+    assert_eq!(failed[0]["saga_id"], order_id.to_string());
+    // One correlation id from the request to the end, through the participant.
+    let started = lines.of_order("saga.started", order_id);
+    assert_eq!(started.len(), 1);
+    assert_eq!(failed[0]["correlation_id"], started[0]["correlation_id"]);
+    assert_eq!(declined[0]["correlation_id"], started[0]["correlation_id"]);
+    assert!(lines.of_order("payment.charged", order_id).is_empty());
+    assert!(lines.of_order("saga.completed", order_id).is_empty());
 }
 
 #[tokio::test]

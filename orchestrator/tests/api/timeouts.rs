@@ -3,10 +3,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use orchestrator::configuration::SagaSettings;
+use orchestrator::saga::facts;
 use orchestrator::saga::timeouts::{SweepReport, sweep};
 use saga_common::messaging::Probe;
 use saga_common::messaging::outbox::RelayWakeup;
-use saga_common::testing::{PATIENCE, eventually};
+use saga_common::testing::{PATIENCE, eventually, lifecycle_lines};
 use sea_orm_migration::MigratorTrait;
 
 use crate::helpers::{FleetOptions, TestFleet, database, order_body, query_one, spawn_fleet_with};
@@ -70,7 +71,11 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
             .unwrap(),
         SweepReport::default()
     );
+    let gauges = facts::read(&db).await.unwrap();
+    assert_eq!(gauges.in_state("AWAITING_PAYMENT"), 1);
+    assert_eq!(gauges.overdue, 0);
     expire(&fleet, order_id).await;
+    assert_eq!(facts::read(&db).await.unwrap().overdue, 1);
     let report = sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
         .await
         .unwrap();
@@ -82,6 +87,13 @@ async fn a_saga_past_its_deadline_has_its_command_resent_with_the_same_id() {
             ..SweepReport::default()
         }
     );
+    assert_eq!(facts::read(&db).await.unwrap().overdue, 0);
+    // Said once the sweep committed, for operators.
+    let resent = lifecycle_lines().of_order("saga.timeout_resent", order_id);
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert_eq!(resent[0]["state"], "AWAITING_PAYMENT");
+    assert_eq!(resent[0]["resends"], 1);
+    assert_eq!(resent[0]["level"], 40);
     let charge_id = query_one(
         &db,
         "SELECT to_json(pending_message_id) AS row FROM orders WHERE order_id = $1",

@@ -2,7 +2,7 @@
 
 use saga_common::contracts::{self, InventoryCommand};
 use saga_common::db::{Loaded, Reads, Writes};
-use saga_common::messaging::participant::Participant;
+use saga_common::messaging::participant::{Note, Participant};
 use saga_common::messaging::{Envelope, HandleError};
 
 use crate::reservations::{self, ReserveOutcome, StockCommand, StockOutcome, StockRequest};
@@ -35,6 +35,10 @@ impl Participant for InventoryCommands {
 
     fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleError> {
         answer(command, outcome)
+    }
+
+    fn after_commit(command: &Envelope, outcome: &StockOutcome) -> Option<Note> {
+        Some(crate::facts::note(command, outcome))
     }
 }
 

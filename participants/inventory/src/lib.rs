@@ -5,11 +5,13 @@
 //! - [`products`]: `PUT/GET /api/products/{product_id}` and the stock queries (lock, take, give back).
 //! - [`reservations`]: the reserve and release rules, `GET /api/reservations`, reservation queries.
 //! - [`commands`]: the `inventory.commands` consumer: inbox, effect and reply in one transaction.
+//! - [`facts`]: what a committed batch reports: the inventory metrics and lifecycle lines.
 //! - [`migration`]: this service's schema (products, reservations; outbox and inbox from common).
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
 
 pub mod api_doc;
 pub mod commands;
+pub mod facts;
 pub mod migration;
 pub mod products;
 pub mod reservations;

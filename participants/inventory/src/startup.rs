@@ -43,6 +43,10 @@ impl Service for Inventory {
         )
     }
 
+    fn register_metrics() {
+        crate::facts::register();
+    }
+
     fn assemble(_: &ServiceSettings, foundation: &Foundation) -> Parts<InventoryCommands> {
         let routes = Router::new()
             .merge(crate::products::router(foundation.db.clone()))

@@ -2,7 +2,7 @@
 
 use saga_common::contracts;
 use saga_common::db::{Loaded, Reads, Writes};
-use saga_common::messaging::participant::Participant;
+use saga_common::messaging::participant::{Note, Participant};
 use saga_common::messaging::{Envelope, HandleError};
 
 use crate::payments::{self, Outcome, PaymentCommand};
@@ -35,6 +35,10 @@ impl Participant for PaymentCommands {
 
     fn answer(command: &Envelope, outcome: Outcome) -> Result<Envelope, HandleError> {
         answer(command, outcome)
+    }
+
+    fn after_commit(command: &Envelope, outcome: &Outcome) -> Option<Note> {
+        crate::facts::note(command, outcome)
     }
 }
 

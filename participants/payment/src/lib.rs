@@ -5,12 +5,14 @@
 //! - [`accounts`]: `PUT/GET /api/accounts/{customer_id}` and account queries.
 //! - [`payments`]: the charge and refund rules, `GET /api/payments`, payment queries.
 //! - [`commands`]: the `payment.commands` consumer: inbox, effect and reply in one transaction.
+//! - [`facts`]: what a committed batch reports: the payment metrics and lifecycle lines.
 //! - [`migration`]: this service's schema (accounts, payments; outbox and inbox from common).
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
 
 pub mod accounts;
 pub mod api_doc;
 pub mod commands;
+pub mod facts;
 pub mod migration;
 pub mod payments;
 pub mod startup;

@@ -39,6 +39,10 @@ impl Service for Payment {
         ))
     }
 
+    fn register_metrics() {
+        crate::facts::register();
+    }
+
     fn assemble(_: &ServiceSettings, foundation: &Foundation) -> Parts<PaymentCommands> {
         let routes = Router::new()
             .merge(crate::accounts::router(foundation.db.clone()))

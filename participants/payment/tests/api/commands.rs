@@ -3,7 +3,7 @@ use uuid::Uuid;
 
 use saga_common::contracts::{self, Payload};
 use saga_common::messaging::topology;
-use saga_common::testing::{PATIENCE, eventually, peeked_header, publish_raw};
+use saga_common::testing::{PATIENCE, eventually, lifecycle_lines, peeked_header, publish_raw};
 
 use crate::helpers::{charge, refund, spawn_app};
 
@@ -43,6 +43,11 @@ async fn a_charge_the_balance_does_not_cover_is_declined_and_takes_nothing() {
     assert_eq!(answer.payload["reason"], "insufficient_funds");
     assert_eq!(app.balance("c-1").await, 399);
     assert_eq!(app.payments(order).await[0]["status"], "DECLINED");
+    // Said once the batch committed, before the reply left: no wait needed.
+    let declined = lifecycle_lines().of_order("payment.declined", order);
+    assert_eq!(declined.len(), 1, "{declined:?}");
+    assert_eq!(declined[0]["reason"], "insufficient_funds");
+    assert_eq!(declined[0]["correlation_id"], "test-correlation");
 }
 
 #[tokio::test]
@@ -61,6 +66,10 @@ async fn a_command_delivered_twice_has_one_effect_and_the_same_reply() {
     assert_eq!(first, second);
     assert_eq!(app.balance("c-1").await, 700, "charged once");
     assert_eq!(app.payments(command.saga_id).await.len(), 1);
+    // ... and reported once: the duplicate, answered from the inbox, says nothing.
+    let charged = lifecycle_lines().of_order("payment.charged", command.saga_id);
+    assert_eq!(charged.len(), 1, "{charged:?}");
+    assert_eq!(charged[0]["amount_cents"], 300);
 }
 
 #[tokio::test]
