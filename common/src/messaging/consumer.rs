@@ -179,24 +179,15 @@ impl Batch {
 struct Received {
     delivery: Delivery,
     history: History,
+    /// Its consumer span (`telemetry::spans::consumer`), open until the delivery is settled.
+    span: Span,
 }
 
 impl Received {
-    /// The span of this delivery's log lines when it is handled alone; made only then, since
-    /// a delivery handled in a batch logs under the batch's span.
-    fn span(&self, envelope: &Envelope, context: &ConsumerContext) -> Span {
-        tracing::info_span!(
-            "handle_message",
-            service = %context.service,
-            queue = context.queue,
-            message_type = %envelope.message_type,
-            message_id = %envelope.message_id,
-            correlation_id = %envelope.correlation_id,
-            saga_id = %envelope.saga_id,
-            order_id = %envelope.saga_id,
-            redelivered = self.delivery.redelivered,
-            attempt = self.history.attempt(),
-        )
+    /// This delivery's consumer span: the parent of what handling it produces, and the span of
+    /// its log lines when it is handled alone (in a batch they log under the batch's span).
+    fn span(&self) -> Span {
+        self.span.clone()
     }
 }
 
@@ -220,7 +211,16 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
                 };
                 (reason, format!("{field} {}", crate::nul::NUL_RULE))
             }
-            (None, Ok(())) => return Some((envelope, Received { delivery, history })),
+            (None, Ok(())) => {
+                let mut envelope = envelope;
+                let span = consumer_span(&mut envelope, &delivery, &history, context);
+                let received = Received {
+                    delivery,
+                    history,
+                    span,
+                };
+                return Some((envelope, received));
+            }
             (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
         },
         Err(error) => (MALFORMED_MESSAGE, error.to_string()),
@@ -237,6 +237,28 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
     )
     .await;
     None
+}
+
+/// The consumer span of a delivery, which leaves its own trace context on the envelope.
+fn consumer_span(
+    envelope: &mut Envelope,
+    delivery: &Delivery,
+    history: &History,
+    context: &ConsumerContext,
+) -> Span {
+    let delivered = crate::telemetry::spans::Delivered {
+        queue: context.queue,
+        exchange: &history.original_exchange,
+        routing_key: &history.original_routing_key,
+        redelivered: delivery.redelivered,
+        attempt: history.attempt(),
+    };
+    let header = envelope
+        .traceparent
+        .is_none()
+        .then(|| super::envelope::trace_headers(&delivery.properties))
+        .flatten();
+    crate::telemetry::spans::consumer(&context.service, envelope, &delivered, header)
 }
 
 async fn process<H: MessageHandler>(
@@ -270,7 +292,7 @@ async fn process<H: MessageHandler>(
             let outcome = handle_through_outages(envelope, context, handler).await;
             settle(received, context, outcome).await;
         }
-        .instrument(received.span(envelope, context))
+        .instrument(received.span())
         .await;
     }
 }

@@ -104,6 +104,7 @@ pub async fn place_order(
         kind: ORDER_PLACED,
         message_id: Uuid::now_v7(),
         correlation_id: &correlation.0,
+        parent: None,
     };
     let first = plan::start(&order.new_saga(), &trigger, &state.app.saga, now)
         .map_err(|e| ApiError::internal(&e))?;

@@ -50,6 +50,7 @@ fn placement(settings: &SagaSettings) -> Placement {
         kind: ORDER_PLACED,
         message_id: Uuid::now_v7(),
         correlation_id: "c",
+        parent: None,
     };
     let first = plan::start(&order.new_saga(), &trigger, settings, now).unwrap();
     Placement { order, first }
