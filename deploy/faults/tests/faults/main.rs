@@ -10,6 +10,7 @@
 //! - [`process_faults`]: services SIGKILLed and restarted, down past the saga deadline, twice.
 //! - [`infrastructure_faults`]: RabbitMQ and PostgreSQL stopped or killed, then started.
 //! - [`message_faults`] ([`duplicator`], [`poison`]): duplicates, poison, a replayed message.
+//! - [`traces`]: one order is one trace across the three processes, checked at an OTLP receiver.
 //!
 //! `FAULTS_PARALLEL=2` runs two scenarios at once, `FAULTS_KEEP=1` keeps their directories,
 //! `FAULTS_LOG_LEVEL` sets the services' log filter (logs are printed when a test fails).
@@ -28,3 +29,4 @@ mod poison;
 mod process_faults;
 mod scenario;
 mod stream;
+mod traces;
