@@ -29,6 +29,7 @@ use super::outbox::{Enqueued, RelayWakeup};
 use super::topology;
 use crate::batching::Batches;
 use crate::configuration::RetrySettings;
+use crate::telemetry;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -179,15 +180,37 @@ impl Batch {
 struct Received {
     delivery: Delivery,
     history: History,
-    /// Its consumer span (`telemetry::spans::consumer`), open until the delivery is settled.
+    /// Its consumer span (`telemetry::spans::consumer`), open until the delivery is settled:
+    /// the parent of what handling it produces, and the span of its log lines when it is
+    /// handled alone (in a batch they log under the batch's span).
     span: Span,
 }
 
 impl Received {
-    /// This delivery's consumer span: the parent of what handling it produces, and the span of
-    /// its log lines when it is handled alone (in a batch they log under the batch's span).
-    fn span(&self) -> Span {
-        self.span.clone()
+    /// A delivery with its consumer span, which leaves its own trace context on the envelope.
+    fn traced(
+        mut envelope: Envelope,
+        delivery: Delivery,
+        history: History,
+        context: &ConsumerContext,
+    ) -> (Envelope, Self) {
+        let delivered = telemetry::spans::Delivered {
+            queue: context.queue,
+            exchange: &history.original_exchange,
+            routing_key: &history.original_routing_key,
+            redelivered: delivery.redelivered,
+            attempt: history.attempt(),
+            properties: &delivery.properties,
+        };
+        let span = telemetry::spans::consumer(&context.service, &mut envelope, &delivered);
+        (
+            envelope,
+            Self {
+                delivery,
+                history,
+                span,
+            },
+        )
     }
 }
 
@@ -211,16 +234,7 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
                 };
                 (reason, format!("{field} {}", crate::nul::NUL_RULE))
             }
-            (None, Ok(())) => {
-                let mut envelope = envelope;
-                let span = consumer_span(&mut envelope, &delivery, &history, context);
-                let received = Received {
-                    delivery,
-                    history,
-                    span,
-                };
-                return Some((envelope, received));
-            }
+            (None, Ok(())) => return Some(Received::traced(envelope, delivery, history, context)),
             (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
         },
         Err(error) => (MALFORMED_MESSAGE, error.to_string()),
@@ -237,28 +251,6 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
     )
     .await;
     None
-}
-
-/// The consumer span of a delivery, which leaves its own trace context on the envelope.
-fn consumer_span(
-    envelope: &mut Envelope,
-    delivery: &Delivery,
-    history: &History,
-    context: &ConsumerContext,
-) -> Span {
-    let delivered = crate::telemetry::spans::Delivered {
-        queue: context.queue,
-        exchange: &history.original_exchange,
-        routing_key: &history.original_routing_key,
-        redelivered: delivery.redelivered,
-        attempt: history.attempt(),
-    };
-    let header = envelope
-        .traceparent
-        .is_none()
-        .then(|| super::envelope::trace_headers(&delivery.properties))
-        .flatten();
-    crate::telemetry::spans::consumer(&context.service, envelope, &delivered, header)
 }
 
 async fn process<H: MessageHandler>(
@@ -292,7 +284,7 @@ async fn process<H: MessageHandler>(
             let outcome = handle_through_outages(envelope, context, handler).await;
             settle(received, context, outcome).await;
         }
-        .instrument(received.span())
+        .instrument(received.span.clone())
         .await;
     }
 }

@@ -17,19 +17,16 @@ pub struct Delivered<'a> {
     pub routing_key: &'a str,
     pub redelivered: bool,
     pub attempt: u32,
+    /// Its AMQP properties, whose headers carry the trace context of a body without one.
+    pub properties: &'a lapin::BasicProperties,
 }
 
 /// The consumer span of one message (OpenTelemetry messaging conventions: kind `consumer`,
 /// operation `process`), a child of the context that produced it: `traceparent` from the
-/// envelope, else from the AMQP header (`header`); a new trace when neither has one. Its own
+/// envelope, else from the AMQP headers; a new trace when neither has one. Its own
 /// `traceparent` replaces the envelope's in memory, so what the handler produces for this
 /// message (a reply, the saga transition it causes) is this span's child.
-pub fn consumer(
-    service: &str,
-    envelope: &mut Envelope,
-    delivered: &Delivered<'_>,
-    header: Option<(String, Option<String>)>,
-) -> Span {
+pub fn consumer(service: &str, envelope: &mut Envelope, delivered: &Delivered<'_>) -> Span {
     let span = tracing::info_span!(
         "handle_message",
         otel.kind = "consumer",
@@ -53,13 +50,19 @@ pub fn consumer(
     );
     let (traceparent, tracestate) = match envelope.traceparent.take() {
         Some(traceparent) => (Some(traceparent), envelope.tracestate.take()),
-        None => header.map_or((None, None), |(p, s)| (Some(p), s)),
+        None => crate::messaging::envelope::trace_headers(delivered.properties)
+            .map_or((None, None), |(p, s)| (Some(p), s)),
     };
-    if let Some((own, state)) =
-        context::continue_from(&span, traceparent.as_deref(), tracestate.as_deref())
-    {
-        envelope.traceparent = Some(own);
-        envelope.tracestate = state;
+    match context::continue_from(&span, traceparent.as_deref(), tracestate.as_deref()) {
+        Some((own, state)) => {
+            envelope.traceparent = Some(own);
+            envelope.tracestate = state;
+        }
+        // An untraced span (no subscriber): what the handler produces keeps the producer's.
+        None => {
+            envelope.traceparent = traceparent;
+            envelope.tracestate = tracestate;
+        }
     }
     span
 }
