@@ -135,6 +135,9 @@ pub struct Order {
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// W3C `traceparent` of the step that placed it: later steps the sweep or an operator
+    /// takes continue this trace. `None` for an order placed before tracing.
+    pub traceparent: Option<String>,
 }
 
 /// An order as the API returns it.
@@ -174,6 +177,7 @@ impl Order {
             pending_message_id: None,
             correlation_id: self.correlation_id.clone(),
             updated_at: self.updated_at,
+            traceparent: self.traceparent.clone(),
         }
     }
 }

@@ -326,6 +326,7 @@ mod tests {
             pending_message_id: Some(Uuid::now_v7()),
             correlation_id: "c-1".into(),
             updated_at: Utc::now(),
+            traceparent: None,
         }
     }
 

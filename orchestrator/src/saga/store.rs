@@ -14,7 +14,7 @@ use super::machine::SagaState;
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
                        version, deadline_at, resends, pending_message_id, correlation_id, \
-                       updated_at";
+                       updated_at, traceparent";
 
 /// A stored saga.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,9 @@ pub struct Saga {
     pub pending_message_id: Option<Uuid>,
     pub correlation_id: String,
     pub updated_at: DateTime<Utc>,
+    /// The order's trace context (`orders.traceparent`), continued by deadline and operator
+    /// steps; `None` for an order placed before tracing.
+    pub traceparent: Option<String>,
 }
 
 /// One order line as the saga needs it (the price stays with the order).
@@ -59,6 +62,7 @@ struct SagaRow {
     pending_message_id: Option<Uuid>,
     correlation_id: String,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 /// The state its two columns hold, or an error naming the order.
@@ -97,6 +101,7 @@ impl TryFrom<SagaRow> for Saga {
             pending_message_id: row.pending_message_id,
             correlation_id: row.correlation_id,
             updated_at: row.updated_at,
+            traceparent: row.traceparent,
         })
     }
 }

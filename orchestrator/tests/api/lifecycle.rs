@@ -45,6 +45,7 @@ fn placement(settings: &SagaSettings) -> Placement {
         idempotency_key: None,
         created_at: now,
         updated_at: now,
+        traceparent: None,
     };
     let trigger = Trigger {
         kind: ORDER_PLACED,
