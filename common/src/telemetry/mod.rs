@@ -64,7 +64,10 @@ impl Telemetry {
         // Only the spans that declare `otel.kind` are traced; the others (a batch, a message's
         // log context) are not units of work of their own. Events never become span events:
         // the log lines say the same, and recording them would double what a span costs.
-        let traced = filter_fn(|meta| meta.is_span() && meta.fields().field("otel.kind").is_some());
+        // Traced spans are `info` spans: the hint keeps `debug!` and `trace!` call sites off
+        // unless the log filter wants them.
+        let traced = filter_fn(|meta| meta.is_span() && meta.fields().field("otel.kind").is_some())
+            .with_max_level_hint(tracing::level_filters::LevelFilter::INFO);
         let tracer = self.provider.tracer(name.to_owned());
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
