@@ -1,6 +1,10 @@
 //! `X-Correlation-Id`: taken from the request when it is sane, generated otherwise, echoed on the
 //! response, and recorded on the request span so every log line of the request carries it.
 //! Handlers read it as `Extension<CorrelationId>` and put it in the messages they cause.
+//!
+//! The request span is also the request's trace span (kind `server`): a child of the caller's
+//! W3C `traceparent` / `tracestate` when sent, the root of a new trace otherwise; the messages
+//! the request writes carry its context (`telemetry::context`).
 
 use std::time::Instant;
 
@@ -11,6 +15,9 @@ use axum::response::Response;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-correlation-id";
+/// W3C trace context request headers.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId(pub String);
@@ -39,17 +46,29 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     );
     let span = tracing::info_span!(
         "http_request",
+        otel.kind = "server",
+        otel.name = %format_args!("{} {route}", request.method()),
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
         method = %request.method(),
         route = %route,
         correlation_id = %correlation.0,
         order_id = tracing::field::Empty,
         saga_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::telemetry::context::continue_from(&span, header(TRACEPARENT), header(TRACESTATE));
+    }
     request.extensions_mut().insert(correlation.clone());
     let started = Instant::now();
     async move {
         let mut response = next.run(request).await;
         let status = response.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", status);
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");

@@ -29,6 +29,7 @@ use super::reroute::{Failure, History, dead_letter, retry_later};
 use crate::batching::Batches;
 use crate::configuration::RetrySettings;
 use crate::metrics::consumer::ConsumerMetrics;
+use crate::telemetry;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -193,23 +194,36 @@ impl Batch {
 struct Received {
     delivery: Delivery,
     history: History,
+    /// Its consumer span (`telemetry::spans::consumer`), open until the delivery is settled:
+    /// the parent of what handling it produces, and the span of its log lines when it is
+    /// handled alone (in a batch they log under the batch's span).
+    span: Span,
 }
 
 impl Received {
-    /// The span of this delivery's log lines when it is handled alone; made only then, since
-    /// a delivery handled in a batch logs under the batch's span.
-    fn span(&self, envelope: &Envelope, context: &ConsumerContext) -> Span {
-        tracing::info_span!(
-            "handle_message",
-            service = %context.service,
-            queue = context.queue,
-            message_type = %envelope.message_type,
-            message_id = %envelope.message_id,
-            correlation_id = %envelope.correlation_id,
-            saga_id = %envelope.saga_id,
-            order_id = %envelope.saga_id,
-            redelivered = self.delivery.redelivered,
-            attempt = self.history.attempt(),
+    /// A delivery with its consumer span, which leaves its own trace context on the envelope.
+    fn traced(
+        mut envelope: Envelope,
+        delivery: Delivery,
+        history: History,
+        context: &ConsumerContext,
+    ) -> (Envelope, Self) {
+        let delivered = telemetry::spans::Delivered {
+            queue: context.queue,
+            exchange: &history.original_exchange,
+            routing_key: &history.original_routing_key,
+            redelivered: delivery.redelivered,
+            attempt: history.attempt(),
+            properties: &delivery.properties,
+        };
+        let span = telemetry::spans::consumer(&context.service, &mut envelope, &delivered);
+        (
+            envelope,
+            Self {
+                delivery,
+                history,
+                span,
+            },
         )
     }
 }
@@ -247,10 +261,10 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
             };
             (reason, format!("{field} {}", crate::nul::NUL_RULE))
         }
-        (None, Ok(())) => return Some((envelope, Received { delivery, history })),
+        (None, Ok(())) => return Some(Received::traced(envelope, delivery, history, context)),
         (None, Err(outside)) => (OUTSIDE_DEDUP_WINDOW, outside.to_string()),
     };
-    let received = Received { delivery, history };
+    let (envelope, received) = Received::traced(envelope, delivery, history, context);
     async {
         tracing::warn!(reason, %detail, "message dead-lettered unhandled");
         let failure = Failure {
@@ -260,7 +274,7 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
         };
         dead_letter(&received.delivery, context, &received.history, failure).await;
     }
-    .instrument(received.span(&envelope, context))
+    .instrument(received.span.clone())
     .await;
     None
 }
@@ -308,7 +322,7 @@ async fn process<H: MessageHandler>(
             }
             settle(received, &envelope.message_type, context, outcome).await;
         }
-        .instrument(received.span(envelope, context))
+        .instrument(received.span.clone())
         .await;
     }
 }

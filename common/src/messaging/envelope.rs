@@ -74,6 +74,9 @@ impl Envelope {
         causation_id: Option<Uuid>,
         payload: serde_json::Value,
     ) -> Self {
+        // The span producing it (a request, a message processed, a saga transition) is its
+        // parent: the context is written with the outbox row and carried to the consumer.
+        let (traceparent, tracestate) = crate::telemetry::context::current().unzip();
         Self {
             message_id: Uuid::now_v7(),
             message_type: message_type.to_owned(),
@@ -82,19 +85,26 @@ impl Envelope {
             causation_id,
             occurred_at: Utc::now(),
             payload,
-            traceparent: None,
-            tracestate: None,
+            traceparent,
+            tracestate: tracestate.flatten(),
         }
     }
 
-    /// Builds the reply to this message: same saga and correlation, caused by this message.
+    /// Builds the reply to this message: same saga and correlation, caused by this message,
+    /// and a child of the span processing it (whose context the consumer left on the envelope,
+    /// see `telemetry::spans::consumer`).
     pub fn reply<M: Message + ?Sized>(&self, message: &M) -> Result<Self, serde_json::Error> {
-        Self::new(
+        let mut reply = Self::new(
             message,
             self.saga_id,
             &self.correlation_id,
             Some(self.message_id),
-        )
+        )?;
+        if self.traceparent.is_some() {
+            reply.traceparent.clone_from(&self.traceparent);
+            reply.tracestate.clone_from(&self.tracestate);
+        }
+        Ok(reply)
     }
 
     /// This envelope as a message of contract `C`: the variant its type names, with its payload.
@@ -136,11 +146,18 @@ impl Envelope {
     /// The trace id of `traceparent` (32 lowercase hex digits), for log lines; `None` when
     /// there is no well-formed one.
     pub fn trace_id(&self) -> Option<&str> {
-        let traceparent = self.traceparent.as_deref()?;
-        let mut parts = traceparent.split('-');
-        let (_version, trace_id) = (parts.next()?, parts.next()?);
-        (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then_some(trace_id)
+        self.trace_field(1, 32)
+    }
+
+    /// The span id of `traceparent` (16 hex digits): in a handler, the span processing this
+    /// message.
+    pub fn span_id(&self) -> Option<&str> {
+        self.trace_field(2, 16)
+    }
+
+    fn trace_field(&self, index: usize, len: usize) -> Option<&str> {
+        let field = self.traceparent.as_deref()?.split('-').nth(index)?;
+        (field.len() == len && field.bytes().all(|b| b.is_ascii_hexdigit())).then_some(field)
     }
 
     /// A span naming this message, for log lines about it written while a whole batch is
@@ -153,6 +170,8 @@ impl Envelope {
             correlation_id = %self.correlation_id,
             saga_id = %self.saga_id,
             order_id = %self.saga_id,
+            trace_id = self.trace_id(),
+            span_id = self.span_id(),
         )
     }
 }
@@ -193,6 +212,10 @@ impl OutgoingMessage {
 pub const HEADER_CORRELATION_ID: &str = "x-correlation-id";
 pub const HEADER_SAGA_ID: &str = "x-saga-id";
 pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
+/// W3C trace context, under the names the OpenTelemetry AMQP propagation uses; a consumer reads
+/// them when the body has none (a message published by another tool).
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACESTATE: &str = "tracestate";
 
 /// Persistent JSON message with the envelope's ids in the properties and headers.
 pub fn properties(envelope: &Envelope, app_id: &str) -> BasicProperties {
@@ -211,6 +234,14 @@ pub fn properties(envelope: &Envelope, app_id: &str) -> BasicProperties {
             long_string(&causation.to_string()),
         );
     }
+    for (name, value) in [
+        (HEADER_TRACEPARENT, &envelope.traceparent),
+        (HEADER_TRACESTATE, &envelope.tracestate),
+    ] {
+        if let Some(value) = value {
+            headers.insert(name.into(), long_string(value));
+        }
+    }
     BasicProperties::default()
         .with_content_type(ShortString::from("application/json"))
         .with_delivery_mode(2)
@@ -226,9 +257,50 @@ pub fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
+/// The trace context in a delivery's headers, for a body that carries none.
+pub fn trace_headers(properties: &BasicProperties) -> Option<(String, Option<String>)> {
+    let headers = properties.headers().as_ref()?;
+    let traceparent = super::headers::text(headers, HEADER_TRACEPARENT)?;
+    Some((
+        traceparent,
+        super::headers::text(headers, HEADER_TRACESTATE),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trace_context_rides_in_the_headers_and_is_read_back() {
+        let mut envelope =
+            Envelope::untyped("payment.charge", Uuid::nil(), "c", None, &()).unwrap();
+        assert_eq!(trace_headers(&properties(&envelope, "test")), None);
+        envelope.traceparent =
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        envelope.tracestate = Some("congo=t61rcWkgMzE".into());
+        let carried = trace_headers(&properties(&envelope, "test"));
+        assert_eq!(
+            carried,
+            Some((
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                Some("congo=t61rcWkgMzE".into())
+            ))
+        );
+        assert_eq!(
+            envelope.trace_id(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(envelope.span_id(), Some("00f067aa0ba902b7"));
+        // A reply is the child of the span that processed its command.
+        let reply = envelope
+            .reply(&crate::contracts::StockReleased {
+                order_id: Uuid::nil(),
+            })
+            .unwrap();
+        assert_eq!(reply.traceparent, envelope.traceparent);
+        assert_eq!(reply.tracestate, envelope.tracestate);
+    }
 
     #[test]
     fn a_nul_is_named_by_the_field_that_holds_it() {

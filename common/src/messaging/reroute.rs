@@ -22,8 +22,8 @@ pub(crate) struct History {
     /// Attempts that failed before this delivery (0 on a first delivery).
     pub(crate) failures: u32,
     first_failed_at: Option<String>,
-    original_exchange: String,
-    original_routing_key: String,
+    pub(crate) original_exchange: String,
+    pub(crate) original_routing_key: String,
 }
 
 impl History {

@@ -205,22 +205,24 @@ fn pruning(pruner: Pruner) -> Task {
     })
 }
 
-/// The whole process: settings from the environment, JSON logs on stdout, serve until SIGTERM or
-/// Ctrl-C. Every `main` is this and nothing else, so whatever runs it (the fault-injection
-/// tests' `fleet-node` too) runs exactly the production service.
+/// The whole process: settings from the environment, JSON logs on stdout (and traces over OTLP
+/// when `telemetry.otlp_endpoint` is set), serve until SIGTERM or Ctrl-C.
+/// Every `main` is this and nothing else, so whatever runs it (the fault-injection tests'
+/// `fleet-node` too) runs exactly the production service.
 pub async fn run_from_environment<S: Service>() -> Result<(), Box<dyn std::error::Error>> {
     let settings = crate::configuration::load(&S::default_settings())?;
-    crate::telemetry::init(crate::telemetry::subscriber(
-        S::NAME,
-        &settings.as_ref().log_level,
-        std::io::stdout,
-    ));
+    let common = settings.as_ref();
+    let telemetry = crate::telemetry::Telemetry::start(S::NAME, &common.telemetry)?;
+    crate::telemetry::init(telemetry.subscriber(S::NAME, &common.log_level, std::io::stdout));
     let app = Application::<S>::build(settings)
         .await
         .inspect_err(|error| {
             tracing::error!(%error, "service did not start");
         })?;
-    app.run_until_stopped(crate::shutdown::on_os_signal())
-        .await?;
+    let outcome = app.run_until_stopped(crate::shutdown::on_os_signal()).await;
+    // The spans of the last messages handled are exported before the process ends; the flush
+    // blocks, and the export it waits for runs on this runtime, so it waits off the workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    outcome?;
     Ok(())
 }

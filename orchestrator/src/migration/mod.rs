@@ -6,6 +6,7 @@ mod m20261122_000301_create_orders_and_transitions;
 mod m20261122_000302_add_saga_deadlines;
 mod m20261207_000303_tune_autovacuum;
 mod m20261208_000304_count_repeated_transitions;
+mod m20261209_000305_add_order_traceparent;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000302_add_saga_deadlines::Migration),
             Box::new(m20261207_000303_tune_autovacuum::MIGRATION),
             Box::new(m20261208_000304_count_repeated_transitions::MIGRATION),
+            Box::new(m20261209_000305_add_order_traceparent::MIGRATION),
         ])
     }
 }

@@ -97,6 +97,7 @@ pub async fn place_order(
         idempotency_key: idempotency_key.clone(),
         created_at: now,
         updated_at: now,
+        traceparent: None,
     };
     record_order(order.order_id);
     // The request itself (by the id it is given here) is the cause of the first commands.
@@ -104,10 +105,16 @@ pub async fn place_order(
         kind: ORDER_PLACED,
         message_id: Uuid::now_v7(),
         correlation_id: &correlation.0,
+        parent: None,
     };
     let first = plan::start(&order.new_saga(), &trigger, &state.app.saga, now)
         .map_err(|e| ApiError::internal(&e))?;
     order.state = first.step.to;
+    // The first step's context: later steps the sweep or an operator takes continue it.
+    order.traceparent = first
+        .messages
+        .first()
+        .and_then(|m| m.envelope.traceparent.clone());
 
     // The key is not looked up first: a new key (the common case) costs nothing extra, and a
     // key already used is found by the insert itself, which skips the order.

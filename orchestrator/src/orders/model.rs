@@ -135,6 +135,9 @@ pub struct Order {
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// W3C `traceparent` of the step that placed it: later steps the sweep or an operator
+    /// takes continue this trace. `None` for an order placed before tracing.
+    pub traceparent: Option<String>,
 }
 
 /// An order as the API returns it.
@@ -175,6 +178,7 @@ impl Order {
             correlation_id: self.correlation_id.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            traceparent: self.traceparent.clone(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::saga::store::{Step, StepColumns, items_of, state_of};
 pub const IDEMPOTENCY_KEY_CONSTRAINT: &str = "orders_idempotency_key";
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
-                       correlation_id, idempotency_key, created_at, updated_at";
+                       correlation_id, idempotency_key, created_at, updated_at, traceparent";
 
 #[derive(Debug, FromQueryResult, serde::Deserialize)]
 struct OrderRow {
@@ -30,6 +30,7 @@ struct OrderRow {
     idempotency_key: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -47,6 +48,7 @@ impl TryFrom<OrderRow> for Order {
             idempotency_key: row.idempotency_key,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            traceparent: row.traceparent,
         })
     }
 }
@@ -69,6 +71,7 @@ struct NewOrderRow<'a> {
     idempotency_key: Option<&'a str>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<&'a str>,
     #[serde(flatten)]
     saga: StepColumns,
 }
@@ -91,6 +94,7 @@ pub fn insert_part(orders: &[(&Order, &Step)]) -> Result<Option<Part>, DbErr> {
             idempotency_key: order.idempotency_key.as_deref(),
             created_at: order.created_at,
             updated_at: order.updated_at,
+            traceparent: order.traceparent.as_deref(),
             saga: StepColumns::new(step, 0),
         })
         .collect();
@@ -98,13 +102,13 @@ pub fn insert_part(orders: &[(&Order, &Step)]) -> Result<Option<Part>, DbErr> {
         format!(
             "INSERT INTO orders (order_id, customer_id, items, total_cents, saga_state, \
              failure_reason, version, correlation_id, idempotency_key, created_at, updated_at, \
-             deadline_at, resends, pending_message_id) \
+             traceparent, deadline_at, resends, pending_message_id) \
              SELECT o.order_id, o.customer_id, o.items, o.total_cents, o.saga_state, \
              o.failure_reason, o.version, o.correlation_id, o.idempotency_key, o.created_at, \
-             o.updated_at, o.deadline_at, o.resends, o.pending_message_id \
+             o.updated_at, o.traceparent, o.deadline_at, o.resends, o.pending_message_id \
              FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, customer_id text, items jsonb, \
                total_cents bigint, correlation_id text, idempotency_key text, \
-               created_at timestamptz, updated_at timestamptz, {}) \
+               created_at timestamptz, updated_at timestamptz, traceparent text, {}) \
              ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING \
              RETURNING order_id",
             StepColumns::TYPES

@@ -44,6 +44,10 @@ pub struct Trigger<'a> {
     pub kind: &'a str,
     pub message_id: Uuid,
     pub correlation_id: &'a str,
+    /// The trace context the step continues (`traceparent`, `tracestate`): the reply's, as its
+    /// consumer span left it; `None` continues the span current here (the order's HTTP request)
+    /// or, outside any, starts a trace.
+    pub parent: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// One step, decided and not yet written.
@@ -136,6 +140,15 @@ fn step(
     settings: &SagaSettings,
     now: DateTime<Utc>,
 ) -> Result<Plan, ApplyError> {
+    // The step's span is the parent of the messages it writes (built while it is entered).
+    let span = saga_common::telemetry::spans::transition(
+        saga.order_id,
+        from.map_or("new", SagaState::name),
+        to.name(),
+        trigger.kind,
+        trigger.parent,
+    );
+    let _entered = span.enter();
     let mut messages: Vec<OutgoingMessage> = Vec::new();
     let mut resend = None;
     for command in commands {
@@ -314,6 +327,7 @@ mod tests {
             correlation_id: "c-1".into(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            traceparent: None,
         }
     }
 
@@ -322,6 +336,7 @@ mod tests {
             kind: "deadline.passed",
             message_id: Uuid::now_v7(),
             correlation_id: "c-1",
+            parent: None,
         };
         plan(saga, SagaEvent::DeadlinePassed, &trigger, settings, now)
             .unwrap()
@@ -360,6 +375,7 @@ mod tests {
             kind: "payment.charged",
             message_id: Uuid::now_v7(),
             correlation_id: "c-1",
+            parent: None,
         };
         let saga = saga(SagaState::AwaitingPayment, 2);
         let plan = plan(&saga, SagaEvent::PaymentCharged, &trigger, &settings, now)
@@ -397,6 +413,7 @@ mod tests {
             kind: "deadline.resends_exhausted",
             message_id: Uuid::now_v7(),
             correlation_id: "c-1",
+            parent: None,
         };
         let compensate = plan(
             &saga,

@@ -115,6 +115,10 @@ impl MessageHandler for SagaReplies {
                 kind: &envelope.message_type,
                 message_id: envelope.message_id,
                 correlation_id: &envelope.correlation_id,
+                parent: envelope
+                    .traceparent
+                    .as_deref()
+                    .map(|p| (p, envelope.tracestate.as_deref())),
             };
             match plan::plan(order, event, &trigger, &self.settings, now)? {
                 None => {

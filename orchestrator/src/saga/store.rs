@@ -14,7 +14,7 @@ use super::machine::SagaState;
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
                        version, deadline_at, resends, pending_message_id, correlation_id, \
-                       created_at, updated_at";
+                       created_at, updated_at, traceparent";
 
 /// A stored saga.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,9 @@ pub struct Saga {
     /// When the order was placed: a saga's duration counts from it.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The order's trace context (`orders.traceparent`), continued by deadline and operator
+    /// steps; `None` for an order placed before tracing.
+    pub traceparent: Option<String>,
 }
 
 /// One order line as the saga needs it (the price stays with the order).
@@ -62,6 +65,7 @@ struct SagaRow {
     correlation_id: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 /// The state its two columns hold, or an error naming the order.
@@ -101,6 +105,7 @@ impl TryFrom<SagaRow> for Saga {
             correlation_id: row.correlation_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            traceparent: row.traceparent,
         })
     }
 }

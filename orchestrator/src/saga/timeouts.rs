@@ -140,6 +140,7 @@ pub async fn sweep(
                 kind,
                 message_id: Uuid::now_v7(),
                 correlation_id: &order.correlation_id,
+                parent: order.traceparent.as_deref().map(|p| (p, None)),
             };
             match plan::plan(order, event, &trigger, settings, now) {
                 Ok(Some(plan)) => plans.push(hold_if_down(plan, &mut queues).await),
@@ -217,6 +218,7 @@ pub async fn act(
         kind,
         message_id: Uuid::now_v7(),
         correlation_id: &order.correlation_id,
+        parent: order.traceparent.as_deref().map(|p| (p, None)),
     };
     engine::apply(txn, order, event, &trigger, settings, Utc::now()).await
 }

@@ -45,11 +45,13 @@ fn placement(settings: &SagaSettings) -> Placement {
         idempotency_key: None,
         created_at: now,
         updated_at: now,
+        traceparent: None,
     };
     let trigger = Trigger {
         kind: ORDER_PLACED,
         message_id: Uuid::now_v7(),
         correlation_id: "c",
+        parent: None,
     };
     let first = plan::start(&order.new_saga(), &trigger, settings, now).unwrap();
     Placement { order, first }

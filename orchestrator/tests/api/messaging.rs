@@ -132,6 +132,7 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
         idempotency_key: None,
         created_at: now,
         updated_at: now,
+        traceparent: None,
     };
     let step = Step {
         to: order.state,

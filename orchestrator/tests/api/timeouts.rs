@@ -326,3 +326,62 @@ async fn stock_that_never_answers_is_released_and_the_charge_refunded() {
         "FAILED".to_owned()
     ]));
 }
+
+/// The trace id of a `traceparent` (its second field).
+fn trace_id_of(traceparent: &Value) -> String {
+    let text = traceparent.as_str().unwrap_or_default();
+    assert_eq!(text.len(), 55, "a W3C traceparent: {traceparent}");
+    text.split('-').nth(1).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_compensation_the_sweep_starts_continues_the_orders_trace() {
+    let settings = manual_sweeps(0);
+    let fleet = fleet_without_payment(settings.clone()).await;
+    fleet.set_stock("lamp", 1).await;
+    let order_id = fleet.place(&order_body("ann", "lamp", 1, 100)).await;
+    let db = database(&fleet.orchestrator.db_url).await;
+    let sql = |what: &str| {
+        format!(
+            "SELECT to_json({what}) AS row FROM {}",
+            "outbox WHERE saga_id = $1 AND message_type = $2"
+        )
+    };
+    let placed = query_one(
+        &db,
+        "SELECT to_json(traceparent) AS row FROM orders WHERE order_id = $1",
+        vec![order_id.into()],
+    )
+    .await;
+    let charge = query_one(
+        &db,
+        &sql("body::json->'traceparent'"),
+        vec![order_id.into(), "payment.charge".into()],
+    )
+    .await;
+    assert_eq!(
+        placed, charge,
+        "the order keeps the context its first step wrote"
+    );
+
+    expire(&fleet, order_id).await;
+    sweep(&db, &settings, &RelayWakeup::default(), &Probe::default())
+        .await
+        .unwrap();
+
+    let refund = query_one(
+        &db,
+        &sql("body::json->'traceparent'"),
+        vec![order_id.into(), "payment.refund".into()],
+    )
+    .await;
+    assert_eq!(
+        trace_id_of(&refund),
+        trace_id_of(&placed),
+        "one order, one trace"
+    );
+    assert_ne!(
+        refund, placed,
+        "the refund's parent is the sweep's transition span"
+    );
+}

@@ -11,6 +11,7 @@
 //! - [`infrastructure_faults`]: RabbitMQ and PostgreSQL stopped or killed, then started.
 //! - [`message_faults`] ([`duplicator`], [`poison`]): duplicates, poison, a replayed message.
 //! - [`observability`]: deploy/observability/'s rules and dashboard against the fleet's metrics.
+//! - [`traces`]: one order is one trace across the three processes, checked at an OTLP receiver.
 //!
 //! `FAULTS_PARALLEL=2` runs two scenarios at once, `FAULTS_KEEP=1` keeps their directories,
 //! `FAULTS_LOG_LEVEL` sets the services' log filter (logs are printed when a test fails).
@@ -30,3 +31,4 @@ mod poison;
 mod process_faults;
 mod scenario;
 mod stream;
+mod traces;
