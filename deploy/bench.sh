@@ -40,6 +40,9 @@
 #   BENCH_RABBITMQ_ERL_ARGS []  extra Erlang VM flags for that node (e.g. "+sbwt none")
 #   BENCH_RABBITMQ_PORT, BENCH_RABBITMQ_API  use an already running node instead (guest/guest;
 #                        no rollover marks then, as its data directory is not known)
+#   BENCH_OTLP_SAMPLE [] trace export on at this sample ratio (e.g. 0.01), to an OTLP/HTTP
+#                        sink on BENCH_OTLP_PORT [4319] that keeps only counts
+#                        (deploy/observability/otlp-sink.py; requests and bytes in otlp-sink.txt)
 #   BENCH_OUT [target/bench/<run id>]  BENCH_START_TIMEOUT [1800] seconds to build and start
 #   BENCH_LOADGEN_ARGS   extra loadgen arguments for every phase but complete
 #   APP__AUTH__OPERATOR_TOKEN, APP__AUTH__JWT_SECRET [generated]  the fleet's credentials;
@@ -101,6 +104,17 @@ if [ -n "$HALT_POLL_NS" ]; then
 fi
 mkdir -p "$OUT"
 
+SINK_PID=''
+if [ -n "${BENCH_OTLP_SAMPLE:-}" ]; then
+    OTLP_PORT="${BENCH_OTLP_PORT:-4319}"
+    ! port_open 127.0.0.1 "$OTLP_PORT" || die "port $OTLP_PORT is in use; set BENCH_OTLP_PORT"
+    python3 deploy/observability/otlp-sink.py "$OTLP_PORT" "$OUT/otlp-sink.txt" &
+    SINK_PID=$!
+    export APP__TELEMETRY__OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT"
+    export APP__TELEMETRY__SAMPLE_RATIO="$BENCH_OTLP_SAMPLE"
+    log "trace export on: sample ratio $BENCH_OTLP_SAMPLE, to the sink on 127.0.0.1:$OTLP_PORT"
+fi
+
 RUN_PID=''
 BROKER_PID=''
 BROKER_DIR=''
@@ -121,6 +135,7 @@ cleanup() {
     fi
     stop_broker
     stop_private_postgres
+    [ -z "$SINK_PID" ] || kill "$SINK_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -170,11 +170,11 @@ fn every_alert_links_to_a_section_of_the_runbook() {
     assert!(rules.alerts.len() >= 8, "alerts: {:?}", rules.alerts);
     for (alert, url) in &rules.alerts {
         let anchor = url
-            .strip_prefix("docs/runbook.md#")
-            .unwrap_or_else(|| panic!("{alert}: runbook_url `{url}` is not docs/runbook.md#..."));
+            .strip_prefix("docs/alerts.md#")
+            .unwrap_or_else(|| panic!("{alert}: runbook_url `{url}` is not docs/alerts.md#..."));
         assert!(
             anchors.contains(anchor),
-            "{alert}: docs/runbook.md has no heading with anchor `{anchor}`"
+            "{alert}: docs/alerts.md has no heading with anchor `{anchor}`"
         );
     }
 }

@@ -212,9 +212,9 @@ pub fn anchor(heading: &str) -> String {
         .collect()
 }
 
-/// The anchors of docs/runbook.md's headings.
+/// The anchors of docs/alerts.md's headings (the alerts' runbook).
 pub fn runbook_anchors() -> BTreeSet<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/runbook.md");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/alerts.md");
     read(path)
         .lines()
         .filter(|l| l.starts_with('#'))
