@@ -237,7 +237,7 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
         Ok(envelope) => envelope,
         Err(error) => {
             let detail = error.to_string();
-            tracing::warn!(reason = MALFORMED_MESSAGE, %detail, queue = context.queue, "message dead-lettered unhandled");
+            tracing::warn!(event = "message.dead_lettered", reason = MALFORMED_MESSAGE, %detail, queue = context.queue, "message dead-lettered unhandled");
             let failure = Failure {
                 reason: MALFORMED_MESSAGE,
                 detail: &detail,
@@ -266,7 +266,7 @@ async fn receive(delivery: Delivery, context: &ConsumerContext) -> Option<(Envel
     };
     let (envelope, received) = Received::traced(envelope, delivery, history, context);
     async {
-        tracing::warn!(reason, %detail, "message dead-lettered unhandled");
+        tracing::warn!(event = "message.dead_lettered", reason, %detail, "message dead-lettered unhandled");
         let failure = Failure {
             reason,
             detail: &detail,
@@ -422,7 +422,7 @@ async fn settle(
             }
         }
         Err(HandleError::Permanent { reason, detail }) => {
-            tracing::warn!(reason, %detail, "message dead-lettered");
+            tracing::warn!(event = "message.dead_lettered", reason, %detail, "message dead-lettered");
             let failure = Failure {
                 reason,
                 detail: &detail,
@@ -431,7 +431,7 @@ async fn settle(
             dead_letter(delivery, context, history, failure).await;
         }
         Err(HandleError::Transient(error)) if history.attempt() >= context.retry.max_attempts() => {
-            tracing::warn!(reason = RETRIES_EXHAUSTED, %error, attempts = history.attempt(), "retries exhausted; message dead-lettered");
+            tracing::warn!(event = "message.dead_lettered", reason = RETRIES_EXHAUSTED, %error, attempts = history.attempt(), "retries exhausted; message dead-lettered");
             let failure = Failure {
                 reason: RETRIES_EXHAUSTED,
                 detail: &error,

@@ -92,7 +92,7 @@ pub(crate) async fn retry_later(
     match publish_confirmed(context, "", &delay_queue, &delivery.data, properties).await {
         Ok(()) => {
             context.metrics.retried(Some(message_type));
-            tracing::warn!(reason = "transient_failure", %error, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; message scheduled for retry");
+            tracing::warn!(event = "message.retried", reason = "transient_failure", %error, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; message scheduled for retry");
             if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                 // The retry copy exists; a redelivery of this one is a duplicate the inbox absorbs.
                 tracing::warn!(%error, "ack after scheduling a retry failed");
