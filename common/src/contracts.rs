@@ -55,6 +55,21 @@ contract! {
     }
 }
 
+contract! {
+    /// The payment service's account events, published on `saga.events`: what others keep a
+    /// copy of (the notification service, a customer's address).
+    AccountEvent {
+        Updated(AccountUpdated) = "account.updated",
+    }
+}
+
+contract! {
+    /// The inventory service's stock events, published on `saga.events`.
+    StockEvent {
+        LowStock(LowStock) = "inventory.low_stock",
+    }
+}
+
 /// A reason carried in a payload and also stored by name in a participant's database: the
 /// same snake_case name on the wire, in JSON answers and in the column.
 macro_rules! stored_reason {
@@ -177,6 +192,17 @@ pub struct OrderCompleted {
     pub order_id: Uuid,
     pub customer_id: String,
     pub total_cents: i64,
+    /// What was bought (absent in events published before lines were added: empty).
+    #[serde(default)]
+    pub lines: Vec<OrderLine>,
+}
+
+/// One line of a completed order, as its confirmation shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,4 +210,21 @@ pub struct OrderFailed {
     pub order_id: Uuid,
     pub customer_id: String,
     pub reason: OrderFailureReason,
+}
+
+/// An account was created or changed: its owner's e-mail address as it now stands (`None`
+/// when the account has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUpdated {
+    pub customer_id: String,
+    pub email: Option<String>,
+}
+
+/// A reservation took a product's `available` stock from at or above its threshold to below
+/// it (published once per crossing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LowStock {
+    pub product_id: String,
+    pub available: i32,
+    pub threshold: i32,
 }

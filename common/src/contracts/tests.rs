@@ -165,9 +165,15 @@ fn order_events_keep_their_wire_format() {
                 order_id: ORDER,
                 customer_id: "c-1".into(),
                 total_cents: 1250,
+                lines: vec![OrderLine {
+                    product_id: "sku-1".into(),
+                    quantity: 2,
+                    unit_price_cents: 625,
+                }],
             }),
             "order.completed",
-            json!({"order_id": ORDER, "customer_id": "c-1", "total_cents": 1250}),
+            json!({"order_id": ORDER, "customer_id": "c-1", "total_cents": 1250,
+                   "lines": [{"product_id": "sku-1", "quantity": 2, "unit_price_cents": 625}]}),
         ),
         (
             failed(OrderFailureReason::PaymentDeclined),
@@ -258,4 +264,35 @@ fn a_payload_that_does_not_fit_its_type_is_an_invalid_payload() {
         assert!(matches!(error, DecodeError::InvalidPayload(_)), "{payload}");
         assert_eq!(dead_letter_reason(error), "invalid_payload");
     }
+}
+
+#[test]
+fn participant_events_keep_their_wire_format() {
+    covers_all(vec![(
+        AccountEvent::Updated(AccountUpdated {
+            customer_id: "c-1".into(),
+            email: Some("ada@example.com".into()),
+        }),
+        "account.updated",
+        json!({"customer_id": "c-1", "email": "ada@example.com"}),
+    )]);
+    covers_all(vec![(
+        StockEvent::LowStock(LowStock {
+            product_id: "sku-1".into(),
+            available: 4,
+            threshold: 5,
+        }),
+        "inventory.low_stock",
+        json!({"product_id": "sku-1", "available": 4, "threshold": 5}),
+    )]);
+}
+
+#[test]
+fn an_order_completed_without_lines_still_decodes() {
+    let old = json!({"order_id": ORDER, "customer_id": "c-1", "total_cents": 1250});
+    let OrderEvent::Completed(completed) = OrderEvent::decode("order.completed", &old).unwrap()
+    else {
+        panic!("not an order.completed");
+    };
+    assert!(completed.lines.is_empty());
 }

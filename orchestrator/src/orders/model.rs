@@ -167,6 +167,7 @@ impl Order {
                 .map(|item| Line {
                     product_id: item.product_id.clone(),
                     quantity: item.quantity,
+                    unit_price_cents: item.unit_price_cents,
                 })
                 .collect(),
             total_cents: self.total_cents,

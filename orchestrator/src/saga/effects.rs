@@ -59,6 +59,15 @@ pub fn message_for(
                 order_id: order.order_id,
                 customer_id: order.customer_id.clone(),
                 total_cents: order.total_cents,
+                lines: order
+                    .items
+                    .iter()
+                    .map(|item| contracts::OrderLine {
+                        product_id: item.product_id.clone(),
+                        quantity: item.quantity,
+                        unit_price_cents: item.unit_price_cents,
+                    })
+                    .collect(),
             })?)
         }
         SagaCommand::PublishOrderFailed(reason) => {

@@ -43,11 +43,12 @@ pub struct Saga {
     pub traceparent: Option<String>,
 }
 
-/// One order line as the saga needs it (the price stays with the order).
+/// One order line as the saga needs it: what to reserve, and the price `order.completed` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub product_id: String,
     pub quantity: i32,
+    pub unit_price_cents: i64,
 }
 
 #[derive(Debug, FromQueryResult, Deserialize)]
