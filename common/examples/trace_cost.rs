@@ -17,7 +17,10 @@ use saga_common::telemetry::{self, spans};
 use uuid::Uuid;
 
 const ROUNDS: u32 = 200_000;
-const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// A parent as the fleet passes it with export off: not sampled (flags `00`).
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+/// A parent sampled upstream (a caller that exports): its spans are recorded, even here.
+const SAMPLED_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init(telemetry::subscriber("cost", "info", std::io::sink));
@@ -59,6 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let span = spans::consumer("inventory", &mut command, &delivered);
         span.in_scope(|| black_box(&span));
     });
+    let consumer_sampled = per_op(|| {
+        command.traceparent = Some(SAMPLED_PARENT.to_owned());
+        let span = spans::consumer("inventory", &mut command, &delivered);
+        span.in_scope(|| black_box(&span));
+    });
     let transition = per_op(|| {
         let span = spans::transition(
             command.saga_id,
@@ -95,6 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("per operation, one core, export off ({ROUNDS} rounds each):");
     println!("  message span before traces (plain)        {before:6.2} µs");
     println!("  consumer span (traced, parent, ids)       {consumer:6.2} µs");
+    println!("  consumer span, parent sampled upstream    {consumer_sampled:6.2} µs");
     println!("  saga transition span                      {transition:6.2} µs");
     println!("  reply envelope (context copied)           {reply:6.2} µs");
     println!("  envelope inside a traced span (context)   {traced_envelope:6.2} µs");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 
 use crate::configuration::TelemetrySettings;
 
@@ -22,19 +22,12 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The provider for `service` under `settings`; must be called inside a tokio runtime when an
 /// endpoint is set. A parent-based sampler keeps an upstream decision and samples new traces
-/// at `sample_ratio`; with no endpoint nothing is exported, whatever is sampled.
+/// at `sample_ratio`; with no endpoint, see [`unexported`].
 pub fn provider(service: &str, settings: &TelemetrySettings) -> Result<SdkTracerProvider, String> {
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
-    let builder = SdkTracerProvider::builder()
-        .with_sampler(sampler)
-        .with_resource(
-            Resource::builder_empty()
-                .with_service_name(service.to_owned())
-                .build(),
-        );
     let Some(endpoint) = settings.otlp_endpoint.as_deref() else {
-        return Ok(builder.build());
+        return Ok(unexported(service));
     };
+    let builder = builder(service, Sampler::TraceIdRatioBased(settings.sample_ratio));
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "trace export needs a tokio runtime".to_owned())?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -49,6 +42,25 @@ pub fn provider(service: &str, settings: &TelemetrySettings) -> Result<SdkTracer
         .build()
         .map_err(|e| format!("telemetry.otlp_endpoint: {e}"))?;
     Ok(builder.with_batch_exporter(exporter).build())
+}
+
+/// The provider of a service that exports nothing: the traces it starts are not sampled, so
+/// their spans get ids (log lines and `traceparent` carry them) but record nothing, which is
+/// most of what a span costs. A trace sampled upstream stays sampled (and recorded), so a
+/// collector behind the next service still sees it whole.
+pub fn unexported(service: &str) -> SdkTracerProvider {
+    builder(service, Sampler::AlwaysOff).build()
+}
+
+/// A provider builder naming `service`, sampling traces it starts with `root`.
+fn builder(service: &str, root: Sampler) -> TracerProviderBuilder {
+    SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(root)))
+        .with_resource(
+            Resource::builder_empty()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
 }
 
 /// The endpoint's `/v1/traces` URL: the setting names the collector (`http://host:4318`), as
