@@ -6,8 +6,8 @@
 //! - `inventory_releases_total`: release commands decided (one that finds nothing reserved too).
 //!
 //! A reservation that took a product below its low-stock threshold also writes a `stock.low`
-//! line per product (the alert itself is counted by `messages_published_total{type=
-//! "inventory.low_stock"}` once the broker has it).
+//! line per product (the alert itself is counted by
+//! `messaging_published_messages_total{type="inventory.low_stock"}` once the broker has it).
 
 use metrics::{Unit, counter, describe_counter};
 
@@ -199,7 +199,7 @@ mod tests {
             }],
         });
         let note = note(&command, &outcome);
-        let ((), lines) = capture_lines(|| note());
+        let ((), lines) = capture_lines(note);
         let lines = lines.events("stock.low");
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["product_id"], "p-7");
