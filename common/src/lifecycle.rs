@@ -37,6 +37,9 @@ pub enum Event {
     StockRejected,
     /// Inventory: the reservation was released (compensation).
     StockReleased,
+    /// Inventory: a reservation took a product below its low-stock threshold, and
+    /// `inventory.low_stock` was published (once per crossing).
+    StockLow,
     /// Orchestrator: the saga ended COMPLETED.
     SagaCompleted,
     /// Orchestrator: the saga ended FAILED, with its reason.
@@ -66,6 +69,7 @@ impl Event {
             Self::StockReserved => "stock.reserved",
             Self::StockRejected => "stock.rejected",
             Self::StockReleased => "stock.released",
+            Self::StockLow => "stock.low",
             Self::SagaCompleted => "saga.completed",
             Self::SagaFailed => "saga.failed",
             Self::TimeoutResent => "saga.timeout_resent",
@@ -87,6 +91,7 @@ impl Event {
             Self::StockReserved => "stock reserved",
             Self::StockRejected => "stock reservation rejected",
             Self::StockReleased => "stock released",
+            Self::StockLow => "stock below its low-stock threshold",
             Self::SagaCompleted => "saga completed",
             Self::SagaFailed => "saga failed",
             Self::TimeoutResent => "saga past its deadline; pending command resent",
@@ -186,6 +191,10 @@ pub struct Line<'a> {
     pub duration_ms: Option<i64>,
     /// The message a dead-letter line is about.
     pub message_id: Option<&'a str>,
+    /// The product a stock line is about, its `available` units and its low-stock threshold.
+    pub product_id: Option<&'a str>,
+    pub available: Option<i32>,
+    pub threshold: Option<i32>,
 }
 
 impl<'a> Line<'a> {
@@ -199,6 +208,9 @@ impl<'a> Line<'a> {
             resends: None,
             duration_ms: None,
             message_id: None,
+            product_id: None,
+            available: None,
+            threshold: None,
         }
     }
 
@@ -229,6 +241,14 @@ impl<'a> Line<'a> {
 
     pub fn message_id(mut self, message_id: &'a str) -> Self {
         self.message_id = Some(message_id);
+        self
+    }
+
+    /// A product's stock: its id, `available` units and low-stock threshold.
+    pub fn stock(mut self, product_id: &'a str, available: i32, threshold: i32) -> Self {
+        self.product_id = Some(product_id);
+        self.available = Some(available);
+        self.threshold = Some(threshold);
         self
     }
 
@@ -264,6 +284,9 @@ impl<'a> Line<'a> {
                     resends = self.resends,
                     duration_ms = self.duration_ms,
                     message_id = self.message_id,
+                    product_id = self.product_id,
+                    available = self.available,
+                    threshold = self.threshold,
                     "{}",
                     self.event.message()
                 )

@@ -18,8 +18,9 @@ pub struct Keyed {
     pub missing: &'static str,
     /// Reads the row of id `$1`.
     pub find: &'static str,
-    /// Sets value `$2` under id `$1`: `INSERT ... ON CONFLICT DO UPDATE ... RETURNING <row>,
-    /// (xmax = 0) AS created` (`xmax` is 0 only on a row this statement inserted).
+    /// Sets the values `$2`, `$3`, ... under id `$1`: `INSERT ... ON CONFLICT DO UPDATE ...
+    /// RETURNING <row>, (xmax = 0) AS created` (`xmax` is 0 only on a row this statement
+    /// inserted).
     pub upsert: &'static str,
 }
 
@@ -40,21 +41,39 @@ impl Keyed {
             .ok_or_else(|| ApiError::not_found(format!("{} `{id}`", self.missing)))
     }
 
-    /// Sets `value` under `id` once the id and `check` (the caller's checks of the body, named
-    /// after the id's) pass: 201 with the row it created, 200 with the row it changed.
+    /// Sets `values` (`$2`, `$3`, ... of the upsert) under `id` once the id and `check` (the
+    /// caller's checks of the body, named after the id's) pass: 201 with the row it created,
+    /// 200 with the row it changed.
     pub async fn put<T: FromQueryResult>(
         &self,
         db: &impl ConnectionTrait,
         id: &str,
-        value: impl Into<Value>,
+        values: Vec<Value>,
         check: impl FnOnce(&mut Violations),
     ) -> Result<(StatusCode, Json<T>), ApiError> {
+        self.check(id, check)?;
+        self.upsert(db, id, values).await
+    }
+
+    /// The 422 for an id out of the rule or a body `check` refuses, before anything is written.
+    pub fn check(&self, id: &str, check: impl FnOnce(&mut Violations)) -> Result<(), ApiError> {
         let mut violations = Violations::default();
         check_id(&mut violations, self.key, id);
         check(&mut violations);
-        violations.finish(())?;
+        violations.finish(())
+    }
+
+    /// The upsert of [`Keyed::put`] alone, for a caller that checked first with
+    /// [`Keyed::check`] and writes, on the same transaction, what goes with the change (an
+    /// outbox row) before it commits.
+    pub async fn upsert<T: FromQueryResult>(
+        &self,
+        db: &impl ConnectionTrait,
+        id: &str,
+        values: Vec<Value>,
+    ) -> Result<(StatusCode, Json<T>), ApiError> {
         let row = db
-            .query_one_raw(stmt(self.upsert, [id.into(), value.into()]))
+            .query_one_raw(stmt(self.upsert, std::iter::once(id.into()).chain(values)))
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("upsert returned no row".into()))?;
         let created: bool = row.try_get("", "created")?;

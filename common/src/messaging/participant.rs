@@ -8,8 +8,9 @@
 //!    recorded the first time (same message id, through the outbox) and has no second effect; a
 //!    second copy of a command within the batch is dropped (the first copy's reply answers
 //!    both). The participant decides the others, in delivery order, with one reply each.
-//! 3. One write ([`finish`]): the participant's writes, the replies' outbox rows and the
-//!    commands' inbox rows with their replies.
+//! 3. One write ([`finish`]): the participant's writes, the replies' outbox rows (and those of
+//!    the events a decision publishes, [`Participant::events`]) and the commands' inbox rows
+//!    with their replies.
 //! 4. What each decided command says once the transaction commits ([`Participant::after_commit`]:
 //!    its metrics and lifecycle line), attached to the [`Enqueued`] the consumer commits.
 
@@ -51,6 +52,14 @@ pub trait Participant: Send + Sync + 'static {
     ) -> Result<(Vec<Self::Outcome>, Writes), HandleError>;
     /// The reply to `command`; an error fails the batch.
     fn answer(command: &Envelope, outcome: Self::Outcome) -> Result<Envelope, HandleError>;
+    /// The events deciding `command` publishes on `saga.events` besides its reply (the
+    /// inventory's `inventory.low_stock`), written to the outbox in the same statement; asked
+    /// for each command decided, before [`Participant::answer`]. Unlike the reply, an event is
+    /// not recorded in the inbox: a duplicate command is answered again but publishes nothing
+    /// twice. None by default.
+    fn events(_command: &Envelope, _outcome: &Self::Outcome) -> Result<Vec<Envelope>, HandleError> {
+        Ok(Vec::new())
+    }
     /// What deciding `command` says once the batch commits, and only then (metrics, the
     /// lifecycle line): asked for each command decided, before [`Participant::answer`]; a
     /// duplicate is not decided, so says nothing.
@@ -86,16 +95,22 @@ pub async fn handle<P: Participant>(
     let to_decide: Vec<&P::Command> = fresh.commands.iter().map(|(_, c)| c).collect();
     let (outcomes, writes) = P::decide(&mut loaded, &to_decide)?;
     let mut notes = Vec::new();
+    let mut events = Vec::new();
     let replies = fresh
         .commands
         .iter()
         .zip(outcomes)
         .map(|((envelope, _), outcome)| {
             notes.extend(P::after_commit(envelope, &outcome));
+            events.extend(
+                P::events(envelope, &outcome)?
+                    .into_iter()
+                    .map(OutgoingMessage::event),
+            );
             P::answer(envelope, outcome)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut enqueued = finish(txn, P::CONSUMER, fresh, replies, writes).await?;
+    let mut enqueued = finish(txn, P::CONSUMER, fresh, replies, events, writes).await?;
     if !notes.is_empty() {
         enqueued.after_commit(move || notes.iter().for_each(|note| note()));
     }
@@ -161,13 +176,14 @@ fn fresh<'a, C>(
 }
 
 /// Writes the participant's `writes` (its parts must not be named `outbox` or `inbox`), the
-/// replies (one per fresh command, in order) and the answers owed again, and the fresh
-/// commands' inbox rows, as one statement. Returns the outbox rows written.
+/// replies (one per fresh command, in order), the answers owed again and the `events`, and the
+/// fresh commands' inbox rows, as one statement. Returns the outbox rows written.
 async fn finish<C>(
     txn: &DatabaseTransaction,
     consumer: &str,
     fresh: Fresh<'_, C>,
     replies: Vec<Envelope>,
+    events: Vec<OutgoingMessage>,
     mut writes: Writes,
 ) -> Result<Enqueued, HandleError> {
     if replies.len() != fresh.commands.len() {
@@ -180,6 +196,8 @@ async fn finish<C>(
     let mut outgoing = fresh.again;
     let answered = outgoing.len();
     outgoing.extend(replies.into_iter().map(OutgoingMessage::reply));
+    // After the replies, which the inbox rows pair with the commands by position.
+    outgoing.extend(events);
     let handled: Vec<Handled> = fresh
         .commands
         .iter()

@@ -5,7 +5,9 @@
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 use super::names::*;
-use crate::contracts::{Contract, InventoryCommand, OrderEvent, PaymentCommand, Reply};
+use crate::contracts::{
+    AccountEvent, Contract, InventoryCommand, OrderEvent, PaymentCommand, Reply, StockEvent,
+};
 use crate::messaging::consumer::{
     INVALID_PAYLOAD, MALFORMED_MESSAGE, OUTSIDE_DEDUP_WINDOW, RETRIES_EXHAUSTED,
     UNKNOWN_MESSAGE_TYPE,
@@ -142,7 +144,8 @@ pub(crate) fn consumed_types(queue: &str) -> Vec<&'static str> {
 }
 
 /// What the consumer of `queue` publishes: the orchestrator sends commands and order events,
-/// a participant its own replies (the reply types named after its commands' domain).
+/// a participant its own replies (the reply types named after its commands' domain) and its
+/// own events (payment `account.updated`, inventory `inventory.low_stock`).
 fn published_types(queue: &str) -> Vec<(&'static str, Vec<&'static str>)> {
     if queue == topology::ORCHESTRATOR_REPLIES {
         let commands = PaymentCommand::TYPES
@@ -161,7 +164,16 @@ fn published_types(queue: &str) -> Vec<(&'static str, Vec<&'static str>)> {
         .filter(|name| name.split('.').next() == Some(domain))
         .copied()
         .collect();
-    vec![(topology::REPLIES_EXCHANGE, replies)]
+    let events = match queue {
+        topology::PAYMENT_COMMANDS => AccountEvent::TYPES.to_vec(),
+        topology::INVENTORY_COMMANDS => StockEvent::TYPES.to_vec(),
+        _ => Vec::new(),
+    };
+    let mut published = vec![(topology::REPLIES_EXCHANGE, replies)];
+    if !events.is_empty() {
+        published.push((topology::EVENTS_EXCHANGE, events));
+    }
+    published
 }
 
 #[cfg(test)]
@@ -169,13 +181,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_participant_publishes_its_own_replies_and_the_orchestrator_commands_and_events() {
+    fn a_participant_publishes_its_own_replies_and_events_and_the_orchestrator_commands_and_events()
+    {
         assert_eq!(
             published_types(topology::PAYMENT_COMMANDS),
-            [(
-                topology::REPLIES_EXCHANGE,
-                vec!["payment.charged", "payment.declined", "payment.refunded"]
-            )]
+            [
+                (
+                    topology::REPLIES_EXCHANGE,
+                    vec!["payment.charged", "payment.declined", "payment.refunded"]
+                ),
+                (topology::EVENTS_EXCHANGE, vec!["account.updated"]),
+            ]
+        );
+        assert_eq!(
+            published_types(topology::INVENTORY_COMMANDS),
+            [
+                (
+                    topology::REPLIES_EXCHANGE,
+                    vec![
+                        "inventory.reserved",
+                        "inventory.reservation_failed",
+                        "inventory.released"
+                    ]
+                ),
+                (topology::EVENTS_EXCHANGE, vec!["inventory.low_stock"]),
+            ]
         );
         let orchestrator = published_types(topology::ORCHESTRATOR_REPLIES);
         assert_eq!(orchestrator[0].1.len(), 4);

@@ -37,6 +37,10 @@ impl Participant for InventoryCommands {
         answer(command, outcome)
     }
 
+    fn events(command: &Envelope, outcome: &StockOutcome) -> Result<Vec<Envelope>, HandleError> {
+        events(command, outcome)
+    }
+
     fn after_commit(command: &Envelope, outcome: &StockOutcome) -> Option<Note> {
         Some(crate::facts::note(command, outcome))
     }
@@ -72,7 +76,7 @@ fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleE
     }
     let order_id = command.saga_id;
     match outcome {
-        StockOutcome::Reserve(ReserveOutcome::Reserved) => {
+        StockOutcome::Reserve(ReserveOutcome::Reserved { .. }) => {
             command.reply(&contracts::StockReserved { order_id })
         }
         StockOutcome::Reserve(ReserveOutcome::Rejected { reason }) => {
@@ -81,4 +85,16 @@ fn answer(command: &Envelope, outcome: StockOutcome) -> Result<Envelope, HandleE
         StockOutcome::Release(_) => command.reply(&contracts::StockReleased { order_id }),
     }
     .map_err(HandleError::invalid_payload)
+}
+
+/// The `inventory.low_stock` alerts of a reservation: caused by its command (same order,
+/// correlation and trace, so the alert can be followed back to the order that took the stock).
+fn events(command: &Envelope, outcome: &StockOutcome) -> Result<Vec<Envelope>, HandleError> {
+    let StockOutcome::Reserve(ReserveOutcome::Reserved { low_stock }) = outcome else {
+        return Ok(Vec::new());
+    };
+    low_stock
+        .iter()
+        .map(|alert| command.reply(alert).map_err(HandleError::invalid_payload))
+        .collect()
 }

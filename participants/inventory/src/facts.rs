@@ -4,10 +4,14 @@
 //!
 //! - `inventory_reservations_total{outcome="reserved"|"rejected"}`: reserve commands decided.
 //! - `inventory_releases_total`: release commands decided (one that finds nothing reserved too).
+//!
+//! A reservation that took a product below its low-stock threshold also writes a `stock.low`
+//! line per product (the alert itself is counted by
+//! `messaging_published_messages_total{type="inventory.low_stock"}` once the broker has it).
 
 use metrics::{Unit, counter, describe_counter};
 
-use saga_common::contracts::RejectionReason;
+use saga_common::contracts::{LowStock, RejectionReason};
 use saga_common::lifecycle::{Event, Line, OwnedSubject};
 use saga_common::messaging::Envelope;
 use saga_common::messaging::participant::Note;
@@ -48,7 +52,7 @@ pub enum Fact {
 impl Fact {
     pub fn of(outcome: &StockOutcome) -> Self {
         match outcome {
-            StockOutcome::Reserve(ReserveOutcome::Reserved) => Self::Reserved,
+            StockOutcome::Reserve(ReserveOutcome::Reserved { .. }) => Self::Reserved,
             StockOutcome::Reserve(ReserveOutcome::Rejected { reason }) => Self::Rejected {
                 reason: rejection_code(*reason),
             },
@@ -91,7 +95,23 @@ impl Fact {
 pub fn note(command: &Envelope, outcome: &StockOutcome) -> Note {
     let fact = Fact::of(outcome);
     let subject = OwnedSubject::of(command);
-    Box::new(move || fact.report(&subject))
+    let low_stock = match outcome {
+        StockOutcome::Reserve(ReserveOutcome::Reserved { low_stock }) => low_stock.clone(),
+        _ => Vec::new(),
+    };
+    Box::new(move || {
+        fact.report(&subject);
+        low_stock
+            .iter()
+            .for_each(|alert| stock_low(alert, &subject));
+    })
+}
+
+/// The `stock.low` line of an alert published: always written (not a sampled success).
+fn stock_low(alert: &LowStock, subject: &OwnedSubject) {
+    Line::new(Event::StockLow, subject.subject())
+        .stock(&alert.product_id, alert.available, alert.threshold)
+        .write();
 }
 
 /// The reason as the reply and the `reservations` table spell it.
@@ -158,5 +178,34 @@ mod tests {
         assert_eq!(lines[0]["reason"], "out_of_stock");
         assert_eq!(lines[0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(lines[0]["saga_id"], subject.order_id.to_string());
+    }
+
+    #[test]
+    fn a_reservation_crossing_a_threshold_says_so_per_product() {
+        let command = Envelope::new(
+            &saga_common::contracts::StockReserved {
+                order_id: Uuid::now_v7(),
+            },
+            Uuid::now_v7(),
+            "c-4",
+            None,
+        )
+        .unwrap();
+        let outcome = StockOutcome::Reserve(ReserveOutcome::Reserved {
+            low_stock: vec![LowStock {
+                product_id: "p-7".into(),
+                available: 4,
+                threshold: 5,
+            }],
+        });
+        let note = note(&command, &outcome);
+        let ((), lines) = capture_lines(note);
+        let lines = lines.events("stock.low");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["product_id"], "p-7");
+        assert_eq!(lines[0]["available"], 4);
+        assert_eq!(lines[0]["threshold"], 5);
+        assert_eq!(lines[0]["order_id"], command.saga_id.to_string());
+        assert_eq!(lines[0]["correlation_id"], "c-4");
     }
 }

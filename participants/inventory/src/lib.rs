@@ -2,9 +2,11 @@
 //! commands.
 //!
 //! - [`startup`]: settings defaults and [`startup::Application`] (build, port, run until stopped).
-//! - [`products`]: `PUT/GET /api/products/{product_id}` and the stock queries (lock, take, give back).
+//! - [`products`]: `PUT/GET /api/products/{product_id}` (stock, low-stock threshold), the stock
+//!   queries (lock, take, give back) and the low-stock alert rules.
 //! - [`reservations`]: the reserve and release rules, `GET /api/reservations`, reservation queries.
-//! - [`commands`]: the `inventory.commands` consumer: inbox, effect and reply in one transaction.
+//! - [`commands`]: the `inventory.commands` consumer: inbox, effect, reply and low-stock alerts in
+//!   one transaction.
 //! - [`facts`]: what a committed batch reports: the inventory metrics and lifecycle lines.
 //! - [`migration`]: this service's schema (products, reservations; outbox and inbox from common).
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.

@@ -2,7 +2,8 @@
 //! commands.
 //!
 //! - [`startup`]: settings defaults and [`startup::Application`] (build, port, run until stopped).
-//! - [`accounts`]: `PUT/GET /api/accounts/{customer_id}` and account queries.
+//! - [`accounts`]: `PUT/GET /api/accounts/{customer_id}` (balance, e-mail address; each write
+//!   publishes `account.updated` through the outbox) and account queries.
 //! - [`payments`]: the charge and refund rules, `GET /api/payments`, payment queries.
 //! - [`commands`]: the `payment.commands` consumer: inbox, effect and reply in one transaction.
 //! - [`facts`]: what a committed batch reports: the payment metrics and lifecycle lines.

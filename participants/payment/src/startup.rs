@@ -45,7 +45,10 @@ impl Service for Payment {
 
     fn assemble(_: &ServiceSettings, foundation: &Foundation) -> Parts<PaymentCommands> {
         let routes = Router::new()
-            .merge(crate::accounts::router(foundation.db.clone()))
+            .merge(crate::accounts::router(
+                foundation.db.clone(),
+                foundation.wakeup.clone(),
+            ))
             .merge(crate::payments::router(foundation.db.clone()));
         Parts::new(routes, PaymentCommands)
     }

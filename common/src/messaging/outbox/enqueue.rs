@@ -127,8 +127,9 @@ impl Enqueued {
     }
 }
 
-/// Writes `messages` to the outbox on `db`, in this order, with one statement.
-#[cfg(feature = "testing")]
+/// Writes `messages` to the outbox on `db`, in this order, with one statement: for a writer
+/// with nothing else to put in the statement (an HTTP handler's event, after its own write on
+/// the same transaction).
 pub async fn enqueue_all(
     db: &impl ConnectionTrait,
     messages: &[OutgoingMessage],

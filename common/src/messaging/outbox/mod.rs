@@ -20,9 +20,7 @@ mod relay;
 mod scan;
 mod wakeup;
 
-#[cfg(feature = "testing")]
-pub use enqueue::enqueue_all;
-pub use enqueue::{AfterCommit, Enqueued, Insert, OUTBOX, resend};
+pub use enqueue::{AfterCommit, Enqueued, Insert, OUTBOX, enqueue_all, resend};
 pub use relay::{Relay, RelayError};
 #[cfg(feature = "testing")]
 pub use scan::{READ_IDS, SCAN};

@@ -11,6 +11,8 @@
 //!
 //! So a reserve repeated under a new message id answers with the outcome recorded, and a release
 //! that overtakes its reserve leaves a row that stops the late reserve from ever taking stock.
+//! A reserve that takes a product below its low-stock threshold also publishes
+//! `inventory.low_stock` (rules in `products`), in the same statement as its reply.
 //!
 //! A batch of commands is decided in memory by the [`Stockroom`] and written with one statement
 //! per batch ([`read_for`], [`decide`]). Two batches racing for the same order both find no row; the second
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use saga_common::contracts::{RejectionReason, ReserveStock, StockLine};
+use saga_common::contracts::{LowStock, RejectionReason, ReserveStock, StockLine};
 use saga_common::db::{self, Loaded, Part, PartName, Reads, Writes, stmt};
 use saga_common::http::query::{OrderFilter, Params};
 use saga_common::http::{ApiError, ErrorBody};
@@ -134,8 +136,14 @@ impl StockRequest {
 /// What a reserve command ends in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
-    Reserved,
-    Rejected { reason: RejectionReason },
+    /// With the products this reservation took below their low-stock threshold (each alert
+    /// once per crossing; see `products`), published beside the reply.
+    Reserved {
+        low_stock: Vec<LowStock>,
+    },
+    Rejected {
+        reason: RejectionReason,
+    },
 }
 
 /// What a release command did.

@@ -3,13 +3,15 @@
 //! reservations, lines and stock levels read (and locked) for it, and the stockroom then says what
 //! to write. Each command sees what the earlier ones of the batch did: two reservations of one
 //! product draw on one stock, and a release gives back what a reserve of the same batch took.
+//! A reservation that takes a product below its low-stock threshold says so in its outcome
+//! (`products::StockLevel::take`), and the product's alarm is set with its stock.
 
 use std::collections::HashMap;
 
 use uuid::Uuid;
 
 use super::{RejectionReason, ReleaseOutcome, ReservationStatus, ReserveOutcome, StockRequest};
-use crate::products::StockLevel;
+use crate::products::{StockDelta, StockLevel};
 use saga_common::contracts::StockLine;
 
 /// An inventory command, checked.
@@ -50,8 +52,8 @@ pub struct Changes {
     pub new_reservations: Vec<(ReservationRow, Vec<StockLine>)>,
     /// Stored reservations that are now `RELEASED`.
     pub released: Vec<Uuid>,
-    /// Per product (in byte order): change of `available`, change of `reserved`; never both 0.
-    pub stock_deltas: Vec<(String, i32, i32)>,
+    /// Per product (in byte order): what changed in its stock or its low-stock alarm.
+    pub stock_deltas: Vec<StockDelta>,
 }
 
 pub struct Stockroom {
@@ -101,8 +103,11 @@ impl Stockroom {
                 ReservationStatus::Rejected => ReserveOutcome::Rejected {
                     reason: existing.reason.unwrap_or(RejectionReason::OutOfStock),
                 },
+                // Answered again: what it took was counted (and alerted) the first time.
                 ReservationStatus::Reserved | ReservationStatus::Released => {
-                    ReserveOutcome::Reserved
+                    ReserveOutcome::Reserved {
+                        low_stock: Vec::new(),
+                    }
                 }
             };
         }
@@ -118,15 +123,15 @@ impl Stockroom {
             self.record(order_id, ReservationStatus::Rejected, Some(reason));
             return ReserveOutcome::Rejected { reason };
         }
+        let mut low_stock = Vec::new();
         for line in request.lines() {
             if let Some(level) = self.levels.get_mut(&line.product_id) {
-                level.available -= line.quantity;
-                level.reserved += line.quantity;
+                low_stock.extend(level.take(&line.product_id, line.quantity));
             }
         }
         self.record(order_id, ReservationStatus::Reserved, None);
         self.lines.insert(order_id, request.lines().to_vec());
-        ReserveOutcome::Reserved
+        ReserveOutcome::Reserved { low_stock }
     }
 
     /// Gives the order's units back once; a release before any reserve blocks the late reserve.
@@ -141,8 +146,7 @@ impl Stockroom {
                 let mut units = 0;
                 for line in self.lines.get(&order_id).into_iter().flatten() {
                     if let Some(level) = self.levels.get_mut(&line.product_id) {
-                        level.available += line.quantity;
-                        level.reserved -= line.quantity;
+                        level.give_back(line.quantity);
                     }
                     units += i64::from(line.quantity);
                 }
@@ -190,24 +194,28 @@ impl Stockroom {
         changes.released.sort_unstable();
         for (product_id, level) in self.levels {
             let read = self.read.get(&product_id).copied().unwrap_or(level);
-            let (available, reserved) = (
-                level.available - read.available,
-                level.reserved - read.reserved,
-            );
-            if available != 0 || reserved != 0 {
-                changes.stock_deltas.push((product_id, available, reserved));
+            let delta = StockDelta {
+                product_id,
+                available: level.available - read.available,
+                reserved: level.reserved - read.reserved,
+                // A reserve and a release of the same batch may leave the stock as it was and
+                // the alarm set: the row is still written.
+                alerted: level.alerted && !read.alerted,
+            };
+            if delta.available != 0 || delta.reserved != 0 || delta.alerted {
+                changes.stock_deltas.push(delta);
             }
         }
         changes
             .stock_deltas
-            .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            .sort_by(|a, b| a.product_id.as_bytes().cmp(b.product_id.as_bytes()));
         changes
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use saga_common::contracts::ReserveStock;
+    use saga_common::contracts::{LowStock, ReserveStock};
 
     use super::*;
 
@@ -226,18 +234,30 @@ mod tests {
         )
     }
 
+    /// Products with no low-stock threshold (0: never alerts).
     fn stockroom(levels: &[(&str, i32)]) -> Stockroom {
+        let with_thresholds: Vec<(&str, i32, i32)> = levels
+            .iter()
+            .map(|(p, available)| (*p, *available, 0))
+            .collect();
+        alarmed_stockroom(&with_thresholds)
+    }
+
+    /// Products as `(id, available, threshold)`, each armed.
+    fn alarmed_stockroom(levels: &[(&str, i32, i32)]) -> Stockroom {
         Stockroom::new(
             Vec::new(),
             HashMap::new(),
             levels
                 .iter()
-                .map(|(p, available)| {
+                .map(|(p, available, threshold)| {
                     (
                         (*p).to_owned(),
                         StockLevel {
                             available: *available,
                             reserved: 0,
+                            threshold: *threshold,
+                            alerted: false,
                         },
                     )
                 })
@@ -245,13 +265,33 @@ mod tests {
         )
     }
 
+    fn delta(product_id: &str, available: i32, reserved: i32, alerted: bool) -> StockDelta {
+        StockDelta {
+            product_id: product_id.into(),
+            available,
+            reserved,
+            alerted,
+        }
+    }
+
+    fn reserved() -> StockOutcome {
+        StockOutcome::Reserve(ReserveOutcome::Reserved {
+            low_stock: Vec::new(),
+        })
+    }
+
+    fn low(product_id: &str, available: i32, threshold: i32) -> LowStock {
+        LowStock {
+            product_id: product_id.into(),
+            available,
+            threshold,
+        }
+    }
+
     #[test]
     fn two_reservations_of_one_product_draw_on_one_stock() {
         let mut room = stockroom(&[("p", 3)]);
-        assert_eq!(
-            room.apply(&reserve(vec![line("p", 2)])),
-            StockOutcome::Reserve(ReserveOutcome::Reserved)
-        );
+        assert_eq!(room.apply(&reserve(vec![line("p", 2)])), reserved());
         assert_eq!(
             room.apply(&reserve(vec![line("p", 2)])),
             StockOutcome::Reserve(ReserveOutcome::Rejected {
@@ -259,7 +299,7 @@ mod tests {
             })
         );
         let changes = room.changes();
-        assert_eq!(changes.stock_deltas, vec![("p".into(), -2, 2)]);
+        assert_eq!(changes.stock_deltas, vec![delta("p", -2, 2, false)]);
         assert_eq!(changes.new_reservations.len(), 2);
         let rejected = changes
             .new_reservations
@@ -305,10 +345,7 @@ mod tests {
             room.apply(&StockCommand::Release { order_id }),
             StockOutcome::Release(ReleaseOutcome::AlreadyReleased)
         );
-        assert_eq!(
-            room.apply(&command),
-            StockOutcome::Reserve(ReserveOutcome::Reserved)
-        );
+        assert_eq!(room.apply(&command), reserved());
         let changes = room.changes();
         assert!(changes.stock_deltas.is_empty(), "{changes:?}");
         assert_eq!(
@@ -333,6 +370,8 @@ mod tests {
                 StockLevel {
                     available: 1,
                     reserved: 4,
+                    threshold: 0,
+                    alerted: false,
                 },
             )]
             .into(),
@@ -343,7 +382,7 @@ mod tests {
         );
         let changes = room.changes();
         assert_eq!(changes.released, vec![order_id]);
-        assert_eq!(changes.stock_deltas, vec![("a".into(), 4, -4)]);
+        assert_eq!(changes.stock_deltas, vec![delta("a", 4, -4, false)]);
     }
 
     #[test]
@@ -362,6 +401,64 @@ mod tests {
                 reason: RejectionReason::ReleasedBeforeReserved
             })
         );
+        assert!(room.changes().stock_deltas.is_empty());
+    }
+
+    #[test]
+    fn the_reservation_that_crosses_a_threshold_carries_the_alert_and_sets_the_alarm() {
+        let mut room = alarmed_stockroom(&[("a", 10, 5), ("b", 10, 5)]);
+        assert_eq!(room.apply(&reserve(vec![line("a", 5)])), reserved());
+        assert_eq!(
+            room.apply(&reserve(vec![line("a", 2), line("b", 6)])),
+            StockOutcome::Reserve(ReserveOutcome::Reserved {
+                low_stock: vec![low("a", 3, 5), low("b", 4, 5)]
+            })
+        );
+        assert_eq!(
+            room.apply(&reserve(vec![line("a", 1)])),
+            reserved(),
+            "one alert per crossing"
+        );
+        assert_eq!(
+            room.changes().stock_deltas,
+            vec![delta("a", -8, 8, true), delta("b", -6, 6, true)]
+        );
+    }
+
+    #[test]
+    fn a_release_in_the_same_batch_keeps_the_alarm_set() {
+        let mut room = alarmed_stockroom(&[("a", 4, 2)]);
+        let command = reserve(vec![line("a", 3)]);
+        let order_id = command.order_id();
+        assert_eq!(
+            room.apply(&command),
+            StockOutcome::Reserve(ReserveOutcome::Reserved {
+                low_stock: vec![low("a", 1, 2)]
+            })
+        );
+        room.apply(&StockCommand::Release { order_id });
+        assert_eq!(room.apply(&reserve(vec![line("a", 3)])), reserved());
+        assert_eq!(room.changes().stock_deltas, vec![delta("a", -3, 3, true)]);
+        let mut room = alarmed_stockroom(&[("a", 4, 2)]);
+        let command = reserve(vec![line("a", 3)]);
+        room.apply(&command);
+        room.apply(&StockCommand::Release {
+            order_id: command.order_id(),
+        });
+        assert_eq!(
+            room.changes().stock_deltas,
+            vec![delta("a", 0, 0, true)],
+            "the stock is as it was, the alarm is not"
+        );
+    }
+
+    #[test]
+    fn a_refused_reservation_never_alerts() {
+        let mut room = alarmed_stockroom(&[("a", 4, 2), ("b", 1, 0)]);
+        assert!(matches!(
+            room.apply(&reserve(vec![line("a", 3), line("b", 2)])),
+            StockOutcome::Reserve(ReserveOutcome::Rejected { .. })
+        ));
         assert!(room.changes().stock_deltas.is_empty());
     }
 }

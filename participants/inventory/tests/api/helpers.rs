@@ -149,6 +149,34 @@ impl TestApp {
         .await
     }
 
+    /// Starts collecting `inventory.low_stock` alerts from `saga.events`; bind before the
+    /// reservation that crosses.
+    pub async fn listen_for_low_stock(&self) -> Tap {
+        Tap::bind(
+            &self.vhost.amqp_url,
+            topology::EVENTS_EXCHANGE,
+            &[contracts::LowStock::TYPE],
+        )
+        .await
+    }
+
+    /// The `inventory.low_stock` rows of the outbox: every alert the service ever wrote. Read
+    /// after a reply arrived, it counts what that reply's batch wrote (same transaction).
+    pub async fn low_stock_alerts_written(&self) -> i64 {
+        saga_common::testing::number(
+            &self.database_url,
+            "SELECT count(*) AS n FROM outbox WHERE message_type = 'inventory.low_stock'",
+        )
+        .await
+    }
+
+    /// The product as `GET` shows it; it must exist.
+    pub async fn product(&self, product_id: &str) -> Value {
+        let response = self.get_product(product_id).await;
+        assert_eq!(response.status(), 200, "GET product {product_id}");
+        response.json().await.unwrap()
+    }
+
     /// The dead-lettered messages of `inventory.commands`, once there are `count` of them.
     pub async fn dead_letters(&self, count: usize) -> Vec<Value> {
         let dlq = topology::dead_letter_queue(topology::INVENTORY_COMMANDS);

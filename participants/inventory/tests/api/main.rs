@@ -8,6 +8,7 @@ mod auth;
 mod commands;
 mod docs;
 mod helpers;
+mod low_stock;
 mod products;
 mod reservations;
 mod retention;

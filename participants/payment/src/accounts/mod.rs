@@ -1,20 +1,32 @@
-//! Customer accounts: the balance a charge draws from.
+//! Customer accounts: the balance a charge draws from, and the owner's e-mail address, which
+//! the notification service learns from the `account.updated` event every write publishes.
+//!
+//! - [`email`]: the address rule ([`Email::parse`]).
+//! - `PUT/GET /api/accounts/{customer_id}`; the queries a batch of charges and refunds uses
+//!   ([`lock_read`], [`adjust_part`]).
 
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router, extract::State};
+use axum::{Extension, Json, Router, extract::State};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
-use saga_common::contracts::MAX_AMOUNT_CENTS;
+use saga_common::contracts::{AccountUpdated, MAX_AMOUNT_CENTS};
 use saga_common::db::Part;
 use saga_common::http::keyed::Keyed;
-use saga_common::http::{ApiError, ErrorBody, JsonBody};
+use saga_common::http::{ApiError, CorrelationId, ErrorBody, JsonBody};
+use saga_common::messaging::outbox::{self, RelayWakeup};
+use saga_common::messaging::{Envelope, OutgoingMessage};
+
+pub mod email;
+
+pub use email::Email;
 
 #[derive(Debug, Clone, Serialize, FromQueryResult, ToSchema)]
 pub struct Account {
@@ -22,18 +34,35 @@ pub struct Account {
     pub customer_id: String,
     #[schema(example = 50000)]
     pub balance_cents: i64,
+    /// Where the notification service writes to; `null` when the account has none.
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetBalance {
+#[schema(example = json!({"balance_cents": 50000, "email": "ada@example.com"}))]
+pub struct SetAccount {
     /// New balance in cents, 0 to 10^15 (`MAX_AMOUNT_CENTS`).
     #[schema(example = 50000, minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub balance_cents: i64,
+    /// The owner's e-mail address (ASCII, at most 254 characters, `name@domain.tld`). A `PUT`
+    /// sets the whole account: absent or `null` leaves it without one.
+    #[serde(default)]
+    #[schema(example = "ada@example.com", max_length = 254)]
+    pub email: Option<String>,
 }
 
-pub fn router(db: DatabaseConnection) -> Router {
+/// What the account routes share.
+#[derive(Clone)]
+pub struct Accounts {
+    pub db: DatabaseConnection,
+    /// Hands the `account.updated` outbox row to the relay once its write commits.
+    pub wakeup: RelayWakeup,
+}
+
+pub fn router(db: DatabaseConnection, wakeup: RelayWakeup) -> Router {
     // Operator only: a customer reads their business through the orchestrator's orders.
     saga_common::http::auth::protect(
         Router::new()
@@ -41,40 +70,73 @@ pub fn router(db: DatabaseConnection) -> Router {
                 "/api/accounts/{customer_id}",
                 get(get_account).put(put_account),
             )
-            .with_state(db),
+            .with_state(Accounts { db, wakeup }),
     )
 }
 
-/// Creates the account or sets its balance.
+/// Creates the account or sets its balance and e-mail address, and publishes
+/// `account.updated` with the address as it now stands.
 #[utoipa::path(put, path = "/api/accounts/{customer_id}", tag = "accounts",
     security(("operator_token" = [])),
     params(("customer_id" = String, Path, description = "1 to 64 characters")),
-    request_body = SetBalance,
+    request_body = SetAccount,
     responses(
         (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 201, description = "Account created", body = Account),
-        (status = 200, description = "Balance set", body = Account),
+        (status = 200, description = "Balance and e-mail address set", body = Account),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 422, description = "Invalid fields (`balance_cents`, `email`); nothing changed, nothing published", body = ErrorBody),
     ))]
 pub async fn put_account(
-    State(db): State<DatabaseConnection>,
+    State(accounts): State<Accounts>,
+    Extension(correlation): Extension<CorrelationId>,
     Path(customer_id): Path<String>,
-    JsonBody(body): JsonBody<SetBalance>,
+    JsonBody(body): JsonBody<SetAccount>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     let balance = body.balance_cents;
-    ACCOUNTS
-        .put(&db, &customer_id, balance, |violations| {
-            violations.check(
-                (0..=MAX_AMOUNT_CENTS).contains(&balance),
-                "balance_cents",
-                format!("must be between 0 and {MAX_AMOUNT_CENTS}"),
-            );
-        })
-        .await
+    let email = body.email.as_deref().map(Email::parse).transpose();
+    ACCOUNTS.check(&customer_id, |violations| {
+        violations.check(
+            (0..=MAX_AMOUNT_CENTS).contains(&balance),
+            "balance_cents",
+            format!("must be between 0 and {MAX_AMOUNT_CENTS}"),
+        );
+        if let Err(rule) = &email {
+            violations.add("email", *rule);
+        }
+    })?;
+    let email = email.ok().flatten().map(Email::into_string);
+    // The account and its event commit together (the transactional outbox), so the
+    // notification service's copy of the address never misses a change nor sees one that
+    // rolled back.
+    let txn = accounts.db.begin().await?;
+    let (status, Json(account)) = ACCOUNTS
+        .upsert::<Account>(
+            &txn,
+            &customer_id,
+            vec![Value::from(balance), Value::from(email)],
+        )
+        .await?;
+    let enqueued = outbox::enqueue_all(&txn, &[updated(&account, &correlation)?]).await?;
+    accounts.wakeup.commit(txn, enqueued).await?;
+    Ok((status, Json(account)))
+}
+
+/// The `account.updated` event for `account` as just written. Made while the write holds the
+/// account's row lock, so of two writes to one account the later commit has the later
+/// `occurred_at`: a consumer keeping the newest copy orders them by it. Not about an order,
+/// so its saga id is the nil UUID.
+fn updated(account: &Account, correlation: &CorrelationId) -> Result<OutgoingMessage, ApiError> {
+    let event = AccountUpdated {
+        customer_id: account.customer_id.clone(),
+        email: account.email.clone(),
+    };
+    Envelope::new(&event, Uuid::nil(), &correlation.0, None)
+        .map(OutgoingMessage::event)
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// Reads an account.
@@ -89,19 +151,20 @@ pub async fn put_account(
         (status = 422, description = "Invalid customer id", body = ErrorBody),
     ))]
 pub async fn get_account(
-    State(db): State<DatabaseConnection>,
+    State(accounts): State<Accounts>,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Account>, ApiError> {
-    ACCOUNTS.get(&db, &customer_id).await
+    ACCOUNTS.get(&accounts.db, &customer_id).await
 }
 
 const ACCOUNTS: Keyed = Keyed {
     key: "customer_id",
     missing: "no account for customer",
-    find: "SELECT customer_id, balance_cents, updated_at FROM accounts WHERE customer_id = $1",
-    upsert: "INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2) \
-             ON CONFLICT (customer_id) DO UPDATE SET balance_cents = EXCLUDED.balance_cents, updated_at = now() \
-             RETURNING customer_id, balance_cents, updated_at, (xmax = 0) AS created",
+    find: "SELECT customer_id, balance_cents, email, updated_at FROM accounts WHERE customer_id = $1",
+    upsert: "INSERT INTO accounts (customer_id, balance_cents, email) VALUES ($1, $2, $3) \
+             ON CONFLICT (customer_id) DO UPDATE SET balance_cents = EXCLUDED.balance_cents, \
+               email = EXCLUDED.email, updated_at = now() \
+             RETURNING customer_id, balance_cents, email, updated_at, (xmax = 0) AS created",
 };
 
 /// The query that locks (`FOR NO KEY UPDATE`, in customer order) the accounts of `customers`:

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use saga_common::testing::{PATIENCE, end_database_connections, eventually};
+use saga_common::testing::{PATIENCE, end_database_connections, eventually, number};
 
 use crate::helpers::spawn_app_with;
 
@@ -18,6 +18,17 @@ async fn a_request_on_a_connection_the_database_ended_answers_503_and_the_next_s
     })
     .await;
     app.fund("c-1", 500).await;
+    // The account's `account.updated` is published and marked: the relay is done with the
+    // connection, which the next request is the first to use.
+    eventually("account.updated published and marked", PATIENCE, || async {
+        let pending = number(
+            &app.database_url,
+            "SELECT count(*) AS n FROM outbox_pending",
+        )
+        .await;
+        (pending == 0).then_some(())
+    })
+    .await;
     assert_eq!(app.get_account("c-1").await.status(), StatusCode::OK);
 
     end_database_connections(&app.database_url).await;

@@ -70,6 +70,25 @@ impl TestApp {
         assert!(response.status().is_success());
     }
 
+    /// Binds a tap on `account.updated` on `saga.events`; bind before the write.
+    pub async fn account_events(&self) -> Tap {
+        Tap::bind(
+            &self.vhost.amqp_url,
+            topology::EVENTS_EXCHANGE,
+            &[contracts::AccountUpdated::TYPE],
+        )
+        .await
+    }
+
+    /// The `account.updated` rows of the outbox: every one the service ever wrote.
+    pub async fn account_events_written(&self) -> i64 {
+        saga_common::testing::number(
+            &self.database_url,
+            "SELECT count(*) AS n FROM outbox WHERE message_type = 'account.updated'",
+        )
+        .await
+    }
+
     /// Binds a tap on the payment replies; bind before sending the command.
     pub async fn replies(&self) -> Tap {
         Tap::bind(

@@ -57,7 +57,12 @@ async fn every_generic_metric_is_there_from_the_first_scrape_without_credentials
         assert_eq!(series, 1, "{outcome} registered");
     }
     let published = first.label_values(names::PUBLISHED, "type");
-    for reply in ["payment.charged", "payment.declined", "payment.refunded"] {
+    for reply in [
+        "payment.charged",
+        "payment.declined",
+        "payment.refunded",
+        "account.updated",
+    ] {
         assert!(
             published.iter().any(|t| t == reply),
             "{reply}: {published:?}"
