@@ -254,7 +254,8 @@ async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request
 
 /// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, their count in
 /// the sales rollup, and the first steps (timeline entries and messages) of those inserted (an
-/// order whose idempotency key is taken writes nothing). Returns the ids of the orders inserted and of their outbox rows.
+/// order whose idempotency key is taken writes nothing). Returns the ids of the orders inserted
+/// and of their outbox rows.
 async fn write_all(
     db: &DatabaseConnection,
     placements: &[&Placement],

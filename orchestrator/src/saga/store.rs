@@ -276,8 +276,9 @@ pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
             "UPDATE orders o SET saga_state = a.saga_state, failure_reason = a.failure_reason, \
              version = a.version, deadline_at = a.deadline_at, resends = a.resends, \
              pending_message_id = a.pending_message_id, updated_at = now() \
-             FROM jsonb_to_recordset($1::jsonb) AS a(order_id uuid, expected_version int, ends bool, \
-             {}) WHERE o.order_id = a.order_id AND o.version = a.expected_version \
+             FROM jsonb_to_recordset($1::jsonb) \
+             AS a(order_id uuid, expected_version int, ends bool, {}) \
+             WHERE o.order_id = a.order_id AND o.version = a.expected_version \
              RETURNING a.ends, o.saga_state, o.failure_reason, o.total_cents, \
              CASE WHEN a.ends THEN o.items END AS items, o.created_at",
             StepColumns::TYPES
