@@ -14,10 +14,12 @@ use utoipa::OpenApi;
         crate::saga::api::list_sagas,
         crate::saga::api::retry_saga,
         crate::saga::api::compensate_saga,
+        crate::analytics::api::get_summary,
     ),
     tags(
         (name = "orders", description = "Place orders and follow their sagas"),
         (name = "operations", description = "Operators: stuck sagas, retry, compensate (bearer token)"),
+        (name = "analytics", description = "Operators: sales over a range of minutes, from rollups (bearer token)"),
     )
 )]
 pub struct ApiDoc;

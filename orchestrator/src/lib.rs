@@ -5,6 +5,8 @@
 //!   timeline, the reply consumer and the timeout worker. It imports nothing from `orders`.
 //! - [`orders`]: the order API (`/api/orders`), request parsing, order storage and the intake;
 //!   built on `saga`.
+//! - [`analytics`]: `GET /api/analytics/summary` (operators), read from the sales rollups that
+//!   `saga::rollup` writes with the steps; built on `saga`.
 //! - [`admission`]: the bound on sagas in flight (`503 overloaded` past it), its running count
 //!   and the periodic recount that corrects it. A leaf, like `state`.
 //! - [`configuration`]: settings: the common ones plus the saga deadlines, the intake and
@@ -15,6 +17,7 @@
 //! - [`api_doc`]: the OpenAPI document served at `/api/docs/openapi.json`.
 
 pub mod admission;
+pub mod analytics;
 pub mod api_doc;
 pub mod configuration;
 pub mod migration;

@@ -1,6 +1,6 @@
-//! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order and
-//! saga routes, the reply handler, the order intake, the timeout scheduler, admission
-//! control's recount and the saga gauges' refresh.
+//! The orchestrator's parts on the shared skeleton (`saga_common::service`): the order, saga
+//! and analytics routes, the reply handler, the order intake, the timeout scheduler, admission
+//! control's recount, the sales rollups' fold and the saga gauges' refresh.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +94,9 @@ impl Service for Orchestrator {
             // Operator actions on sagas sit behind the operator token, as the dead letters.
             .merge(saga_common::http::auth::protect(crate::saga::api::router(
                 state.clone(),
+            )))
+            .merge(saga_common::http::auth::protect(crate::analytics::router(
+                state.clone(),
             )));
         let handler = SagaReplies {
             settings: settings.saga.clone(),
@@ -115,6 +118,7 @@ impl Service for Orchestrator {
                     .map_err(TaskError::from)
             }))
             .with_task(timeouts)
+            .with_task(crate::analytics::fold::task(foundation.db.clone()))
             .with_task(crate::saga::facts::gauges(
                 foundation.db.clone(),
                 Duration::from_millis(settings.service.telemetry.gauge_refresh_ms),

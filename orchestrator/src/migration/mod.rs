@@ -7,6 +7,7 @@ mod m20261122_000302_add_saga_deadlines;
 mod m20261207_000303_tune_autovacuum;
 mod m20261208_000304_count_repeated_transitions;
 mod m20261209_000305_add_order_traceparent;
+mod m20261210_000306_create_sales_rollups;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000303_tune_autovacuum::MIGRATION),
             Box::new(m20261208_000304_count_repeated_transitions::MIGRATION),
             Box::new(m20261209_000305_add_order_traceparent::MIGRATION),
+            Box::new(m20261210_000306_create_sales_rollups::MIGRATION),
         ])
     }
 }

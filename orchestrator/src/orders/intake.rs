@@ -31,6 +31,7 @@ use super::store;
 use crate::configuration::IntakeSettings;
 use crate::saga::engine;
 use crate::saga::plan::Plan;
+use crate::saga::rollup;
 
 /// A new order and its saga's first step (`saga::plan::start`).
 pub struct Placement {
@@ -251,9 +252,10 @@ async fn write(db: &DatabaseConnection, wakeup: &RelayWakeup, batch: Vec<Request
     }
 }
 
-/// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, and the first
-/// steps (timeline entries and messages) of those inserted (an order whose idempotency key is
-/// taken writes nothing). Returns the ids of the orders inserted and of their outbox rows.
+/// One statement, so one transaction without `BEGIN` or `COMMIT`: the orders, their count in
+/// the sales rollup, and the first steps (timeline entries and messages) of those inserted (an
+/// order whose idempotency key is taken writes nothing). Returns the ids of the orders inserted
+/// and of their outbox rows.
 async fn write_all(
     db: &DatabaseConnection,
     placements: &[&Placement],
@@ -266,7 +268,13 @@ async fn write_all(
     const PLACED: PartName = PartName::new("placed");
     let placed_ids = format!("SELECT order_id FROM {PLACED}");
     let mut writes = Writes::new();
-    writes.add(PLACED, store::insert_part(&orders)?);
+    let inserts = store::insert_part(&orders)?;
+    // Counted from the rows inserted: an order whose key was taken is not placed again.
+    let placed = inserts
+        .is_some()
+        .then(|| rollup::placed_part(PLACED, rollup::shard()));
+    writes.add(PLACED, inserts);
+    writes.add(rollup::PLACED_MINUTES, placed);
     let (outbox, _) = engine::stage(&mut writes, &plans, &[], Some(&placed_ids))?;
     // Without messages there is no outbox part, and `FROM outbox` would read the table.
     let (ids, message_ids) = if plans.iter().all(|p| p.messages.is_empty()) {

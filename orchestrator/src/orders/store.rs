@@ -77,8 +77,9 @@ struct NewOrderRow<'a> {
 }
 
 /// Inserts `orders`, each with its saga's first step (as `plan::start` decided it), as a part
-/// of a [`Writes`](saga_common::db::Writes) returning the ids inserted. An order whose
-/// idempotency key another order holds already (or an earlier one of `orders`) is left out.
+/// of a [`Writes`](saga_common::db::Writes) returning the ids inserted (`order_id`, with
+/// `created_at` for the sales rollup). An order whose idempotency key another order holds
+/// already (or an earlier one of `orders`) is left out.
 pub fn insert_part(orders: &[(&Order, &Step)]) -> Result<Option<Part>, DbErr> {
     if orders.is_empty() {
         return Ok(None);
@@ -110,7 +111,7 @@ pub fn insert_part(orders: &[(&Order, &Step)]) -> Result<Option<Part>, DbErr> {
                total_cents bigint, correlation_id text, idempotency_key text, \
                created_at timestamptz, updated_at timestamptz, traceparent text, {}) \
              ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_KEY_CONSTRAINT} DO NOTHING \
-             RETURNING order_id",
+             RETURNING order_id, created_at",
             StepColumns::TYPES
         ),
         vec![db::rows(&rows)?],

@@ -4,7 +4,8 @@
 //! state, deadline, timeline entry and outbox messages together.
 //!
 //! [`plan`](super::plan) decides steps in memory; [`stage`] adds any number of them to a
-//! statement (one part per table); [`write`] runs one of them; [`apply`] plans and writes one.
+//! statement (one part per table, and the sales rollups of the sagas it ends, see
+//! [`rollup`](super::rollup)); [`write`] runs one of them; [`apply`] plans and writes one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,8 +16,9 @@ use uuid::Uuid;
 use saga_common::db::{PartName, Writes};
 use saga_common::messaging::outbox::{self, Enqueued, OUTBOX};
 
-use super::machine::SagaEvent;
+use super::machine::{SagaEvent, SagaState};
 use super::plan::{ApplyError, Plan, Trigger, plan};
+use super::rollup;
 use super::store::{self, Advance, Saga, Step};
 use super::timeline::{self, TransitionRow};
 use crate::configuration::SagaSettings;
@@ -56,6 +58,7 @@ pub fn stage(
             Some(&i) => {
                 advances[i].version += 1;
                 advances[i].step = plan.step.clone();
+                advances[i].ends |= plan.ends_saga();
             }
             None => {
                 index.insert(plan.order_id, advances.len());
@@ -64,6 +67,7 @@ pub fn stage(
                     expected_version: plan.expected_version,
                     version: plan.expected_version + 1,
                     step: plan.step.clone(),
+                    ends: plan.ends_saga(),
                 });
             }
         }
@@ -100,6 +104,23 @@ pub fn stage(
         .collect();
     let mut outbox = outbox::Insert::new(&messages, sagas)?;
     writes.add(SAGAS, store::advance_part(&advances)?);
+    // The sagas this statement ends, counted from the rows it moved (see `rollup`).
+    if advances.iter().any(|a| a.ends) {
+        let shard = rollup::shard();
+        writes.add(
+            rollup::ENDED_MINUTES,
+            Some(rollup::ended_part(SAGAS, shard)),
+        );
+        if advances
+            .iter()
+            .any(|a| a.ends && a.step.to == SagaState::Completed)
+        {
+            writes.add(
+                rollup::ENDED_PRODUCTS,
+                Some(rollup::products_part(SAGAS, shard)),
+            );
+        }
+    }
     timeline::stage(writes, &transitions, sagas)?;
     writes.add(OUTBOX, outbox.part());
     Ok((outbox, advances.len()))

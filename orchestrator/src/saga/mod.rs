@@ -7,6 +7,8 @@
 //! - [`engine`]: the one writer of steps (intake, replies, timeouts, operators).
 //! - [`store`]: the saga's columns of an order's row: reads, locks, the step update.
 //! - [`timeline`]: one row per step, written with it.
+//! - [`rollup`]: the sales rollups (orders per minute, products per hour), written with the
+//!   steps that start and end sagas; `crate::analytics` reads them.
 //! - [`status`]: how states read in the API (`OrderStatus`, `StateName`).
 //! - [`replies`]: the `orchestrator.replies` consumer: inbox, lock, plan, write, commit.
 //! - [`timeouts`]: the sweep that resends or compensates sagas past their deadline.
@@ -20,6 +22,7 @@ pub mod facts;
 pub mod machine;
 pub mod plan;
 pub mod replies;
+pub mod rollup;
 pub mod status;
 pub mod store;
 pub mod timeline;

@@ -209,6 +209,9 @@ pub struct Advance {
     /// The version it gets (one more per step taken).
     pub version: i32,
     pub step: Step,
+    /// Whether one of the steps takes the saga to a final state: the sales rollups count it
+    /// (`saga::rollup::ended_part`).
+    pub ends: bool,
 }
 
 /// The saga columns of a row as a step leaves them: flattened into the row of an `UPDATE` (a
@@ -244,6 +247,7 @@ impl StepColumns {
 struct AdvanceRow {
     order_id: Uuid,
     expected_version: i32,
+    ends: bool,
     #[serde(flatten)]
     columns: StepColumns,
 }
@@ -251,7 +255,9 @@ struct AdvanceRow {
 /// Moves every saga of `advances` from its expected version, as a part of a
 /// [`Writes`](saga_common::db::Writes) returning one row per saga moved. Fewer rows than
 /// advances means another writer got to one of them first (its version moved): nothing may be
-/// kept, the caller rolls back.
+/// kept, the caller rolls back. Each row returned says whether the saga ended (`ends`) and, for
+/// those that did, what the sales rollups count: `saga_state`, `failure_reason`, `total_cents`,
+/// `items`, `created_at`.
 pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
     if advances.is_empty() {
         return Ok(None);
@@ -261,6 +267,7 @@ pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
         .map(|a| AdvanceRow {
             order_id: a.order_id,
             expected_version: a.expected_version,
+            ends: a.ends,
             columns: StepColumns::new(&a.step, a.version),
         })
         .collect();
@@ -269,8 +276,11 @@ pub fn advance_part(advances: &[Advance]) -> Result<Option<Part>, DbErr> {
             "UPDATE orders o SET saga_state = a.saga_state, failure_reason = a.failure_reason, \
              version = a.version, deadline_at = a.deadline_at, resends = a.resends, \
              pending_message_id = a.pending_message_id, updated_at = now() \
-             FROM jsonb_to_recordset($1::jsonb) AS a(order_id uuid, expected_version int, {}) \
-             WHERE o.order_id = a.order_id AND o.version = a.expected_version RETURNING 1",
+             FROM jsonb_to_recordset($1::jsonb) \
+             AS a(order_id uuid, expected_version int, ends bool, {}) \
+             WHERE o.order_id = a.order_id AND o.version = a.expected_version \
+             RETURNING a.ends, o.saga_state, o.failure_reason, o.total_cents, \
+             CASE WHEN a.ends THEN o.items END AS items, o.created_at",
             StepColumns::TYPES
         ),
         vec![db::rows(&rows)?],

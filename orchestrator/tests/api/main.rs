@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admission;
+mod analytics;
 mod api_validation;
 mod auth;
 mod hardening;

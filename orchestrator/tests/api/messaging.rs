@@ -27,7 +27,7 @@ use sea_orm_migration::MigratorTrait;
 use crate::helpers::{database, order_body, query_one, spawn_fleet};
 
 /// Applies `batch` as the consumer does, with no relay to hand the outbox rows to.
-async fn handle(
+pub(crate) async fn handle(
     db: &sea_orm::DatabaseConnection,
     handler: &impl MessageHandler,
     batch: &[Envelope],
@@ -109,7 +109,7 @@ async fn a_lost_reply_is_recovered_by_resending_the_command() {
 }
 
 /// An orchestrator database with one order awaiting payment, and the reply handler over it.
-async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, Order) {
+pub(crate) async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, Order) {
     saga_common::testing::init_test_telemetry();
     let db = Database::connect(create_database("orchestrator").await)
         .await
@@ -151,7 +151,7 @@ async fn saga_awaiting_payment() -> (SagaReplies, sea_orm::DatabaseConnection, O
     )
 }
 
-fn charged(order: &Order) -> Envelope {
+pub(crate) fn charged(order: &Order) -> Envelope {
     Envelope::new(
         &contracts::PaymentCharged {
             order_id: order.order_id,
@@ -264,7 +264,7 @@ async fn a_reply_that_contradicts_the_saga_is_refused_and_changes_nothing() {
     assert_eq!(inbox, 0, "nothing committed");
 }
 
-fn reserved(order: &Order) -> Envelope {
+pub(crate) fn reserved(order: &Order) -> Envelope {
     Envelope::new(
         &contracts::StockReserved {
             order_id: order.order_id,
