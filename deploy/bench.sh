@@ -27,7 +27,8 @@
 #   BENCH_STALL []       SERVICE:AT:FOR: freeze SERVICE AT s into open80 for FOR s (stall.txt)
 #   BENCH_HALT_POLL_NS []  guest_halt_poll_ns for this run only (haltpoll cpuidle driver;
 #                        restored at the end): a setting of the machine, not of the fleet
-#   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory on BASE, BASE+1, BASE+2
+#   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory, notification on BASE to BASE+3;
+#                           run.sh's mail catcher on BASE+25
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
 #   BENCH_PG_PORT [5433]  the benchmark's own PostgreSQL cluster: initdb's defaults (autovacuum
 #                        on), loopback only, a fresh directory removed at the end
@@ -71,8 +72,12 @@ START_TIMEOUT="${BENCH_START_TIMEOUT:-1800}"
 RUN_ID="b$(date +%s)"
 OUT="${BENCH_OUT:-target/bench/$RUN_ID}"
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
-SERVICES=(orchestrator payment inventory)
-declare -A PORT=([orchestrator]=$PORT_BASE [payment]=$((PORT_BASE + 1)) [inventory]=$((PORT_BASE + 2)))
+SERVICES=(orchestrator payment inventory notification)
+declare -A PORT=([orchestrator]=$PORT_BASE [payment]=$((PORT_BASE + 1)) [inventory]=$((PORT_BASE + 2))
+    [notification]=$((PORT_BASE + 3)))
+# The mail catcher run.sh starts for the notification service: the benchmark's accounts have no
+# address, so only low-stock alerts reach it.
+SMTP_PORT=$((PORT_BASE + 25))
 declare -A SPID=()
 RABBITMQ_PORT="${BENCH_BROKER_PORT:-5673}"
 RABBITMQ_API="http://127.0.0.1:$((RABBITMQ_PORT + 10000))"
@@ -324,13 +329,15 @@ cargo build --release -p loadgen
 
 log "starting the fleet with deploy/run.sh (output in $OUT/run.log)"
 ORCHESTRATOR_PORT=${PORT[orchestrator]} PAYMENT_PORT=${PORT[payment]} INVENTORY_PORT=${PORT[inventory]} \
+    NOTIFICATION_PORT=${PORT[notification]} SMTP_PORT=$SMTP_PORT \
     ORCHESTRATOR_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}orchestrator" \
     PAYMENT_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}payment" \
     INVENTORY_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}inventory" \
+    NOTIFICATION_DATABASE_URL="${PG_URL%/*}/${DB_PREFIX}notification" \
     APP__AMQP__URL="$AMQP_URL" ./deploy/run.sh </dev/null >"$OUT/run.log" 2>&1 &
 RUN_PID=$!
 deadline=$((SECONDS + START_TIMEOUT))
-until ready orchestrator && ready payment && ready inventory; do
+until ready orchestrator && ready payment && ready inventory && ready notification; do
     if ! kill -0 "$RUN_PID" 2>/dev/null; then
         tail -n 30 "$OUT/run.log" >&2 || true
         die "deploy/run.sh exited before the fleet was ready (see $OUT/run.log)"
@@ -347,7 +354,7 @@ done
 RABBIT_PID="$(listener_pid "$RABBITMQ_PORT")"
 PG_PID="$(head -n1 "$PG_DIR/data/postmaster.pid" 2>/dev/null || true)"
 [ -n "$RABBIT_PID" ] && [ -n "$PG_PID" ] || die "cannot find the broker or postmaster pid (ss -ltnp)"
-log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, inventory ${SPID[inventory]}, beam.smp $RABBIT_PID, postmaster $PG_PID"
+log "fleet ready: orchestrator ${SPID[orchestrator]}, payment ${SPID[payment]}, inventory ${SPID[inventory]}, notification ${SPID[notification]}, beam.smp $RABBIT_PID, postmaster $PG_PID"
 
 ARGS=(--run-id "$RUN_ID" --out "$OUT" --amqp "$AMQP_URL" --rabbitmq-api "$RABBITMQ_API"
     --pg "$PG_URL" --db-prefix "$DB_PREFIX" --pids "${PIDS}rabbitmq=$RABBIT_PID,postgres=$PG_PID"

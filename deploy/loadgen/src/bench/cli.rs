@@ -38,7 +38,8 @@ Fleet:
   --rabbitmq-api URL     its management API (default http://127.0.0.1:15672)
   --pg URL               the database server (default postgres://postgres:postgres@127.0.0.1:5432/postgres)
   --db-prefix P          the fleet's databases are P<service> (default saga_bench_)
-  --pids LIST            orchestrator=PID,payment=PID,inventory=PID,rabbitmq=PID,postgres=PID
+  --pids LIST            orchestrator=PID,payment=PID,inventory=PID,notification=PID,
+                         rabbitmq=PID,postgres=PID
   --broker-dir DIR       the broker's data directory: its write-ahead-log rollovers are marked
 Phases (seconds; 0 leaves the warm-up or the complete phase out):
   --warmup S (10)  --duration S (60)  --complete-duration S (60)  --steady-duration S (600)
@@ -68,14 +69,17 @@ Output:
 /// The processes whose CPU and memory are accounted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pids {
-    /// orchestrator, payment, inventory, in that order.
+    /// orchestrator, payment, inventory, notification, in that order.
     pub services: Vec<(String, u32)>,
     pub rabbitmq: u32,
     /// The postmaster: its children are the backends.
     pub postgres: u32,
 }
 
-pub const SERVICES: [&str; 3] = ["orchestrator", "payment", "inventory"];
+pub const SERVICES: [&str; 4] = ["orchestrator", "payment", "inventory", "notification"];
+
+/// The services with a message outbox (the notification service publishes nothing).
+pub const WITH_OUTBOX: [&str; 3] = ["orchestrator", "payment", "inventory"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stall {
@@ -284,7 +288,7 @@ mod tests {
     }
 
     const BASE: &str = "--amqp amqp://guest:guest@127.0.0.1:5673/saga-bench --out /tmp/b \
-        --pids orchestrator=10,payment=11,inventory=12,rabbitmq=20,postgres=30";
+        --pids orchestrator=10,payment=11,inventory=12,notification=13,rabbitmq=20,postgres=30";
 
     #[test]
     fn the_fleet_and_the_plan_are_parsed_and_the_rest_goes_to_loadgen() {

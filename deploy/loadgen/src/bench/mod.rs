@@ -57,10 +57,15 @@ pub async fn run(s: BenchSettings) -> Result<bool, Error> {
         Some(conn) => db::statements_available(conn).await,
         None => false,
     };
-    let outboxes = s.pids.services.iter().map(|(name, _)| {
-        let url = db::database_url(&s.pg, &format!("{}{name}", s.db_prefix));
-        (name.clone(), url)
-    });
+    let outboxes = s
+        .pids
+        .services
+        .iter()
+        .filter(|(name, _)| cli::WITH_OUTBOX.contains(&name.as_str()))
+        .map(|(name, _)| {
+            let url = db::database_url(&s.pg, &format!("{}{name}", s.db_prefix));
+            (name.clone(), url)
+        });
     let cx = Context {
         out: s.out.clone(),
         processes: samplers::Processes {
