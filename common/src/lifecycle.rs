@@ -53,6 +53,11 @@ pub enum Event {
     DeadLetterReplayed,
     /// Any service: a dead letter was removed (`DELETE /api/admin/dead-letters/{id}`).
     DeadLetterDeleted,
+    /// Notification: the order's e-mail (confirmation or failure notice) was accepted by the
+    /// SMTP server.
+    NotificationSent,
+    /// Notification: the order's e-mail could not be sent, after its last attempt.
+    NotificationFailed,
 }
 
 impl Event {
@@ -74,6 +79,8 @@ impl Event {
             Self::OperatorCompensating => "saga.operator_compensating",
             Self::DeadLetterReplayed => "dead_letter.replayed",
             Self::DeadLetterDeleted => "dead_letter.deleted",
+            Self::NotificationSent => "notification.sent",
+            Self::NotificationFailed => "notification.failed",
         }
     }
 
@@ -95,6 +102,8 @@ impl Event {
             Self::OperatorCompensating => "operator compensating the saga",
             Self::DeadLetterReplayed => "dead letter replayed",
             Self::DeadLetterDeleted => "dead letter deleted",
+            Self::NotificationSent => "notification e-mail sent",
+            Self::NotificationFailed => "notification e-mail failed",
         }
     }
 
@@ -103,7 +112,11 @@ impl Event {
     pub fn is_success(self) -> bool {
         matches!(
             self,
-            Self::SagaStarted | Self::PaymentCharged | Self::StockReserved | Self::SagaCompleted
+            Self::SagaStarted
+                | Self::PaymentCharged
+                | Self::StockReserved
+                | Self::SagaCompleted
+                | Self::NotificationSent
         )
     }
 
@@ -117,6 +130,7 @@ impl Event {
                 | Self::TimeoutCompensating
                 | Self::OperatorRetried
                 | Self::OperatorCompensating
+                | Self::NotificationFailed
         )
     }
 }
