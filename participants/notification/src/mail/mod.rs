@@ -347,8 +347,9 @@ mod tests {
         assert!(!error.is_transient());
     }
 
-    #[test]
-    fn a_message_carries_the_ids_and_both_parts() {
+    // The transport's pool lives on a runtime.
+    #[tokio::test]
+    async fn a_message_carries_the_ids_and_both_parts() {
         let mailer = Mailer::new(&NotifySettings::default()).unwrap();
         let order_id = Uuid::now_v7();
         let ties = Ties {

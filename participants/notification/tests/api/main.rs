@@ -1,0 +1,8 @@
+//! Integration tests: the service as production starts it, against the real PostgreSQL,
+//! RabbitMQ and a real SMTP server (aiosmtpd, writing what it receives to a Maildir), each test
+//! with its own database, vhost and mail server.
+
+mod api;
+mod delivery;
+mod helpers;
+mod mailer;
