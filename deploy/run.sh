@@ -17,7 +17,7 @@
 #   APP__NOTIFY__OPS_EMAIL    [ops@localhost] where low-stock alerts go
 #   APP__APPLICATION__HOST    [127.0.0.1]  shared by all four services
 #   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all four
-#   APP__AUTH__OPERATOR_TOKEN [generated] the operator's bearer token on all three (accounts,
+#   APP__AUTH__OPERATOR_TOKEN [generated] the operator's bearer token on all four (accounts,
 #                             products, sagas, /api/admin/*); printed. APP__ADMIN__TOKEN, its
 #                             old name, is still taken when the new one is unset (deprecated)
 #   APP__AUTH__JWT_SECRET     [generated] HS256 secret the customers' JWTs are verified with;
