@@ -109,16 +109,17 @@ impl NotifySettings {
         }
         // A password in clear text over the network is refused; on loopback (a local relay) it
         // never leaves the machine.
-        if self.smtp_username.is_some() && self.smtp_tls == SmtpTls::None && !self.is_loopback()
-        {
+        if self.smtp_username.is_some() && self.smtp_tls == SmtpTls::None && !self.is_loopback() {
             return Err(format!(
                 "notify.smtp_tls = none would send the SMTP password to {} unencrypted; use \
                  starttls or tls",
                 self.smtp_host
             ));
         }
-        for (name, address) in [("notify.from", &self.from), ("notify.ops_email", &self.ops_email)]
-        {
+        for (name, address) in [
+            ("notify.from", &self.from),
+            ("notify.ops_email", &self.ops_email),
+        ] {
             address
                 .parse::<lettre::message::Mailbox>()
                 .map_err(|e| format!("{name} `{address}` is not an e-mail address: {e}"))?;
@@ -147,7 +148,9 @@ impl NotifySettings {
 
     /// How long a notification waits after its `attempts`-th failed send.
     pub fn backoff(&self, attempts: i32) -> std::time::Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         let ms = self
             .backoff_base_ms
             .saturating_mul(1_u64 << doublings)

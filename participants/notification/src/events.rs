@@ -392,7 +392,10 @@ mod tests {
             customer_id: "c".into(),
             email: Some(email.into()),
         };
-        book.update(update("old@example.com"), now - chrono::TimeDelta::seconds(1));
+        book.update(
+            update("old@example.com"),
+            now - chrono::TimeDelta::seconds(1),
+        );
         assert_eq!(book.email("c").as_deref(), Some("new@example.com"));
         book.update(update(" "), now + chrono::TimeDelta::seconds(1));
         assert_eq!(book.email("c"), None, "a blank address is no address");

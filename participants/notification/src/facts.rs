@@ -63,11 +63,20 @@ pub fn attempted(sending: &Sending<'_>, attempt: &Attempt) {
     let (outcome, event, error) = match attempt {
         Attempt::Sent => ("sent", Some(Event::NotificationSent), None),
         Attempt::Retry { error, .. } => ("retry", None, Some(error.as_str())),
-        Attempt::Failed { error } => ("failed", Some(Event::NotificationFailed), Some(error.as_str())),
+        Attempt::Failed { error } => (
+            "failed",
+            Some(Event::NotificationFailed),
+            Some(error.as_str()),
+        ),
     };
     counter!(ATTEMPTS, "kind" => kind, "outcome" => outcome).increment(1);
     let Some(event) = event else {
-        tracing::info!(kind, attempts = sending.attempts, error, "mail not sent; will retry");
+        tracing::info!(
+            kind,
+            attempts = sending.attempts,
+            error,
+            "mail not sent; will retry"
+        );
         return;
     };
     counter!(NOTIFICATIONS, "kind" => kind, "status" => outcome).increment(1);
@@ -132,7 +141,12 @@ mod tests {
                     retry_in: std::time::Duration::from_millis(1),
                 },
             );
-            attempted(&sending, &Attempt::Failed { error: "refused".into() });
+            attempted(
+                &sending,
+                &Attempt::Failed {
+                    error: "refused".into(),
+                },
+            );
         });
         let values: Vec<(String, Vec<String>, u64)> = snapshotter
             .snapshot()

@@ -66,10 +66,22 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     // Names ending in .html are HTML-escaped (minijinja's default), .txt are not.
     for (name, source) in [
-        ("order_confirmed.txt", include_str!("templates/order_confirmed.txt")),
-        ("order_confirmed.html", include_str!("templates/order_confirmed.html")),
-        ("order_failed.txt", include_str!("templates/order_failed.txt")),
-        ("order_failed.html", include_str!("templates/order_failed.html")),
+        (
+            "order_confirmed.txt",
+            include_str!("templates/order_confirmed.txt"),
+        ),
+        (
+            "order_confirmed.html",
+            include_str!("templates/order_confirmed.html"),
+        ),
+        (
+            "order_failed.txt",
+            include_str!("templates/order_failed.txt"),
+        ),
+        (
+            "order_failed.html",
+            include_str!("templates/order_failed.html"),
+        ),
         ("low_stock.txt", include_str!("templates/low_stock.txt")),
         ("low_stock.html", include_str!("templates/low_stock.html")),
     ] {
@@ -309,10 +321,18 @@ mod tests {
         });
         let mail = render(Kind::OrderConfirmed, &content).unwrap();
         assert_eq!(mail.subject, format!("Your order {order_id} is confirmed"));
-        assert!(mail.text.contains("2 x p-<1> at 12.50 = 25.00"), "{}", mail.text);
+        assert!(
+            mail.text.contains("2 x p-<1> at 12.50 = 25.00"),
+            "{}",
+            mail.text
+        );
         assert!(mail.text.contains("1 x p-2 at 10.50 = 10.50"));
         assert!(mail.text.contains("Total: 35.50"));
-        assert!(mail.html.contains("<td>p-&lt;1&gt;</td><td>2</td>"), "{}", mail.html);
+        assert!(
+            mail.html.contains("<td>p-&lt;1&gt;</td><td>2</td>"),
+            "{}",
+            mail.html
+        );
         assert!(mail.html.contains("<th>35.50</th>"));
     }
 
@@ -363,7 +383,9 @@ mod tests {
             text: "plain".into(),
             html: "<p>html</p>".into(),
         };
-        let message = mailer.compose("ada@example.com", rendered.clone(), &ties).unwrap();
+        let message = mailer
+            .compose("ada@example.com", rendered.clone(), &ties)
+            .unwrap();
         let raw = String::from_utf8(message.formatted()).unwrap();
         assert!(raw.contains(&format!("X-Order-Id: {order_id}")), "{raw}");
         assert!(raw.contains("X-Correlation-Id: req-1"));

@@ -203,9 +203,14 @@ pub async fn claim(
 pub enum Attempt {
     Sent,
     /// Tried again after `retry_in`.
-    Retry { error: String, retry_in: Duration },
+    Retry {
+        error: String,
+        retry_in: Duration,
+    },
     /// No more attempts (the last failed, or it can never succeed).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Records how the claimed attempt of `id` ended. Only a row still `PENDING` changes: an
@@ -249,7 +254,10 @@ mod tests {
             limit: 21,
             ..ListFilter::default()
         });
-        assert!(sql.ends_with("FROM notifications ORDER BY id DESC LIMIT $1"), "{sql}");
+        assert!(
+            sql.ends_with("FROM notifications ORDER BY id DESC LIMIT $1"),
+            "{sql}"
+        );
         assert_eq!(values.len(), 1);
         let (sql, values) = list_statement(&ListFilter {
             product_id: Some("p-1".into()),

@@ -17,7 +17,8 @@ async fn notifications_are_listed_newest_first_by_filter_and_page() {
     app.wait_status(&format!("?order_id={first}"), "SENT").await;
     let (second, event) = failed("c-5", OrderFailureReason::OutOfStock);
     app.publish(&event).await;
-    app.wait_status(&format!("?order_id={second}"), "SENT").await;
+    app.wait_status(&format!("?order_id={second}"), "SENT")
+        .await;
     app.publish(&low_stock("p-3", 1, 4)).await;
     app.wait_status("?product_id=p-3", "SENT").await;
 
@@ -42,7 +43,10 @@ async fn notifications_are_listed_newest_first_by_filter_and_page() {
     let by_kind = app.page("?kind=order_failed&status=SENT").await;
     assert_eq!(by_kind["items"].as_array().unwrap().len(), 1);
     assert_eq!(by_kind["items"][0]["order_id"], second.to_string());
-    assert_eq!(app.page("?status=FAILED").await["items"], serde_json::json!([]));
+    assert_eq!(
+        app.page("?status=FAILED").await["items"],
+        serde_json::json!([])
+    );
     app.stop().await;
 }
 

@@ -24,12 +24,23 @@ async fn an_order_confirmation_lists_the_lines_and_total_in_both_parts_with_the_
         Some(format!("Your order {order_id} is confirmed"))
     );
     assert_eq!(mail.header("X-Order-Id"), Some(order_id.to_string()));
-    assert_eq!(mail.header("X-Correlation-Id"), Some(format!("corr-{order_id}")));
+    assert_eq!(
+        mail.header("X-Correlation-Id"),
+        Some(format!("corr-{order_id}"))
+    );
     assert!(mail.raw.contains("multipart/alternative"));
-    for expected in ["2 x p-1 at 12.50 = 25.00", "1 x p-2 at 10.50 = 10.50", "Total: 35.50"] {
+    for expected in [
+        "2 x p-1 at 12.50 = 25.00",
+        "1 x p-2 at 10.50 = 10.50",
+        "Total: 35.50",
+    ] {
         assert!(mail.text.contains(expected), "{expected} in {}", mail.text);
     }
-    for expected in ["<td>p-1</td><td>2</td>", "<td>12.50</td><td>25.00</td>", "<th>35.50</th>"] {
+    for expected in [
+        "<td>p-1</td><td>2</td>",
+        "<td>12.50</td><td>25.00</td>",
+        "<th>35.50</th>",
+    ] {
         assert!(mail.html.contains(expected), "{expected} in {}", mail.html);
     }
     let row = app
@@ -55,7 +66,10 @@ async fn a_failed_order_notice_says_why_in_words() {
     let app = spawn_app(smtp.port, |_| {}).await;
     app.give_address("c-2", Some("bob@example.com")).await;
     let cases = [
-        (OrderFailureReason::PaymentDeclined, "Your payment was declined"),
+        (
+            OrderFailureReason::PaymentDeclined,
+            "Your payment was declined",
+        ),
         (
             OrderFailureReason::OutOfStock,
             "out of stock, and the charge was refunded",
@@ -147,7 +161,8 @@ async fn the_same_event_delivered_twice_or_republished_sends_one_mail() {
     let mut again = event.clone();
     again.message_id = uuid::Uuid::now_v7();
     app.publish(&again).await;
-    app.wait_status(&format!("?order_id={order_id}"), "SENT").await;
+    app.wait_status(&format!("?order_id={order_id}"), "SENT")
+        .await;
     app.publish(&low_stock("p-sentinel", 1, 2)).await;
     app.wait_status("?product_id=p-sentinel", "SENT").await;
     // The copies may be handled on other channels than the sentinel: count once the queue is
@@ -162,7 +177,13 @@ async fn the_same_event_delivered_twice_or_republished_sends_one_mail() {
         .filter(|m| m.header("X-Order-Id") == Some(order_id.to_string()))
         .count();
     assert_eq!(for_order, 1);
-    assert_eq!(app.page(&format!("?order_id={order_id}")).await["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.page(&format!("?order_id={order_id}")).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     app.stop().await;
 }
 
@@ -254,7 +275,10 @@ async fn a_row_committed_but_never_sent_is_sent_by_the_sweep() {
     .await;
     let mails = smtp.wait_for(1).await;
     assert_eq!(mails[0].header("X-Order-Id"), Some(order_id.to_string()));
-    assert_eq!(mails[0].header("X-Correlation-Id").as_deref(), Some("corr-crash"));
+    assert_eq!(
+        mails[0].header("X-Correlation-Id").as_deref(),
+        Some("corr-crash")
+    );
     app.wait_status(&format!("?order_id={order_id}"), "SENT")
         .await;
     app.stop().await;

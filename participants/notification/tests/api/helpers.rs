@@ -9,10 +9,10 @@ use uuid::Uuid;
 use notification::configuration::Settings;
 use notification::startup::Notification;
 use saga_common::configuration::RetrySettings;
+use saga_common::contracts::Message;
 use saga_common::contracts::{
     AccountUpdated, LowStock, OrderCompleted, OrderFailed, OrderFailureReason, OrderLine,
 };
-use saga_common::contracts::Message;
 use saga_common::messaging::{Envelope, OutgoingMessage};
 use saga_common::service::TaskFailed;
 use saga_common::shutdown::Shutdown;
@@ -90,7 +90,11 @@ impl TestApp {
 
     /// Publishes `envelope` onto `saga.events`, routed by its type, as a service's relay would.
     pub async fn publish(&self, envelope: &Envelope) {
-        publish_envelope(&self.vhost.amqp_url, &OutgoingMessage::event(envelope.clone())).await;
+        publish_envelope(
+            &self.vhost.amqp_url,
+            &OutgoingMessage::event(envelope.clone()),
+        )
+        .await;
     }
 
     /// Arrange: the customer's address, as the payment service announces it; waits until the
@@ -132,12 +136,16 @@ impl TestApp {
 
     /// The notifications of `query`, once one of them has `status`.
     pub async fn wait_status(&self, query: &str, status: &str) -> Value {
-        eventually(&format!("a notification {status} for {query}"), PATIENCE, || async {
-            let page = self.page(query).await;
-            page["items"]
-                .as_array()
-                .and_then(|items| items.iter().find(|n| n["status"] == status).cloned())
-        })
+        eventually(
+            &format!("a notification {status} for {query}"),
+            PATIENCE,
+            || async {
+                let page = self.page(query).await;
+                page["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|n| n["status"] == status).cloned())
+            },
+        )
         .await
     }
 

@@ -42,18 +42,24 @@ impl MailCatcher {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("cannot start aiosmtpd: apt-get install python3-aiosmtpd (deploy/test.sh does)");
+            .expect(
+                "cannot start aiosmtpd: apt-get install python3-aiosmtpd (deploy/test.sh does)",
+            );
         let catcher = Self {
             port,
             maildir,
             child,
         };
-        eventually("the SMTP server to accept connections", PATIENCE, || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
+        eventually(
+            "the SMTP server to accept connections",
+            PATIENCE,
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(drop)
+            },
+        )
         .await;
         catcher
     }
@@ -72,10 +78,14 @@ impl MailCatcher {
 
     /// The messages, once there are at least `count`.
     pub async fn wait_for(&self, count: usize) -> Vec<Mail> {
-        eventually(&format!("{count} mail(s) in the Maildir"), PATIENCE, || async {
-            let mails = self.mails();
-            (mails.len() >= count).then_some(mails)
-        })
+        eventually(
+            &format!("{count} mail(s) in the Maildir"),
+            PATIENCE,
+            || async {
+                let mails = self.mails();
+                (mails.len() >= count).then_some(mails)
+            },
+        )
         .await
     }
 }
