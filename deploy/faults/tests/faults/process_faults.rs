@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use saga_common::configuration::AmqpSettings;
-use saga_common::messaging::topology;
 
 use crate::duplicator::Duplicator;
 use crate::harness::eventually;
