@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 
 use saga_common::messaging::topology;
+use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
 
 use crate::configuration::Settings;
@@ -39,6 +40,17 @@ impl Service for Notification {
 
     fn openapi() -> utoipa::openapi::OpenApi {
         crate::api_doc::ApiDoc::openapi()
+    }
+
+    /// Notifications older than `retention.history`, unchanged since and done with (any status
+    /// but `PENDING`), by their UUIDv7 id. After that an order's event could be mailed again,
+    /// but the inbox forgets it long before (`retention.inbox_window`), and its copy is refused.
+    fn retention() -> Retention {
+        Retention::shared().with(Rule::history(
+            "notifications",
+            "id",
+            "id < $2 AND created_at < $1 AND updated_at < $1 AND status <> 'PENDING'",
+        ))
     }
 
     fn register_metrics() {
