@@ -161,3 +161,49 @@ async fn settings_that_cannot_work_are_refused_at_start() {
     };
     assert!(error.to_string().contains("notify.ops_email"), "{error}");
 }
+
+#[tokio::test]
+async fn finished_notifications_older_than_the_history_are_pruned_and_pending_ones_kept() {
+    use saga_common::testing::{execute, number, prune, uuid_v7_ago};
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let smtp = MailCatcher::start().await;
+    // A sender that never comes round: the old PENDING row stays PENDING.
+    let app = spawn_app(smtp.port, |s| s.notify.sweep_interval_ms = 3_600_000).await;
+    let row = |id: uuid::Uuid, subject: &str, status: &str, days: u32| {
+        format!(
+            "('{id}', 'order_failed', '{subject}', 'c', {recipient}, '{status}', '{{}}', 'corr', \
+             now() - interval '{days} days', now() - interval '{days} days', \
+             now() + interval '1 day')",
+            recipient = if status == "SKIPPED" {
+                "NULL"
+            } else {
+                "'x@example.com'"
+            },
+        )
+    };
+    let rows = [
+        row(uuid_v7_ago(31 * DAY), "old-sent", "SENT", 31),
+        row(uuid_v7_ago(31 * DAY), "old-skipped", "SKIPPED", 31),
+        row(uuid_v7_ago(31 * DAY), "old-pending", "PENDING", 31),
+        row(uuid_v7_ago(29 * DAY), "recent-sent", "SENT", 29),
+    ];
+    execute(
+        &app.database_url,
+        &format!(
+            "INSERT INTO notifications (id, kind, subject, customer_id, recipient, status, \
+             content, correlation_id, created_at, updated_at, next_attempt_at) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    let response = prune(&app.client, &app.address, false).await;
+    assert_eq!(response.status(), 200);
+    let left = number(
+        &app.database_url,
+        "SELECT count(*) AS n FROM notifications WHERE subject IN ('old-pending', 'recent-sent')",
+    )
+    .await;
+    let all = number(&app.database_url, "SELECT count(*) AS n FROM notifications").await;
+    assert_eq!((left, all), (2, 2));
+    app.stop().await;
+}

@@ -44,8 +44,16 @@ pub const OPS: &str = "ops@shop.test";
 /// Starts the service mailing to 127.0.0.1:`smtp_port`, with quick retries (3 attempts, 50 ms
 /// then 100 ms) and a 100 ms sweep; `configure` changes the settings last.
 pub async fn spawn_app(smtp_port: u16, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(TestVhost::create().await, smtp_port, configure).await
+}
+
+/// [`spawn_app`] on a vhost the test prepared (events published before the service starts).
+pub async fn spawn_app_on(
+    vhost: TestVhost,
+    smtp_port: u16,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     init_test_telemetry();
-    let vhost = TestVhost::create().await;
     let mut settings = notification::startup::default_settings();
     settings.service = service_settings(settings.service, "notification", &vhost).await;
     settings.service.retry = RetrySettings {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod cost;
 mod delivery;
 mod helpers;
 mod mailer;
