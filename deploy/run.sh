@@ -324,7 +324,9 @@ for svc in "${SERVICES[@]}"; do
 done
 
 # The mail catcher first, so the notification service's first mail finds it.
-mkdir -p "$MAIL_DIR"
+# A Maildir needs its three folders: aiosmtpd makes them only when the directory is new, and
+# refuses every message (500) in a directory an earlier run left without them.
+mkdir -p "$MAIL_DIR/new" "$MAIL_DIR/cur" "$MAIL_DIR/tmp"
 (
     exec "$MAIL_CATCHER_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
         -c aiosmtpd.handlers.Mailbox "$MAIL_DIR"
