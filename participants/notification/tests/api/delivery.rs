@@ -283,3 +283,60 @@ async fn a_row_committed_but_never_sent_is_sent_by_the_sweep() {
         .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn senders_claiming_at_the_same_time_never_take_one_row_twice() {
+    use notification::notifications::store;
+    let smtp = MailCatcher::start().await;
+    // The service's own sender sweeps once at start, then not for an hour: the rows below are
+    // left to the claims of this test, as to several instances.
+    let app = spawn_app(smtp.port, |s| s.notify.sweep_interval_ms = 3_600_000).await;
+    let rows: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "('{}', 'low_stock', 'p/{i}', 'p', 'ops@shop.test', 'PENDING', '{{}}', 'corr')",
+                uuid::Uuid::now_v7()
+            )
+        })
+        .collect();
+    saga_common::testing::execute(
+        &app.database_url,
+        &format!(
+            "INSERT INTO notifications (id, kind, subject, product_id, recipient, status, content, \
+             correlation_id) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        connections.push(sea_orm::Database::connect(&app.database_url).await.unwrap());
+    }
+    let lease = std::time::Duration::from_secs(60);
+    let claims = futures_util::future::join_all(
+        connections
+            .iter()
+            .map(|db| async move { store::claim(db, 15, lease).await.unwrap() }),
+    )
+    .await;
+    let mut ids: Vec<uuid::Uuid> = claims.iter().flatten().map(|due| due.id).collect();
+    let claimed = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), claimed, "a row claimed twice");
+    assert_eq!(
+        claimed, 40,
+        "4 claims of up to 15 take all 40 rows: {claims:?}"
+    );
+    // Claimed rows are leased: a claim now finds nothing due.
+    assert!(
+        store::claim(&connections[0], 15, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for db in connections {
+        let _ = db.close().await;
+    }
+    app.stop().await;
+}
