@@ -353,6 +353,24 @@ check_observability() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Mail catcher (the notification service's SMTP server on this machine)
+
+# Debian's aiosmtpd under Debian's python (not a pyenv or venv python earlier on PATH): an SMTP
+# server that keeps every message it receives as a file of a Maildir. The notification tests
+# start one per test; deploy/run.sh one for the fleet.
+MAIL_CATCHER_PYTHON=/usr/bin/python3
+
+ensure_mail_catcher() {
+    if [ -x "$MAIL_CATCHER_PYTHON" ] && "$MAIL_CATCHER_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
+        return 0
+    fi
+    apt_install python3-aiosmtpd
+    "$MAIL_CATCHER_PYTHON" -c 'import aiosmtpd' 2>/dev/null ||
+        die "python3-aiosmtpd is installed but $MAIL_CATCHER_PYTHON cannot import aiosmtpd"
+    log "mail catcher: aiosmtpd installed"
+}
+
+# ---------------------------------------------------------------------------------------
 # Test leftovers
 
 # Percent-encodes one URL path segment.

@@ -1,30 +1,38 @@
 #!/usr/bin/env bash
-# Builds the workspace and runs the orchestrator, payment and inventory services on this
-# machine, against a local PostgreSQL and RabbitMQ (installed and started when missing).
-# Ctrl-C (or SIGTERM) stops the services; the database and broker keep running.
+# Builds the workspace and runs the orchestrator, payment, inventory and notification services
+# on this machine, against a local PostgreSQL and RabbitMQ (installed and started when missing),
+# with a mail catcher (Debian's aiosmtpd) that keeps every e-mail the notification service sends
+# as a file. Ctrl-C (or SIGTERM) stops the services and the catcher; the database and broker
+# keep running.
 #
 # Settings (defaults in brackets; set them in the environment to override):
 #   ORCHESTRATOR_PORT [3000]  PAYMENT_PORT [3001]  INVENTORY_PORT [3002]
+#   NOTIFICATION_PORT [3003]
 #   ORCHESTRATOR_DATABASE_URL [postgres://postgres:postgres@127.0.0.1:5432/saga_orchestrator]
 #   PAYMENT_DATABASE_URL      [.../saga_payment]
 #   INVENTORY_DATABASE_URL    [.../saga_inventory]
-#   APP__APPLICATION__HOST    [127.0.0.1]  shared by all three services
-#   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all three
-#   APP__AUTH__OPERATOR_TOKEN [generated] the operator's bearer token on all three (accounts,
+#   NOTIFICATION_DATABASE_URL [.../saga_notification]
+#   SMTP_PORT                 [2525] the mail catcher's port on 127.0.0.1; the notification
+#                             service sends there (plain SMTP). Mail lands in deploy/.run/mail/new/
+#   APP__NOTIFY__OPS_EMAIL    [ops@localhost] where low-stock alerts go
+#   APP__APPLICATION__HOST    [127.0.0.1]  shared by all four services
+#   APP__AMQP__URL            [amqp://guest:guest@127.0.0.1:5672/%2f]  shared by all four
+#   APP__AUTH__OPERATOR_TOKEN [generated] the operator's bearer token on all four (accounts,
 #                             products, sagas, /api/admin/*); printed. APP__ADMIN__TOKEN, its
 #                             old name, is still taken when the new one is unset (deprecated)
 #   APP__AUTH__JWT_SECRET     [generated] HS256 secret the customers' JWTs are verified with;
 #                             ./deploy/token.sh CUSTOMER_ID mints one
 #   SAGA_STOP_TIMEOUT         [20] seconds a service gets to stop before SIGKILL
 #   PROMETHEUS                [0] 1: also run a local Prometheus (Debian's `prometheus`, installed
-#                             when missing) scraping the three services and RabbitMQ, with the
+#                             when missing) scraping the four services and RabbitMQ, with the
 #                             alert rules of deploy/observability/ loaded; stopped with the fleet
 #   PROMETHEUS_PORT           [the first free of 9090-9099] its port, on 127.0.0.1
 # The per-service variables become APP__APPLICATION__PORT and APP__DATABASE__URL of that
-# service; any other APP__* variable is passed through to all three.
+# service; any other APP__* variable is passed through to all four.
 # Only the saga_* databases are created; a database named by an overriding URL must exist.
 #
 # Logs (JSON lines) and pid files: deploy/.run/<service>.log, deploy/.run/<service>.pid
+# Mail: deploy/.run/mail/ (a Maildir: one file per message in new/), mail-catcher.log.
 # With PROMETHEUS=1: deploy/.run/prometheus.yml (generated), prometheus.log, prometheus-data/.
 # The operator token and the JWT secret of the running fleet: deploy/.run/operator-token and
 # deploy/.run/jwt-secret (mode 600, removed when run.sh stops), read by deploy/token.sh.
@@ -35,17 +43,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$DEPLOY_ROOT"
 
 PG_BASE="postgres://postgres:postgres@127.0.0.1:5432"
-SERVICES=(orchestrator payment inventory)
+SERVICES=(orchestrator payment inventory notification)
 declare -A PORT=(
     [orchestrator]="${ORCHESTRATOR_PORT:-3000}"
     [payment]="${PAYMENT_PORT:-3001}"
     [inventory]="${INVENTORY_PORT:-3002}"
+    [notification]="${NOTIFICATION_PORT:-3003}"
 )
 declare -A DB_URL=(
     [orchestrator]="${ORCHESTRATOR_DATABASE_URL:-$PG_BASE/saga_orchestrator}"
     [payment]="${PAYMENT_DATABASE_URL:-$PG_BASE/saga_payment}"
     [inventory]="${INVENTORY_DATABASE_URL:-$PG_BASE/saga_inventory}"
+    [notification]="${NOTIFICATION_DATABASE_URL:-$PG_BASE/saga_notification}"
 )
+SMTP_PORT="${SMTP_PORT:-2525}"
+MAIL_DIR="$DEPLOY_RUN_DIR/mail"
+export APP__NOTIFY__OPS_EMAIL="${APP__NOTIFY__OPS_EMAIL:-ops@localhost}"
 export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
 export APP__AMQP__URL="${APP__AMQP__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 # Operator routes refuse every request without a token, and customers need a signing secret,
@@ -84,7 +97,7 @@ case $APP__APPLICATION__HOST in
 esac
 
 SECRETS_WRITTEN='' # set once this run wrote deploy/.run/{operator-token,jwt-secret}
-declare -A PID=() # service (or "prometheus") -> pid of the process we started
+declare -A PID=() # service (or "prometheus", "mail-catcher") -> pid of the process we started
 declare -A REAPED=() # pid -> 1 once `wait` collected it (the number may be reused after that)
 
 # True while the process runs (a zombie, i.e. exited but not yet reaped, counts as stopped).
@@ -232,6 +245,9 @@ scrape_configs:
   - job_name: inventory
     static_configs:
       - targets: ["$PROBE_HOST:${PORT[inventory]}"]
+  - job_name: notification
+    static_configs:
+      - targets: ["$PROBE_HOST:${PORT[notification]}"]
   - job_name: rabbitmq
     static_configs:
       - targets: ["${DEPLOY_RABBITMQ_PROMETHEUS#http://}"]
@@ -276,10 +292,13 @@ for svc in "${SERVICES[@]}"; do
     fi
     die "port $port (for $svc) is already in use by another process; free it or set ${svc^^}_PORT"
 done
+! port_open 127.0.0.1 "$SMTP_PORT" ||
+    die "port $SMTP_PORT (for the mail catcher) is already in use; free it or set SMTP_PORT"
 
 ensure_postgres
 ensure_rabbitmq
-ensure_databases saga_orchestrator saga_payment saga_inventory
+ensure_mail_catcher
+ensure_databases saga_orchestrator saga_payment saga_inventory saga_notification
 upgrade_classic_work_queues
 [ "$WITH_PROMETHEUS" != 1 ] || ensure_promtool # the same package ships the server
 
@@ -295,14 +314,27 @@ chmod 600 "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret"
 SECRETS_WRITTEN=1
 
 log "building release binaries"
-# Only the three services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
+# Only the four services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
 # would each add a full LTO link of the fleet to every start.
-cargo build --release -p orchestrator -p payment -p inventory --bins ||
+cargo build --release -p orchestrator -p payment -p inventory -p notification --bins ||
     die "the build failed (cargo's errors are above); docs/install.md lists what a machine needs"
 
 for svc in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$svc" ] || die "$BIN_DIR/$svc was not built"
 done
+
+# The mail catcher first, so the notification service's first mail finds it.
+# A Maildir needs its three folders: aiosmtpd makes them only when the directory is new, and
+# refuses every message (500) in a directory an earlier run left without them.
+mkdir -p "$MAIL_DIR/new" "$MAIL_DIR/cur" "$MAIL_DIR/tmp"
+(
+    exec "$MAIL_CATCHER_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
+        -c aiosmtpd.handlers.Mailbox "$MAIL_DIR"
+) </dev/null >"$DEPLOY_RUN_DIR/mail-catcher.log" 2>&1 &
+PID[mail-catcher]=$!
+echo "${PID[mail-catcher]}" >"$DEPLOY_RUN_DIR/mail-catcher.pid"
+wait_until "the mail catcher on 127.0.0.1:$SMTP_PORT" "$READY_TIMEOUT" port_open 127.0.0.1 "$SMTP_PORT"
+log "started the mail catcher (pid ${PID[mail-catcher]}) on 127.0.0.1:$SMTP_PORT, Maildir $MAIL_DIR"
 
 for svc in "${SERVICES[@]}"; do
     logfile="$DEPLOY_RUN_DIR/$svc.log"
@@ -310,6 +342,10 @@ for svc in "${SERVICES[@]}"; do
     # exec: $! is the service itself, so signals reach it directly.
     (
         export APP__APPLICATION__PORT="${PORT[$svc]}" APP__DATABASE__URL="${DB_URL[$svc]}"
+        if [ "$svc" = notification ]; then
+            export APP__NOTIFY__SMTP_HOST=127.0.0.1 APP__NOTIFY__SMTP_PORT="$SMTP_PORT" \
+                APP__NOTIFY__SMTP_TLS=none
+        fi
         exec "$BIN_DIR/$svc"
     ) </dev/null >"$logfile" 2>&1 &
     PID[$svc]=$!
@@ -356,6 +392,7 @@ cat <<EOF
   Swagger UI         $api:${PORT[orchestrator]}/api/docs (orchestrator)
                      $api:${PORT[payment]}/api/docs (payment)
                      $api:${PORT[inventory]}/api/docs (inventory)
+                     $api:${PORT[notification]}/api/docs (notification)
   RabbitMQ console   $DEPLOY_RABBITMQ_API (${DEPLOY_RABBITMQ_USER}/${DEPLOY_RABBITMQ_PASSWORD})
   Operator token     $APP__AUTH__OPERATOR_TOKEN ($OPERATOR_TOKEN_ORIGIN;
                      also in $DEPLOY_RUN_DIR/operator-token), for accounts, products,
@@ -364,8 +401,12 @@ cat <<EOF
   Customer tokens    ./deploy/token.sh CUSTOMER_ID [--ttl 1h] prints a JWT for that customer
                      (signed with the JWT secret, $JWT_SECRET_ORIGIN; in
                      $DEPLOY_RUN_DIR/jwt-secret), for POST /api/orders and its own orders
-  Metrics            $api:${PORT[orchestrator]}/metrics, :${PORT[payment]}/metrics, :${PORT[inventory]}/metrics$PROMETHEUS_LINE
-  Logs (JSON lines)  $DEPLOY_RUN_DIR/{orchestrator,payment,inventory}.log
+  Mail               every e-mail sent (order confirmations, failure notices, low-stock
+                     alerts to $APP__NOTIFY__OPS_EMAIL) is a file in $MAIL_DIR/new/
+                     (newest: ls -t $MAIL_DIR/new | head -1); the service's record of each:
+                     curl -H "Authorization: Bearer \$(cat $DEPLOY_RUN_DIR/operator-token)" $api:${PORT[notification]}/api/notifications
+  Metrics            $api:${PORT[orchestrator]}/metrics, :${PORT[payment]}/metrics, :${PORT[inventory]}/metrics, :${PORT[notification]}/metrics$PROMETHEUS_LINE
+  Logs (JSON lines)  $DEPLOY_RUN_DIR/{orchestrator,payment,inventory,notification}.log
 Press Ctrl-C to stop the services.
 
 EOF

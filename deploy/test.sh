@@ -14,6 +14,8 @@ cd "$DEPLOY_ROOT"
 ensure_rust
 ensure_postgres
 ensure_rabbitmq
+# The notification tests send mail to a real SMTP server (aiosmtpd).
+ensure_mail_catcher
 # Databases and vhosts of earlier runs that were killed before they could clean up.
 cleanup_test_leftovers
 

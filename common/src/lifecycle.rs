@@ -56,6 +56,11 @@ pub enum Event {
     DeadLetterReplayed,
     /// Any service: a dead letter was removed (`DELETE /api/admin/dead-letters/{id}`).
     DeadLetterDeleted,
+    /// Notification: the order's e-mail (confirmation or failure notice) was accepted by the
+    /// SMTP server.
+    NotificationSent,
+    /// Notification: the order's e-mail could not be sent, after its last attempt.
+    NotificationFailed,
 }
 
 impl Event {
@@ -78,6 +83,8 @@ impl Event {
             Self::OperatorCompensating => "saga.operator_compensating",
             Self::DeadLetterReplayed => "dead_letter.replayed",
             Self::DeadLetterDeleted => "dead_letter.deleted",
+            Self::NotificationSent => "notification.sent",
+            Self::NotificationFailed => "notification.failed",
         }
     }
 
@@ -100,6 +107,8 @@ impl Event {
             Self::OperatorCompensating => "operator compensating the saga",
             Self::DeadLetterReplayed => "dead letter replayed",
             Self::DeadLetterDeleted => "dead letter deleted",
+            Self::NotificationSent => "notification e-mail sent",
+            Self::NotificationFailed => "notification e-mail failed",
         }
     }
 
@@ -108,7 +117,11 @@ impl Event {
     pub fn is_success(self) -> bool {
         matches!(
             self,
-            Self::SagaStarted | Self::PaymentCharged | Self::StockReserved | Self::SagaCompleted
+            Self::SagaStarted
+                | Self::PaymentCharged
+                | Self::StockReserved
+                | Self::SagaCompleted
+                | Self::NotificationSent
         )
     }
 
@@ -122,6 +135,7 @@ impl Event {
                 | Self::TimeoutCompensating
                 | Self::OperatorRetried
                 | Self::OperatorCompensating
+                | Self::NotificationFailed
         )
     }
 }

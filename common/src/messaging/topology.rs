@@ -11,7 +11,9 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::contracts::{Contract, InventoryCommand, PaymentCommand, Reply};
+use crate::contracts::{
+    AccountEvent, Contract, InventoryCommand, OrderEvent, PaymentCommand, Reply, StockEvent,
+};
 
 pub const COMMANDS_EXCHANGE: &str = "saga.commands";
 pub const REPLIES_EXCHANGE: &str = "saga.replies";
@@ -21,6 +23,8 @@ pub const DEAD_LETTER_EXCHANGE: &str = "saga.dlx";
 pub const PAYMENT_COMMANDS: &str = "payment.commands";
 pub const INVENTORY_COMMANDS: &str = "inventory.commands";
 pub const ORCHESTRATOR_REPLIES: &str = "orchestrator.replies";
+/// The notification service's queue: the events on `saga.events` it writes mail about.
+pub const NOTIFICATION_EVENTS: &str = "notification.events";
 
 /// Redeliveries of one message a work queue allows: returned once more after the first delivery
 /// and this many redeliveries, it is dead-lettered to the DLQ by the broker itself (reason
@@ -46,7 +50,7 @@ pub fn retry_queue(queue: &str, delay: Duration) -> String {
 }
 
 /// Work queues and the routing keys bound to each.
-pub fn work_queues() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
+pub fn work_queues() -> [(&'static str, &'static str, Vec<&'static str>); 4] {
     [
         (
             PAYMENT_COMMANDS,
@@ -63,7 +67,20 @@ pub fn work_queues() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
             REPLIES_EXCHANGE,
             Reply::TYPES.to_vec(),
         ),
+        (NOTIFICATION_EVENTS, EVENTS_EXCHANGE, notification_types()),
     ]
+}
+
+/// What the notification service is bound to on `saga.events`: every order, account and stock
+/// event. Its queue is declared by every service, so events published before it first starts
+/// wait for it rather than being dropped by the exchange.
+pub fn notification_types() -> Vec<&'static str> {
+    OrderEvent::TYPES
+        .iter()
+        .chain(AccountEvent::TYPES)
+        .chain(StockEvent::TYPES)
+        .copied()
+        .collect()
 }
 
 pub async fn declare(channel: &Channel) -> Result<(), lapin::Error> {

@@ -158,6 +158,10 @@ fn published_types(queue: &str) -> Vec<(&'static str, Vec<&'static str>)> {
             (topology::EVENTS_EXCHANGE, OrderEvent::TYPES.to_vec()),
         ];
     }
+    if queue == topology::NOTIFICATION_EVENTS {
+        // It sends mail, not messages.
+        return Vec::new();
+    }
     let domain = queue.split('.').next().unwrap_or(queue);
     let replies = Reply::TYPES
         .iter()

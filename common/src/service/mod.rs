@@ -43,6 +43,12 @@ pub trait Service: 'static {
     /// Built-in defaults, under the file and the environment.
     fn default_settings() -> Self::Settings;
 
+    /// Refuses the service's own settings when they cannot work (the shared sections are
+    /// checked by [`Application::build`] itself); by default there is nothing more to check.
+    fn validate(_settings: &Self::Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The service's own paths; health, errors and the admin routes are added to it.
     fn openapi() -> utoipa::openapi::OpenApi;
 
@@ -101,6 +107,7 @@ pub struct Application<S: Service> {
 
 impl<S: Service> Application<S> {
     pub async fn build(settings: S::Settings) -> Result<Self, StartupError> {
+        S::validate(&settings).map_err(StartupError::Settings)?;
         let common = settings.as_ref();
         common
             .retention

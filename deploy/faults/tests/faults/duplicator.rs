@@ -116,7 +116,7 @@ async fn tap(amqp_url: &str) -> (Connection, Channel, lapin::Consumer) {
         )
         .await
         .expect("the duplicator cannot declare its queue");
-    for (work_queue, exchange, routing_keys) in topology::work_queues() {
+    for (work_queue, exchange, routing_keys) in crate::harness::fleet::saga_work_queues() {
         for key in routing_keys {
             channel
                 .queue_bind(

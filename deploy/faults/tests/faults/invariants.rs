@@ -227,7 +227,7 @@ async fn quiescence(fleet: &Fleet, violations: &mut Vec<String>) {
 /// delay queues (named after the retry delays the fleet runs with).
 fn in_transit_queues(retry: &RetrySettings) -> Vec<String> {
     let delays = retry.delays();
-    topology::work_queues()
+    crate::harness::fleet::saga_work_queues()
         .into_iter()
         .flat_map(|(queue, _, _)| {
             std::iter::once(queue.to_owned())
@@ -411,7 +411,7 @@ async fn per_order(
 }
 
 async fn dead_letters(fleet: &Fleet, expect: &Expectations, violations: &mut Vec<String>) {
-    for (queue, _, _) in topology::work_queues() {
+    for (queue, _, _) in crate::harness::fleet::saga_work_queues() {
         let dlq = topology::dead_letter_queue(queue);
         let expected = expect.dead_letters.get(queue).copied().unwrap_or(0);
         match fleet.rabbitmq.ready_messages(&dlq).await {

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use saga_common::configuration::AmqpSettings;
-use saga_common::messaging::topology;
 
 use crate::duplicator::Duplicator;
 use crate::harness::eventually;
@@ -64,7 +63,7 @@ async fn orders_end_and_balance_when_the_orchestrator_is_killed_mid_stream_and_r
 async fn every_work_queue_has_consumers(fleet: &Fleet, instances: u32) {
     let channels = u32::try_from(AmqpSettings::default().concurrency).unwrap_or(u32::MAX);
     let count = instances * channels;
-    for (queue, _, _) in topology::work_queues() {
+    for (queue, _, _) in crate::harness::fleet::saga_work_queues() {
         let consumers = fleet.rabbitmq.consumers(queue).await;
         assert_eq!(consumers, Ok(Some(count)), "consumers of {queue}");
     }

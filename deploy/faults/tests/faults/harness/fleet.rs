@@ -401,3 +401,13 @@ impl Drop for Fleet {
         }
     }
 }
+
+/// The work queues this fleet consumes: the saga's. The fault fleet runs no notification
+/// service, so `notification.events` (declared by every service) only fills up here, and is
+/// left out of the consumer, quiet and dead-letter checks.
+pub fn saga_work_queues() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    saga_common::messaging::topology::work_queues()
+        .into_iter()
+        .filter(|(queue, _, _)| *queue != saga_common::messaging::topology::NOTIFICATION_EVENTS)
+        .collect()
+}
