@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
-mod cost;
 mod delivery;
 mod helpers;
 mod mailer;
