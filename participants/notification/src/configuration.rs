@@ -37,6 +37,10 @@ pub struct NotifySettings {
     pub smtp_host: String,
     pub smtp_port: u16,
     pub smtp_tls: SmtpTls,
+    /// A PEM file of CA certificates trusted for the SMTP server besides the system's (a
+    /// private CA); with `starttls` or `tls` only.
+    #[serde(default)]
+    pub smtp_ca_file: Option<String>,
     /// With `smtp_password`, the SMTP login; both or neither.
     pub smtp_username: Option<String>,
     #[serde(serialize_with = "redacted")]
@@ -81,6 +85,7 @@ impl Default for NotifySettings {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 2525,
             smtp_tls: SmtpTls::None,
+            smtp_ca_file: None,
             smtp_username: None,
             smtp_password: None,
             from: "Saga Shop <shop@localhost>".into(),
@@ -103,6 +108,9 @@ impl NotifySettings {
         }
         if self.smtp_port == 0 {
             return Err("notify.smtp_port must be 1 to 65535".into());
+        }
+        if self.smtp_ca_file.is_some() && self.smtp_tls == SmtpTls::None {
+            return Err("notify.smtp_ca_file needs notify.smtp_tls = starttls or tls".into());
         }
         if self.smtp_username.is_some() != self.smtp_password.is_some() {
             return Err("notify.smtp_username and notify.smtp_password go together".into());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::Environment;
 use secrecy::ExposeSecret;
@@ -226,8 +226,7 @@ impl Mailer {
             // Plain SMTP: the operator chose it (the local mail catcher, a relay on loopback).
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
             SmtpTls::Starttls | SmtpTls::Tls => {
-                let parameters = TlsParameters::new(host.to_owned())
-                    .map_err(|e| format!("notify: TLS for {host}: {e}"))?;
+                let parameters = tls_parameters(host, settings.smtp_ca_file.as_deref())?;
                 let tls = if settings.smtp_tls == SmtpTls::Tls {
                     Tls::Wrapper(parameters)
                 } else {
@@ -290,6 +289,20 @@ impl Mailer {
             rendered.html,
         ))?)
     }
+}
+
+/// TLS to `host`, trusting the system's roots and, when given, the CAs of `ca_file` (PEM).
+fn tls_parameters(host: &str, ca_file: Option<&str>) -> Result<TlsParameters, String> {
+    let mut parameters = TlsParameters::builder(host.to_owned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("notify.smtp_ca_file {path}: {e}"))?;
+        let ca =
+            Certificate::from_pem(&pem).map_err(|e| format!("notify.smtp_ca_file {path}: {e}"))?;
+        parameters = parameters.add_root_certificate(ca);
+    }
+    parameters
+        .build()
+        .map_err(|e| format!("notify: TLS for {host}: {e}"))
 }
 
 #[cfg(test)]

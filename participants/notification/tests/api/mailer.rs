@@ -1,7 +1,8 @@
 //! A real SMTP server for the tests: Debian's aiosmtpd with its Mailbox handler, which stores
 //! every message it accepts as a file of a Maildir, where a test reads it back.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use uuid::Uuid;
@@ -32,9 +33,32 @@ impl MailCatcher {
 
     /// Starts the server on `port` and waits until it accepts connections.
     pub async fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[]).await
+    }
+
+    /// A server that speaks TLS with the certificate and key in PEM files: after STARTTLS
+    /// (which it then requires), or from the first byte (implicit TLS, "SMTPS").
+    pub async fn start_tls(implicit: bool, cert: &Path, key: &Path) -> Self {
+        let (cert_flag, key_flag) = if implicit {
+            ("--smtpscert", "--smtpskey")
+        } else {
+            ("--tlscert", "--tlskey")
+        };
+        let args = [
+            cert_flag.into(),
+            cert.as_os_str().to_owned(),
+            key_flag.into(),
+            key.as_os_str().to_owned(),
+        ];
+        Self::start_with(free_port(), &args).await
+    }
+
+    async fn start_with(port: u16, args: &[OsString]) -> Self {
         let maildir = std::env::temp_dir().join(format!("notify-mail-{}", Uuid::new_v4().simple()));
         let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .args(["-m", "aiosmtpd", "-n"])
+            .args(args)
+            .arg("-l")
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)

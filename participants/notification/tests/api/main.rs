@@ -8,3 +8,4 @@ mod api;
 mod delivery;
 mod helpers;
 mod mailer;
+mod tls;
