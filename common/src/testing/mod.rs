@@ -24,11 +24,13 @@ mod credentials;
 mod lines;
 mod messages;
 mod metrics;
+mod tls;
 
 pub use credentials::*;
 pub use lines::*;
 pub use messages::*;
 pub use metrics::*;
+pub use tls::*;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())

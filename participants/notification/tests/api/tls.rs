@@ -1,62 +1,24 @@
-//! SMTP over TLS: aiosmtpd with a certificate of a private CA made here (rcgen), trusted through
+//! SMTP over TLS: aiosmtpd with a certificate of a private CA (`testing::PrivateCa`), trusted through
 //! `notify.smtp_ca_file`; STARTTLS and implicit TLS each deliver, and a server whose CA is not
 //! trusted gets nothing.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use uuid::Uuid;
 
 use notification::configuration::SmtpTls;
+use saga_common::testing::PrivateCa;
 
 use crate::helpers::{completed, spawn_app};
 use crate::mailer::MailCatcher;
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files; removed on drop.
-struct PrivateCa {
-    dir: PathBuf,
-}
-
-impl PrivateCa {
-    fn new() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "saga mail test CA");
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca_certificate = params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(params, ca_key);
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
-
-        let dir = std::env::temp_dir().join(format!("notify-tls-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_certificate.pem()).unwrap();
-        std::fs::write(dir.join("server.pem"), server_certificate.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-        Self { dir }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    async fn server(&self, implicit: bool) -> MailCatcher {
-        MailCatcher::start_tls(implicit, &self.file("server.pem"), &self.file("server.key")).await
-    }
-}
-
-impl Drop for PrivateCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+async fn server(ca: &PrivateCa, implicit: bool) -> MailCatcher {
+    MailCatcher::start_tls(
+        implicit,
+        Path::new(&ca.server_cert_file()),
+        Path::new(&ca.server_key_file()),
+    )
+    .await
 }
 
 /// Sends one confirmation through a server of `ca`, in `mode`, trusting the CA or not;
@@ -66,8 +28,8 @@ async fn confirmation_over(
     mode: SmtpTls,
     trust: bool,
 ) -> (MailCatcher, crate::helpers::TestApp, Uuid) {
-    let smtp = ca.server(mode == SmtpTls::Tls).await;
-    let ca_file = trust.then(|| ca.file("ca.pem").to_string_lossy().into_owned());
+    let smtp = server(ca, mode == SmtpTls::Tls).await;
+    let ca_file = trust.then(|| ca.ca_file());
     let app = spawn_app(smtp.port, |settings| {
         settings.notify.smtp_tls = mode;
         settings.notify.smtp_ca_file = ca_file;

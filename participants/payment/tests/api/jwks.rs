@@ -1,8 +1,7 @@
 //! Keys of an identity provider's JWKS, served by the test on port 0: chosen by `kid`, rotated
 //! in, and, over https, trusted only through `auth.jwks_ca_file` (or the system's roots): the
-//! certificate is issued by a private CA made on the spot with rcgen.
+//! certificate is issued by a private CA made on the spot (`testing::PrivateCa`, rcgen).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -11,8 +10,7 @@ use reqwest::StatusCode;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use uuid::Uuid;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use saga_common::configuration::AuthSettings;
 use saga_common::http::auth::jwks::Jwks;
@@ -100,57 +98,31 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// A private CA, as an identity provider inside a company has: its certificate in a PEM file
-/// (for `auth.jwks_ca_file`, removed on drop) and a server certificate for 127.0.0.1 it issued.
+/// A private CA, as an identity provider inside a company has, and a TLS server configuration
+/// with the certificate it issued for 127.0.0.1.
 struct PrivateCa {
-    pem_file: PathBuf,
+    ca: saga_common::testing::PrivateCa,
     server: Arc<ServerConfig>,
 }
 
 impl PrivateCa {
     fn new() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "saga test CA");
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca_certificate = params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(params, ca_key);
-
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
+        let ca = saga_common::testing::PrivateCa::new();
         let server = ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
-                vec![server_certificate.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+                vec![CertificateDer::from(ca.server_cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.server_key_der.clone())),
             )
             .unwrap();
-
-        let pem_file = std::env::temp_dir().join(format!("jwks-ca-{}.pem", Uuid::new_v4()));
-        std::fs::write(&pem_file, ca_certificate.pem()).unwrap();
         Self {
-            pem_file,
+            ca,
             server: Arc::new(server),
         }
     }
 
     fn pem_file(&self) -> String {
-        self.pem_file.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for PrivateCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.pem_file);
+        self.ca.ca_file()
     }
 }
 
