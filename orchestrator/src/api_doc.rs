@@ -14,11 +14,13 @@ use utoipa::OpenApi;
         crate::saga::api::list_sagas,
         crate::saga::api::retry_saga,
         crate::saga::api::compensate_saga,
+        crate::saga::bulk::bulk_retry,
+        crate::saga::bulk::bulk_compensate,
         crate::analytics::api::get_summary,
     ),
     tags(
         (name = "orders", description = "Place orders and follow their sagas"),
-        (name = "operations", description = "Operators: stuck sagas, retry, compensate (bearer token)"),
+        (name = "operations", description = "Operators: search sagas, retry or compensate one or many (bearer token)"),
         (name = "analytics", description = "Operators: sales over a range of minutes, from rollups (bearer token)"),
     )
 )]

@@ -1,4 +1,4 @@
-//! Operator endpoints: see the sagas in progress (and the stuck ones), retry or compensate one.
+//! Operator endpoints: search the sagas ([`search`](super::search)), retry or compensate one.
 //! Both actions are recorded in the saga's timeline (`operator.retry`, `operator.compensate`).
 //! The routes sit behind the operator token (`saga_common::http::auth::protect`).
 
@@ -8,12 +8,14 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::query::{FromQuery, Limit, Params, QueryFields};
+
+use crate::orders::store::Cursor;
 use saga_common::http::{ApiError, ErrorBody};
 use saga_common::lifecycle::Subject;
 
@@ -21,6 +23,7 @@ use super::engine::Applied;
 use super::facts;
 use super::machine::{FailureReason, SagaEvent};
 use super::plan::ApplyError;
+use super::search::SagaFilter;
 use super::status::{OrderStatus, StateName};
 use super::store::{self, Saga};
 use super::timeouts::act;
@@ -34,19 +37,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sagas", get(list_sagas))
         .route("/api/sagas/{order_id}/retry", post(retry_saga))
         .route("/api/sagas/{order_id}/compensate", post(compensate_saga))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(super::bulk::router(state))
 }
 
 /// A saga as an operator sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SagaView {
     pub order_id: Uuid,
+    pub customer_id: String,
     pub state: StateName,
     pub status: OrderStatus,
     pub failure_reason: Option<FailureReason>,
     /// When the timeout worker acts next; null once final.
     pub deadline_at: Option<DateTime<Utc>>,
-    /// Past its deadline and not yet handled by the worker.
+    /// Past its deadline and not yet handled by the worker (what `overdue=true` selects).
     pub stuck: bool,
     /// Resends of the pending command in the current state, held ones (the participant was
     /// down, its queue already held the command) included. The next waits twice as long.
@@ -55,6 +60,8 @@ pub struct SagaView {
     pub pending_message_id: Option<Uuid>,
     pub version: i32,
     pub correlation_id: String,
+    /// When the order was placed: the saga's age counts from it.
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -62,6 +69,7 @@ impl SagaView {
     fn of(order: &Saga, now: DateTime<Utc>) -> Self {
         Self {
             order_id: order.order_id,
+            customer_id: order.customer_id.clone(),
             state: order.state.into(),
             status: OrderStatus::of(order.state),
             failure_reason: order.state.failure_reason(),
@@ -71,47 +79,85 @@ impl SagaView {
             pending_message_id: order.pending_message_id,
             version: order.version,
             correlation_id: order.correlation_id.clone(),
+            created_at: order.created_at,
             updated_at: order.updated_at,
         }
     }
 }
 
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// The query of `GET /api/sagas`: a [`SagaFilter`] and the page.
+#[derive(Debug)]
 pub struct SagaQuery {
-    /// `true`: only sagas past their deadline. Otherwise every saga in progress.
-    #[param(value_type = Option<bool>)]
-    pub stuck: bool,
-    /// 1 to 500; default 100.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub filter: SagaFilter,
+    pub cursor: Option<Cursor>,
     pub limit: Limit<100, 500>,
 }
 
 impl FromQuery for SagaQuery {
     fn from_query(fields: &mut QueryFields) -> Self {
         Self {
-            stuck: fields.value("stuck"),
+            filter: SagaFilter::from_query(fields),
+            cursor: fields.optional("cursor"),
             limit: fields.value("limit"),
         }
     }
 }
 
-/// Sagas in progress, the most overdue first.
-#[utoipa::path(get, path = "/api/sagas", tag = "operations", params(SagaQuery),
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagaPage {
+    /// Newest first.
+    pub items: Vec<SagaView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Searches the sagas, newest first, cursor-paginated. Every filter is optional; given
+/// together, a saga must match them all. Without any, every saga (final ones included):
+/// `status=PENDING` lists those in progress.
+#[utoipa::path(get, path = "/api/sagas", tag = "operations",
+    params(
+        ("state" = Option<StateName>, Query, description = "Saga state name"),
+        ("status" = Option<OrderStatus>, Query, description = "`PENDING`, `COMPLETED` or `FAILED`"),
+        ("reason" = Option<FailureReason>, Query, description = "Failure reason (held while compensating and once failed)"),
+        ("customer_id" = Option<String>, Query, description = "Only this customer's sagas"),
+        ("older_than" = Option<String>, Query, description = "Placed more than this long ago: a whole number and `s`, `m`, `h` or `d` (`10m`, `2h`)"),
+        ("overdue" = Option<bool>, Query, description = "`true`: only sagas past their deadline"),
+        ("stuck" = Option<bool>, Query, deprecated, description = "The former name of `overdue`"),
+        ("q" = Option<String>, Query, description = "An order id (UUID), or a correlation id matched exactly"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500; default 100"),
+    ),
     security(("operator_token" = [])),
     responses(
-        (status = 200, description = "Sagas in progress", body = Vec<SagaView>),
+        (status = 200, description = "A page of sagas", body = SagaPage),
         (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
-        (status = 422, description = "A bad `stuck` or `limit`", body = ErrorBody),
+        (status = 422, description = "A bad parameter, each named in `details`", body = ErrorBody),
     ))]
 pub async fn list_sagas(
     State(state): State<AppState>,
     Params(query): Params<SagaQuery>,
-) -> Result<Json<Vec<SagaView>>, ApiError> {
+) -> Result<Json<SagaPage>, ApiError> {
+    let limit = u64::from(query.limit.get());
+    let mut sagas =
+        store::search(&state.db, &query.filter, query.cursor.as_ref(), limit + 1).await?;
+    let next_cursor = if sagas.len() as u64 > limit {
+        sagas.truncate(limit as usize);
+        sagas.last().map(|o| {
+            Cursor {
+                created_at: o.created_at,
+                order_id: o.order_id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
     let now = Utc::now();
-    let sagas = store::in_progress(&state.db, query.stuck, query.limit.get().into()).await?;
-    Ok(Json(sagas.iter().map(|o| SagaView::of(o, now)).collect()))
+    Ok(Json(SagaPage {
+        items: sagas.iter().map(|o| SagaView::of(o, now)).collect(),
+        next_cursor,
+    }))
 }
 
 /// Resends the command the saga waits on, with its original message id.
@@ -130,7 +176,7 @@ pub async fn retry_saga(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<SagaView>, ApiError> {
-    operate(&state, &order_id, SagaEvent::DeadlinePassed, OPERATOR_RETRY).await
+    operate(&state, &order_id, Action::Retry).await
 }
 
 /// Gives up on the saga now: compensates what may have happened and fails it `timed_out`. On a
@@ -150,23 +196,51 @@ pub async fn compensate_saga(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<SagaView>, ApiError> {
-    operate(
-        &state,
-        &order_id,
-        SagaEvent::ResendsExhausted,
-        OPERATOR_COMPENSATE,
-    )
-    .await
+    operate(&state, &order_id, Action::Compensate).await
+}
+
+/// What an operator does to a saga, alone or in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Resend the pending command (the deadline passed, as the timeout worker would).
+    Retry,
+    /// Give up: compensate and fail `timed_out` (resends exhausted).
+    Compensate,
+}
+
+impl Action {
+    /// The trigger the saga's timeline records.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Retry => OPERATOR_RETRY,
+            Self::Compensate => OPERATOR_COMPENSATE,
+        }
+    }
+
+    fn event(self) -> SagaEvent {
+        match self {
+            Self::Retry => SagaEvent::DeadlinePassed,
+            Self::Compensate => SagaEvent::ResendsExhausted,
+        }
+    }
 }
 
 async fn operate(
     state: &AppState,
     order_id: &str,
-    event: SagaEvent,
-    kind: &str,
+    action: Action,
 ) -> Result<Json<SagaView>, ApiError> {
     let order_id = parse_uuid("order_id", order_id)?;
     record_order(order_id);
+    let updated = apply(state, order_id, action).await?;
+    Ok(Json(SagaView::of(&updated, Utc::now())))
+}
+
+/// Applies `action` to the saga in one transaction and returns the saga as it left it. Refused
+/// (409) on a final saga, or one that moved meanwhile; 404 on an unknown one. The one path the
+/// single and the bulk repairs share.
+pub async fn apply(state: &AppState, order_id: Uuid, action: Action) -> Result<Saga, ApiError> {
+    let kind = action.kind();
     let txn = state.db.begin().await?;
     let order = store::find_for_update(&txn, order_id)
         .await?
@@ -177,7 +251,7 @@ async fn operate(
             format!("the saga is already {}", order.state),
         ));
     }
-    let enqueued = match act(&txn, &order, event, kind, &state.saga).await {
+    let enqueued = match act(&txn, &order, action.event(), kind, &state.saga).await {
         Ok(Applied::Stepped(_, enqueued)) => enqueued,
         Ok(Applied::Ignored | Applied::Conflict) => {
             return Err(ApiError::conflict(
@@ -198,6 +272,6 @@ async fn operate(
         correlation_id: &order.correlation_id,
         trace_id: None,
     };
-    facts::operator(kind == OPERATOR_COMPENSATE, subject, updated.state);
-    Ok(Json(SagaView::of(&updated, Utc::now())))
+    facts::operator(action == Action::Compensate, subject, updated.state);
+    Ok(updated)
 }

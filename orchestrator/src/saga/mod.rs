@@ -13,9 +13,12 @@
 //! - [`replies`]: the `orchestrator.replies` consumer: inbox, lock, plan, write, commit.
 //! - [`timeouts`]: the sweep that resends or compensates sagas past their deadline.
 //! - [`facts`]: the saga metrics and lifecycle lines, reported once committed; the gauges.
-//! - [`api`]: operator endpoints (`/api/sagas`: stuck sagas, retry, compensate).
+//! - [`api`]: operator endpoints (`/api/sagas`: search, retry, compensate).
+//! - [`bulk`]: bulk retry and compensate of the sagas a search selects, with a dry run.
+//! - [`search`]: the saga search's filter and the conditions it puts on `orders`.
 
 pub mod api;
+pub mod bulk;
 pub mod effects;
 pub mod engine;
 pub mod facts;
@@ -23,6 +26,7 @@ pub mod machine;
 pub mod plan;
 pub mod replies;
 pub mod rollup;
+pub mod search;
 pub mod status;
 pub mod store;
 pub mod timeline;

@@ -74,6 +74,27 @@ impl StateName {
         // Any reason will do: the name does not depend on it.
         SagaState::from_columns(name, Some(TimedOut.as_str())).map(Self::from)
     }
+
+    /// The name as stored in `saga_state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingPayment => "AWAITING_PAYMENT",
+            Self::AwaitingStock => "AWAITING_STOCK",
+            Self::ReleasingStock => "RELEASING_STOCK",
+            Self::RefundingPayment => "REFUNDING_PAYMENT",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// The status every saga in this state has.
+    pub fn status(self) -> OrderStatus {
+        match self {
+            Self::Completed => OrderStatus::Completed,
+            Self::Failed => OrderStatus::Failed,
+            _ => OrderStatus::Pending,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +115,8 @@ mod tests {
             let name = StateName::from(state);
             assert_eq!(serde_json::to_value(name).unwrap(), state.name());
             assert_eq!(StateName::parse(state.name()), Some(name));
+            assert_eq!(name.as_str(), state.name());
+            assert_eq!(name.status(), OrderStatus::of(state));
         }
         assert_eq!(StateName::parse("LOST"), None);
     }

@@ -1,5 +1,5 @@
 //! The saga's storage: a saga is the saga columns of its order's row, plus what its commands
-//! carry. Reads (lock, claim the overdue, list those in progress) and the one write of a step
+//! carry. Reads (lock, claim the overdue, search) and the one write of a step
 //! ([`advance_part`]; a first step goes into the order's insert as [`StepColumns`]). Every
 //! function takes `&impl ConnectionTrait`, so it runs the same inside or outside a transaction.
 
@@ -11,6 +11,8 @@ use uuid::Uuid;
 use saga_common::db::{self, Loaded, Part, PartName};
 
 use super::machine::SagaState;
+use super::search::{self, SagaFilter};
+use crate::orders::store::Cursor;
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
                        version, deadline_at, resends, pending_message_id, correlation_id, \
@@ -171,24 +173,60 @@ pub async fn claim_overdue(db: &impl ConnectionTrait, limit: usize) -> Result<Ve
     query(db, &sql, vec![limit_value(limit as u64)]).await
 }
 
-/// Sagas still in progress, the most overdue first; with `overdue_only`, just those past their
-/// deadline.
-pub async fn in_progress(
+/// The sagas `filter` selects, newest first, after `after` (the last of the previous page), at
+/// most `limit`. Which index serves which filter: [`search`](super::search).
+pub async fn search(
     db: &impl ConnectionTrait,
-    overdue_only: bool,
+    filter: &SagaFilter,
+    after: Option<&Cursor>,
     limit: u64,
 ) -> Result<Vec<Saga>, DbErr> {
-    // Two statements rather than an optional filter, each with a plan of its own (`db::connect`).
-    let overdue = if overdue_only {
-        "AND deadline_at <= now() "
+    let mut values = Vec::new();
+    let mut conditions = search::conditions(filter, Utc::now(), &mut values);
+    if let Some(after) = after {
+        values.push(after.created_at.into());
+        values.push(after.order_id.into());
+        conditions.push(format!(
+            "(created_at, order_id) < (${}, ${})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    values.push(limit_value(limit));
+    let filters = if conditions.is_empty() {
+        String::new()
     } else {
-        ""
+        format!("WHERE {} ", conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE deadline_at IS NOT NULL \
-         {overdue}ORDER BY deadline_at LIMIT $1"
+        "SELECT {COLUMNS} FROM orders {filters}ORDER BY created_at DESC, order_id DESC LIMIT ${}",
+        values.len()
     );
-    query(db, &sql, vec![limit_value(limit)]).await
+    query(db, &sql, values).await
+}
+
+/// How many sagas `filter` selects, counting no further than `cap`.
+pub async fn count(db: &impl ConnectionTrait, filter: &SagaFilter, cap: u64) -> Result<u64, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Count {
+        n: i64,
+    }
+    let mut values = Vec::new();
+    let conditions = search::conditions(filter, Utc::now(), &mut values);
+    values.push(limit_value(cap));
+    let filters = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM orders {filters}LIMIT ${}) AS matched",
+        values.len()
+    );
+    let row = Count::find_by_statement(db::stmt(&sql, values))
+        .one(db)
+        .await?;
+    Ok(row.map_or(0, |c| u64::try_from(c.n).unwrap_or(0)))
 }
 
 /// A saga step as it is written: the new state and what the timeout worker needs.

@@ -58,6 +58,11 @@ async fn order_routes_answer_401_without_or_with_a_refused_token() {
         (reqwest::Method::GET, format!("/api/orders/{id}")),
         (reqwest::Method::GET, format!("/api/orders/{id}/timeline")),
         (reqwest::Method::GET, "/api/sagas".to_owned()),
+        (reqwest::Method::POST, "/api/sagas/bulk/retry".to_owned()),
+        (
+            reqwest::Method::POST,
+            "/api/sagas/bulk/compensate".to_owned(),
+        ),
     ];
     for (method, path) in routes {
         for token in [None, Some("not-a-token")] {
@@ -92,6 +97,11 @@ async fn a_customer_may_not_use_the_operator_routes() {
         (
             reqwest::Method::POST,
             format!("/api/sagas/{}/retry", Uuid::now_v7()),
+        ),
+        (reqwest::Method::POST, "/api/sagas/bulk/retry".to_owned()),
+        (
+            reqwest::Method::POST,
+            "/api/sagas/bulk/compensate".to_owned(),
         ),
         (reqwest::Method::GET, "/api/admin/dead-letters".to_owned()),
         (
@@ -267,5 +277,10 @@ async fn the_document_declares_both_schemes_and_which_routes_take_which() {
     assert!(place["responses"]["403"].is_object());
     let sagas = &document["paths"]["/api/sagas"]["get"];
     assert_eq!(sagas["security"], json!([{"operator_token": []}]));
+    for bulk in ["/api/sagas/bulk/retry", "/api/sagas/bulk/compensate"] {
+        let route = &document["paths"][bulk]["post"];
+        assert_eq!(route["security"], json!([{"operator_token": []}]), "{bulk}");
+        assert!(route["requestBody"].is_object(), "{bulk}");
+    }
     assert!(document["paths"]["/health/ready"]["get"]["security"].is_null());
 }

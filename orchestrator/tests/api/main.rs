@@ -20,4 +20,5 @@ mod plans;
 mod resends;
 mod retention;
 mod saga_flows;
+mod saga_search;
 mod timeouts;

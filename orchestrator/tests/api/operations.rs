@@ -10,7 +10,7 @@ use crate::helpers::{
     ADMIN_TOKEN, FleetOptions, TestFleet, database, order_body, query_one, spawn_fleet_with,
 };
 
-async fn operator(fleet: &TestFleet, method: reqwest::Method, path: &str) -> reqwest::Response {
+pub async fn operator(fleet: &TestFleet, method: reqwest::Method, path: &str) -> reqwest::Response {
     fleet
         .client
         .request(method, format!("{}{path}", fleet.orchestrator.base))
@@ -20,7 +20,15 @@ async fn operator(fleet: &TestFleet, method: reqwest::Method, path: &str) -> req
         .unwrap()
 }
 
-async fn fleet_without_payment() -> TestFleet {
+/// The items of a saga search, which must answer 200.
+pub async fn sagas(fleet: &TestFleet, path: &str) -> Vec<Value> {
+    let response = operator(fleet, reqwest::Method::GET, path).await;
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let page: Value = response.json().await.unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+pub async fn fleet_without_payment() -> TestFleet {
     spawn_fleet_with(FleetOptions {
         // Only the test moves deadlines; the scheduled sweep runs once a year.
         saga: SagaSettings {
@@ -62,19 +70,11 @@ async fn an_operator_sees_a_stuck_saga_retries_it_and_then_compensates_it() {
     fleet.set_stock("lamp", 1).await;
     let order_id = fleet.place(&order_body("eve", "lamp", 1, 100)).await;
 
-    let in_progress: Vec<Value> = operator(&fleet, reqwest::Method::GET, "/api/sagas")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let in_progress = sagas(&fleet, "/api/sagas?status=PENDING").await;
     assert_eq!(in_progress.len(), 1);
     assert_eq!(in_progress[0]["state"], "AWAITING_PAYMENT");
     assert_eq!(in_progress[0]["stuck"], false);
-    let stuck: Vec<Value> = operator(&fleet, reqwest::Method::GET, "/api/sagas?stuck=true")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stuck = sagas(&fleet, "/api/sagas?stuck=true").await;
     assert!(stuck.is_empty());
 
     let db = database(&fleet.orchestrator.db_url).await;
@@ -84,11 +84,7 @@ async fn an_operator_sees_a_stuck_saga_retries_it_and_then_compensates_it() {
         vec![order_id.into()],
     )
     .await;
-    let stuck: Vec<Value> = operator(&fleet, reqwest::Method::GET, "/api/sagas?stuck=true")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stuck = sagas(&fleet, "/api/sagas?stuck=true").await;
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0]["order_id"], order_id.to_string());
     assert_eq!(stuck[0]["stuck"], true);

@@ -186,14 +186,17 @@ impl Api {
 
     /// The orchestrator's sagas in progress (`GET /api/sagas`), as `(order_id, state)`.
     pub async fn sagas_in_progress(&self) -> Result<Vec<(Uuid, String)>, CallError> {
-        let url = format!("{}/api/sagas?limit=500", self.orchestrators[0]);
+        let url = format!(
+            "{}/api/sagas?status=PENDING&limit=500",
+            self.orchestrators[0]
+        );
         let body = self
             .expect(
                 self.client.get(url).bearer_auth(ADMIN_TOKEN),
                 &[StatusCode::OK],
             )
             .await?;
-        Ok(body
+        Ok(body["items"]
             .as_array()
             .into_iter()
             .flatten()
