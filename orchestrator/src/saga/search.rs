@@ -104,7 +104,12 @@ impl QueryValue for OlderThan {
             "d" => TimeDelta::try_days(number),
             _ => None,
         };
-        delta.map(Self).ok_or_else(|| OLDER_THAN_RULE.into())
+        // At most a century: any older is every saga, and `now - age` stays far inside the
+        // range of a timestamp.
+        delta
+            .filter(|d| *d <= TimeDelta::days(36_500))
+            .map(Self)
+            .ok_or_else(|| format!("{OLDER_THAN_RULE}, at most 36500d"))
     }
 }
 
@@ -151,7 +156,10 @@ pub fn conditions(filter: &SagaFilter, now: DateTime<Utc>, values: &mut Vec<Valu
         conditions.push(format!("customer_id = ${}", values.len()));
     }
     if let Some(OlderThan(age)) = filter.older_than {
-        values.push((now - age).into());
+        let before = now
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        values.push(before.into());
         conditions.push(format!("created_at < ${}", values.len()));
     }
     if filter.overdue {
@@ -185,7 +193,17 @@ mod tests {
             OlderThan::parse_query("7d"),
             Ok(OlderThan(TimeDelta::days(7)))
         );
-        for bad in ["", "m", "10", "-1m", "10y", "1.5h", "99999999999999999d"] {
+        assert!(OlderThan::parse_query("36500d").is_ok());
+        for bad in [
+            "",
+            "m",
+            "10",
+            "-1m",
+            "10y",
+            "1.5h",
+            "36501d",
+            "99999999999999999d",
+        ] {
             assert!(OlderThan::parse_query(bad).is_err(), "{bad}");
         }
     }

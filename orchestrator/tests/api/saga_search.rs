@@ -243,6 +243,12 @@ async fn a_real_run_compensates_exactly_the_matching_stuck_sagas() {
         let timeline = fleet.timeline(order_id).await;
         assert_eq!(timeline["transitions"][1]["trigger"], "operator.compensate");
     }
+    // Each action is in the log as a single one's is.
+    let lines = saga_common::testing::lifecycle_lines();
+    for order_id in [second, overdue] {
+        let compensating = lines.of_order("saga.operator_compensating", order_id);
+        assert_eq!(compensating.len(), 1, "{compensating:?}");
+    }
     let untouched = sagas(&fleet, &format!("/api/sagas?q={waiting}")).await;
     assert_eq!(untouched[0]["state"], "AWAITING_PAYMENT");
 
