@@ -95,6 +95,9 @@ impl Service for Orchestrator {
             .merge(saga_common::http::auth::protect(crate::saga::api::router(
                 state.clone(),
             )))
+            .merge(saga_common::http::auth::protect(crate::saga::bulk::router(
+                state.clone(),
+            )))
             .merge(saga_common::http::auth::protect(crate::analytics::router(
                 state.clone(),
             )));

@@ -294,12 +294,6 @@ impl QueryValue for OrderStatus {
     }
 }
 
-impl QueryValue for Cursor {
-    fn parse_query(text: &str) -> Result<Self, String> {
-        Cursor::decode(text).ok_or_else(|| "is not a cursor this API returned".into())
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderPage {
     /// Newest first.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use saga_common::db::{self, Part};
 
 use super::model::{Order, OrderItem, OrderStatus};
+pub use crate::saga::search::Cursor;
 use crate::saga::store::{Step, StepColumns, items_of, state_of};
 
 /// Unique constraint on `orders.idempotency_key`.
@@ -142,31 +143,6 @@ pub async fn find_by_idempotency_key(
     Ok(query(db, &sql, vec![key.into()]).await?.pop())
 }
 
-/// Position in the newest-first listing: the last order of the previous page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub order_id: Uuid,
-}
-
-impl Cursor {
-    pub fn encode(&self) -> String {
-        format!(
-            "{}_{}",
-            self.created_at.timestamp_micros(),
-            self.order_id.simple()
-        )
-    }
-
-    pub fn decode(value: &str) -> Option<Self> {
-        let (micros, id) = value.split_once('_')?;
-        Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            order_id: Uuid::parse_str(id).ok()?,
-        })
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct ListFilter {
     pub status: Option<OrderStatus>,
@@ -218,20 +194,4 @@ pub fn list_statement(filter: &ListFilter) -> (String, Vec<Value>) {
         values.len()
     );
     (sql, values)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_and_rejects_garbage() {
-        let cursor = Cursor {
-            created_at: DateTime::from_timestamp_micros(1_763_000_000_123_456).unwrap(),
-            order_id: Uuid::now_v7(),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        assert_eq!(Cursor::decode("nope"), None);
-        assert_eq!(Cursor::decode("12_notauuid"), None);
-    }
 }

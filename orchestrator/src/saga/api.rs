@@ -15,7 +15,6 @@ use saga_common::http::correlation::record_order;
 use saga_common::http::extract::parse_uuid;
 use saga_common::http::query::{FromQuery, Limit, Params, QueryFields};
 
-use crate::orders::store::Cursor;
 use saga_common::http::{ApiError, ErrorBody};
 use saga_common::lifecycle::Subject;
 
@@ -23,7 +22,7 @@ use super::engine::Applied;
 use super::facts;
 use super::machine::{FailureReason, SagaEvent};
 use super::plan::ApplyError;
-use super::search::SagaFilter;
+use super::search::{Cursor, SagaFilter};
 use super::status::{OrderStatus, StateName};
 use super::store::{self, Saga};
 use super::timeouts::act;
@@ -37,8 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sagas", get(list_sagas))
         .route("/api/sagas/{order_id}/retry", post(retry_saga))
         .route("/api/sagas/{order_id}/compensate", post(compensate_saga))
-        .with_state(state.clone())
-        .merge(super::bulk::router(state))
+        .with_state(state)
 }
 
 /// A saga as an operator sees it.

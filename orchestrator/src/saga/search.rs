@@ -1,7 +1,7 @@
 //! The operator's saga search (`GET /api/sagas`): [`SagaFilter`], read from the query string
 //! (each bad parameter named in one 422), and [`conditions`], the `WHERE` clause it becomes.
-//! The listing is newest first and keyset-paginated with the orders list's
-//! [`Cursor`](crate::orders::store::Cursor).
+//! The listing is newest first and keyset-paginated by [`Cursor`], which the orders list
+//! shares (it lives here because `saga` may not import `orders`).
 //!
 //! Which index serves which filter (only the filters given go into the statement, so each
 //! combination is its own prepared statement with a plan of its own, see `db::connect`):
@@ -54,6 +54,38 @@ impl FromQuery for SagaFilter {
             overdue: overdue || stuck,
             q: fields.optional("q"),
         }
+    }
+}
+
+/// Position in a newest-first listing of orders or sagas (`GET /api/orders`, `GET /api/sagas`):
+/// the last one of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub order_id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}",
+            self.created_at.timestamp_micros(),
+            self.order_id.simple()
+        )
+    }
+
+    pub fn decode(value: &str) -> Option<Self> {
+        let (micros, id) = value.split_once('_')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            order_id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+impl QueryValue for Cursor {
+    fn parse_query(text: &str) -> Result<Self, String> {
+        Cursor::decode(text).ok_or_else(|| "is not a cursor this API returned".into())
     }
 }
 
@@ -182,6 +214,17 @@ pub fn conditions(filter: &SagaFilter, now: DateTime<Utc>, values: &mut Vec<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_rejects_garbage() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_763_000_000_123_456).unwrap(),
+            order_id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode("nope"), None);
+        assert_eq!(Cursor::decode("12_notauuid"), None);
+    }
 
     #[test]
     fn older_than_reads_a_number_and_a_unit() {

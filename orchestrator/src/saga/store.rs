@@ -11,8 +11,7 @@ use uuid::Uuid;
 use saga_common::db::{self, Loaded, Part, PartName};
 
 use super::machine::SagaState;
-use super::search::{self, SagaFilter};
-use crate::orders::store::Cursor;
+use super::search::{self, Cursor, SagaFilter};
 
 const COLUMNS: &str = "order_id, customer_id, items, total_cents, saga_state, failure_reason, \
                        version, deadline_at, resends, pending_message_id, correlation_id, \
