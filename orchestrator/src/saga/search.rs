@@ -7,7 +7,7 @@
 //! combination is its own prepared statement with a plan of its own, see `db::connect`):
 //! `status`, `state` (which implies its status) and `reason` (which implies PENDING or FAILED)
 //! walk `orders_by_status`; `customer_id` walks `orders_by_customer`; `overdue` the partial
-//! `orders_by_deadline`; `older_than` and no filter `orders_newest`; `q` the primary key (an
+//! `orders_by_deadline` ([`source`]); `older_than` and no filter `orders_newest`; `q` the primary key (an
 //! order id) or `orders_by_correlation` (a correlation id).
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -162,7 +162,19 @@ impl QueryValue for FailureReason {
     }
 }
 
-/// The conditions `filter` puts on `orders` at `now`, with their values appended to `values`
+/// What the search reads from: `orders`, or with `overdue` only the overdue ones, read first
+/// through `orders_by_deadline` (a subquery kept apart, `OFFSET 0`, so the planner cannot
+/// merge it into a walk of the newest-first index that filters every row on its deadline).
+/// They are few: only sagas in flight have a deadline, and admission bounds those.
+pub fn source(filter: &SagaFilter) -> &'static str {
+    if filter.overdue {
+        "(SELECT * FROM orders WHERE deadline_at <= now() OFFSET 0) AS orders"
+    } else {
+        "orders"
+    }
+}
+
+/// The conditions `filter` puts on [`source`] at `now`, with their values appended to `values`
 /// (numbered from `values.len() + 1`).
 pub fn conditions(filter: &SagaFilter, now: DateTime<Utc>, values: &mut Vec<Value>) -> Vec<String> {
     let mut conditions = Vec::new();
@@ -193,9 +205,6 @@ pub fn conditions(filter: &SagaFilter, now: DateTime<Utc>, values: &mut Vec<Valu
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         values.push(before.into());
         conditions.push(format!("created_at < ${}", values.len()));
-    }
-    if filter.overdue {
-        conditions.push("deadline_at <= now()".to_owned());
     }
     match &filter.q {
         Some(Search::Order(id)) => {

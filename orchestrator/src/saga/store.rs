@@ -180,6 +180,16 @@ pub async fn search(
     after: Option<&Cursor>,
     limit: u64,
 ) -> Result<Vec<Saga>, DbErr> {
+    let (sql, values) = search_statement(filter, after, limit);
+    query(db, &sql, values).await
+}
+
+/// The statement [`search`] runs, and its values.
+pub fn search_statement(
+    filter: &SagaFilter,
+    after: Option<&Cursor>,
+    limit: u64,
+) -> (String, Vec<Value>) {
     let mut values = Vec::new();
     let mut conditions = search::conditions(filter, Utc::now(), &mut values);
     if let Some(after) = after {
@@ -198,10 +208,11 @@ pub async fn search(
         format!("WHERE {} ", conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders {filters}ORDER BY created_at DESC, order_id DESC LIMIT ${}",
+        "SELECT {COLUMNS} FROM {} {filters}ORDER BY created_at DESC, order_id DESC LIMIT ${}",
+        search::source(filter),
         values.len()
     );
-    query(db, &sql, values).await
+    (sql, values)
 }
 
 /// How many sagas `filter` selects, counting no further than `cap`.
@@ -219,7 +230,8 @@ pub async fn count(db: &impl ConnectionTrait, filter: &SagaFilter, cap: u64) -> 
         format!("WHERE {} ", conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT count(*) AS n FROM (SELECT 1 FROM orders {filters}LIMIT ${}) AS matched",
+        "SELECT count(*) AS n FROM (SELECT 1 FROM {} {filters}LIMIT ${}) AS matched",
+        search::source(filter),
         values.len()
     );
     let row = Count::find_by_statement(db::stmt(&sql, values))

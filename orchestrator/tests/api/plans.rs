@@ -213,3 +213,89 @@ async fn pooled_connections_never_compile_statements_with_jit() {
         .unwrap();
     assert_eq!(row.try_get::<String>("", "jit").unwrap(), "off");
 }
+
+#[tokio::test]
+async fn each_filter_of_the_saga_search_walks_an_index() {
+    use chrono::TimeDelta;
+    use orchestrator::saga::machine::FailureReason;
+    use orchestrator::saga::search::{OlderThan, SagaFilter, Search};
+    use orchestrator::saga::status::StateName;
+    use orchestrator::saga::store::search_statement;
+
+    let fleet = spawn_fleet().await;
+    let url = &fleet.orchestrator.db_url;
+    let none = SagaFilter::default;
+    let cases = [
+        (none(), "50", "orders_newest"),
+        (
+            SagaFilter {
+                status: Some(OrderStatus::Failed),
+                ..none()
+            },
+            "50",
+            "orders_by_status",
+        ),
+        (
+            SagaFilter {
+                state: Some(StateName::AwaitingStock),
+                ..none()
+            },
+            "50",
+            "orders_by_status",
+        ),
+        (
+            SagaFilter {
+                reason: Some(FailureReason::TimedOut),
+                ..none()
+            },
+            "50",
+            "orders_by_status",
+        ),
+        (
+            SagaFilter {
+                customer_id: Some("c-1".into()),
+                ..none()
+            },
+            "'c-1', 50",
+            "orders_by_customer",
+        ),
+        (
+            SagaFilter {
+                older_than: Some(OlderThan(TimeDelta::minutes(10))),
+                ..none()
+            },
+            "now(), 50",
+            "orders_newest",
+        ),
+        (
+            SagaFilter {
+                overdue: true,
+                ..none()
+            },
+            "50",
+            "orders_by_deadline",
+        ),
+        (
+            SagaFilter {
+                q: Some(Search::Correlation("corr-1".into())),
+                ..none()
+            },
+            "'corr-1', 50",
+            "orders_by_correlation",
+        ),
+        (
+            SagaFilter {
+                q: Some(Search::Order(uuid::Uuid::now_v7())),
+                ..none()
+            },
+            "gen_random_uuid(), 50",
+            "orders_pkey",
+        ),
+    ];
+    for (filter, arguments, index) in cases {
+        let (sql, _) = search_statement(&filter, None, 50);
+        let plan = plan_of(url, &sql, arguments).await;
+        assert!(plan.contains(index), "{filter:?}: {plan}");
+        assert!(!plan.contains("Seq Scan"), "{filter:?}: {plan}");
+    }
+}
