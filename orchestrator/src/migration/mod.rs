@@ -8,7 +8,6 @@ mod m20261207_000303_tune_autovacuum;
 mod m20261208_000304_count_repeated_transitions;
 mod m20261209_000305_add_order_traceparent;
 mod m20261210_000306_create_sales_rollups;
-mod m20261211_000307_index_correlation_id;
 
 pub struct Migrator;
 
@@ -22,7 +21,6 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000304_count_repeated_transitions::MIGRATION),
             Box::new(m20261209_000305_add_order_traceparent::MIGRATION),
             Box::new(m20261210_000306_create_sales_rollups::MIGRATION),
-            Box::new(m20261211_000307_index_correlation_id::MIGRATION),
         ])
     }
 }

@@ -7,8 +7,9 @@
 //! combination is its own prepared statement with a plan of its own, see `db::connect`):
 //! `status`, `state` (which implies its status) and `reason` (which implies PENDING or FAILED)
 //! walk `orders_by_status`; `customer_id` walks `orders_by_customer`; `overdue` the partial
-//! `orders_by_deadline` ([`source`]); `older_than` and no filter `orders_newest`; `q` the primary key (an
-//! order id) or `orders_by_correlation` (a correlation id).
+//! `orders_by_deadline` ([`source`]); `older_than` and no filter `orders_newest`; `q` the
+//! primary key (an order id). A correlation id has no index yet: it scans `orders` (an index
+//! there writes one more entry at every saga step, not yet measured against the benchmark).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::Value;

@@ -277,14 +277,6 @@ async fn each_filter_of_the_saga_search_walks_an_index() {
         ),
         (
             SagaFilter {
-                q: Some(Search::Correlation("corr-1".into())),
-                ..none()
-            },
-            "'corr-1', 50",
-            "orders_by_correlation",
-        ),
-        (
-            SagaFilter {
                 q: Some(Search::Order(uuid::Uuid::now_v7())),
                 ..none()
             },
