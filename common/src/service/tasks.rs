@@ -37,6 +37,45 @@ impl Task {
         }
     }
 
+    /// A task that runs `tick` every `period` until the stop signal (a late tick is delayed,
+    /// not doubled). A failing tick is logged once, with `failing` as the message, until one
+    /// succeeds again (then once more, at info); the task itself never fails.
+    pub fn every<F, Fut, E>(
+        name: &'static str,
+        period: Duration,
+        failing: &'static str,
+        mut tick: F,
+    ) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Self::new(name, move |stop| async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failed = false;
+            loop {
+                tokio::select! {
+                    () = stop.wait() => return Ok(()),
+                    _ = ticks.tick() => {}
+                }
+                match tick().await {
+                    Ok(()) if failed => {
+                        failed = false;
+                        tracing::info!(task = name, "{name} works again");
+                    }
+                    Ok(()) => {}
+                    Err(error) if !failed => {
+                        failed = true;
+                        tracing::warn!(%error, task = name, "{failing}");
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         self.name
     }

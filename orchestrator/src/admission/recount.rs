@@ -9,9 +9,8 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
-use tokio::time::MissedTickBehavior;
 
-use saga_common::service::{Task, TaskError};
+use saga_common::service::Task;
 
 use super::Admission;
 
@@ -38,28 +37,14 @@ where
     C: ConnectionTrait + Send + Sync + 'static,
 {
     let every = Duration::from_millis(admission.settings().recount_interval_ms.max(10));
-    Task::new("admission recount", move |stop| async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.wait() => return Ok::<(), TaskError>(()),
-                _ = ticks.tick() => {}
-            }
-            match recount(&db, &admission).await {
-                Ok(counted) => {
-                    if failing {
-                        tracing::info!(in_flight = counted, "sagas in flight counted again");
-                    }
-                    failing = false;
-                }
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::warn!(%error, "cannot count the sagas in flight; admitting on this process's own count until it can");
-                }
-                Err(_) => {}
-            }
-        }
-    })
+    let db = std::sync::Arc::new(db);
+    Task::every(
+        "admission recount",
+        every,
+        "cannot count the sagas in flight; admitting on this process's own count until it can",
+        move || {
+            let (db, admission) = (db.clone(), admission.clone());
+            async move { recount(&*db, &admission).await.map(drop) }
+        },
+    )
 }

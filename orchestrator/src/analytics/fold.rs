@@ -11,9 +11,8 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
-use tokio::time::MissedTickBehavior;
 
-use saga_common::service::{Task, TaskError};
+use saga_common::service::Task;
 
 use crate::saga::rollup::{ORDER_MINUTES, PRODUCT_HOURS, minute_counters};
 
@@ -73,23 +72,14 @@ pub fn task<C>(db: C) -> Task
 where
     C: ConnectionTrait + Send + Sync + 'static,
 {
-    Task::new("rollup fold", move |stop| async move {
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.wait() => return Ok::<(), TaskError>(()),
-                _ = ticks.tick() => {}
-            }
-            match fold(&db).await {
-                Ok(_) => failing = false,
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::warn!(%error, "cannot fold the sales rollups; they wait for the next run");
-                }
-                Err(_) => {}
-            }
-        }
-    })
+    let db = std::sync::Arc::new(db);
+    Task::every(
+        "rollup fold",
+        EVERY,
+        "cannot fold the sales rollups; they wait for the next run",
+        move || {
+            let db = db.clone();
+            async move { fold(&*db).await.map(drop) }
+        },
+    )
 }

@@ -17,11 +17,10 @@ use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
-use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 
 use saga_common::lifecycle::{Event, Line, OwnedSubject, Subject};
-use saga_common::service::{Task, TaskError};
+use saga_common::service::Task;
 
 use super::machine::{FailureReason, SagaState};
 
@@ -220,28 +219,16 @@ pub fn gauges<C>(db: C, every: Duration) -> Task
 where
     C: ConnectionTrait + Send + Sync + 'static,
 {
-    Task::new("saga gauges", move |stop| async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.wait() => return Ok::<(), TaskError>(()),
-                _ = ticks.tick() => {}
-            }
-            match read(&db).await {
-                Ok(gauges) => {
-                    gauges.set();
-                    failing = false;
-                }
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::warn!(%error, "cannot read the saga gauges; keeping their last values");
-                }
-                Err(_) => {}
-            }
-        }
-    })
+    let db = std::sync::Arc::new(db);
+    Task::every(
+        "saga gauges",
+        every,
+        "cannot read the saga gauges; keeping their last values",
+        move || {
+            let db = db.clone();
+            async move { read(&*db).await.map(|gauges| gauges.set()) }
+        },
+    )
 }
 
 #[cfg(test)]
