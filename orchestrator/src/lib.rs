@@ -7,6 +7,7 @@
 //!   built on `saga`.
 //! - [`analytics`]: `GET /api/analytics/summary` (operators), read from the sales rollups that
 //!   `saga::rollup` writes with the steps; built on `saga`.
+//! - [`console`]: the operator console at `/console` (embedded page and assets).
 //! - [`admission`]: the bound on sagas in flight (`503 overloaded` past it), its running count
 //!   and the periodic recount that corrects it. A leaf, like `state`.
 //! - [`configuration`]: settings: the common ones plus the saga deadlines, the intake and
@@ -20,6 +21,7 @@ pub mod admission;
 pub mod analytics;
 pub mod api_doc;
 pub mod configuration;
+pub mod console;
 pub mod migration;
 pub mod orders;
 pub mod saga;

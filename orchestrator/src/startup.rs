@@ -100,7 +100,8 @@ impl Service for Orchestrator {
             )))
             .merge(saga_common::http::auth::protect(crate::analytics::router(
                 state.clone(),
-            )));
+            )))
+            .merge(crate::console::router());
         let handler = SagaReplies {
             settings: settings.saga.clone(),
             admission: admission.clone(),

@@ -1,0 +1,1 @@
+/* The console: see docs/console.md. */
