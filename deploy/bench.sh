@@ -44,6 +44,8 @@
 #   BENCH_OTLP_SAMPLE [] trace export on at this sample ratio (e.g. 0.01), to an OTLP/HTTP
 #                        sink on BENCH_OTLP_PORT [4319] that keeps only counts
 #                        (deploy/observability/otlp-sink.py; requests and bytes in otlp-sink.txt)
+#   BENCH_CONSOLE [0]    1: an open console all run long: what its overview page asks for
+#                        (GET /api/console/overview every 5 s, with the operator token)
 #   BENCH_OUT [target/bench/<run id>]  BENCH_START_TIMEOUT [1800] seconds to build and start
 #   BENCH_LOADGEN_ARGS   extra loadgen arguments for every phase but complete
 #   APP__AUTH__OPERATOR_TOKEN, APP__AUTH__JWT_SECRET [generated]  the fleet's credentials;
@@ -121,6 +123,7 @@ if [ -n "${BENCH_OTLP_SAMPLE:-}" ]; then
 fi
 
 RUN_PID=''
+CONSOLE_PID=''
 BROKER_PID=''
 BROKER_DIR=''
 PG_DIR=''
@@ -141,6 +144,7 @@ cleanup() {
     stop_broker
     stop_private_postgres
     [ -z "$SINK_PID" ] || kill "$SINK_PID" 2>/dev/null || true
+    [ -z "$CONSOLE_PID" ] || kill "$CONSOLE_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -385,6 +389,20 @@ if [ -n "$HALT_POLL_NS" ]; then
     HALT_POLL_BEFORE="$(cat "$HALT_POLL")"
     echo "$HALT_POLL_NS" >"$HALT_POLL" || die "could not write $HALT_POLL"
     ARGS+=(--note "guest_halt_poll_ns set for this run by BENCH_HALT_POLL_NS (the machine's: $HALT_POLL_BEFORE)")
+fi
+if [ "${BENCH_CONSOLE:-0}" = 1 ]; then
+    # The page refreshes its overview every 5 s; a paced loop, not a wait on a condition.
+    # The token goes to curl in a file (mode 600), never on its command line.
+    (umask 077 && printf 'Authorization: Bearer %s\n' "$APP__AUTH__OPERATOR_TOKEN" >"$OUT/console-auth")
+    (
+        while :; do
+            curl -s -o /dev/null -H "@$OUT/console-auth" \
+                "http://127.0.0.1:${PORT[orchestrator]}/api/console/overview" || true
+            sleep 5
+        done
+    ) &
+    CONSOLE_PID=$!
+    ARGS+=(--note "console: GET /api/console/overview every 5 s all run long (BENCH_CONSOLE=1)")
 fi
 read -r -a EXTRA_ARGS <<<"${BENCH_LOADGEN_ARGS:-}"
 "$BIN_DIR/loadgen" bench "${ARGS[@]}" -- "${EXTRA_ARGS[@]}"
