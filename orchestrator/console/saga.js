@@ -6,7 +6,7 @@
 
 import {
   api, h, s, fill, when, badge, toneOf, setState, showError, errorBox, confirmAction, tableWrap,
-  money, num, localTime, ms, AuthError, signOut,
+  money, num, localTime, ms, AuthError, ApiError, signOut,
 } from './core.js';
 
 const PROXY = '/api/console/services';
@@ -42,6 +42,12 @@ export function sagaPage(ctx, orderId) {
       section('Reservation (as the inventory service holds it)', reservationView),
       section('Notifications', notificationView))));
 
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(orderId)) {
+    showError(alertSlot, new ApiError(422, 'validation_failed',
+      `"${orderId}" is not an order id (a UUID such as 01a252af-d286-76aa-b5d3-2c0e12c5dbf4).`));
+    for (const el of [timelineEl, lines, paymentView, reservationView, notificationView]) fill(el, '—');
+    return;
+  }
   let saga = null;
   const load = async () => {
     setState('loading');
