@@ -182,6 +182,11 @@ export function notificationsPage(ctx) {
     ctx.go(hashFor(params));
   });
 
+  // A picked status or kind applies at once (the order id on Enter or the button).
+  for (const id of ['n-status', 'n-kind']) {
+    form.querySelector(`#${id}`).addEventListener('change', () => form.requestSubmit());
+  }
+
   const resend = async (n) => {
     const ok = await confirmAction(`Resend the ${n.kind} notification to ${n.recipient ?? 'its recipient'}` +
       `${n.order_id ? ` for order ${n.order_id}` : ''}? It becomes PENDING and the notification service sends it again.`,
