@@ -129,6 +129,9 @@ export function bulkPage(ctx) {
         h('p', {}, h('strong', { id: 'bulk-matched' }, num(answer.matched)), ' matched · ',
           badge(`${num(answer.done ?? 0)} done`, 'ok'), ' ',
           badge(`${num(answer.skipped ?? 0)} skipped`, (answer.skipped ?? 0) ? 'warn' : 'info')),
+        answer.matched > (answer.order_ids || []).length
+          ? h('p', {}, `${num(answer.matched - (answer.order_ids || []).length)} more matched beyond the limit: ` +
+            'run a dry run again to take the next ones.') : null,
         results.length ? tableWrap(h('table', { id: 'bulk-results' },
           h('thead', {}, h('tr', {}, ['Order id', 'Outcome', 'Reason'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, results.map((r) => h('tr', {},

@@ -114,7 +114,7 @@ export function sagaPage(ctx, orderId) {
 
   const act = async (action) => {
     const text = action === 'retry'
-      ? `Retry saga ${orderId}? The orchestrator resends the command it waits on (state ${saga?.state}) with its original message id, and restarts its deadline.`
+      ? `Retry saga ${orderId}? The orchestrator resends the command it waits on (state ${saga?.state}) with its original message id.`
       : `Compensate saga ${orderId}? The orchestrator gives up on it now: what may have happened is undone (a charge refunded, stock released) and the order ends FAILED with reason timed_out.`;
     const ok = await confirmAction(text, action === 'retry' ? 'Retry the saga' : 'Compensate the saga');
     if (!ok || !ctx.alive()) return;
