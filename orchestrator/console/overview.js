@@ -69,8 +69,14 @@ export function overviewPage(ctx) {
       busy = false;
     }
   };
-  const timer = setInterval(load, REFRESH_MS);
-  ctx.onLeave(() => clearInterval(timer));
+  // A tab in the background does not poll: an open console should cost the fleet nothing.
+  const timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+  const onVisible = () => { if (!document.hidden) load(); };
+  document.addEventListener('visibilitychange', onVisible);
+  ctx.onLeave(() => {
+    clearInterval(timer);
+    document.removeEventListener('visibilitychange', onVisible);
+  });
   load();
 }
 
