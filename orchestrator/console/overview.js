@@ -91,7 +91,9 @@ function update(data) {
   const flight = data.in_flight || {};
   fill(document.getElementById('overview-in-flight'),
     h('dl', { class: 'kv' }, IN_FLIGHT.map((state) =>
-      [h('dt', {}, state), h('dd', {}, plural(flight[state] ?? 0, 'saga'))])));
+      [h('dt', {}, state), h('dd', {}, (flight[state] ?? 0) > 0
+        ? h('a', { href: `#/sagas?state=${state}` }, plural(flight[state], 'saga'))
+        : plural(0, 'saga'))])));
   const overdue = data.overdue ?? 0;
   fill(document.getElementById('overview-overdue'),
     h('p', { class: 'big' }, `${num(overdue)} `, h('span', { class: 'unit' }, 'sagas')),
