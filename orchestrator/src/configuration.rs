@@ -1,5 +1,5 @@
 //! The orchestrator's settings: everything every service has, plus the saga's deadlines, the
-//! order intake's batching and admission control. A leaf: the features read it, it imports
+//! order intake's batching, admission control and where the console finds the participants. A leaf: the features read it, it imports
 //! none of them.
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ pub struct Settings {
     pub saga: SagaSettings,
     pub intake: IntakeSettings,
     pub admission: AdmissionSettings,
+    pub console: ConsoleSettings,
 }
 
 /// When the timeout worker steps in, per state (`APP__SAGA__...`).
@@ -114,6 +115,48 @@ impl Default for AdmissionSettings {
     }
 }
 
+/// Where the operator console (`console`) reaches the participants (`APP__CONSOLE__...`): the
+/// overview reads their `/metrics` and `/health/ready`, the proxy forwards the page's calls.
+/// Base URLs without a trailing slash, e.g. `http://127.0.0.1:3001`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsoleSettings {
+    pub payment_url: String,
+    pub inventory_url: String,
+    pub notification_url: String,
+}
+
+impl Default for ConsoleSettings {
+    /// The participants' default ports on this host (deploy/run.sh).
+    fn default() -> Self {
+        Self {
+            payment_url: "http://127.0.0.1:3001".into(),
+            inventory_url: "http://127.0.0.1:3002".into(),
+            notification_url: "http://127.0.0.1:3003".into(),
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// Each URL must be an absolute `http` or `https` URL with a host: a typo is refused at
+    /// start-up rather than shown as an unreachable service in the console.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, url) in [
+            ("console.payment_url", &self.payment_url),
+            ("console.inventory_url", &self.inventory_url),
+            ("console.notification_url", &self.notification_url),
+        ] {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|error| format!("{name} is not a URL ({error}): {url:?}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!(
+                    "{name} must be an http(s) URL with a host, not {url:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Port 3000, database `saga_orchestrator`.
 pub fn default_settings() -> Settings {
     Settings {
@@ -121,5 +164,28 @@ pub fn default_settings() -> Settings {
         saga: SagaSettings::default(),
         intake: IntakeSettings::default(),
         admission: AdmissionSettings::default(),
+        console: ConsoleSettings::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_urls_must_be_http() {
+        assert_eq!(ConsoleSettings::default().validate(), Ok(()));
+        let mut settings = ConsoleSettings::default();
+        settings.inventory_url = "127.0.0.1:3002".into();
+        assert!(
+            settings
+                .validate()
+                .unwrap_err()
+                .contains("console.inventory_url")
+        );
+        settings.inventory_url = "ftp://host/".into();
+        assert!(settings.validate().is_err());
+        settings.inventory_url = "https://inventory.internal:8443".into();
+        assert_eq!(settings.validate(), Ok(()));
     }
 }

@@ -44,6 +44,11 @@ impl Service for Orchestrator {
         default_settings()
     }
 
+    /// The console's participant URLs.
+    fn validate(settings: &Settings) -> Result<(), String> {
+        settings.console.validate()
+    }
+
     fn openapi() -> utoipa::openapi::OpenApi {
         crate::api_doc::ApiDoc::openapi()
     }

@@ -1,5 +1,6 @@
 //! `/api/admin/*`: operator endpoints (the operator token, [`super::auth::guard`]): list,
-//! replay and delete this service's dead letters ([`crate::messaging::dead_letters`]).
+//! group by reason, replay (some, a group, all) and delete this service's dead letters
+//! ([`crate::messaging::dead_letters`]).
 //!
 //! A service adds them with `.merge(admin::router(SERVICE, queue, &settings))` and documents
 //! them with `modifiers(&AdminDocs)`; other operator routes get the same guard from [`protect`].
@@ -20,6 +21,7 @@ use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::{JsonBody, Violations};
 use super::query::{FromQuery, Limit, Offset, Params, QueryFields};
 use crate::configuration::ServiceSettings;
+use crate::messaging::dead_letters::groups::{DeadLetterGroup, DeadLetterGroups};
 use crate::messaging::dead_letters::{
     DeadLetter, DeadLetterError, DeadLetterPage, DeadLetterQueue, RefusedReplay, ReplayReport,
     Selection,
@@ -31,6 +33,8 @@ pub const SECURITY_SCHEME: &str = super::auth::docs::OPERATOR_SCHEME;
 
 const MAX_REPLAY_IDS: usize = 1_000;
 const MAX_ID_CHARS: usize = 128;
+/// A reason is a short code (`invalid_payload`); this only bounds what a request may send.
+const MAX_REASON_CHARS: usize = 128;
 
 /// What the dead-letter routes share: this service's DLQ.
 #[derive(Clone)]
@@ -50,6 +54,7 @@ pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router 
     };
     let routes = Router::new()
         .route("/api/admin/dead-letters", get(list_dead_letters))
+        .route("/api/admin/dead-letters/groups", get(dead_letter_groups))
         .route("/api/admin/dead-letters/replay", post(replay_dead_letters))
         .route(
             "/api/admin/dead-letters/{message_id}",
@@ -119,7 +124,25 @@ pub async fn list_dead_letters(
     Ok(Json(page))
 }
 
-/// Which dead letters to replay: give exactly one of the two fields.
+/// Counts this service's dead letters by failure reason (up to 10,000 messages looked at), the
+/// biggest group first, without consuming them.
+#[utoipa::path(get, path = "/api/admin/dead-letters/groups", tag = "admin",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The DLQ by reason", body = DeadLetterGroups),
+        (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
+        (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
+    ))]
+pub async fn dead_letter_groups(
+    State(state): State<AdminState>,
+) -> Result<Json<DeadLetterGroups>, ApiError> {
+    let dead_letters = state.dead_letters.clone();
+    let groups = run(async move { dead_letters.groups().await }).await?;
+    Ok(Json(groups))
+}
+
+/// Which dead letters to replay: give exactly one of the three fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"message_ids": ["0193a0c4-7d2e-7c61-9b9e-2a4f0f6d1e01"]}))]
@@ -128,41 +151,70 @@ pub struct ReplayRequest {
     pub message_ids: Option<Vec<String>>,
     /// `true`: replay every message in the DLQ.
     pub all: Option<bool>,
+    /// Replay one group of `GET /api/admin/dead-letters/groups`: every message with this
+    /// reason (`unknown`: those without one).
+    #[schema(example = "invalid_payload")]
+    pub reason: Option<String>,
 }
 
 impl ReplayRequest {
     fn selection(self) -> Result<Selection, ApiError> {
-        match (self.all, self.message_ids) {
-            (Some(true), None) => Ok(Selection::All),
-            (Some(true), Some(_)) => Err(ApiError::invalid_field(
-                "body",
-                "give either `message_ids` or `\"all\": true`, not both",
-            )),
-            (_, Some(ids)) => {
-                let mut violations = Violations::default();
-                violations.check(
-                    (1..=MAX_REPLAY_IDS).contains(&ids.len()),
-                    "message_ids",
-                    format!("must hold 1 to {MAX_REPLAY_IDS} ids"),
-                );
-                for (index, id) in ids.iter().enumerate() {
-                    violations.check(
-                        (1..=MAX_ID_CHARS).contains(&id.chars().count()),
-                        format!("message_ids[{index}]"),
-                        format!("must be 1 to {MAX_ID_CHARS} characters long"),
-                    );
-                }
-                violations.finish(Selection::Ids(ids.into_iter().collect::<BTreeSet<_>>()))
-            }
-            (_, None) => Err(ApiError::invalid_field(
-                "message_ids",
-                "give `message_ids` (1 to 1000 ids) or `\"all\": true`",
-            )),
+        let all = self.all == Some(true);
+        let given = usize::from(all)
+            + usize::from(self.message_ids.is_some())
+            + usize::from(self.reason.is_some());
+        if given > 1 {
+            let field = if self.reason.is_some() {
+                "reason"
+            } else {
+                "message_ids"
+            };
+            return Err(ApiError::invalid_field(
+                field,
+                "give exactly one of `message_ids`, `reason` and `\"all\": true`",
+            ));
         }
+        if all {
+            return Ok(Selection::All);
+        }
+        if let Some(reason) = self.reason {
+            let mut violations = Violations::default();
+            violations.check(
+                (1..=MAX_REASON_CHARS).contains(&reason.chars().count()),
+                "reason",
+                format!("must be 1 to {MAX_REASON_CHARS} characters long"),
+            );
+            violations.check(
+                !crate::nul::has_nul(&reason),
+                "reason",
+                crate::nul::NUL_RULE,
+            );
+            return violations.finish(Selection::Reason(reason));
+        }
+        let Some(ids) = self.message_ids else {
+            return Err(ApiError::invalid_field(
+                "message_ids",
+                "give `message_ids` (1 to 1000 ids), a `reason` or `\"all\": true`",
+            ));
+        };
+        let mut violations = Violations::default();
+        violations.check(
+            (1..=MAX_REPLAY_IDS).contains(&ids.len()),
+            "message_ids",
+            format!("must hold 1 to {MAX_REPLAY_IDS} ids"),
+        );
+        for (index, id) in ids.iter().enumerate() {
+            violations.check(
+                (1..=MAX_ID_CHARS).contains(&id.chars().count()),
+                format!("message_ids[{index}]"),
+                format!("must be 1 to {MAX_ID_CHARS} characters long"),
+            );
+        }
+        violations.finish(Selection::Ids(ids.into_iter().collect::<BTreeSet<_>>()))
     }
 }
 
-/// Replays dead letters: republishes each (with publisher confirms) to its original exchange and
+/// Replays dead letters (some ids, one reason's group, or all): republishes each (with publisher confirms) to its original exchange and
 /// routing key without the failure headers, then removes it from the DLQ. A message older than
 /// `retention.inbox_window` is not replayed: it stays in the DLQ and is listed in `refused`
 /// (`outside_dedup_window`), since the inbox may have forgotten it and it could take effect twice.
@@ -176,7 +228,7 @@ impl ReplayRequest {
         (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Neither or both of `message_ids` and `all`, or a bad id", body = ErrorBody),
+        (status = 422, description = "Not exactly one of `message_ids`, `reason` and `all`, or a bad id or reason", body = ErrorBody),
         (status = 503, description = "RabbitMQ is unreachable", body = ErrorBody),
     ))]
 pub async fn replay_dead_letters(
@@ -243,9 +295,9 @@ pub async fn delete_dead_letter(
 /// The admin routes' OpenAPI document; services merge it in through [`AdminDocs`].
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_dead_letters, replay_dead_letters, delete_dead_letter),
+    paths(list_dead_letters, dead_letter_groups, replay_dead_letters, delete_dead_letter),
     components(schemas(
-        DeadLetterPage, DeadLetter, ReplayRequest, ReplayReport, RefusedReplay, DeleteReport,
+        DeadLetterPage, DeadLetter, DeadLetterGroups, DeadLetterGroup, ReplayRequest, ReplayReport, RefusedReplay, DeleteReport,
         ErrorBody, FieldError
     )),
     modifiers(&BearerScheme),
@@ -272,10 +324,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replay_names_ids_or_all_but_not_both() {
+    fn a_replay_names_ids_a_reason_or_all_and_only_one() {
         let ids = ReplayRequest {
             message_ids: Some(vec!["a".into(), "b".into()]),
             all: None,
+            reason: None,
         };
         assert_eq!(
             ids.selection().unwrap(),
@@ -284,16 +337,36 @@ mod tests {
         let all = ReplayRequest {
             message_ids: None,
             all: Some(true),
+            reason: None,
         };
         assert_eq!(all.selection().unwrap(), Selection::All);
-        for (message_ids, all) in [
-            (None, None),
-            (None, Some(false)),
-            (Some(vec![]), None),
-            (Some(vec!["a".to_owned()]), Some(true)),
-            (Some(vec![String::new()]), None),
+        let group = ReplayRequest {
+            message_ids: None,
+            all: None,
+            reason: Some("invalid_payload".into()),
+        };
+        assert_eq!(
+            group.selection().unwrap(),
+            Selection::Reason("invalid_payload".into())
+        );
+        let reason = || Some("invalid_payload".to_owned());
+        for (message_ids, all, reason) in [
+            (None, None, None),
+            (None, Some(false), None),
+            (Some(vec![]), None, None),
+            (Some(vec!["a".to_owned()]), Some(true), None),
+            (Some(vec![String::new()]), None, None),
+            (Some(vec!["a".to_owned()]), None, reason()),
+            (None, Some(true), reason()),
+            (None, None, Some(String::new())),
         ] {
-            let error = ReplayRequest { message_ids, all }.selection().unwrap_err();
+            let error = ReplayRequest {
+                message_ids,
+                all,
+                reason,
+            }
+            .selection()
+            .unwrap_err();
             assert_eq!(error.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         }
     }

@@ -8,6 +8,10 @@
 //! the DLQ only after the broker confirmed its copy, and a duplicate is absorbed by the inbox.
 //! That holds only while the inbox remembers the message, so a replay leaves a message older than
 //! the deduplication window in the DLQ and says so (`refused`), as the consumer would refuse it.
+//!
+//! - [`groups`]: the DLQ counted by failure reason, for replaying one group at once.
+
+pub mod groups;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -112,13 +116,20 @@ pub struct DeadLetterPage {
 pub enum Selection {
     All,
     Ids(BTreeSet<String>),
+    /// Every message of one group ([`groups`]): those whose reason is this one
+    /// ([`groups::UNKNOWN_REASON`] also takes those without a reason).
+    Reason(String),
 }
 
 impl Selection {
-    fn includes(&self, message_id: Option<&str>) -> bool {
+    fn includes(&self, delivery: &Delivery, message_id: Option<&str>) -> bool {
         match self {
             Self::All => true,
             Self::Ids(ids) => message_id.is_some_and(|id| ids.contains(id)),
+            Self::Reason(wanted) => match reason(delivery) {
+                Some(reason) => reason == *wanted,
+                None => wanted == groups::UNKNOWN_REASON,
+            },
         }
     }
 }
@@ -262,7 +273,7 @@ impl DeadLetterQueue {
                     break;
                 };
                 let message_id = message_id(&delivery);
-                if !selection.includes(message_id.as_deref()) {
+                if !selection.includes(&delivery, message_id.as_deref()) {
                     session.keep(&delivery);
                     continue;
                 }
@@ -443,8 +454,7 @@ impl DeadLetterQueue {
         DeadLetter {
             message_id: message_id(delivery),
             message_type,
-            reason: headers::text(table, headers::REASON)
-                .or_else(|| headers::text(table, headers::FIRST_DEATH_REASON)),
+            reason: reason(delivery),
             error: headers::text(table, headers::ERROR),
             attempts: headers::integer(table, headers::ATTEMPTS),
             first_failed_at: headers::text(table, headers::FIRST_FAILED_AT),
@@ -462,9 +472,7 @@ impl DeadLetterQueue {
 /// its saga's fields when the body is one of this fleet's envelopes, else its id alone.
 fn said(event: Event, delivery: &Delivery) {
     let id = message_id(delivery);
-    let table = delivery.properties.headers().clone().unwrap_or_default();
-    let reason = headers::text(&table, headers::REASON)
-        .or_else(|| headers::text(&table, headers::FIRST_DEATH_REASON));
+    let reason = reason(delivery);
     match serde_json::from_slice::<Envelope>(&delivery.data) {
         Ok(envelope) => {
             let mut line = Line::new(event, Subject::of(&envelope));
@@ -482,6 +490,13 @@ fn said(event: Event, delivery: &Delivery) {
             );
         }
     }
+}
+
+/// `x-dead-letter-reason`, else RabbitMQ's own `x-first-death-reason`.
+fn reason(delivery: &Delivery) -> Option<String> {
+    let table = delivery.properties.headers().as_ref()?;
+    headers::text(table, headers::REASON)
+        .or_else(|| headers::text(table, headers::FIRST_DEATH_REASON))
 }
 
 /// The AMQP `message_id`, else the `message_id` of a JSON envelope body.

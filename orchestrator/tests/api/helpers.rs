@@ -3,7 +3,9 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use orchestrator::configuration::{AdmissionSettings, IntakeSettings, SagaSettings, Settings};
+use orchestrator::configuration::{
+    AdmissionSettings, ConsoleSettings, IntakeSettings, SagaSettings, Settings,
+};
 use orchestrator::startup::Orchestrator;
 use saga_common::configuration::{RetentionSettings, ServiceSettings};
 use saga_common::shutdown::Shutdown;
@@ -11,7 +13,7 @@ use saga_common::testing::{
     PATIENCE, TestVhost, eventually, init_test_telemetry, service_settings, start,
 };
 
-/// One service of the fleet.
+/// One service of the fleet (`base` empty while it is not started).
 pub struct Service {
     pub base: String,
     pub db_url: String,
@@ -22,6 +24,8 @@ pub struct TestFleet {
     pub orchestrator: Service,
     pub payment: Service,
     pub inventory: Service,
+    /// Started only with `FleetOptions::with_notification` (else `base` and `db_url` are empty).
+    pub notification: Service,
     pub vhost: TestVhost,
     /// Sends the operator token on every request.
     pub client: reqwest::Client,
@@ -55,6 +59,9 @@ pub struct FleetOptions {
     pub intake: IntakeSettings,
     /// The orchestrator's `admission` section.
     pub admission: AdmissionSettings,
+    /// Start the notification service too (its own database; the mail it sends goes nowhere:
+    /// no SMTP server is started).
+    pub with_notification: bool,
 }
 
 impl Default for FleetOptions {
@@ -66,12 +73,35 @@ impl Default for FleetOptions {
             retention: RetentionSettings::default(),
             intake: IntakeSettings::default(),
             admission: AdmissionSettings::default(),
+            with_notification: false,
         }
     }
 }
 
 pub async fn spawn_fleet() -> TestFleet {
     spawn_fleet_with(FleetOptions::default()).await
+}
+
+/// The whole fleet, the notification service included, as the console sees it.
+pub async fn spawn_console_fleet() -> TestFleet {
+    spawn_fleet_with(FleetOptions {
+        with_notification: true,
+        ..FleetOptions::default()
+    })
+    .await
+}
+
+/// A port free on 127.0.0.1 now: for a participant started later, so the orchestrator's console
+/// settings can name it, and for a service that is never started (nothing answers there).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("no free port")
+}
+
+fn local_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
 }
 
 async fn start_payment_app(settings: ServiceSettings, shutdown: &Shutdown) -> String {
@@ -92,20 +122,71 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
     let shutdown = Shutdown::new();
 
     let defaults = orchestrator::configuration::default_settings();
+    let mut payment_settings =
+        service_settings(payment::startup::default_settings(), "payment", &vhost).await;
+    let mut inventory_settings =
+        service_settings(inventory::startup::default_settings(), "inventory", &vhost).await;
+    payment_settings.retention = options.retention.clone();
+    inventory_settings.retention = options.retention.clone();
+
+    // The participants first, so the orchestrator's console knows their addresses; one started
+    // later gets a port reserved now.
+    let payment_db = payment_settings.database.url.expose().to_owned();
+    let (payment_base, payment_settings) = if options.with_payment {
+        (start_payment_app(payment_settings, &shutdown).await, None)
+    } else {
+        let port = free_port();
+        payment_settings.application.port = port;
+        (local_url(port), Some(payment_settings))
+    };
+    let inventory_db = inventory_settings.database.url.expose().to_owned();
+    let (inventory_base, inventory_settings) = if options.with_inventory {
+        (
+            start_inventory_app(inventory_settings, &shutdown).await,
+            None,
+        )
+    } else {
+        let port = free_port();
+        inventory_settings.application.port = port;
+        (local_url(port), Some(inventory_settings))
+    };
+    let notification = if options.with_notification {
+        let mut settings = notification::startup::default_settings();
+        settings.service = service_settings(settings.service, "notification", &vhost).await;
+        settings.service.retention = options.retention.clone();
+        // Nothing listens there: mails fail and are retried, which no console test reads.
+        settings.notify.smtp_port = free_port();
+        let db_url = settings.service.database.url.expose().to_owned();
+        Service {
+            base: start::<notification::startup::Notification>(settings, &shutdown)
+                .await
+                .0,
+            db_url,
+        }
+    } else {
+        Service {
+            base: String::new(),
+            db_url: String::new(),
+        }
+    };
+
+    let console = ConsoleSettings {
+        payment_url: payment_base.clone(),
+        inventory_url: inventory_base.clone(),
+        notification_url: if notification.base.is_empty() {
+            local_url(free_port())
+        } else {
+            notification.base.clone()
+        },
+    };
     let mut orchestrator_settings = Settings {
         service: service_settings(defaults.service, "orchestrator", &vhost).await,
         saga: options.saga,
         intake: options.intake,
         admission: options.admission,
+        console,
     };
-    let mut payment_settings =
-        service_settings(payment::startup::default_settings(), "payment", &vhost).await;
-    let mut inventory_settings =
-        service_settings(inventory::startup::default_settings(), "inventory", &vhost).await;
-    orchestrator_settings.service.retention = options.retention.clone();
-    payment_settings.retention = options.retention.clone();
-    inventory_settings.retention = options.retention;
-
+    orchestrator_settings.service.retention = options.retention;
     let orchestrator = Service {
         db_url: orchestrator_settings
             .service
@@ -117,27 +198,21 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
             .await
             .0,
     };
-    let payment_db = payment_settings.database.url.expose().to_owned();
-    let (payment_base, payment_settings) = if options.with_payment {
-        (start_payment_app(payment_settings, &shutdown).await, None)
-    } else {
-        (String::new(), Some(payment_settings))
-    };
+    // A participant not started yet has no address in the fleet until it starts.
     let payment = Service {
-        base: payment_base,
+        base: if options.with_payment {
+            payment_base
+        } else {
+            String::new()
+        },
         db_url: payment_db,
     };
-    let inventory_db = inventory_settings.database.url.expose().to_owned();
-    let (inventory_base, inventory_settings) = if options.with_inventory {
-        (
-            start_inventory_app(inventory_settings, &shutdown).await,
-            None,
-        )
-    } else {
-        (String::new(), Some(inventory_settings))
-    };
     let inventory = Service {
-        base: inventory_base,
+        base: if options.with_inventory {
+            inventory_base
+        } else {
+            String::new()
+        },
         db_url: inventory_db,
     };
 
@@ -145,6 +220,7 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         orchestrator,
         payment,
         inventory,
+        notification,
         vhost,
         client: saga_common::testing::operator_client(),
         anonymous: reqwest::Client::new(),

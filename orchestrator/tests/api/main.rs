@@ -1,5 +1,6 @@
-//! Orchestrator integration tests: the whole fleet (orchestrator, payment, inventory) in this
-//! process, against the real PostgreSQL and RabbitMQ, each test in its own databases and vhost.
+//! Orchestrator integration tests: the whole fleet (orchestrator, payment, inventory, and the
+//! notification service for the console) in this process, against the real PostgreSQL and
+//! RabbitMQ, each test in its own databases and vhost.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,7 @@ mod admission;
 mod analytics;
 mod api_validation;
 mod auth;
+mod console;
 mod hardening;
 mod health_and_docs;
 mod lifecycle;

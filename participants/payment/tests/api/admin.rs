@@ -1,4 +1,5 @@
-//! `/api/admin/dead-letters`: the token, listing, deleting, and replaying a fixed message.
+//! `/api/admin/dead-letters`: the token, listing, grouping by reason, deleting, and replaying a
+//! fixed message or a whole group.
 
 use lapin::BasicProperties;
 use reqwest::StatusCode;
@@ -11,10 +12,11 @@ use saga_common::testing::{ADMIN_TOKEN, PATIENCE, eventually, execute, publish_r
 
 use crate::helpers::{TestApp, charge, spawn_app, spawn_app_with};
 
-/// The three admin routes, as (method, path, body).
-fn admin_routes() -> [(reqwest::Method, &'static str, Option<Value>); 3] {
+/// The four admin routes, as (method, path, body).
+fn admin_routes() -> [(reqwest::Method, &'static str, Option<Value>); 4] {
     [
         (reqwest::Method::GET, "/api/admin/dead-letters", None),
+        (reqwest::Method::GET, "/api/admin/dead-letters/groups", None),
         (
             reqwest::Method::POST,
             "/api/admin/dead-letters/replay",
@@ -180,6 +182,7 @@ async fn bad_admin_requests_are_refused_with_the_field_at_fault() {
         json!({"all": false}),
         json!({"all": true, "message_ids": ["a"]}),
         json!({"everything": true}),
+        json!({"reason": ""}),
     ] {
         let response = app.replay_dead_letters(&body).await;
         assert_eq!(
@@ -187,6 +190,19 @@ async fn bad_admin_requests_are_refused_with_the_field_at_fault() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{body}"
         );
+    }
+    for body in [
+        json!({"reason": "invalid_payload", "all": true}),
+        json!({"reason": "invalid_payload", "message_ids": ["a"]}),
+    ] {
+        let response = app.replay_dead_letters(&body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["details"][0]["field"], "reason", "{body}");
     }
     let not_json = app
         .client
@@ -356,4 +372,77 @@ async fn a_charge_older_than_the_dedup_window_is_dead_lettered_unapplied_and_not
     );
     assert_eq!(app.balance("c-1").await, 900, "only the later charge");
     assert!(app.payments(order).await.is_empty());
+}
+
+async fn dead_letter_groups(app: &TestApp) -> Value {
+    let response = app
+        .client
+        .get(format!("{}/api/admin/dead-letters/groups", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn dead_letters_are_grouped_by_reason_and_one_group_is_replayed() {
+    let app = spawn_app().await;
+    app.fund("c-1", 1_000).await;
+    let mut replies = app.replies().await;
+    for id in ["bad-1", "bad-2"] {
+        publish_raw(
+            &app.vhost.amqp_url,
+            topology::COMMANDS_EXCHANGE,
+            contracts::ChargePayment::TYPE,
+            b"not json",
+            BasicProperties::default().with_message_id(id.into()),
+        )
+        .await;
+    }
+    app.dead_letters(2).await;
+    break_accounts(&app).await;
+    let order = Uuid::now_v7();
+    app.send_command(&charge(order, "c-1", 400)).await;
+    app.dead_letters(3).await;
+
+    let read = dead_letter_groups(&app).await;
+    assert_eq!(read["queue"], "payment.commands.dlq");
+    assert_eq!((&read["total"], &read["scanned"]), (&json!(3), &json!(3)));
+    let groups = read["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{read}");
+    assert_eq!(groups[0]["reason"], "malformed_message");
+    assert_eq!(groups[0]["count"], 2);
+    assert_eq!(groups[1]["reason"], "retries_exhausted");
+    assert_eq!(groups[1]["count"], 1);
+    for group in groups {
+        let first: chrono::DateTime<chrono::Utc> =
+            group["first_seen"].as_str().unwrap().parse().unwrap();
+        let last: chrono::DateTime<chrono::Utc> =
+            group["last_seen"].as_str().unwrap().parse().unwrap();
+        assert!(first <= last, "{group}");
+    }
+
+    mend_accounts(&app).await;
+    let replayed = app
+        .replay_dead_letters(&json!({"reason": "retries_exhausted"}))
+        .await;
+    assert_eq!(replayed.status(), StatusCode::OK);
+    let report: Value = replayed.json().await.unwrap();
+    assert_eq!(
+        report,
+        json!({"replayed": 1, "not_found": [], "failed": [], "refused": []})
+    );
+    let answer = replies.next().await;
+    assert_eq!(answer.message_type, contracts::PaymentCharged::TYPE);
+    assert_eq!(answer.saga_id, order);
+    assert_eq!(app.balance("c-1").await, 600);
+
+    // The other group stayed, whole.
+    app.dead_letters(2).await;
+    let left = dead_letter_groups(&app).await;
+    assert_eq!(left["groups"].as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left["groups"][0]["reason"], "malformed_message");
+    assert_eq!(left["groups"][0]["count"], 2);
 }

@@ -26,6 +26,11 @@ async fn the_openapi_document_describes_the_admin_routes_and_their_bearer_token(
             &["200", "401", "403", "422", "503"][..],
         ),
         (
+            "/api/admin/dead-letters/groups",
+            "get",
+            &["200", "401", "403", "503"][..],
+        ),
+        (
             "/api/admin/dead-letters/replay",
             "post",
             &["200", "400", "401", "403", "413", "415", "422", "503"][..],
