@@ -27,6 +27,36 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../console/app.js"),
     },
     Asset {
+        name: "core.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/core.js"),
+    },
+    Asset {
+        name: "overview.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/overview.js"),
+    },
+    Asset {
+        name: "sagas.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/sagas.js"),
+    },
+    Asset {
+        name: "saga.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/saga.js"),
+    },
+    Asset {
+        name: "deadletters.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/deadletters.js"),
+    },
+    Asset {
+        name: "ops.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/ops.js"),
+    },
+    Asset {
         name: "app.css",
         media_type: "text/css; charset=utf-8",
         body: include_str!("../../console/app.css"),
