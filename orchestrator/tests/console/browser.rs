@@ -182,22 +182,42 @@ impl Browser {
             (state[0] == page && state[1] == "ready").then_some(())
         })
         .await;
-        assert!(
-            found.is_some(),
-            "the {page} page was not ready within {PATIENCE:?}; last seen [page, state, alert]: {}",
-            last.borrow()
-        );
+        if found.is_none() {
+            panic!(
+                "the {page} page was not ready within {PATIENCE:?}; last seen [page, state, \
+                 alert]: {}\n{}",
+                last.borrow(),
+                self.dump().await
+            );
+        }
+    }
+
+    /// The page as it is (the URL and `main#page`, shortened), for a failure's message.
+    pub async fn dump(&self) -> String {
+        let script = "const m = document.querySelector('main#page');
+            return location.href + '\\n' + (m ? m.outerHTML : document.body.outerHTML).slice(0, 6000);";
+        match self.client.execute(script, vec![]).await {
+            Ok(Value::String(html)) => format!("the page: {html}"),
+            other => format!("the page could not be read: {other:?}"),
+        }
     }
 
     /// Waits until `css` matches an element and returns it.
     pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
+        let found = self
+            .client
             .wait()
             .at_most(PATIENCE)
             .every(Duration::from_millis(50))
             .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|error| panic!("no element {css} within {PATIENCE:?}: {error}"))
+            .await;
+        match found {
+            Ok(element) => element,
+            Err(error) => panic!(
+                "no element {css} within {PATIENCE:?}: {error}\n{}",
+                self.dump().await
+            ),
+        }
     }
 
     /// Waits until nothing matches `css`.
@@ -253,7 +273,14 @@ impl Browser {
             check(&text).then_some(text)
         })
         .await;
-        found.unwrap_or_else(|| panic!("{css} never showed {what}; last text: {:?}", last.borrow()))
+        if let Some(text) = found {
+            return text;
+        }
+        panic!(
+            "{css} never showed {what}; last text: {:?}\n{}",
+            last.borrow(),
+            self.dump().await
+        )
     }
 
     pub async fn count(&self, css: &str) -> usize {

@@ -15,5 +15,6 @@ mod browser;
 
 mod dead_letters;
 mod layout;
+mod notifications;
 mod sagas;
 mod signin;

@@ -3,12 +3,12 @@
 
 use crate::browser::{Browser, turn};
 use crate::helpers::ADMIN_TOKEN;
-use crate::helpers::{order_body, spawn_fleet};
+use crate::helpers::{order_body, spawn_console_fleet};
 
 #[tokio::test]
 async fn a_refused_token_shows_an_error_and_the_right_one_opens_the_overview() {
     let _turn = turn().await;
-    let fleet = spawn_fleet().await;
+    let fleet = spawn_console_fleet().await;
     // Something for the chart and today's summary to show.
     fleet.set_balance("signin-ann", 10_000).await;
     fleet.set_stock("signin-lamp", 10).await;
@@ -53,7 +53,7 @@ async fn a_refused_token_shows_an_error_and_the_right_one_opens_the_overview() {
     browser.click("#signin-submit").await;
     browser.wait_page("overview").await;
     browser.wait_for("#overview-chart svg").await;
-    for service in ["orchestrator", "payment", "inventory"] {
+    for service in ["orchestrator", "payment", "inventory", "notification"] {
         let row = format!("#overview-services tr[data-service={service}]");
         browser
             .wait_text(&row, "the service ready", |text| {
