@@ -17,11 +17,14 @@ use utoipa::OpenApi;
         crate::saga::bulk::bulk_retry,
         crate::saga::bulk::bulk_compensate,
         crate::analytics::api::get_summary,
+        crate::console::overview::get_overview,
+        crate::console::proxy::forward,
     ),
     tags(
         (name = "orders", description = "Place orders and follow their sagas"),
         (name = "operations", description = "Operators: search sagas, retry or compensate one or many (bearer token)"),
         (name = "analytics", description = "Operators: sales over a range of minutes, from rollups (bearer token)"),
+        (name = "console", description = "Operators: the API behind the console at `/console` (bearer token)"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 use saga_common::configuration::ServiceSettings;
+use saga_common::http::health::Readiness;
 use saga_common::messaging::{BrokerStatus, topology};
 use saga_common::retention::{Retention, Rule};
 use saga_common::service::{self, Foundation, Parts, Service, Task, TaskError};
@@ -106,7 +107,15 @@ impl Service for Orchestrator {
             .merge(saga_common::http::auth::protect(crate::analytics::router(
                 state.clone(),
             )))
-            .merge(crate::console::router());
+            .merge(crate::console::router(crate::console::ConsoleState::new(
+                state.clone(),
+                &settings.console,
+                Readiness {
+                    db: foundation.db.clone(),
+                    broker: foundation.broker.clone(),
+                    auth_disabled: false,
+                },
+            )));
         let handler = SagaReplies {
             settings: settings.saga.clone(),
             admission: admission.clone(),

@@ -178,6 +178,12 @@ impl ApiError {
         )
     }
 
+    /// 502 `peer_unavailable`: a service this one forwards to (the console's proxy) did not
+    /// answer; the client may retry.
+    pub fn peer_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "peer_unavailable", message)
+    }
+
     /// 503 `overloaded`: the service is healthy but full and takes no more work for now; the
     /// caller adds the `Retry-After` ([`Self::with_retry_after`]). Not logged here: a service
     /// shedding load refuses many requests and says so itself, a few times, not once each.

@@ -342,8 +342,7 @@ fn summarise(
         success_rate: ratio(total.completed),
         revenue_cents: total.revenue_cents,
         mean_duration_ms: ratio(total.duration_ms_sum),
-        p95_duration_ms: percentile_bucket(&total.buckets, 95)
-            .and_then(|i| DURATION_BOUNDS_MS.get(i).copied()),
+        p95_duration_ms: percentile_ms(&total.buckets, 95),
         duration_buckets: total
             .buckets
             .iter()
@@ -359,6 +358,14 @@ fn summarise(
         top_products_by_quantity: by_quantity,
         top_products_by_revenue: by_revenue,
     }
+}
+
+/// The duration `percent` % of the sagas counted in `buckets` (the rollup's histogram) took less
+/// than: the bound of the bucket where the running count reaches `percent` %. `None` when the
+/// buckets are empty or that is the last, open bucket. The summary's p95 and the console's
+/// p50/p99.
+pub fn percentile_ms(buckets: &[i64], percent: i64) -> Option<i64> {
+    percentile_bucket(buckets, percent).and_then(|i| DURATION_BOUNDS_MS.get(i).copied())
 }
 
 /// The first bucket at which the counts so far reach `percent` % of all; `None` when empty.
@@ -427,6 +434,12 @@ mod tests {
         assert_eq!(percentile_bucket(&[94, 6, 0], 95), Some(1));
         assert_eq!(percentile_bucket(&[0, 19, 1], 95), Some(1));
         assert_eq!(percentile_bucket(&[0, 18, 2], 95), Some(2));
+        let mut buckets = [0; DURATION_BUCKETS];
+        assert_eq!(percentile_ms(&buckets, 50), None);
+        buckets[1] = 50;
+        buckets[DURATION_BUCKETS - 1] = 50;
+        assert_eq!(percentile_ms(&buckets, 50), Some(DURATION_BOUNDS_MS[1]));
+        assert_eq!(percentile_ms(&buckets, 99), None, "the last bucket is open");
     }
 
     #[test]

@@ -39,7 +39,7 @@ const REASONS: [FailureReason; 3] = [
 ];
 
 /// The states of a saga in flight: the `state` label's values.
-const IN_FLIGHT_STATES: [&str; 4] = [
+pub const IN_FLIGHT_STATES: [&str; 4] = [
     "AWAITING_PAYMENT",
     "AWAITING_STOCK",
     "RELEASING_STOCK",
