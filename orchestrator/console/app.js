@@ -5,7 +5,7 @@
 // Pages live in overview.js, sagas.js, saga.js, deadletters.js, ops.js (bulk, notifications).
 
 import {
-  api, AuthError, h, fill, main, setState, token, setSignOutHandler, signOut, errorBox,
+  api, ApiError, AuthError, h, fill, main, setState, token, setSignOutHandler, signOut, errorBox,
 } from './core.js';
 import { overviewPage } from './overview.js';
 import { sagasPage } from './sagas.js';
@@ -95,7 +95,7 @@ function route() {
     setNav('');
     startPage('not-found', 'Not found');
     main().append(h('h1', {}, 'No such page'),
-      errorBox({ code: 'not_found', message: `There is no console page at #${path}.` }),
+      errorBox(new ApiError(404, 'not_found', `There is no console page at #${path}.`)),
       h('p', {}, h('a', { href: '#/overview' }, 'Go to the overview')));
     setState('error');
     return;
@@ -114,15 +114,18 @@ function signin() {
   });
   const error = h('p', { id: 'signin-error', role: 'alert', class: 'alert', hidden: true });
   const submit = h('button', { id: 'signin-submit', type: 'submit', class: 'primary' }, 'Sign in');
+  const notice = h('p', { id: 'signin-notice', role: 'status', class: 'notice', hidden: true });
   const form = h('form', { id: 'signin', class: 'card signin', novalidate: true },
     h('h1', {}, 'Sign in to the saga console'),
     h('p', { class: 'muted' },
       'Use the operator token (APP__AUTH__OPERATOR_TOKEN). It is kept for this browser tab only.'),
     h('div', { class: 'field' }, h('label', { for: 'token' }, 'Operator token'), input),
-    error, submit);
+    notice, error, submit);
   if (signinMessage) {
-    fill(error, signinMessage);
-    error.hidden = false;
+    // A refusal is an error; signing out on purpose is only a notice.
+    const slot = signinMessage.refused ? error : notice;
+    fill(slot, signinMessage.text);
+    slot.hidden = false;
     signinMessage = null;
   }
   form.addEventListener('submit', async (event) => {
@@ -142,6 +145,7 @@ function signin() {
     } catch (err) {
       if (err instanceof AuthError) {
         token.clear();
+        notice.hidden = true;
         fill(error, err.message);
         error.hidden = false;
         submit.disabled = false;
@@ -162,10 +166,10 @@ function signin() {
   input.focus();
 }
 
-setSignOutHandler((message) => {
+setSignOutHandler((message, quiet) => {
   leave();
   generation++;
-  signinMessage = message || null;
+  signinMessage = message ? { text: message, refused: !quiet } : null;
   if (location.hash && location.hash !== '#/' && location.hash !== '#') {
     afterSignin = location.hash;
   }
@@ -173,7 +177,7 @@ setSignOutHandler((message) => {
 });
 
 document.getElementById('signout').addEventListener('click', () => {
-  signOut('Signed out. The token was removed from this tab.');
+  signOut('Signed out. The token was removed from this tab.', true);
   afterSignin = '#/overview';
   history.replaceState(null, '', '#/');
 });

@@ -211,9 +211,9 @@ export function showError(slot, err) {
 
 let onSignOut = () => {};
 export const setSignOutHandler = (fn) => { onSignOut = fn; };
-export function signOut(message) {
+export function signOut(message, quiet = false) {
   token.clear();
-  onSignOut(message);
+  onSignOut(message, quiet);
 }
 
 // ---- confirmation --------------------------------------------------------------------------

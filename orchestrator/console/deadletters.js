@@ -7,7 +7,7 @@
 //   #dl-result, then both lists reload.
 
 import {
-  api, h, fill, when, badge, setState, showError, errorBox, confirmAction, tableWrap, num,
+  api, h, fill, plural, when, badge, setState, showError, errorBox, confirmAction, tableWrap, num,
   AuthError, signOut,
 } from './core.js';
 
@@ -71,16 +71,19 @@ export function deadLettersPage(ctx) {
         const pick = { service, queue: data.queue, reason: group.reason, count: group.count };
         const show = h('button', { type: 'button', class: 'dl-show' }, 'Show messages');
         const replay = h('button', { type: 'button', class: 'dl-replay-group' },
-          `Replay ${num(group.count)}`);
+          `Replay ${plural(group.count, 'message')}`);
         show.addEventListener('click', () => { select(pick); });
         replay.addEventListener('click', () => replayGroup(pick));
         const tr = h('tr', { 'data-service': service, 'data-reason': group.reason ?? '',
           class: selected && selected.service === service && selected.reason === group.reason
             ? 'selected' : null },
         h('td', { class: 'mono' }, data.queue), h('td', {}, group.reason ?? '(none)'),
-        h('td', { class: 'num' }, `${num(group.count)} messages`),
+        h('td', { class: 'num' }, plural(group.count, 'message')),
         h('td', {}, when(group.first_seen)), h('td', {}, when(group.last_seen)),
         h('td', { class: 'actions' }, show, replay));
+        // The whole row picks the group too (the buttons stay the keyboard's way in).
+        tr.addEventListener('click', (event) => { if (!event.target.closest('button, a')) select(pick); });
+        tr.classList.add('pickable');
         rows.push(tr);
       }
       if (data.scanned !== undefined && data.total !== undefined && data.scanned < data.total) {
@@ -174,9 +177,9 @@ export function deadLettersPage(ctx) {
   };
 
   const replayGroup = (pick) => run(
-    `Replay ${num(pick.count)} messages of reason ${pick.reason ?? '(none)'} from ${pick.queue}? ` +
+    `Replay ${plural(pick.count, 'message')} of reason ${pick.reason ?? '(none)'} from ${pick.queue}? ` +
     `Each is published again to the exchange and routing key it was first sent to, and leaves ${pick.queue}.`,
-    `Replay ${num(pick.count)} messages`,
+    `Replay ${plural(pick.count, 'message')}`,
     () => api(`${base(pick.service)}/replay`, { method: 'POST', body: { reason: pick.reason } }),
     replayReport);
 

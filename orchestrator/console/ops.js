@@ -7,7 +7,7 @@
 
 import {
   api, h, fill, when, badge, toneOf, setState, showError, errorBox, confirmAction, field, select,
-  tableWrap, num, AuthError, signOut, STATE_OPTIONS, STATUS_OPTIONS, REASON_OPTIONS, markInvalid,
+  tableWrap, num, plural, AuthError, signOut, STATE_OPTIONS, STATUS_OPTIONS, REASON_OPTIONS, markInvalid,
 } from './core.js';
 
 const BULK_IDS = {
@@ -33,7 +33,7 @@ export function bulkPage(ctx) {
     field('Search', input('b-q', { type: 'search', placeholder: 'order id or correlation id' })),
     field('Action', select('b-action', [['retry', 'Retry (resend the pending command)'],
       ['compensate', 'Compensate (undo and fail)']], 'retry')),
-    field('At most', input('b-limit', { type: 'number', min: 1, max: 10000, value: '100', size: 6 })),
+    field('At most (1–1000)', input('b-limit', { type: 'number', min: 1, max: 1000, value: '100', size: 6 })),
     h('div', { class: 'field buttons' }, dry, runBtn));
   const alertSlot = h('div', { class: 'alert-slot' });
   const result = h('div', { id: 'bulk-result', role: 'status', class: 'card result' },
@@ -59,7 +59,12 @@ export function bulkPage(ctx) {
   };
 
   let checked = null; // the JSON of the request the last successful dry run was for
-  const disarm = () => { checked = null; runBtn.disabled = true; };
+  let planned = 0; // how many sagas that dry run named
+  const disarm = () => {
+    checked = null;
+    runBtn.disabled = true;
+    runBtn.textContent = 'Run for real';
+  };
   form.addEventListener('input', disarm);
   form.addEventListener('change', disarm);
 
@@ -85,12 +90,14 @@ export function bulkPage(ctx) {
       fill(result, h('h2', {}, `Dry run: ${request.action}`),
         h('p', {}, h('strong', { id: 'bulk-matched' }, num(answer.matched)),
           ` saga${answer.matched === 1 ? '' : 's'} match ${describe(request.filter)}` +
-          (answer.matched_capped ? ` (capped at the limit; there may be more)` : '') + '.'),
-        ids.length ? idList(ids) : h('p', { class: 'muted' }, 'Nothing to do.'),
+          (answer.matched_capped ? ' (counting stopped at 10,000: there may be more)' : '') + '.'),
+        ids.length ? [h('p', {}, `A run acts on the newest ${plural(ids.length, 'saga')}, listed here:`),
+          idList(ids)] : h('p', { class: 'muted' }, 'Nothing to do.'),
         h('p', { class: 'muted small' }, 'Nothing was changed. "Run for real" acts on the sagas matching at that moment.'));
       checked = JSON.stringify(request);
-      runBtn.disabled = answer.matched === 0;
-      runBtn.textContent = `Run: ${request.action} up to ${num(answer.matched)} saga${answer.matched === 1 ? '' : 's'}`;
+      planned = ids.length;
+      runBtn.disabled = ids.length === 0;
+      runBtn.textContent = `Run: ${request.action} ${plural(ids.length, 'saga')}`;
       setState('ready');
     } catch (err) {
       if (!ctx.alive()) return;
@@ -105,12 +112,12 @@ export function bulkPage(ctx) {
   runBtn.addEventListener('click', async () => {
     const request = read();
     if (JSON.stringify(request) !== checked) { disarm(); return; }
-    const matched = document.getElementById('bulk-matched')?.textContent ?? '?';
     const verb = request.action === 'retry'
       ? 'Retry (resend the pending command of)'
       : 'Compensate (undo and fail with reason timed_out)';
-    const ok = await confirmAction(`${verb} ${matched} saga(s) matching ${describe(request.filter)}? ` +
-      'Sagas that ended in the meantime are skipped.', `${request.action === 'retry' ? 'Retry' : 'Compensate'} ${matched} sagas`);
+    const ok = await confirmAction(`${verb} up to ${plural(planned, 'saga')} matching ` +
+      `${describe(request.filter)}? The newest matching now are taken; those that ended in the ` +
+      'meantime are skipped and reported.', `${request.action === 'retry' ? 'Retry' : 'Compensate'} ${plural(planned, 'saga')}`);
     if (!ok || !ctx.alive()) return;
     runBtn.disabled = true;
     setState('loading');
@@ -122,14 +129,16 @@ export function bulkPage(ctx) {
         h('p', {}, h('strong', { id: 'bulk-matched' }, num(answer.matched)), ' matched · ',
           badge(`${num(answer.done ?? 0)} done`, 'ok'), ' ',
           badge(`${num(answer.skipped ?? 0)} skipped`, (answer.skipped ?? 0) ? 'warn' : 'info')),
-        idList(answer.order_ids || []),
+        answer.matched > (answer.order_ids || []).length
+          ? h('p', {}, `${num(answer.matched - (answer.order_ids || []).length)} more matched beyond the limit: ` +
+            'run a dry run again to take the next ones.') : null,
         results.length ? tableWrap(h('table', { id: 'bulk-results' },
           h('thead', {}, h('tr', {}, ['Order id', 'Outcome', 'Reason'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, results.map((r) => h('tr', {},
             h('td', {}, h('a', { href: `#/sagas/${r.order_id}`, class: 'mono' }, r.order_id)),
             h('td', {}, badge(r.outcome, r.outcome === 'done' ? 'ok' : 'warn')),
             h('td', {}, r.reason ?? '—')))))) : null);
-      checked = null;
+      disarm();
       setState('ready');
     } catch (err) {
       if (!ctx.alive()) return;
@@ -181,6 +190,11 @@ export function notificationsPage(ctx) {
     set('status', 'n-status'); set('kind', 'n-kind'); set('order_id', 'n-order');
     ctx.go(hashFor(params));
   });
+
+  // A picked status or kind applies at once (the order id on Enter or the button).
+  for (const id of ['n-status', 'n-kind']) {
+    form.querySelector(`#${id}`).addEventListener('change', () => form.requestSubmit());
+  }
 
   const resend = async (n) => {
     const ok = await confirmAction(`Resend the ${n.kind} notification to ${n.recipient ?? 'its recipient'}` +

@@ -69,8 +69,14 @@ export function overviewPage(ctx) {
       busy = false;
     }
   };
-  const timer = setInterval(load, REFRESH_MS);
-  ctx.onLeave(() => clearInterval(timer));
+  // A tab in the background does not poll: an open console should cost the fleet nothing.
+  const timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+  const onVisible = () => { if (!document.hidden) load(); };
+  document.addEventListener('visibilitychange', onVisible);
+  ctx.onLeave(() => {
+    clearInterval(timer);
+    document.removeEventListener('visibilitychange', onVisible);
+  });
   load();
 }
 
@@ -125,11 +131,12 @@ function serviceCells(svc) {
       ? span(outbox.oldest_age_seconds) : '—'));
   const letters = svc.dead_letters || [];
   const total = letters.reduce((sum, q) => sum + (q.count || 0), 0);
-  cells.push(h('td', { class: 'num' },
+  cells.push(h('td', { class: 'dlq' },
     letters.length === 0 ? h('span', { class: 'muted' }, '—')
       : h('a', { href: '#/dead-letters', title: letters.map((q) => `${q.queue}: ${q.count}`).join(', ') },
         total > 0 ? badge(plural(total, 'message'), 'warn') : '0 messages'),
-    letters.filter((q) => q.count > 0).map((q) =>
+    // Every queue on its own line, zeros too, so a count changing never adds a line.
+    letters.map((q) =>
       h('div', { class: 'small muted' }, `${q.queue}: ${num(q.count)}`))));
   return cells;
 }
@@ -167,7 +174,7 @@ function rates(counts, from, generatedAt) {
 }
 
 export function chart(perMinute, generatedAt) {
-  const W = 760, H = 240, L = 52, R = 16, T = 16, B = 50;
+  const W = 1000, H = 240, L = 60, R = 16, T = 16, B = 50;
   if (!perMinute || !perMinute.started) return h('p', { class: 'muted' }, 'No data.');
   const series = SERIES.map((def) => ({
     ...def, values: rates(perMinute[def.key] || [], perMinute.from, generatedAt),

@@ -6,7 +6,7 @@
 
 import {
   api, h, s, fill, when, badge, toneOf, setState, showError, errorBox, confirmAction, tableWrap,
-  money, num, localTime, ms, AuthError, signOut,
+  money, num, localTime, ms, AuthError, ApiError, signOut,
 } from './core.js';
 
 const PROXY = '/api/console/services';
@@ -42,6 +42,12 @@ export function sagaPage(ctx, orderId) {
       section('Reservation (as the inventory service holds it)', reservationView),
       section('Notifications', notificationView))));
 
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(orderId)) {
+    showError(alertSlot, new ApiError(422, 'validation_failed',
+      `"${orderId}" is not an order id (a UUID such as 01a252af-d286-76aa-b5d3-2c0e12c5dbf4).`));
+    for (const el of [timelineEl, lines, paymentView, reservationView, notificationView]) fill(el, '—');
+    return;
+  }
   let saga = null;
   const load = async () => {
     setState('loading');
@@ -108,7 +114,7 @@ export function sagaPage(ctx, orderId) {
 
   const act = async (action) => {
     const text = action === 'retry'
-      ? `Retry saga ${orderId}? The orchestrator resends the command it waits on (state ${saga?.state}) with its original message id, and restarts its deadline.`
+      ? `Retry saga ${orderId}? The orchestrator resends the command it waits on (state ${saga?.state}) with its original message id.`
       : `Compensate saga ${orderId}? The orchestrator gives up on it now: what may have happened is undone (a charge refunded, stock released) and the order ends FAILED with reason timed_out.`;
     const ok = await confirmAction(text, action === 'retry' ? 'Retry the saga' : 'Compensate the saga');
     if (!ok || !ctx.alive()) return;
