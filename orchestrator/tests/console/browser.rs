@@ -183,11 +183,11 @@ impl Browser {
         })
         .await;
         if found.is_none() {
+            let dump = self.dump().await;
             panic!(
                 "the {page} page was not ready within {PATIENCE:?}; last seen [page, state, \
-                 alert]: {}\n{}",
-                last.borrow(),
-                self.dump().await
+                 alert]: {}\n{dump}",
+                last.take()
             );
         }
     }
@@ -276,10 +276,10 @@ impl Browser {
         if let Some(text) = found {
             return text;
         }
+        let dump = self.dump().await;
         panic!(
-            "{css} never showed {what}; last text: {:?}\n{}",
-            last.borrow(),
-            self.dump().await
+            "{css} never showed {what}; last text: {:?}\n{dump}",
+            last.take()
         )
     }
 

@@ -13,7 +13,7 @@ use saga_common::messaging::{headers, topology};
 use saga_common::testing::{PATIENCE, eventually, publish_raw};
 
 use crate::browser::{Browser, turn};
-use crate::helpers::{TestFleet, spawn_fleet};
+use crate::helpers::{TestFleet, spawn_console_fleet};
 
 const REASON: &str = "retries_exhausted";
 
@@ -68,7 +68,7 @@ async fn payment_dead_letters(fleet: &TestFleet) -> Value {
 #[tokio::test]
 async fn a_dead_letter_is_shown_replayed_and_leaves_the_list() {
     let _turn = turn().await;
-    let fleet = spawn_fleet().await;
+    let fleet = spawn_console_fleet().await;
     fleet.set_balance("dlq-cy", 10_000).await;
     let order_id = Uuid::new_v4();
     let message_id = dead_letter_a_charge(&fleet, order_id, "dlq-cy").await;

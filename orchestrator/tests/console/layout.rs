@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, turn};
-use crate::helpers::{order_body, spawn_fleet};
+use crate::helpers::{order_body, spawn_console_fleet};
 
 const PHONE: (u32, u32) = (375, 800);
 
@@ -37,7 +37,7 @@ const WATCH: &str = "
 #[tokio::test]
 async fn at_phone_width_pages_fit_controls_are_labelled_and_the_overview_holds_still() {
     let _turn = turn().await;
-    let fleet = spawn_fleet().await;
+    let fleet = spawn_console_fleet().await;
     fleet.set_balance("phone-di", 10_000).await;
     fleet.set_stock("phone-lamp", 10).await;
     let order_id = fleet
@@ -85,12 +85,9 @@ async fn at_phone_width_pages_fit_controls_are_labelled_and_the_overview_holds_s
         assert_eq!(boxes, &first, "a box moved while the overview refreshed");
     }
 
-    // Tab from the top reaches visible controls, one after another.
+    // Tab from the first link of the page onwards reaches visible controls, one after another.
     browser
-        .js(
-            "document.activeElement.blur(); window.scrollTo(0, 0)",
-            vec![],
-        )
+        .js("document.querySelector('nav#nav a').focus()", vec![])
         .await;
     let mut visited = Vec::new();
     for _ in 0..8 {

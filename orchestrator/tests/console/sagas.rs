@@ -8,7 +8,7 @@ use uuid::Uuid;
 use orchestrator::configuration::SagaSettings;
 
 use crate::browser::{Browser, turn};
-use crate::helpers::{FleetOptions, TestFleet, order_body, spawn_fleet, spawn_fleet_with};
+use crate::helpers::{FleetOptions, TestFleet, order_body, spawn_console_fleet, spawn_fleet_with};
 use saga_common::testing::{PATIENCE, eventually};
 
 /// The saga as `GET /api/sagas?q=` lists it (`null` before it is written).
@@ -28,7 +28,7 @@ async fn saga(fleet: &TestFleet, order_id: Uuid) -> Value {
 #[tokio::test]
 async fn an_order_is_found_by_search_and_its_timeline_shows_three_steps() {
     let _turn = turn().await;
-    let fleet = spawn_fleet().await;
+    let fleet = spawn_console_fleet().await;
     fleet.set_balance("search-ann", 10_000).await;
     fleet.set_stock("search-lamp", 10).await;
     // Another order, so the search has something to leave out.
