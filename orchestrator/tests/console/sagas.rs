@@ -51,6 +51,17 @@ async fn an_order_is_found_by_search_and_its_timeline_shows_three_steps() {
         .await;
     browser.screenshot("sagas").await;
 
+    // A filter the API refuses (422): the message names the field, the control is marked.
+    browser.fill("#f-older", "soon").await;
+    browser.click("#f-apply").await;
+    browser
+        .wait_text("main#page [role=alert]", "the field at fault", |t| {
+            t.contains("older_than")
+        })
+        .await;
+    browser.wait_for("#f-older[aria-invalid=true]").await;
+
+    browser.fill("#f-older", "").await;
     browser.fill("#f-q", &order_id.to_string()).await;
     browser.click("#f-apply").await;
     browser
