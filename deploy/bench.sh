@@ -27,7 +27,8 @@
 #   BENCH_STALL []       SERVICE:AT:FOR: freeze SERVICE AT s into open80 for FOR s (stall.txt)
 #   BENCH_HALT_POLL_NS []  guest_halt_poll_ns for this run only (haltpoll cpuidle driver;
 #                        restored at the end): a setting of the machine, not of the fleet
-#   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory, notification on BASE to BASE+3;
+#   BENCH_PORT_BASE [3100]  orchestrator, payment, inventory, notification on BASE to BASE+3 (run.sh
+#                           points the console at them);
 #                           run.sh's mail catcher on BASE+25
 #   BENCH_VHOST [saga-bench]  BENCH_DB_PREFIX [saga_bench_]
 #   BENCH_PG_PORT [5433]  the benchmark's own PostgreSQL cluster: initdb's defaults (autovacuum

@@ -28,7 +28,9 @@
 #                             alert rules of deploy/observability/ loaded; stopped with the fleet
 #   PROMETHEUS_PORT           [the first free of 9090-9099] its port, on 127.0.0.1
 # The per-service variables become APP__APPLICATION__PORT and APP__DATABASE__URL of that
-# service; any other APP__* variable is passed through to all four.
+# service; any other APP__* variable is passed through to all four. The orchestrator's console
+# reaches the participants at their ports here (APP__CONSOLE__PAYMENT_URL, __INVENTORY_URL,
+# __NOTIFICATION_URL, unless set).
 # Only the saga_* databases are created; a database named by an overriding URL must exist.
 #
 # Logs (JSON lines) and pid files: deploy/.run/<service>.log, deploy/.run/<service>.pid
@@ -57,6 +59,9 @@ declare -A DB_URL=(
     [notification]="${NOTIFICATION_DATABASE_URL:-$PG_BASE/saga_notification}"
 )
 SMTP_PORT="${SMTP_PORT:-2525}"
+# Where the console (on the orchestrator) calls the participants: this host, their ports.
+CONSOLE_HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
+case "$CONSOLE_HOST" in 0.0.0.0 | "::" | "[::]") CONSOLE_HOST=127.0.0.1 ;; esac
 MAIL_DIR="$DEPLOY_RUN_DIR/mail"
 export APP__NOTIFY__OPS_EMAIL="${APP__NOTIFY__OPS_EMAIL:-ops@localhost}"
 export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
@@ -345,6 +350,11 @@ for svc in "${SERVICES[@]}"; do
         if [ "$svc" = notification ]; then
             export APP__NOTIFY__SMTP_HOST=127.0.0.1 APP__NOTIFY__SMTP_PORT="$SMTP_PORT" \
                 APP__NOTIFY__SMTP_TLS=none
+        fi
+        if [ "$svc" = orchestrator ]; then
+            export APP__CONSOLE__PAYMENT_URL="${APP__CONSOLE__PAYMENT_URL:-http://$CONSOLE_HOST:${PORT[payment]}}" \
+                APP__CONSOLE__INVENTORY_URL="${APP__CONSOLE__INVENTORY_URL:-http://$CONSOLE_HOST:${PORT[inventory]}}" \
+                APP__CONSOLE__NOTIFICATION_URL="${APP__CONSOLE__NOTIFICATION_URL:-http://$CONSOLE_HOST:${PORT[notification]}}"
         fi
         exec "$BIN_DIR/$svc"
     ) </dev/null >"$logfile" 2>&1 &

@@ -175,8 +175,10 @@ mod tests {
     #[test]
     fn console_urls_must_be_http() {
         assert_eq!(ConsoleSettings::default().validate(), Ok(()));
-        let mut settings = ConsoleSettings::default();
-        settings.inventory_url = "127.0.0.1:3002".into();
+        let mut settings = ConsoleSettings {
+            inventory_url: "127.0.0.1:3002".into(),
+            ..ConsoleSettings::default()
+        };
         assert!(
             settings
                 .validate()

@@ -83,7 +83,7 @@ fn allowed(service: &str, method: &Method, segments: &[&str]) -> bool {
         ("path" = String, Path, description = "One of the allowed routes (docs/console.md): `api/admin/dead-letters`, `api/admin/dead-letters/groups`, `api/admin/dead-letters/replay` (POST), `api/admin/dead-letters/{message_id}` (DELETE), `api/payments` (payment), `api/reservations` (inventory), `api/notifications`, `api/notifications/{id}/resend` (POST, notification); the query string is passed on"),
     ),
     responses(
-        (status = 200, description = "The participant's answer: its status, media type and body, whatever they are"),
+        (status = 200, description = "The participant's answer: its status, media type and body, whatever they are (errors included)", body = serde_json::Value),
         (status = 401, description = "Missing or refused bearer token (`WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "A customer token (`forbidden`), or no operator token configured (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Not a service or route the console may call (`not_found`)", body = ErrorBody),

@@ -108,6 +108,11 @@ async fn a_customer_may_not_use_the_operator_routes() {
             reqwest::Method::POST,
             "/api/admin/retention/prune".to_owned(),
         ),
+        (reqwest::Method::GET, "/api/console/overview".to_owned()),
+        (
+            reqwest::Method::GET,
+            "/api/console/services/payment/api/admin/dead-letters".to_owned(),
+        ),
     ] {
         let response = call(&fleet, method.clone(), &path, Some(&alice))
             .send()
