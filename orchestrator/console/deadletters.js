@@ -24,7 +24,8 @@ export function deadLettersPage(ctx) {
   const groupsBody = h('tbody', {}, h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Loading…')));
   const messagesEl = h('div', { id: 'dl-messages' },
     h('p', { class: 'muted' }, 'Choose a group above to list its messages.'));
-  const messageEl = h('div', { id: 'dl-message' });
+  const messageEl = h('div', { id: 'dl-message' },
+    h('p', { class: 'muted' }, 'Press View on a message to see its headers, body and failure history.'));
   const refresh = h('button', { type: 'button' }, 'Reload');
   ctx.main.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), refresh),
@@ -80,7 +81,7 @@ export function deadLettersPage(ctx) {
         h('td', { class: 'mono' }, data.queue), h('td', {}, group.reason ?? '(none)'),
         h('td', { class: 'num' }, plural(group.count, 'message')),
         h('td', {}, when(group.first_seen)), h('td', {}, when(group.last_seen)),
-        h('td', { class: 'actions' }, show, replay));
+        h('td', { class: 'row-actions' }, show, replay));
         // The whole row picks the group too (the buttons stay the keyboard's way in).
         tr.addEventListener('click', (event) => { if (!event.target.closest('button, a')) select(pick); });
         tr.classList.add('pickable');
@@ -97,7 +98,7 @@ export function deadLettersPage(ctx) {
   const select = (pick) => {
     selected = pick;
     offset = 0;
-    fill(messageEl);
+    fill(messageEl, h('p', { class: 'muted' }, 'Press View on a message to see its headers, body and failure history.'));
     for (const tr of groupsBody.querySelectorAll('tr')) {
       tr.classList.toggle('selected',
         tr.dataset.service === pick.service && tr.dataset.reason === (pick.reason ?? ''));
@@ -146,7 +147,7 @@ export function deadLettersPage(ctx) {
     return h('tr', { 'data-message-id': id ?? '' },
       h('td', { class: 'mono' }, id ?? '(no id)'), h('td', {}, m.type ?? m.message_type ?? '—'),
       h('td', { class: 'wrap' }, m.error ?? '—'), h('td', { class: 'num' }, num(m.attempts)),
-      h('td', {}, when(m.last_failed_at)), h('td', { class: 'actions' }, view, replay, del));
+      h('td', {}, when(m.last_failed_at)), h('td', { class: 'row-actions' }, view, replay, del));
   };
 
   const after = async () => {

@@ -85,8 +85,9 @@ function update(data) {
   const d = data.duration || {};
   fill(document.getElementById('overview-duration'),
     h('dl', { class: 'kv' },
-      h('dt', {}, 'p50'), h('dd', { class: 'big' }, ms(d.p50_ms)),
-      h('dt', {}, 'p99'), h('dd', { class: 'big' }, ms(d.p99_ms))));
+      h('dt', {}, 'p50'), h('dd', { class: 'big' }, under(d.p50_ms)),
+      h('dt', {}, 'p99'), h('dd', { class: 'big' }, under(d.p99_ms))),
+    h('p', { class: 'muted small' }, 'Bounds of the rollups\' duration buckets.'));
   const flight = data.in_flight || {};
   fill(document.getElementById('overview-in-flight'),
     h('dl', { class: 'kv' }, IN_FLIGHT.map((state) =>
@@ -141,6 +142,9 @@ function serviceCells(svc) {
   return cells;
 }
 
+/** A percentile read from duration buckets: the bucket's upper bound. */
+const under = (value) => (value === null || value === undefined ? '—' : `< ${ms(value)}`);
+
 function today(t) {
   if (!t) return h('p', { class: 'muted' }, 'No summary.');
   const failed = t.failed || {};
@@ -158,8 +162,8 @@ function today(t) {
       : `${(t.success_rate * 100).toFixed(1)} %`),
     item('Revenue', money(t.revenue_cents)),
     item('Mean duration', ms(t.mean_duration_ms)),
-    item('p95 duration', t.p95_duration_ms === null ? 'under — (none, or ≥ 10 min)'
-      : `under ${ms(t.p95_duration_ms)}`));
+    item('p95 duration', t.p95_duration_ms === null ? '— (none ended, or ≥ 10 min)'
+      : under(t.p95_duration_ms)));
 }
 
 /** Rates per second: a whole minute's count / 60; the current minute's / its elapsed seconds. */
@@ -187,7 +191,7 @@ export function chart(perMinute, generatedAt) {
   const svg = s('svg', {
     viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart',
     'aria-label': series.map((x2) =>
-      `${x2.label} ${x2.values[n - 1].toFixed(1)} per second now`).join(', '),
+      `${x2.label} ${rate(x2.values[n - 1])} now`).join(', '),
   });
   for (const frac of [0, 0.5, 1]) {
     const v = top * frac;
@@ -215,10 +219,16 @@ export function chart(perMinute, generatedAt) {
     const last = line.values[n - 1] || 0;
     svg.append(s('line', { x1: lx, x2: lx + 26, y1: H - 14, y2: H - 14, stroke: line.color,
       'stroke-width': 3, 'stroke-dasharray': line.dash || null }),
-    s('text', { x: lx + 32, y: H - 10, class: 'legend' }, `${line.label} (${last.toFixed(1)}/s now)`));
+    s('text', { x: lx + 32, y: H - 10, class: 'legend' }, `${line.label} (${rate(last)} now)`));
     lx += 220;
   }
   return svg;
+}
+
+/** Sagas per second with the precision that keeps small rates readable. */
+function rate(value) {
+  const digits = value === 0 || value >= 10 ? 0 : value >= 1 ? 1 : 2;
+  return `${value.toFixed(digits)}/s`;
 }
 
 function niceCeil(value) {
