@@ -147,8 +147,21 @@ impl Browser {
         browser
     }
 
+    /// Sizes the viewport (not the window, which headless Chromium draws a frame around) to
+    /// `width`×`height` CSS pixels.
     pub async fn resize(&self, (width, height): (u32, u32)) {
         self.client.set_window_size(width, height).await.unwrap();
+        let inner = self
+            .js("return [window.innerWidth, window.innerHeight]", vec![])
+            .await;
+        let frame = |outer: u32, inner: &Value| {
+            let inner = u32::try_from(inner.as_u64().unwrap()).unwrap();
+            outer + outer.saturating_sub(inner)
+        };
+        self.client
+            .set_window_size(frame(width, &inner[0]), frame(height, &inner[1]))
+            .await
+            .unwrap();
     }
 
     pub async fn goto(&self, url: &str) {
@@ -311,12 +324,15 @@ impl Browser {
         self.client.perform_actions(keys).await.unwrap();
     }
 
-    /// A PNG of the viewport, checked; written as `{name}.png` into `SAGA_CONSOLE_SCREENSHOTS`
+    /// A PNG of the viewport (taken at the desktop size only), checked; written as `{name}.png` into `SAGA_CONSOLE_SCREENSHOTS`
     /// when set (a path relative to the workspace root, created if missing).
     pub async fn screenshot(&self, name: &str) -> Vec<u8> {
         let png = self.client.screenshot().await.unwrap();
-        let (width, height) = png_size(&png);
-        assert!(width > 0 && height > 0, "{name}: an empty image");
+        assert_eq!(
+            png_size(&png),
+            DESKTOP,
+            "{name}: the viewport at the desktop size"
+        );
         if let Some(dir) = std::env::var_os("SAGA_CONSOLE_SCREENSHOTS") {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let dir = root.join(dir);
