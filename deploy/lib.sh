@@ -371,6 +371,23 @@ ensure_mail_catcher() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Browser (the console's browser tests, orchestrator/tests/console)
+
+# Debian's Chromium and its chromedriver, which the tests start themselves (headless, on a free
+# port). The tests look for /usr/bin/chromium and /usr/bin/chromedriver unless SAGA_CHROMIUM or
+# SAGA_CHROMEDRIVER name others.
+ensure_browser() {
+    local chromium="${SAGA_CHROMIUM:-/usr/bin/chromium}" driver="${SAGA_CHROMEDRIVER:-/usr/bin/chromedriver}"
+    if [ -x "$chromium" ] && [ -x "$driver" ]; then
+        return 0
+    fi
+    apt_install chromium chromium-driver
+    [ -x "$chromium" ] || die "chromium is installed but $chromium is missing (set SAGA_CHROMIUM)"
+    [ -x "$driver" ] || die "chromium-driver is installed but $driver is missing (set SAGA_CHROMEDRIVER)"
+    log "using $("$driver" --version 2>/dev/null | head -n1)"
+}
+
+# ---------------------------------------------------------------------------------------
 # Test leftovers
 
 # Percent-encodes one URL path segment.

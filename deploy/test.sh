@@ -16,6 +16,8 @@ ensure_postgres
 ensure_rabbitmq
 # The notification tests send mail to a real SMTP server (aiosmtpd).
 ensure_mail_catcher
+# The console's browser tests drive a headless Chromium through chromedriver.
+ensure_browser
 # Databases and vhosts of earlier runs that were killed before they could clean up.
 cleanup_test_leftovers
 
