@@ -19,7 +19,7 @@ use saga_common::messaging::topology;
 use saga_common::testing::TestVhost;
 use serde_json::{Value, json};
 
-use super::{SERVICES, deploy_dir, manifests, read};
+use super::{SERVICES, deploy_dir, read, settings};
 
 const DEFINITIONS: &str = "rabbitmq/definitions.json";
 
@@ -76,8 +76,8 @@ async fn declare_as_the_services_do(vhost: &TestVhost) {
     for service in SERVICES {
         // A channel per service: a refused declaration closes its channel.
         let channel = connection.create_channel().await.expect("a channel");
-        let retry = manifests::compose_settings(service).retry;
-        topology::declare_for_service(&channel, manifests::queue(service), &retry)
+        let retry = settings::compose_settings(service).retry;
+        topology::declare_for_service(&channel, settings::queue(service), &retry)
             .await
             .unwrap_or_else(|e| panic!("{service}'s declaration was refused: {e}"));
     }
