@@ -35,6 +35,23 @@ where
     )
 }
 
+/// [`load`] on exactly `variables` (`APP__SECTION__KEY` names) instead of the process
+/// environment, and without a file: how the deployment manifests' settings are checked against
+/// the loader the services run (deploy/faults `packaging` tests).
+pub fn load_from<T>(
+    defaults: &T,
+    variables: std::collections::HashMap<String, String>,
+) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    layered(
+        defaults,
+        None,
+        config::Environment::default().source(Some(variables)),
+    )
+}
+
 /// The layering itself; `environment` is the process environment in production and an explicit
 /// map in tests (Rust 2024 makes `set_var` unsafe, and this workspace forbids unsafe code).
 fn layered<T>(

@@ -130,8 +130,7 @@ impl<H: MessageHandler> Messaging<H> {
         )
         .await?;
         let setup = connection.create_channel().await?;
-        topology::declare(&setup).await?;
-        topology::declare_retry_queues(&setup, self.queue, &self.retry.delays()).await?;
+        topology::declare_for_service(&setup, self.queue, &self.retry).await?;
         let _ = setup.close(200, "topology declared".into()).await;
 
         let publisher = connection.create_channel().await?;

@@ -11,6 +11,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
+use crate::configuration::RetrySettings;
 use crate::contracts::{
     AccountEvent, Contract, InventoryCommand, OrderEvent, PaymentCommand, Reply, StockEvent,
 };
@@ -134,6 +135,19 @@ pub async fn declare(channel: &Channel) -> Result<(), lapin::Error> {
         }
     }
     Ok(())
+}
+
+/// What a service declares when it connects: the whole shared topology, and the delay queues of
+/// the queue it consumes, one per distinct delay of its retry settings. The one entry point, so
+/// that deploy/rabbitmq/definitions.json is checked against exactly what runs (deploy/faults
+/// `packaging` tests).
+pub async fn declare_for_service(
+    channel: &Channel,
+    queue: &str,
+    retry: &RetrySettings,
+) -> Result<(), lapin::Error> {
+    declare(channel).await?;
+    declare_retry_queues(channel, queue, &retry.delays()).await
 }
 
 /// A work queue is a quorum queue: replicated, and it counts deliveries, so [`DELIVERY_LIMIT`]

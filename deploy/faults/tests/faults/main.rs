@@ -12,6 +12,7 @@
 //! - [`message_faults`] ([`duplicator`], [`poison`]): duplicates, poison, a replayed message.
 //! - [`observability`]: deploy/observability/'s rules and dashboard against the fleet's metrics.
 //! - [`traces`]: one order is one trace across the three processes, checked at an OTLP receiver.
+//! - [`packaging`]: deploy/rabbitmq, deploy/docker, deploy/compose.yaml and deploy/k8s against the code.
 //!
 //! `FAULTS_PARALLEL=2` runs two scenarios at once, `FAULTS_KEEP=1` keeps their directories,
 //! `FAULTS_LOG_LEVEL` sets the services' log filter (logs are printed when a test fails).
@@ -27,6 +28,7 @@ mod infrastructure_faults;
 mod invariants;
 mod message_faults;
 mod observability;
+mod packaging;
 mod poison;
 mod process_faults;
 mod scenario;
