@@ -68,15 +68,6 @@ pub fn compose_settings(service: &str) -> ServiceSettings {
         .common
 }
 
-/// The operator console's settings (`console.*`, issue 27), which the manifests already pass
-/// to the orchestrator while its branch is merged: tolerated only while the orchestrator does
-/// not read them, checked like any other setting once it does. Empty this list then.
-const PENDING: &[&str] = &[
-    "console.payment_url",
-    "console.inventory_url",
-    "console.notification_url",
-];
-
 /// Secrets are `skip_serializing`: the loaded value stands for the key path.
 fn secret_loaded(common: &ServiceSettings, path: &str) -> Option<String> {
     let secret = match path {
@@ -106,7 +97,7 @@ async fn problems(service: &str, variables: &BTreeMap<String, String>) -> Vec<St
         let path = path.to_lowercase().replace("__", ".");
         let read = known.contains(&path)
             || secret_loaded(&loaded.common, &path).is_some_and(|loaded| loaded == *value);
-        if !read && !PENDING.contains(&path.as_str()) {
+        if !read {
             problems.push(format!("{name}: {service} has no setting `{path}`"));
         }
     }
