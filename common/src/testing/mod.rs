@@ -22,12 +22,14 @@ use crate::shutdown::Shutdown;
 
 mod credentials;
 mod lines;
+mod mail;
 mod messages;
 mod metrics;
 mod tls;
 
 pub use credentials::*;
 pub use lines::*;
+pub use mail::*;
 pub use messages::*;
 pub use metrics::*;
 pub use tls::*;

@@ -10,7 +10,8 @@ use orchestrator::startup::Orchestrator;
 use saga_common::configuration::{RetentionSettings, ServiceSettings};
 use saga_common::shutdown::Shutdown;
 use saga_common::testing::{
-    PATIENCE, TestVhost, eventually, init_test_telemetry, service_settings, start,
+    MailCatcher, PATIENCE, TestVhost, eventually, free_port, init_test_telemetry, service_settings,
+    start,
 };
 
 /// One service of the fleet (`base` empty while it is not started).
@@ -26,6 +27,8 @@ pub struct TestFleet {
     pub inventory: Service,
     /// Started only with `FleetOptions::with_notification` (else `base` and `db_url` are empty).
     pub notification: Service,
+    /// The notification service's SMTP server (with `with_notification`).
+    pub mail_catcher: Option<MailCatcher>,
     pub vhost: TestVhost,
     /// Sends the operator token on every request.
     pub client: reqwest::Client,
@@ -91,15 +94,6 @@ pub async fn spawn_console_fleet() -> TestFleet {
     .await
 }
 
-/// A port free on 127.0.0.1 now: for a participant started later, so the orchestrator's console
-/// settings can name it, and for a service that is never started (nothing answers there).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("no free port")
-}
-
 fn local_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
@@ -150,12 +144,15 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         inventory_settings.application.port = port;
         (local_url(port), Some(inventory_settings))
     };
+    let mut mail_catcher = None;
     let notification = if options.with_notification {
         let mut settings = notification::startup::default_settings();
         settings.service = service_settings(settings.service, "notification", &vhost).await;
         settings.service.retention = options.retention.clone();
-        // Nothing listens there: mails fail and are retried, which no console test reads.
-        settings.notify.smtp_port = free_port();
+        // A real SMTP server, so notifications end SENT as in a running fleet.
+        let mail = MailCatcher::start().await;
+        settings.notify.smtp_port = mail.port;
+        mail_catcher = Some(mail);
         let db_url = settings.service.database.url.expose().to_owned();
         Service {
             base: start::<notification::startup::Notification>(settings, &shutdown)
@@ -221,6 +218,7 @@ pub async fn spawn_fleet_with(options: FleetOptions) -> TestFleet {
         payment,
         inventory,
         notification,
+        mail_catcher,
         vhost,
         client: saga_common::testing::operator_client(),
         anonymous: reqwest::Client::new(),

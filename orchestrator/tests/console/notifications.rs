@@ -1,6 +1,6 @@
 //! Notifications: the confirmation of an order whose customer had no address yet is listed
 //! SKIPPED; once the customer gives one (payment's account), a resend from the page queues it
-//! to that address.
+//! to that address, and the fleet's SMTP server receives it.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -82,6 +82,21 @@ async fn an_orders_notification_is_listed_and_resent() {
     assert_eq!(resent[0]["recipient"], EMAIL);
     browser
         .wait_text(&row, "the address", |t| t.contains(EMAIL))
+        .await;
+    // The fleet's SMTP server takes it: SENT in the service, a mail in the Maildir, and SENT on
+    // the page once it reloads the list.
+    let sent =
+        format!("SELECT count(*) AS n FROM notifications WHERE id = '{id}' AND status = 'SENT'");
+    eventually("the resent notification to be SENT", PATIENCE, || async {
+        (number(&fleet.notification.db_url, &sent).await == 1).then_some(())
+    })
+    .await;
+    let mails = fleet.mail_catcher.as_ref().unwrap().wait_for(1).await;
+    assert!(mails[0].raw.contains(EMAIL), "{}", mails[0].raw);
+    browser.click("#n-apply").await;
+    browser.wait_page("notifications").await;
+    browser
+        .wait_text(&row, "SENT on the page", |t| t.contains("SENT"))
         .await;
     browser.screenshot("notifications").await;
 }

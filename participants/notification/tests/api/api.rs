@@ -5,7 +5,7 @@ use saga_common::contracts::OrderFailureReason;
 use saga_common::testing::scrape;
 
 use crate::helpers::{completed, failed, low_stock, spawn_app};
-use crate::mailer::MailCatcher;
+use saga_common::testing::MailCatcher;
 
 #[tokio::test]
 async fn notifications_are_listed_newest_first_by_filter_and_page() {

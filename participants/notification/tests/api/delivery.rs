@@ -5,7 +5,7 @@ use saga_common::messaging::topology;
 use saga_common::testing::{PATIENCE, eventually, peeked_header, scrape};
 
 use crate::helpers::{OPS, completed, failed, invalid_completed, low_stock, spawn_app};
-use crate::mailer::{MailCatcher, free_port};
+use saga_common::testing::{MailCatcher, free_port};
 
 #[tokio::test]
 async fn an_order_confirmation_lists_the_lines_and_total_in_both_parts_with_the_ids_in_headers() {

@@ -7,5 +7,4 @@
 mod api;
 mod delivery;
 mod helpers;
-mod mailer;
 mod tls;

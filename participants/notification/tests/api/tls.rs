@@ -10,7 +10,7 @@ use notification::configuration::SmtpTls;
 use saga_common::testing::PrivateCa;
 
 use crate::helpers::{completed, spawn_app};
-use crate::mailer::MailCatcher;
+use saga_common::testing::MailCatcher;
 
 async fn server(ca: &PrivateCa, implicit: bool) -> MailCatcher {
     MailCatcher::start_tls(

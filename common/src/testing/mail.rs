@@ -1,5 +1,6 @@
 //! A real SMTP server for the tests: Debian's aiosmtpd with its Mailbox handler, which stores
-//! every message it accepts as a file of a Maildir, where a test reads it back.
+//! every message it accepts as a file of a Maildir, where a test reads it back. Used by the
+//! notification service's tests and by the orchestrator's console fleet.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use uuid::Uuid;
 
-use saga_common::testing::{PATIENCE, eventually};
+use super::{PATIENCE, eventually};
 
 /// The interpreter with Debian's `python3-aiosmtpd` (not a pyenv one earlier on `PATH`).
 const PYTHON: &str = "/usr/bin/python3";
