@@ -89,7 +89,7 @@ export function bulkPage(ctx) {
       const ids = answer.order_ids || [];
       fill(result, h('h2', {}, `Dry run: ${request.action}`),
         h('p', {}, h('strong', { id: 'bulk-matched' }, num(answer.matched)),
-          ` saga${answer.matched === 1 ? '' : 's'} match ${describe(request.filter)}` +
+          ` ${answer.matched === 1 ? 'saga matches' : 'sagas match'} ${describe(request.filter)}` +
           (answer.matched_capped ? ' (counting stopped at 10,000: there may be more)' : '') + '.'),
         ids.length ? [h('p', {}, `A run acts on the newest ${plural(ids.length, 'saga')}, listed here:`),
           idList(ids)] : h('p', { class: 'muted' }, 'Nothing to do.'),
