@@ -27,7 +27,9 @@ pub struct TestFleet {
     pub inventory: Service,
     /// Started only with `FleetOptions::with_notification` (else `base` and `db_url` are empty).
     pub notification: Service,
-    /// The notification service's SMTP server (with `with_notification`).
+    /// The notification service's SMTP server (with `with_notification`). Read by the console
+    /// tests, which include this file too; the API tests only keep it running.
+    #[allow(dead_code)]
     pub mail_catcher: Option<MailCatcher>,
     pub vhost: TestVhost,
     /// Sends the operator token on every request.
