@@ -25,21 +25,28 @@ impl SecretUrl {
         self.0.expose_secret()
     }
 
-    /// The URL with its password masked: what logs and messages may show.
+    /// The URL with its password masked: what logs and messages may show. A comma-separated
+    /// list of URLs (several broker nodes) has each one's password masked.
     pub fn redacted(&self) -> String {
-        let url = self.expose();
-        match password_span(url) {
-            Some((start, end)) => format!("{}{MASK}{}", &url[..start], &url[end..]),
-            None => url.to_owned(),
-        }
+        self.expose()
+            .split(',')
+            .map(|url| match password_span(url) {
+                Some((start, end)) => format!("{}{MASK}{}", &url[..start], &url[end..]),
+                None => url.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// `text` with this URL, and its password wherever else it appears, masked.
+    /// `text` with this URL, and its password (each one's, in a list) wherever else it
+    /// appears, masked.
     pub fn scrub(&self, text: &str) -> String {
-        let url = self.expose();
-        let mut text = text.replace(url, &self.redacted());
-        if let Some((start, end)) = password_span(url) {
-            text = text.replace(&url[start..end], MASK);
+        let urls = self.expose();
+        let mut text = text.replace(urls, &self.redacted());
+        for url in urls.split(',') {
+            if let Some((start, end)) = password_span(url) {
+                text = text.replace(&url[start..end], MASK);
+            }
         }
         text
     }
@@ -142,6 +149,14 @@ mod tests {
         ] {
             assert_eq!(SecretUrl::new(plain).redacted(), plain);
         }
+    }
+
+    #[test]
+    fn each_url_of_a_comma_separated_list_is_masked() {
+        let urls = SecretUrl::new("amqp://u:first-pw@a/%2f, amqp://u:second-pw@b/%2f");
+        assert_eq!(urls.redacted(), "amqp://u:***@a/%2f, amqp://u:***@b/%2f");
+        let scrubbed = urls.scrub("refused: second-pw and first-pw");
+        assert_eq!(scrubbed, "refused: *** and ***");
     }
 
     #[test]

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::secret::SecretUrl;
 
 mod access;
+mod amqp;
 mod telemetry;
 
 pub use access::{AdminSettings, AuthSettings, RateLimitSettings};
+pub use amqp::AmqpSettings;
 pub use telemetry::TelemetrySettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,43 +124,6 @@ impl DatabaseSettings {
             min_connections: 1,
             acquire_timeout_ms: 3_000,
             check_idle_after_ms: default_check_idle_after_ms(),
-        }
-    }
-}
-
-fn default_batch_linger_ms() -> u64 {
-    2
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AmqpSettings {
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost); shown masked.
-    pub url: SecretUrl,
-    /// Unacknowledged deliveries pushed to each consuming channel; twice `batch_size`, so the
-    /// next batch is waiting while one is applied.
-    pub prefetch: u16,
-    /// Consuming channels, each applying one batch at a time on its own database connection.
-    pub concurrency: usize,
-    /// Most deliveries applied on one database transaction; it bounds how fast a channel works
-    /// off a backlog, since a full batch costs less per delivery than a small one.
-    pub batch_size: usize,
-    /// How long a busy channel's batch waits to fill (0 never waits), for fewer commits under
-    /// load; with `prefetch` at or under `batch_size` it waits for deliveries that cannot come.
-    #[serde(default = "default_batch_linger_ms")]
-    pub batch_linger_ms: u64,
-    /// Upper bound of the reconnect backoff.
-    pub max_reconnect_delay_ms: u64,
-}
-
-impl Default for AmqpSettings {
-    fn default() -> Self {
-        Self {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            prefetch: 256,
-            concurrency: 1,
-            batch_size: 128,
-            batch_linger_ms: default_batch_linger_ms(),
-            max_reconnect_delay_ms: 10_000,
         }
     }
 }

@@ -45,12 +45,16 @@ pub struct AdminState {
 /// The dead-letter routes for `queue`, the work queue `service` consumes, for the operator.
 pub fn router(service: &str, queue: &str, settings: &ServiceSettings) -> Router {
     let state = AdminState {
-        dead_letters: Arc::new(DeadLetterQueue::new(
-            service,
-            &settings.amqp.url,
-            queue,
-            DedupWindow::new(settings.retention.inbox_window),
-        )),
+        dead_letters: Arc::new(
+            DeadLetterQueue::new(
+                service,
+                &settings.amqp.url,
+                queue,
+                DedupWindow::new(settings.retention.inbox_window),
+            )
+            // Checked at start-up; the same nodes, in the same order, as the session.
+            .with_addresses(settings.amqp.addresses().unwrap_or_default()),
+        ),
     };
     let routes = Router::new()
         .route("/api/admin/dead-letters", get(list_dead_letters))

@@ -2,9 +2,11 @@
 //!
 //! [`Messaging::run`] connects, declares the topology, starts the consumer and the outbox relay,
 //! and watches the connection. When anything breaks it marks itself not ready, backs off
-//! (exponentially, capped) and starts over, so a broker restart needs no process restart. On
-//! shutdown it cancels the consumer, lets deliveries in flight finish (bounded by the grace
-//! period), flushes the outbox once more and closes the connection.
+//! (exponentially, capped) and starts over, so a broker restart needs no process restart. Given
+//! several broker addresses (a cluster's nodes), it starts over on the next one, so losing a
+//! node moves the consumer and the relay to another. On shutdown it cancels the consumer, lets
+//! deliveries in flight finish (bounded by the grace period), flushes the outbox once more and
+//! closes the connection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ use super::outbox::{Relay, RelayError, RelayWakeup};
 use super::probe::Probe;
 use super::topology;
 use crate::configuration::{AmqpSettings, OutboxSettings, RetrySettings};
+use crate::secret::SecretUrl;
 use crate::shutdown::Shutdown;
 
 /// Live view of the broker side, read by readiness.
@@ -92,23 +95,44 @@ pub struct Messaging<H> {
 
 impl<H: MessageHandler> Messaging<H> {
     /// Runs until `shutdown`, reconnecting as often as needed.
+    ///
+    /// With several addresses, each attempt goes to the address after the one that failed
+    /// (round robin), at once; the backoff is slept once per round in which none of them held.
+    /// With one address this is the plain reconnect loop.
     pub async fn run(self, shutdown: Shutdown) {
+        let addresses = self.amqp.addresses().unwrap_or_else(|problem| {
+            // Start-up refuses such settings; a caller that skipped the check still gets the
+            // driver's (scrubbed) errors below, once per attempt.
+            tracing::error!(%problem, "the broker addresses are not usable as given");
+            vec![self.amqp.url.clone()]
+        });
         let initial_delay = Duration::from_millis(200);
         let max_delay = Duration::from_millis(self.amqp.max_reconnect_delay_ms.max(200));
         let mut delay = initial_delay;
+        let mut next = 0;
+        let mut failed_in_round = 0;
         while !shutdown.is_triggered() {
+            let address = &addresses[next];
             let mut established = false;
-            let outcome = self.session(&shutdown, &mut established).await;
+            let outcome = self.session(address, &shutdown, &mut established).await;
             self.status.set(false, false);
             match outcome {
                 Ok(()) => return,
                 Err(error) => {
                     if established {
                         delay = initial_delay;
+                        failed_in_round = 0;
                     }
                     // A driver's message may quote the URL it was given.
-                    let error = self.amqp.url.scrub(&error.to_string());
-                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "messaging session ended; reconnecting");
+                    let error = address.scrub(&error.to_string());
+                    next = (next + 1) % addresses.len();
+                    failed_in_round += 1;
+                    if failed_in_round < addresses.len() {
+                        tracing::error!(%error, %address, next = %addresses[next], "messaging session ended; trying the next address");
+                        continue;
+                    }
+                    failed_in_round = 0;
+                    tracing::error!(%error, %address, retry_in_ms = delay.as_millis() as u64, "messaging session ended; reconnecting");
                 }
             }
             tokio::select! {
@@ -121,11 +145,12 @@ impl<H: MessageHandler> Messaging<H> {
 
     async fn session(
         &self,
+        address: &SecretUrl,
         shutdown: &Shutdown,
         established: &mut bool,
     ) -> Result<(), SessionError> {
         let connection = Connection::connect(
-            self.amqp.url.expose(),
+            address.expose(),
             ConnectionProperties::default().with_connection_name(self.service.as_str().into()),
         )
         .await?;
@@ -164,6 +189,7 @@ impl<H: MessageHandler> Messaging<H> {
         tracing::info!(
             queue = self.queue,
             channels = consumers.len(),
+            %address,
             "connected to RabbitMQ and consuming"
         );
 
@@ -255,4 +281,24 @@ impl<H: MessageHandler> Messaging<H> {
         }
         outcome
     }
+}
+
+/// A connection to the first of `addresses` that answers, for short-lived connections (the
+/// dead-letter admin): the session's round robin is for a long-lived one. With every address
+/// down, the last one's error.
+pub(crate) async fn connect_first(
+    addresses: &[SecretUrl],
+    properties: ConnectionProperties,
+) -> Result<Connection, lapin::Error> {
+    let mut last = None;
+    for address in addresses {
+        match Connection::connect(address.expose(), properties.clone()).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => {
+                tracing::debug!(error = %address.scrub(&error.to_string()), %address, "broker address did not answer; trying the next");
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no broker address given").into()))
 }

@@ -51,11 +51,11 @@ pub enum DeadLetterError {
     Timeout(Duration),
 }
 
-/// One work queue's DLQ, reachable through `amqp_url`.
+/// One work queue's DLQ, reachable through `addresses` (the first that answers).
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {
     service: String,
-    amqp_url: SecretUrl,
+    addresses: Vec<SecretUrl>,
     /// The work queue; a message whose original route is unknown is replayed straight to it.
     queue: String,
     dlq: String,
@@ -216,11 +216,20 @@ impl DeadLetterQueue {
     ) -> Self {
         Self {
             service: service.to_owned(),
-            amqp_url: amqp_url.into(),
+            addresses: vec![amqp_url.into()],
             queue: queue.to_owned(),
             dlq: topology::dead_letter_queue(queue),
             dedup_window,
         }
+    }
+
+    /// Reached through the first of `addresses` that answers (a cluster's nodes, as the
+    /// service's session walks them); an empty list keeps the one address given to `new`.
+    pub fn with_addresses(mut self, addresses: Vec<SecretUrl>) -> Self {
+        if !addresses.is_empty() {
+            self.addresses = addresses;
+        }
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -371,8 +380,8 @@ impl DeadLetterQueue {
     /// Connects and returns the session with the DLQ's message count. The DLQ is looked up
     /// passively: the service declares it, an admin request never creates topology.
     async fn open(&self) -> Result<(Session, u32), lapin::Error> {
-        let connection = Connection::connect(
-            self.amqp_url.expose(),
+        let connection = super::broker::connect_first(
+            &self.addresses,
             ConnectionProperties::default()
                 .with_connection_name(format!("{}-admin", self.service).into()),
         )

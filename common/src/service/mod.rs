@@ -109,6 +109,7 @@ impl<S: Service> Application<S> {
     pub async fn build(settings: S::Settings) -> Result<Self, StartupError> {
         S::validate(&settings).map_err(StartupError::Settings)?;
         let common = settings.as_ref();
+        common.amqp.validate().map_err(StartupError::Settings)?;
         common
             .retention
             .validate()

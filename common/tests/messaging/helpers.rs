@@ -157,7 +157,8 @@ pub async fn start(retry: RetrySettings) -> Harness {
     start_with(retry, AmqpSettings::default()).await
 }
 
-/// [`start`] with other AMQP settings (the URL is the test vhost's in any case).
+/// [`start`] with other AMQP settings (the URL is the test vhost's in any case; `urls`, when
+/// given, come before it).
 pub async fn start_with(retry: RetrySettings, amqp: AmqpSettings) -> Harness {
     start_windowed(retry, amqp, DedupWindow::default()).await
 }
@@ -247,6 +248,13 @@ async fn consume(
         service: SERVICE.into(),
         amqp: AmqpSettings {
             url: vhost.amqp_url.clone().into(),
+            // Addresses given are tried before the test vhost's (the failover test).
+            urls: if amqp.urls.is_empty() {
+                Vec::new()
+            } else {
+                let vhost_url = vhost.amqp_url.clone().into();
+                amqp.urls.iter().cloned().chain([vhost_url]).collect()
+            },
             ..amqp
         },
         outbox,

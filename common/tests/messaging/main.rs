@@ -9,6 +9,7 @@ mod helpers;
 mod batches;
 mod dead_letters;
 mod dedup_window;
+mod failover;
 mod poison;
 mod relay;
 mod retries;

@@ -9,6 +9,7 @@
 //! - [`stream`]: the orders and the ledger; [`invariants`]: the checker ([`checker`] tests it).
 //! - [`process_faults`]: services SIGKILLed and restarted, down past the saga deadline, twice.
 //! - [`infrastructure_faults`]: RabbitMQ and PostgreSQL stopped or killed, then started.
+//! - [`failover`]: services given two RabbitMQ addresses move to the second when the first stops.
 //! - [`message_faults`] ([`duplicator`], [`poison`]): duplicates, poison, a replayed message.
 //! - [`observability`]: deploy/observability/'s rules and dashboard against the fleet's metrics.
 //! - [`traces`]: one order is one trace across the three processes, checked at an OTLP receiver.
@@ -23,6 +24,7 @@
 
 mod checker;
 mod duplicator;
+mod failover;
 mod harness;
 mod infrastructure_faults;
 mod invariants;

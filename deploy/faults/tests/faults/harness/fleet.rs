@@ -1,6 +1,6 @@
-//! The fleet under test: a private PostgreSQL cluster and RabbitMQ node, and each service as one
-//! or more `fleet-node` processes on free ports. Instances of one service share its database and
-//! queue, as replicas in production do.
+//! The fleet under test: a private PostgreSQL cluster and RabbitMQ node (or two independent
+//! nodes, for failover), and each service as one or more `fleet-node` processes on free ports.
+//! Instances of one service share its database and queue, as replicas in production do.
 //!
 //! Service logs (JSON lines) go to `<scratch>/<service>-<n>.log`; when a test fails, the fleet
 //! prints the end of every log as it is dropped, and nothing otherwise.
@@ -60,6 +60,9 @@ pub struct FleetOptions {
     pub retry: RetrySettings,
     /// Extra `APP__...` settings for every instance of a service.
     pub settings: BTreeMap<Service, Vec<(String, String)>>,
+    /// A second, independent RabbitMQ node (not clustered with the first), given to every
+    /// service after the first as `APP__AMQP__URL="<first>,<second>"`.
+    pub second_rabbitmq: bool,
 }
 
 impl Default for FleetOptions {
@@ -68,6 +71,7 @@ impl Default for FleetOptions {
             instances: 1,
             retry: RetrySettings::default(),
             settings: BTreeMap::new(),
+            second_rabbitmq: false,
         }
     }
 }
@@ -81,6 +85,13 @@ impl FleetOptions {
     /// Retries every `base_delay_ms`, doubling, instead of every second.
     pub fn with_retry_base_delay(mut self, base_delay_ms: u64) -> Self {
         self.retry.base_delay_ms = base_delay_ms;
+        self
+    }
+
+    /// Starts a second RabbitMQ node and gives the services both addresses (see
+    /// [`FleetOptions::second_rabbitmq`]).
+    pub fn with_second_rabbitmq(mut self) -> Self {
+        self.second_rabbitmq = true;
         self
     }
 
@@ -132,6 +143,8 @@ pub struct Fleet {
     /// What the services retry with.
     pub retry: RetrySettings,
     pub rabbitmq: RabbitMq,
+    /// The node the services fail over to, with [`FleetOptions::with_second_rabbitmq`].
+    pub second_rabbitmq: Option<RabbitMq>,
     pub postgres: Postgres,
     pub api: Api,
     scratch: Scratch,
@@ -163,8 +176,22 @@ impl Fleet {
     async fn prepare(options: FleetOptions) -> Self {
         let retry = options.retry.clone();
         let scratch = Scratch::new();
-        let (postgres, rabbitmq) =
-            tokio::join!(Postgres::start_new(&scratch), RabbitMq::start_new(&scratch));
+        let (postgres, rabbitmq, second_rabbitmq) = tokio::join!(
+            Postgres::start_new(&scratch),
+            RabbitMq::start_new(&scratch),
+            async {
+                if options.second_rabbitmq {
+                    Some(RabbitMq::start_named(&scratch, "rabbitmq-second").await)
+                } else {
+                    None
+                }
+            }
+        );
+        // One address, as production's single node, unless a second node is asked for.
+        let amqp_url = match &second_rabbitmq {
+            Some(second) => format!("{},{}", rabbitmq.amqp_url(), second.amqp_url()),
+            None => rabbitmq.amqp_url(),
+        };
         let log_level = std::env::var("FAULTS_LOG_LEVEL").unwrap_or_else(|_| "info".into());
         let mut nodes = Vec::new();
         for service in Service::ALL {
@@ -175,7 +202,7 @@ impl Fleet {
                     ("APP__APPLICATION__HOST".to_owned(), "127.0.0.1".to_owned()),
                     ("APP__APPLICATION__PORT".to_owned(), port.to_string()),
                     ("APP__DATABASE__URL".to_owned(), database_url.clone()),
-                    ("APP__AMQP__URL".to_owned(), rabbitmq.amqp_url()),
+                    ("APP__AMQP__URL".to_owned(), amqp_url.clone()),
                     ("APP__LOG_LEVEL".to_owned(), log_level.clone()),
                     // Reconnect within a second of the broker's return instead of up to 10 s
                     // later: the scenarios measure recovery, not the backoff cap.
@@ -235,6 +262,7 @@ impl Fleet {
             nodes,
             retry,
             rabbitmq,
+            second_rabbitmq,
             postgres,
             api,
             scratch,
@@ -375,11 +403,16 @@ impl Fleet {
                 tail(&node.log, lines)
             );
         }
-        for (name, path) in [
+        let mut servers = vec![
             ("postgres", self.postgres.log().to_owned()),
             ("rabbitmq", self.rabbitmq.log().to_owned()),
             ("rabbitmq node log", self.rabbitmq.node_log()),
-        ] {
+        ];
+        if let Some(second) = &self.second_rabbitmq {
+            servers.push(("second rabbitmq", second.log().to_owned()));
+            servers.push(("second rabbitmq node log", second.node_log()));
+        }
+        for (name, path) in servers {
             out += &format!(
                 "\n===== {name} ({}) =====\n{}\n",
                 path.display(),

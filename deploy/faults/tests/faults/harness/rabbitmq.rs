@@ -34,12 +34,18 @@ pub struct RabbitMq {
 impl RabbitMq {
     /// Lays out the node's directories and starts it.
     pub async fn start_new(scratch: &Scratch) -> Self {
+        Self::start_named(scratch, "rabbitmq").await
+    }
+
+    /// [`RabbitMq::start_new`] with its directory and log named `name`, so that one scratch
+    /// directory can hold several independent nodes.
+    pub async fn start_named(scratch: &Scratch, name: &str) -> Self {
         assert!(
             std::path::Path::new(SERVER_SCRIPT).exists(),
             "{SERVER_SCRIPT} is missing (is rabbitmq-server installed?)"
         );
         let user = RunAs::system_user("rabbitmq");
-        let home = scratch.private_dir("rabbitmq", &user);
+        let home = scratch.private_dir(name, &user);
         for dir in ["mnesia", "log"] {
             std::fs::create_dir(home.join(dir)).expect("cannot create a RabbitMQ directory");
             user.take_ownership(&home.join(dir));
@@ -77,7 +83,7 @@ impl RabbitMq {
             ),
             amqp_port: super::free_port(),
             dist_port: super::free_port(),
-            log: scratch.path().join("rabbitmq.log"),
+            log: scratch.path().join(format!("{name}.log")),
             home,
             user,
             process: None,

@@ -104,6 +104,7 @@ async fn problems(service: &str, variables: &BTreeMap<String, String>) -> Vec<St
     let common = &loaded.common;
     for check in [
         loaded.validation.clone(),
+        common.amqp.validate(),
         common.retention.validate(),
         common.rate_limit.validate(),
         common.telemetry.validate(),
