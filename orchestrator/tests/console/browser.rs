@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
-use saga_common::testing::{PATIENCE, eventually};
+use saga_common::testing::{PATIENCE, eventually, eventually_or};
 
 use crate::helpers::ADMIN_TOKEN;
 
@@ -352,22 +352,4 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     (width, height)
-}
-
-/// As `eventually`, but `None` on timeout, so the caller can say what it saw last.
-async fn eventually_or<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

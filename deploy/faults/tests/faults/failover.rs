@@ -9,14 +9,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::harness::eventually;
 use crate::harness::fleet::{Api, FleetOptions, Service, saga_work_queues};
 use crate::harness::rabbitmq::RabbitMq;
 use crate::scenario::Scenario;
-use crate::stream::order_for;
+use crate::stream::order_body;
 
 /// How long an order may take to complete, or the fleet to move to the other node.
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,15 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn orders_complete(api: &Api, label: &str, count: usize) {
     let mut placed: Vec<Uuid> = Vec::new();
     for index in 0..count {
-        let (customer_id, lines) = order_for(index);
-        let body = json!({
-            "customer_id": customer_id,
-            "items": lines.iter().map(|l| json!({
-                "product_id": l.product_id,
-                "quantity": l.quantity,
-                "unit_price_cents": l.unit_price_cents,
-            })).collect::<Vec<Value>>(),
-        });
+        let body = order_body(index);
         let key = format!("failover-{label}-{index}-{}", Uuid::new_v4().simple());
         let order_id = eventually(&format!("order {label} {index} accepted"), WAIT, || {
             let (body, key) = (&body, &key);

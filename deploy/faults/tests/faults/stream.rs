@@ -72,6 +72,19 @@ pub struct Line {
     pub unit_price_cents: i64,
 }
 
+/// The `index`-th order as the body of `POST /api/orders`.
+pub fn order_body(index: usize) -> Value {
+    let (customer_id, lines) = order_for(index);
+    json!({
+        "customer_id": customer_id,
+        "items": lines.iter().map(|l| json!({
+            "product_id": l.product_id,
+            "quantity": l.quantity,
+            "unit_price_cents": l.unit_price_cents,
+        })).collect::<Vec<Value>>(),
+    })
+}
+
 /// The `index`-th order of every stream: the same mix, in the same order, every run.
 ///
 /// Per ten orders: five that complete (one of them with two products, all or nothing), one from
@@ -180,14 +193,7 @@ impl OrderStream {
                 pace.tick().await;
                 let (customer_id, lines) = order_for(index);
                 let key = format!("faults-{}-{index:04}", &run_id[..8]);
-                let body = json!({
-                    "customer_id": customer_id,
-                    "items": lines.iter().map(|l| json!({
-                        "product_id": l.product_id,
-                        "quantity": l.quantity,
-                        "unit_price_cents": l.unit_price_cents,
-                    })).collect::<Vec<Value>>(),
-                });
+                let body = order_body(index);
                 match place_patiently(&api, index, &body, &key, plan.patience, &report).await {
                     Ok(order_id) => {
                         ledger.accepted.push(AcceptedOrder {
