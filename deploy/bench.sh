@@ -176,31 +176,13 @@ start_broker() {
         "management.tcp.ip = 127.0.0.1" "management.tcp.port = $mgmt" \
         "raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES" >"$BROKER_DIR/rabbitmq.conf"
     echo '[rabbitmq_management].' >"$BROKER_DIR/enabled_plugins"
-    : >"$BROKER_DIR/rabbitmq-env.conf"
     # Erlang refuses a cookie others can read.
     od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$BROKER_DIR/.erlang.cookie"
     chmod 400 "$BROKER_DIR/.erlang.cookie"
-    local -a as_user=()
-    if [ "$(id -u)" = 0 ]; then
-        chown -R rabbitmq:rabbitmq "$BROKER_DIR"
-        as_user=(runuser -u rabbitmq --)
-    fi
     log "starting the benchmark's RabbitMQ node on 127.0.0.1:$RABBITMQ_PORT (raft.wal_max_size_bytes = $RABBITMQ_WAL_BYTES; its log goes to $OUT/rabbitmq/)"
-    (
-        cd "$BROKER_DIR"
-        exec "${as_user[@]}" env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$BROKER_DIR" LANG=C.UTF-8 \
-            RABBITMQ_NODENAME="$RUN_ID@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-            RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000)) \
-            RABBITMQ_MNESIA_BASE="$BROKER_DIR/mnesia" RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
-            RABBITMQ_CONFIG_FILE="$BROKER_DIR/rabbitmq.conf" \
-            RABBITMQ_ADVANCED_CONFIG_FILE="$BROKER_DIR/advanced.config" \
-            RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
-            RABBITMQ_CONF_ENV_FILE="$BROKER_DIR/rabbitmq-env.conf" \
-            RABBITMQ_PID_FILE="$BROKER_DIR/rabbitmq.pid" \
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} ${BENCH_RABBITMQ_ERL_ARGS:-}" \
-            "$server"
-    ) </dev/null >"$OUT/rabbitmq/start.log" 2>&1 &
-    BROKER_PID=$!
+    start_rabbit_node "$RUN_ID@localhost" "$BROKER_DIR" "$BROKER_DIR" "$RABBITMQ_PORT" \
+        "$((RABBITMQ_PORT + 20000))" "$OUT/rabbitmq/start.log" "${BENCH_RABBITMQ_ERL_ARGS:-}"
+    BROKER_PID=$RABBIT_NODE_PID
     local deadline=$((SECONDS + 120))
     until [ "$(rabbit_api "$RABBITMQ_API/api/overview")" = 200 ]; do
         if ! kill -0 "$BROKER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
@@ -323,7 +305,6 @@ case $code in 201 | 204) ;; *) die "could not grant $DEPLOY_RABBITMQ_USER on vho
 # The fleet's credentials: the caller's, or fresh ones. Exported, so run.sh hands them to the
 # services and loadgen (and each phase's child loadgen) finds them where it looks by default;
 # never on a command line.
-random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
 APP__AUTH__OPERATOR_TOKEN="${APP__AUTH__OPERATOR_TOKEN:-$(random_secret operator)}"
 APP__AUTH__JWT_SECRET="${APP__AUTH__JWT_SECRET:-$(random_secret jwt)}"
 export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET

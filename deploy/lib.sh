@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # variables set here are used by the scripts sourcing it
-# Shared helpers for the scripts in deploy/ (run.sh, test.sh, bench.sh, fresh-install-test.sh).
+# Shared helpers for the scripts in deploy/ (run.sh, cluster.sh, test.sh, bench.sh,
+# fresh-install-test.sh).
 # Source it; do not run it.
 #
 # Everything here is idempotent: a server that already answers is reused as it is
@@ -92,6 +93,132 @@ apt_install() {
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+# ---------------------------------------------------------------------------------------
+# The fleet's processes (run.sh, cluster.sh)
+
+# A random secret: hex behind a prefix, so the settings loader cannot mistake one for a number
+# and mangle it.
+random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
+
+# Operator routes refuse every request without a token, and customers need a signing secret,
+# so a fleet always runs with both: the caller's, or fresh random ones. Sets and exports
+# APP__AUTH__OPERATOR_TOKEN and APP__AUTH__JWT_SECRET; OPERATOR_TOKEN_ORIGIN and
+# JWT_SECRET_ORIGIN say where each came from.
+resolve_fleet_secrets() {
+    if [ -n "${APP__AUTH__OPERATOR_TOKEN:-}" ]; then
+        OPERATOR_TOKEN_ORIGIN="from APP__AUTH__OPERATOR_TOKEN"
+    elif [ -n "${APP__ADMIN__TOKEN:-}" ]; then
+        APP__AUTH__OPERATOR_TOKEN=$APP__ADMIN__TOKEN
+        OPERATOR_TOKEN_ORIGIN="from APP__ADMIN__TOKEN"
+        log "APP__ADMIN__TOKEN is deprecated: set APP__AUTH__OPERATOR_TOKEN instead (the old name goes in the next release)"
+    else
+        APP__AUTH__OPERATOR_TOKEN="$(random_secret operator)"
+        OPERATOR_TOKEN_ORIGIN="generated for this run"
+    fi
+    if [ -n "${APP__AUTH__JWT_SECRET:-}" ]; then
+        JWT_SECRET_ORIGIN="from APP__AUTH__JWT_SECRET"
+    else
+        APP__AUTH__JWT_SECRET="$(random_secret jwt)"
+        JWT_SECRET_ORIGIN="generated for this run"
+    fi
+    # Only the new names reach the services: the old one has been read above.
+    unset APP__ADMIN__TOKEN
+    export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET
+}
+
+# write_fleet_secrets DIR: the operator token and the JWT secret in DIR/operator-token and
+# DIR/jwt-secret, readable by this user only (deploy/token.sh reads the secret there). The umask
+# in a subshell: the services' logs keep the usual mode.
+write_fleet_secrets() {
+    (
+        umask 077
+        rm -f "$1/operator-token" "$1/jwt-secret" # an older file's mode
+        printf '%s\n' "$APP__AUTH__OPERATOR_TOKEN" >"$1/operator-token"
+        printf '%s\n' "$APP__AUTH__JWT_SECRET" >"$1/jwt-secret"
+    )
+    chmod 600 "$1/operator-token" "$1/jwt-secret"
+}
+
+# build_services BIN_DIR: the four services in release mode. Only those: the workspace's other
+# binaries (loadgen, the fault tests' fleet-node) would each add a full LTO link of the fleet to
+# every start.
+build_services() {
+    log "building release binaries"
+    cargo build --release -p orchestrator -p payment -p inventory -p notification --bins ||
+        die "the build failed (cargo's errors are above); docs/install.md lists what a machine needs"
+    local svc
+    for svc in orchestrator payment inventory notification; do
+        [ -x "$1/$svc" ] || die "$1/$svc was not built"
+    done
+}
+
+# Pids that `wait` collected (the number may be reused after that): pid -> 1.
+declare -A REAPED=()
+
+# True while the process runs (a zombie, i.e. exited but not yet reaped, counts as stopped).
+running() {
+    local stat
+    [ -z "${REAPED[$1]:-}" ] && stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+# stop_pids SECONDS PID...: SIGTERM to each of our children still running, up to SECONDS for
+# all of them, then SIGKILL; reaps them.
+stop_pids() {
+    local timeout=$1 pid left=() deadline
+    shift
+    for pid in "$@"; do
+        if running "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            left+=("$pid")
+        fi
+    done
+    [ "${#left[@]}" -gt 0 ] || return 0
+    log "stopping ${#left[@]} process(es) (up to ${timeout}s)"
+    deadline=$((SECONDS + timeout))
+    for pid in "${left[@]}"; do
+        while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        if running "$pid"; then
+            log "pid $pid did not stop in time; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        # Reap it here, quietly: bash would otherwise print a "Killed" job notice.
+        { wait "$pid"; } 2>/dev/null || true
+        REAPED[$pid]=1
+    done
+}
+
+# wait_services_ready SECONDS NAME...: waits until `ready NAME` holds for every NAME; fails fast
+# when one exits meanwhile. The caller defines `ready NAME` and `log_tail NAME`, and keeps each
+# NAME's pid in the associative array PID.
+wait_services_ready() {
+    local timeout=$1 deadline svc pending still
+    shift
+    deadline=$((SECONDS + timeout))
+    pending=("$@")
+    while [ "${#pending[@]}" -gt 0 ]; do
+        still=()
+        for svc in "${pending[@]}"; do
+            if ready "$svc"; then
+                log "$svc is ready"
+            elif ! running "${PID[$svc]}"; then
+                log_tail "$svc"
+                die "$svc exited during start-up"
+            else
+                still+=("$svc")
+            fi
+        done
+        pending=("${still[@]}")
+        [ "${#pending[@]}" -eq 0 ] && break
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            for svc in "${pending[@]}"; do log_tail "$svc"; done
+            die "not ready after ${timeout}s: ${pending[*]} (GET /health/ready did not return 200)"
+        fi
+        sleep 1
+    done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -225,6 +352,17 @@ ensure_databases() {
     done
 }
 
+# drop_databases NAME...: drops each database, closing its connections.
+drop_databases() {
+    local db
+    for db in "$@"; do
+        log "dropping database $db"
+        psql "$DEPLOY_PG_URL" -v ON_ERROR_STOP=1 -Atq -v db="$db" \
+            <<<"SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec" >&2 ||
+            die "could not drop database $db"
+    done
+}
+
 # ---------------------------------------------------------------------------------------
 # RabbitMQ
 
@@ -317,6 +455,128 @@ ensure_rabbitmq_prometheus() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Private RabbitMQ nodes (bench.sh's own node, cluster.sh's three)
+
+RABBITMQ_LIB_BIN=/usr/lib/rabbitmq/bin
+
+# start_rabbit_node NODENAME HOME DIR AMQP_PORT DIST_PORT OUTFILE [ERL_ARGS]: a node of the
+# installed server (not Debian's service), in the background; sets RABBIT_NODE_PID (the
+# launcher's pid). DIR must hold rabbitmq.conf and enabled_plugins; HOME the .erlang.cookie
+# (mode 400 or 600: Erlang refuses a cookie others can read), which nodes sharing it can
+# cluster with and rabbit_ctl uses. The node keeps its data in DIR/mnesia and its logs in
+# DIR/log, runs as the rabbitmq user when we are root, and listens on 127.0.0.1 only.
+start_rabbit_node() {
+    local name=$1 home=$2 dir=$3 amqp=$4 dist=$5 out=$6 erl_args=${7:-}
+    local server=$RABBITMQ_LIB_BIN/rabbitmq-server
+    [ -x "$server" ] || die "$server is missing (is rabbitmq-server installed?)"
+    mkdir -p "$dir/mnesia" "$dir/log"
+    [ -f "$dir/rabbitmq-env.conf" ] || : >"$dir/rabbitmq-env.conf"
+    local -a as_user=()
+    if [ "$(id -u)" = 0 ]; then
+        chown -R rabbitmq:rabbitmq "$home" "$dir"
+        as_user=(runuser -u rabbitmq --)
+    fi
+    (
+        cd "$dir"
+        exec "${as_user[@]}" env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$home" LANG=C.UTF-8 \
+            RABBITMQ_NODENAME="$name" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+            RABBITMQ_NODE_PORT="$amqp" RABBITMQ_DIST_PORT="$dist" \
+            RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+            RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+            RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
+            RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+            RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" \
+            RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} $erl_args" \
+            "$server"
+    ) </dev/null >"$out" 2>&1 &
+    RABBIT_NODE_PID=$!
+}
+
+# rabbit_ctl HOME NODENAME ARGS...: rabbitmqctl against a node started by start_rabbit_node,
+# with the cookie in HOME (as root, the Debian wrapper in /usr/sbin would switch users and HOME).
+rabbit_ctl() {
+    local home=$1 node=$2
+    shift 2
+    HOME="$home" "$RABBITMQ_LIB_BIN/rabbitmqctl" -n "$node" "$@"
+}
+
+# wait_rabbit_node HOME NODENAME PID OUTFILE SECONDS: waits until the node that start_rabbit_node
+# started as PID has booted (on a clustered node's restart, that includes finding its peers);
+# dies with the end of OUTFILE when it exits first.
+wait_rabbit_node() {
+    local home=$1 node=$2 pid=$3 out=$4 deadline=$((SECONDS + $5))
+    until rabbit_ctl "$home" "$node" -q await_startup --timeout 5 >/dev/null 2>&1; do
+        if ! running "$pid"; then
+            tail -n 30 "$out" >&2 || true
+            die "$node exited during start-up (see $out and its log directory)"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || die "$node did not boot in $5s (see its log directory)"
+        sleep 1
+    done
+    log "$node is up"
+}
+
+# join_rabbit_cluster HOME FIRST NODE...: each NODE joins FIRST's cluster unless it is in it
+# already (a restarted cluster keeps its members); then all of them must be running.
+join_rabbit_cluster() {
+    local home=$1 first=$2 node count
+    shift 2
+    for node in "$@"; do
+        if rabbit_ctl "$home" "$node" -q cluster_status --formatter json |
+            jq -e --arg n "$first" '.disk_nodes | index($n)' >/dev/null; then
+            continue
+        fi
+        log "$node joins $first"
+        rabbit_ctl "$home" "$node" -q stop_app >&2 &&
+            rabbit_ctl "$home" "$node" -q join_cluster "$first" >&2 &&
+            rabbit_ctl "$home" "$node" -q start_app >&2 || die "$node could not join $first"
+    done
+    count="$(rabbit_ctl "$home" "$first" -q cluster_status --formatter json | jq '.running_nodes | length')" ||
+        die "cannot read the cluster's status from $first"
+    [ "$count" = $(($# + 1)) ] || die "the cluster runs $count nodes, not $(($# + 1))"
+    log "the cluster runs $count nodes"
+}
+
+# rabbit_put_user API USER PASSWORD: creates (or updates) USER with the "management" tag and
+# every permission on vhost /, through the management API at API as guest (which answers from
+# this machine only). The body goes on stdin: no password on a command line.
+rabbit_put_user() {
+    local api=$1 user=$2 code
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -u guest:guest -X PUT \
+        -H 'content-type: application/json' --data-binary @- "$api/api/users/$user" \
+        <<<"{\"password\":\"$3\",\"tags\":\"management\"}")" || true
+    case $code in 201 | 204) ;; *) die "could not create the RabbitMQ user $user (HTTP $code)" ;; esac
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -u guest:guest -X PUT \
+        -H 'content-type: application/json' -d '{"configure":".*","write":".*","read":".*"}' \
+        "$api/api/permissions/%2F/$user")" || true
+    case $code in 201 | 204) ;; *) die "could not grant $user on vhost / (HTTP $code)" ;; esac
+}
+
+# ---------------------------------------------------------------------------------------
+# nginx (cluster.sh's load balancer)
+
+# Debian's nginx, run by cluster.sh as a private instance with its own configuration. The
+# package's own service is not wanted (it would hold port 80): if installing started it, it is
+# stopped and disabled at once.
+ensure_nginx() {
+    command -v nginx >/dev/null 2>&1 && return 0
+    local fresh=0
+    deb_installed nginx || fresh=1
+    apt_install nginx
+    if [ "$fresh" = 1 ]; then
+        if has_systemd; then
+            as_root systemctl disable --now nginx >&2 2>/dev/null || true
+        elif [ -x /etc/init.d/nginx ]; then
+            as_root service nginx stop >/dev/null 2>&1 || true
+            command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d nginx disable >/dev/null 2>&1 || true
+        fi
+    fi
+    command -v nginx >/dev/null 2>&1 || die "the nginx package is installed but nginx is not on PATH"
+    log "using $(nginx -v 2>&1)"
+}
+
+# ---------------------------------------------------------------------------------------
 # Prometheus (deploy/observability/)
 
 # promtool checks the alert rules and runs their unit tests; Debian's `prometheus` package ships
@@ -368,6 +628,23 @@ ensure_mail_catcher() {
     "$MAIL_CATCHER_PYTHON" -c 'import aiosmtpd' 2>/dev/null ||
         die "python3-aiosmtpd is installed but $MAIL_CATCHER_PYTHON cannot import aiosmtpd"
     log "mail catcher: aiosmtpd installed"
+}
+
+# start_mail_catcher MAILDIR PORT LOGFILE: the catcher on 127.0.0.1:PORT, in the background;
+# keeps its pid in the caller's associative array PID (as "mail-catcher") and returns once it
+# accepts connections.
+# A Maildir needs its three folders: aiosmtpd makes them only when the directory is new, and
+# refuses every message (500) in a directory an earlier run left without them.
+start_mail_catcher() {
+    local dir=$1 port=$2 logfile=$3
+    mkdir -p "$dir/new" "$dir/cur" "$dir/tmp"
+    (
+        exec "$MAIL_CATCHER_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" \
+            -c aiosmtpd.handlers.Mailbox "$dir"
+    ) </dev/null >"$logfile" 2>&1 &
+    PID[mail-catcher]=$!
+    wait_until "the mail catcher on 127.0.0.1:$port" "$DEPLOY_WAIT_SECONDS" port_open 127.0.0.1 "$port"
+    log "started the mail catcher (pid ${PID[mail-catcher]}) on 127.0.0.1:$port, Maildir $dir"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -66,29 +66,8 @@ MAIL_DIR="$DEPLOY_RUN_DIR/mail"
 export APP__NOTIFY__OPS_EMAIL="${APP__NOTIFY__OPS_EMAIL:-ops@localhost}"
 export APP__APPLICATION__HOST="${APP__APPLICATION__HOST:-127.0.0.1}"
 export APP__AMQP__URL="${APP__AMQP__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-# Operator routes refuse every request without a token, and customers need a signing secret,
-# so always run with both: the caller's, or fresh random ones (hex behind a prefix, so the
-# settings loader cannot mistake one for a number and mangle it).
-random_secret() { echo "$1-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
-if [ -n "${APP__AUTH__OPERATOR_TOKEN:-}" ]; then
-    OPERATOR_TOKEN_ORIGIN="from APP__AUTH__OPERATOR_TOKEN"
-elif [ -n "${APP__ADMIN__TOKEN:-}" ]; then
-    APP__AUTH__OPERATOR_TOKEN=$APP__ADMIN__TOKEN
-    OPERATOR_TOKEN_ORIGIN="from APP__ADMIN__TOKEN"
-    log "APP__ADMIN__TOKEN is deprecated: set APP__AUTH__OPERATOR_TOKEN instead (the old name goes in the next release)"
-else
-    APP__AUTH__OPERATOR_TOKEN="$(random_secret operator)"
-    OPERATOR_TOKEN_ORIGIN="generated for this run"
-fi
-if [ -n "${APP__AUTH__JWT_SECRET:-}" ]; then
-    JWT_SECRET_ORIGIN="from APP__AUTH__JWT_SECRET"
-else
-    APP__AUTH__JWT_SECRET="$(random_secret jwt)"
-    JWT_SECRET_ORIGIN="generated for this run"
-fi
-# Only the new names reach the services: the old one has been read above.
-unset APP__ADMIN__TOKEN
-export APP__AUTH__OPERATOR_TOKEN APP__AUTH__JWT_SECRET
+# Operator token and JWT secret: the caller's, or fresh random ones (deploy/lib.sh).
+resolve_fleet_secrets
 STOP_TIMEOUT="${SAGA_STOP_TIMEOUT:-20}"
 WITH_PROMETHEUS="${PROMETHEUS:-0}"
 READY_TIMEOUT=60
@@ -103,15 +82,6 @@ esac
 
 SECRETS_WRITTEN='' # set once this run wrote deploy/.run/{operator-token,jwt-secret}
 declare -A PID=() # service (or "prometheus", "mail-catcher") -> pid of the process we started
-declare -A REAPED=() # pid -> 1 once `wait` collected it (the number may be reused after that)
-
-# True while the process runs (a zombie, i.e. exited but not yet reaped, counts as stopped).
-running() {
-    local stat
-    [ -z "${REAPED[$1]:-}" ] && stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    stat=${stat##*) }
-    [ "${stat%% *}" != Z ]
-}
 
 log_tail() {
     log "last lines of $DEPLOY_RUN_DIR/$1.log:"
@@ -122,28 +92,8 @@ log_tail() {
 # Runs on every exit (Ctrl-C, a failed start, a crashed service, an error in this script).
 stop_services() {
     trap '' INT TERM # a second Ctrl-C must not cut the orderly stop short
-    local svc pid left=() deadline
-    for svc in "${!PID[@]}"; do
-        pid=${PID[$svc]}
-        if running "$pid"; then
-            kill -TERM "$pid" 2>/dev/null || true
-            left+=("$pid")
-        fi
-    done
-    if [ "${#left[@]}" -gt 0 ]; then
-        log "stopping ${#left[@]} service(s) (up to ${STOP_TIMEOUT}s)"
-        deadline=$((SECONDS + STOP_TIMEOUT))
-        for pid in "${left[@]}"; do
-            while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-            if running "$pid"; then
-                log "pid $pid did not stop in time; killing it"
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-            # Reap it here, quietly: bash would otherwise print a "Killed" job notice.
-            { wait "$pid"; } 2>/dev/null || true
-            REAPED[$pid]=1
-        done
-    fi
+    local svc
+    stop_pids "$STOP_TIMEOUT" "${PID[@]}"
     for svc in "${!PID[@]}"; do rm -f "$DEPLOY_RUN_DIR/$svc.pid"; done
     [ -z "$SECRETS_WRITTEN" ] || rm -f "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret"
     PID=()
@@ -307,39 +257,15 @@ ensure_databases saga_orchestrator saga_payment saga_inventory saga_notification
 upgrade_classic_work_queues
 [ "$WITH_PROMETHEUS" != 1 ] || ensure_promtool # the same package ships the server
 
-# For deploy/token.sh and scripts: readable by this user only (umask in a subshell: the
-# services' logs keep the usual mode).
-(
-    umask 077
-    rm -f "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret" # an older file's mode
-    printf '%s\n' "$APP__AUTH__OPERATOR_TOKEN" >"$DEPLOY_RUN_DIR/operator-token"
-    printf '%s\n' "$APP__AUTH__JWT_SECRET" >"$DEPLOY_RUN_DIR/jwt-secret"
-)
-chmod 600 "$DEPLOY_RUN_DIR/operator-token" "$DEPLOY_RUN_DIR/jwt-secret"
+# For deploy/token.sh and scripts: readable by this user only.
+write_fleet_secrets "$DEPLOY_RUN_DIR"
 SECRETS_WRITTEN=1
 
-log "building release binaries"
-# Only the four services: the workspace's other binaries (loadgen, the fault tests' fleet-node)
-# would each add a full LTO link of the fleet to every start.
-cargo build --release -p orchestrator -p payment -p inventory -p notification --bins ||
-    die "the build failed (cargo's errors are above); docs/install.md lists what a machine needs"
-
-for svc in "${SERVICES[@]}"; do
-    [ -x "$BIN_DIR/$svc" ] || die "$BIN_DIR/$svc was not built"
-done
+build_services "$BIN_DIR"
 
 # The mail catcher first, so the notification service's first mail finds it.
-# A Maildir needs its three folders: aiosmtpd makes them only when the directory is new, and
-# refuses every message (500) in a directory an earlier run left without them.
-mkdir -p "$MAIL_DIR/new" "$MAIL_DIR/cur" "$MAIL_DIR/tmp"
-(
-    exec "$MAIL_CATCHER_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
-        -c aiosmtpd.handlers.Mailbox "$MAIL_DIR"
-) </dev/null >"$DEPLOY_RUN_DIR/mail-catcher.log" 2>&1 &
-PID[mail-catcher]=$!
+start_mail_catcher "$MAIL_DIR" "$SMTP_PORT" "$DEPLOY_RUN_DIR/mail-catcher.log"
 echo "${PID[mail-catcher]}" >"$DEPLOY_RUN_DIR/mail-catcher.pid"
-wait_until "the mail catcher on 127.0.0.1:$SMTP_PORT" "$READY_TIMEOUT" port_open 127.0.0.1 "$SMTP_PORT"
-log "started the mail catcher (pid ${PID[mail-catcher]}) on 127.0.0.1:$SMTP_PORT, Maildir $MAIL_DIR"
 
 for svc in "${SERVICES[@]}"; do
     logfile="$DEPLOY_RUN_DIR/$svc.log"
@@ -364,28 +290,7 @@ for svc in "${SERVICES[@]}"; do
 done
 
 # Wait until every service reports ready; fail fast if one exits meanwhile.
-deadline=$((SECONDS + READY_TIMEOUT))
-pending=("${SERVICES[@]}")
-while [ "${#pending[@]}" -gt 0 ]; do
-    still=()
-    for svc in "${pending[@]}"; do
-        if ready "$svc"; then
-            log "$svc is ready"
-        elif ! running "${PID[$svc]}"; then
-            log_tail "$svc"
-            die "$svc exited during start-up"
-        else
-            still+=("$svc")
-        fi
-    done
-    pending=("${still[@]}")
-    [ "${#pending[@]}" -eq 0 ] && break
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        for svc in "${pending[@]}"; do log_tail "$svc"; done
-        die "not ready after ${READY_TIMEOUT}s: ${pending[*]} (GET /health/ready did not return 200)"
-    fi
-    sleep 1
-done
+wait_services_ready "$READY_TIMEOUT" "${SERVICES[@]}"
 
 api="http://$PROBE_HOST"
 log "all services are ready"
