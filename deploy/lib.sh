@@ -553,6 +553,22 @@ rabbit_put_user() {
     case $code in 201 | 204) ;; *) die "could not grant $user on vhost / (HTTP $code)" ;; esac
 }
 
+# apt_install_without_service PACKAGE: installs a package whose own system service is not
+# wanted (the scripts run private instances on their own ports): if installing started it, it is
+# stopped and disabled at once, so it holds no port.
+apt_install_without_service() {
+    local package=$1 fresh=0
+    deb_installed "$package" || fresh=1
+    apt_install "$package"
+    [ "$fresh" = 1 ] || return 0
+    if has_systemd; then
+        as_root systemctl disable --now "$package" >&2 2>/dev/null || true
+    elif [ -x "/etc/init.d/$package" ]; then
+        as_root service "$package" stop >/dev/null 2>&1 || true
+        command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d "$package" disable >/dev/null 2>&1 || true
+    fi
+}
+
 # ---------------------------------------------------------------------------------------
 # nginx (cluster.sh's load balancer)
 
@@ -561,17 +577,7 @@ rabbit_put_user() {
 # stopped and disabled at once.
 ensure_nginx() {
     command -v nginx >/dev/null 2>&1 && return 0
-    local fresh=0
-    deb_installed nginx || fresh=1
-    apt_install nginx
-    if [ "$fresh" = 1 ]; then
-        if has_systemd; then
-            as_root systemctl disable --now nginx >&2 2>/dev/null || true
-        elif [ -x /etc/init.d/nginx ]; then
-            as_root service nginx stop >/dev/null 2>&1 || true
-            command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d nginx disable >/dev/null 2>&1 || true
-        fi
-    fi
+    apt_install_without_service nginx
     command -v nginx >/dev/null 2>&1 || die "the nginx package is installed but nginx is not on PATH"
     log "using $(nginx -v 2>&1)"
 }
@@ -587,17 +593,7 @@ ensure_promtool() {
     if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
         return 0
     fi
-    local fresh=0
-    deb_installed prometheus || fresh=1
-    apt_install prometheus
-    if [ "$fresh" = 1 ]; then
-        if has_systemd; then
-            as_root systemctl disable --now prometheus >&2 2>/dev/null || true
-        elif [ -x /etc/init.d/prometheus ]; then
-            as_root service prometheus stop >/dev/null 2>&1 || true
-            command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
-        fi
-    fi
+    apt_install_without_service prometheus
     command -v promtool >/dev/null 2>&1 || die "the prometheus package is installed but promtool is not on PATH"
     log "using $(promtool --version 2>&1 | head -n1)"
 }

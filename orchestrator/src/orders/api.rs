@@ -340,18 +340,7 @@ pub async fn list_orders(
         limit: limit + 1,
     };
     let mut orders = store::list(&state.app.db, &filter).await?;
-    let next_cursor = if orders.len() as u64 > limit {
-        orders.truncate(limit as usize);
-        orders.last().map(|o| {
-            Cursor {
-                created_at: o.created_at,
-                order_id: o.order_id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let next_cursor = Cursor::next_page(&mut orders, limit, |o| (o.created_at, o.order_id));
     Ok(Json(OrderPage {
         items: orders.iter().map(OrderView::from).collect(),
         next_cursor,

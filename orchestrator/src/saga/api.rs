@@ -139,18 +139,7 @@ pub async fn list_sagas(
     let limit = u64::from(query.limit.get());
     let mut sagas =
         store::search(&state.db, &query.filter, query.cursor.as_ref(), limit + 1).await?;
-    let next_cursor = if sagas.len() as u64 > limit {
-        sagas.truncate(limit as usize);
-        sagas.last().map(|o| {
-            Cursor {
-                created_at: o.created_at,
-                order_id: o.order_id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let next_cursor = Cursor::next_page(&mut sagas, limit, |o| (o.created_at, o.order_id));
     let now = Utc::now();
     Ok(Json(SagaPage {
         items: sagas.iter().map(|o| SagaView::of(o, now)).collect(),

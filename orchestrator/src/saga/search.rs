@@ -67,6 +67,27 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Ends a page read with one row more than `limit`: drops that row and answers the cursor
+    /// of the page's last one, or `None` when there was no extra row (the last page).
+    pub fn next_page<T>(
+        rows: &mut Vec<T>,
+        limit: u64,
+        key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+    ) -> Option<String> {
+        if rows.len() as u64 <= limit {
+            return None;
+        }
+        rows.truncate(limit as usize);
+        rows.last().map(|row| {
+            let (created_at, order_id) = key(row);
+            Self {
+                created_at,
+                order_id,
+            }
+            .encode()
+        })
+    }
+
     pub fn encode(&self) -> String {
         format!(
             "{}_{}",
